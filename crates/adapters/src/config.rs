@@ -1,0 +1,434 @@
+//! Configuration: built-in defaults < an optional TOML file < the original deployment's
+//! environment variables (`WC_WEBHOOK_SECRET`, `DATABASE_URL`, ...) < `LAZONA_*` variables
+//! (`LAZONA_DATABASE__URL` sets `database.url`).
+//!
+//! `config/default.toml` at the repository root is the commented reference of every key; it is
+//! compiled in as the defaults.
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::SecretString;
+use serde::{Deserialize, Deserializer};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// The built-in defaults: the repository's `config/default.toml`.
+pub const DEFAULT_TOML: &str = include_str!("../../../config/default.toml");
+
+/// The original (Django) deployment's variables, and the key each one sets.
+pub const LEGACY_ENV: &[(&str, &str)] = &[
+    ("WC_WEBHOOK_SECRET", "webhook.secret"),
+    ("DATABASE_URL", "database.url"),
+    ("REDIS_URL", "queue.redis_url"),
+    ("KOIKI_HOST", "koiki.host"),
+    ("KOIKI_AUTH_TOKEN", "koiki.auth_token"),
+    ("KOIKI_TRACKING_HOST", "koiki.tracking_host"),
+    ("KOIKI_TRACKING_AUTH_TOKEN", "koiki.tracking_auth_token"),
+    ("WCFMMP_HOST", "shop.host"),
+    ("WCFMMP_USER", "shop.user"),
+    ("WCFMMP_PASSWORD", "shop.password"),
+    ("WP_PARTNER_ROLE", "shop.partner_role"),
+    ("KOIKI_ERROR_MAIL_RECIPIENTS", "mail.admin_recipients"),
+    ("EMAIL_HOST", "mail.host"),
+    ("EMAIL_PORT", "mail.port"),
+    ("EMAIL_HOST_USER", "mail.user"),
+    ("EMAIL_HOST_PASSWORD", "mail.password"),
+    ("EMAIL_USE_TLS", "mail.use_tls"),
+    ("EMAIL_USE_SSL", "mail.use_ssl"),
+    ("DEFAULT_FROM_EMAIL", "mail.from"),
+    ("SUGARCRM_REST_URL", "crm.rest_url"),
+    ("SUGARCRM_USER", "crm.user"),
+    ("SUGARCRM_PASSWORD", "crm.password"),
+    ("SUGARCRM_MEMBERSHIP_ROLES", "crm.membership_roles"),
+    ("LOG_FORMAT", "log.format"),
+];
+
+/// The original's variables that have no meaning here (Django, Sentry, Scout): accepted and
+/// ignored, so its env file works unchanged.
+pub const IGNORED_LEGACY_ENV: &[&str] = &[
+    "SECRET_KEY",
+    "DJANGO_DEBUG",
+    "DATABASE_DISABLE_SSL",
+    "WC_WEBHOOK_USER",
+    "SECURE_SSL_REDIRECT",
+    "CSRF_COOKIE_SECURE",
+    "SESSION_COOKIE_SECURE",
+    "SENTRY_DSN",
+    "SCOUT_MONITOR",
+    "SCOUT_KEY",
+    "SCOUT_NAME",
+];
+
+/// The whole configuration. Each part belongs to the adapter or app that uses it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    /// Where `lazona-http` listens.
+    pub listen: SocketAddr,
+    /// Webhook intake.
+    pub webhook: WebhookConfig,
+    /// The SQL database (inbox and jobs).
+    pub database: DatabaseConfig,
+    /// The inbox writer.
+    pub inbox: InboxConfig,
+    /// The job queue.
+    pub queue: QueueConfig,
+    /// The worker.
+    pub worker: WorkerConfig,
+    /// Koiki, the carrier.
+    pub koiki: KoikiConfig,
+    /// The WordPress shop (WCFM, WooCommerce, WordPress users).
+    pub shop: ShopConfig,
+    /// Outgoing mail.
+    pub mail: MailConfig,
+    /// SugarCRM.
+    pub crm: CrmConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// Webhook intake.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebhookConfig {
+    /// The secret set in WooCommerce's webhook form (`WC_WEBHOOK_SECRET`).
+    pub secret: Option<SecretString>,
+    /// Bodies larger than this are answered 413.
+    pub max_body_bytes: usize,
+}
+
+/// The SQL database.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseConfig {
+    /// `sqlite://file.db?mode=rwc` or `postgres://...` (`DATABASE_URL`).
+    pub url: SecretString,
+    /// Pool size (Postgres; SQLite uses what it needs).
+    pub max_connections: u32,
+    /// How long a request waits for a connection before the database counts as down.
+    #[serde(deserialize_with = "seconds")]
+    pub acquire_timeout_secs: Duration,
+    /// Run the migrations when a binary starts.
+    pub migrate_on_start: bool,
+}
+
+/// The inbox's group-commit writer.
+#[derive(Debug, Clone, Deserialize)]
+pub struct InboxConfig {
+    /// Writer connections (Postgres; SQLite always has one writer).
+    pub writers: usize,
+    /// Most webhooks per transaction on Postgres.
+    pub max_batch: usize,
+    /// Most webhooks per transaction on SQLite.
+    pub sqlite_max_batch: usize,
+}
+
+/// The job queue.
+#[derive(Debug, Clone, Deserialize)]
+pub struct QueueConfig {
+    /// `sql` (the jobs table in the database).
+    pub backend: String,
+    /// Redis URL (`REDIS_URL`), for the Redis backend.
+    pub redis_url: Option<SecretString>,
+}
+
+/// The worker.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WorkerConfig {
+    /// Run a worker inside `lazona-http`: `auto` (yes on SQLite), `true` or `false`.
+    #[serde(deserialize_with = "auto_bool")]
+    pub embedded: Option<bool>,
+    /// Jobs run at the same time.
+    pub concurrency: usize,
+    /// How long a reserved job is held before another worker may take it.
+    #[serde(deserialize_with = "seconds")]
+    pub lease_secs: Duration,
+    /// How often an idle worker looks for jobs.
+    #[serde(deserialize_with = "millis")]
+    pub poll_interval_ms: Duration,
+    /// How long shutdown waits for jobs in flight.
+    #[serde(deserialize_with = "seconds")]
+    pub shutdown_timeout_secs: Duration,
+}
+
+/// Koiki.
+#[derive(Debug, Clone, Deserialize)]
+pub struct KoikiConfig {
+    /// `KOIKI_HOST`, e.g. `https://rekistest.koiki.es/services`.
+    pub host: String,
+    /// `KOIKI_AUTH_TOKEN`.
+    pub auth_token: Option<SecretString>,
+    /// `KOIKI_TRACKING_HOST`.
+    pub tracking_host: String,
+    /// `KOIKI_TRACKING_AUTH_TOKEN`.
+    pub tracking_auth_token: Option<SecretString>,
+}
+
+/// The WordPress shop.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ShopConfig {
+    /// `WCFMMP_HOST`: the site's base URL.
+    pub host: String,
+    /// `WCFMMP_USER`.
+    pub user: String,
+    /// `WCFMMP_PASSWORD`.
+    pub password: Option<SecretString>,
+    /// `WP_PARTNER_ROLE`.
+    pub partner_role: String,
+}
+
+/// Outgoing mail.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MailConfig {
+    /// `EMAIL_HOST`.
+    pub host: String,
+    /// `EMAIL_PORT`.
+    pub port: u16,
+    /// `EMAIL_HOST_USER`.
+    pub user: String,
+    /// `EMAIL_HOST_PASSWORD`.
+    pub password: Option<SecretString>,
+    /// `EMAIL_USE_TLS` (STARTTLS).
+    #[serde(deserialize_with = "flexible_bool")]
+    pub use_tls: bool,
+    /// `EMAIL_USE_SSL` (implicit TLS).
+    #[serde(deserialize_with = "flexible_bool")]
+    pub use_ssl: bool,
+    /// `DEFAULT_FROM_EMAIL`.
+    pub from: String,
+    /// `KOIKI_ERROR_MAIL_RECIPIENTS`: the admins.
+    #[serde(deserialize_with = "string_list")]
+    pub admin_recipients: Vec<String>,
+}
+
+/// SugarCRM.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CrmConfig {
+    /// `SUGARCRM_REST_URL`.
+    pub rest_url: String,
+    /// `SUGARCRM_USER`.
+    pub user: String,
+    /// `SUGARCRM_PASSWORD`.
+    pub password: Option<SecretString>,
+    /// `SUGARCRM_MEMBERSHIP_ROLES`.
+    #[serde(deserialize_with = "string_list")]
+    pub membership_roles: Vec<String>,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogConfig {
+    /// `text` or `json` (`LOG_FORMAT`).
+    pub format: String,
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A value is missing or has the wrong type.
+    #[error("invalid configuration: {0}")]
+    Invalid(#[from] Box<figment::Error>),
+    /// The `--config` file does not exist.
+    #[error("configuration file {0} not found")]
+    MissingFile(String),
+}
+
+impl Settings {
+    /// Loads the configuration from the process environment and an optional TOML file.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when the file is missing or a value is invalid.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::figment(file)?.extract().map_err(|e| ConfigError::Invalid(Box::new(e)))
+    }
+
+    /// The figment behind [`Settings::load`], for callers that add their own layers.
+    ///
+    /// # Errors
+    /// [`ConfigError::MissingFile`] when `file` does not exist.
+    pub fn figment(file: Option<&Path>) -> Result<Figment, ConfigError> {
+        let mut figment = Figment::new().merge(Toml::string(DEFAULT_TOML));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::MissingFile(path.display().to_string()));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let legacy = Env::raw()
+            .only(&LEGACY_ENV.iter().map(|(k, _)| *k).collect::<Vec<_>>())
+            .map(|key| {
+                LEGACY_ENV
+                    .iter()
+                    .find(|(k, _)| key.as_str().eq_ignore_ascii_case(k))
+                    .map(|(_, v)| (*v).into())
+                    .unwrap_or_else(|| key.into())
+            });
+        Ok(figment
+            .merge(legacy)
+            .merge(Env::prefixed("LAZONA_").split("__")))
+    }
+
+    /// Whether `lazona-http` runs a worker in-process: `worker.embedded`, or on `auto` when the
+    /// database is SQLite.
+    pub fn embedded_worker(&self) -> bool {
+        self.worker.embedded.unwrap_or_else(|| self.database.is_sqlite())
+    }
+}
+
+impl DatabaseConfig {
+    /// Whether the URL names a SQLite database.
+    pub fn is_sqlite(&self) -> bool {
+        use secrecy::ExposeSecret;
+        self.url.expose_secret().starts_with("sqlite:")
+    }
+}
+
+fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    Ok(Duration::from_secs_f64(f64::deserialize(d)?))
+}
+
+fn millis<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    Ok(Duration::from_millis(u64::deserialize(d)?))
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Flexible {
+    Bool(bool),
+    Int(i64),
+    Str(String),
+}
+
+fn parse_bool(s: &str) -> Option<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" | "" => Some(false),
+        _ => None,
+    }
+}
+
+/// `true`/`false`, `1`/`0` (the original's `EMAIL_USE_TLS=1`), `yes`/`no`.
+fn flexible_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    match Flexible::deserialize(d)? {
+        Flexible::Bool(b) => Ok(b),
+        Flexible::Int(i) => Ok(i != 0),
+        Flexible::Str(s) => parse_bool(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("expected a boolean, got {s:?}"))),
+    }
+}
+
+/// `auto` (None) or a boolean.
+fn auto_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    match Flexible::deserialize(d)? {
+        Flexible::Str(s) if s.trim().eq_ignore_ascii_case("auto") => Ok(None),
+        Flexible::Bool(b) => Ok(Some(b)),
+        Flexible::Int(i) => Ok(Some(i != 0)),
+        Flexible::Str(s) => parse_bool(&s).map(Some).ok_or_else(|| {
+            serde::de::Error::custom(format!("expected auto, true or false, got {s:?}"))
+        }),
+    }
+}
+
+/// A TOML list, or a comma-separated string (the original's env format); blanks are dropped.
+fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrString {
+        List(Vec<String>),
+        Str(String),
+    }
+    let items = match ListOrString::deserialize(d)? {
+        ListOrString::List(items) => items,
+        ListOrString::Str(s) => s.split(',').map(str::to_owned).collect(),
+    };
+    Ok(items
+        .into_iter()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn defaults_need_no_configuration() {
+        Jail::expect_with(|_| {
+            let s = Settings::load(None).expect("defaults load");
+            assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+            assert!(s.database.is_sqlite());
+            assert!(s.embedded_worker());
+            assert!(s.webhook.secret.is_none());
+            assert_eq!(s.webhook.max_body_bytes, 1024 * 1024);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_original_env_file_works_unchanged() {
+        Jail::expect_with(|jail| {
+            jail.set_env("WC_WEBHOOK_SECRET", "123");
+            jail.set_env("DATABASE_URL", "postgres://u:p@db/lazona");
+            jail.set_env("KOIKI_HOST", "https://rekistest.koiki.es/services");
+            jail.set_env("KOIKI_ERROR_MAIL_RECIPIENTS", "a@x.coop, b@x.coop,");
+            jail.set_env("EMAIL_USE_TLS", "1");
+            jail.set_env("EMAIL_PORT", "587");
+            jail.set_env("SUGARCRM_MEMBERSHIP_ROLES", "^member^,^is_partner^");
+            jail.set_env("SECRET_KEY", "django");
+            let s = Settings::load(None).expect("legacy env loads");
+            assert_eq!(s.webhook.secret.as_ref().map(|x| x.expose_secret()), Some("123"));
+            assert!(!s.database.is_sqlite());
+            assert!(!s.embedded_worker());
+            assert_eq!(s.koiki.host, "https://rekistest.koiki.es/services");
+            assert_eq!(s.mail.admin_recipients, ["a@x.coop", "b@x.coop"]);
+            assert!(s.mail.use_tls);
+            assert_eq!(s.mail.port, 587);
+            assert_eq!(s.crm.membership_roles, ["^member^", "^is_partner^"]);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn lazona_variables_win_over_the_file_and_the_legacy_names() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "c.toml",
+                "listen = \"0.0.0.0:9000\"\n[webhook]\nsecret = \"from-file\"\n[worker]\nembedded = false\n",
+            )?;
+            jail.set_env("WC_WEBHOOK_SECRET", "legacy");
+            jail.set_env("LAZONA_WEBHOOK__SECRET", "new");
+            jail.set_env("LAZONA_LISTEN", "127.0.0.1:9999");
+            let s = Settings::load(Some(Path::new("c.toml"))).expect("loads");
+            assert_eq!(s.webhook.secret.as_ref().map(|x| x.expose_secret()), Some("new"));
+            assert_eq!(s.listen.to_string(), "127.0.0.1:9999");
+            assert!(!s.embedded_worker());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_missing_file_and_a_bad_value_are_clear_errors() {
+        Jail::expect_with(|jail| {
+            let err = Settings::load(Some(Path::new("nope.toml"))).unwrap_err();
+            assert!(err.to_string().contains("nope.toml"), "{err}");
+            jail.set_env("LAZONA_LISTEN", "not an address");
+            let err = Settings::load(None).unwrap_err();
+            assert!(err.to_string().contains("listen"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug() {
+        Jail::expect_with(|jail| {
+            jail.set_env("WC_WEBHOOK_SECRET", "hunter2-webhook");
+            jail.set_env("KOIKI_AUTH_TOKEN", "hunter2-koiki");
+            jail.set_env("DATABASE_URL", "postgres://u:hunter2-db@h/d");
+            let s = Settings::load(None).expect("loads");
+            let debug = format!("{s:?}");
+            assert!(!debug.contains("hunter2"), "{debug}");
+            Ok(())
+        });
+    }
+}

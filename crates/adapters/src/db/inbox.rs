@@ -1,0 +1,451 @@
+//! The webhook inbox on SQL, with a group-commit writer.
+//!
+//! [`SqlInbox::record`] hands its webhook to a writer task and waits. Writer tasks take every
+//! webhook waiting (up to a batch size), insert them and their jobs in **one transaction**, commit,
+//! and only then answer each caller. One commit (one fsync) serves a whole batch, which is what
+//! makes durable acknowledgement cheap under load. On Postgres several writers run on their own
+//! connections with small batches; SQLite has a single writer.
+
+use super::entity::webhook;
+use super::{Database, boxed, from_millis, millis};
+use crate::config::InboxConfig;
+use async_trait::async_trait;
+use bytes::Bytes;
+use domain::error::InboxError;
+use domain::model::{
+    JobKind, NewWebhook, RecordOutcome, Recorded, Resource, Webhook, WebhookFilter, WebhookId,
+    WebhookStatus, WebhookSummary,
+};
+use domain::ports::WebhookInbox;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, Statement, TransactionTrait, Value,
+};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::{Mutex, Notify, mpsc, oneshot};
+
+type Reply = oneshot::Sender<Result<Recorded, InboxError>>;
+
+struct WriteRequest {
+    key: String,
+    webhook: NewWebhook,
+    reply: Reply,
+}
+
+/// The inbox on the connector's SQL database.
+#[derive(Clone)]
+pub struct SqlInbox {
+    db: Database,
+    tx: mpsc::Sender<WriteRequest>,
+    jobs_ready: Arc<Notify>,
+    local_keys: Arc<AtomicU64>,
+    key_prefix: Arc<str>,
+}
+
+impl std::fmt::Debug for SqlInbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlInbox").finish_non_exhaustive()
+    }
+}
+
+impl SqlInbox {
+    /// Starts the writer tasks (on the current tokio runtime). They stop when the last clone of
+    /// the inbox is dropped, after writing what they were given.
+    pub fn start(db: Database, cfg: &InboxConfig) -> Self {
+        let sqlite = db.backend() == DbBackend::Sqlite;
+        let (writers, max_batch) = if sqlite {
+            (1, cfg.sqlite_max_batch.max(1))
+        } else {
+            (cfg.writers.max(1), cfg.max_batch.max(1))
+        };
+        let (tx, rx) = mpsc::channel::<WriteRequest>(writers * max_batch * 4);
+        let rx = Arc::new(Mutex::new(rx));
+        let jobs_ready = Arc::new(Notify::new());
+        for _ in 0..writers {
+            tokio::spawn(writer(db.clone(), rx.clone(), max_batch, jobs_ready.clone()));
+        }
+        let nonce = std::process::id() as u128 * 1_000_003
+            + std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default();
+        SqlInbox {
+            db,
+            tx,
+            jobs_ready,
+            local_keys: Arc::new(AtomicU64::new(0)),
+            key_prefix: format!("local-{nonce:x}-").into(),
+        }
+    }
+
+    /// Notified after each commit that enqueued jobs: an in-process worker waits on it instead of
+    /// polling.
+    pub fn jobs_ready(&self) -> Arc<Notify> {
+        self.jobs_ready.clone()
+    }
+
+    fn dedupe_key(&self, webhook: &NewWebhook) -> String {
+        match &webhook.delivery_id {
+            Some(id) => id.clone(),
+            None => {
+                let n = self.local_keys.fetch_add(1, Ordering::Relaxed);
+                format!("{}{n}", self.key_prefix)
+            }
+        }
+    }
+}
+
+async fn writer(
+    db: Database,
+    rx: Arc<Mutex<mpsc::Receiver<WriteRequest>>>,
+    max_batch: usize,
+    jobs_ready: Arc<Notify>,
+) {
+    let mut batch = Vec::with_capacity(max_batch);
+    loop {
+        {
+            let mut rx = rx.lock().await;
+            match rx.recv().await {
+                Some(first) => batch.push(first),
+                None => return,
+            }
+            while batch.len() < max_batch {
+                match rx.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+        }
+        match write_batch(&db, &batch).await {
+            Ok((recorded, queued)) => {
+                for (req, rec) in batch.drain(..).zip(recorded) {
+                    let _ = req.reply.send(Ok(rec));
+                }
+                if queued {
+                    jobs_ready.notify_waiters();
+                    jobs_ready.notify_one();
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = ?e, rows = batch.len(), "inbox batch not committed");
+                let reason = e.to_string();
+                for req in batch.drain(..) {
+                    let err = InboxError::Unavailable(reason.clone().into());
+                    let _ = req.reply.send(Err(err));
+                }
+            }
+        }
+    }
+}
+
+const INSERT_COLUMNS: &str = "dedupe_key, resource, topic, event, delivery_id, wc_webhook_id, \
+     source, subject_id, headers, body, received_at, status, error";
+
+/// Inserts the batch and the jobs of its new queued webhooks in one transaction. Returns each
+/// request's outcome, in order, and whether any job was enqueued.
+async fn write_batch(db: &Database, batch: &[WriteRequest]) -> Result<(Vec<Recorded>, bool), DbErr> {
+    let backend = db.backend();
+    let txn = db.conn().begin().await?;
+
+    let mut insert = SqlBuilder::new(backend, format!("INSERT INTO webhooks ({INSERT_COLUMNS}) VALUES "));
+    for (i, req) in batch.iter().enumerate() {
+        let w = &req.webhook;
+        insert.row(i, [
+            req.key.clone().into(),
+            w.resource.as_str().into(),
+            w.topic.clone().into(),
+            w.event.clone().into(),
+            w.delivery_id.clone().into(),
+            w.wc_webhook_id.into(),
+            w.source.clone().into(),
+            w.subject_id.into(),
+            headers_json(&w.headers).into(),
+            Value::Bytes(Some(w.body.to_vec())),
+            millis(w.received_at).into(),
+            w.status.as_str().into(),
+            w.error.clone().into(),
+        ]);
+    }
+    insert.sql.push_str(" ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, dedupe_key");
+    let mut inserted: HashMap<String, i64> = HashMap::with_capacity(batch.len());
+    for row in txn.query_all_raw(insert.build()).await? {
+        inserted.insert(row.try_get_by_index(1)?, row.try_get_by_index(0)?);
+    }
+
+    // Keys stored before this batch: look their ids up.
+    let earlier: Vec<&str> = batch
+        .iter()
+        .map(|r| r.key.as_str())
+        .filter(|k| !inserted.contains_key(*k))
+        .collect();
+    let mut existing: HashMap<String, i64> = HashMap::new();
+    if !earlier.is_empty() {
+        let mut select =
+            SqlBuilder::new(backend, "SELECT id, dedupe_key FROM webhooks WHERE dedupe_key IN ".into());
+        select.row(0, earlier.iter().map(|k| Value::from(k.to_string())));
+        for row in txn.query_all_raw(select.build()).await? {
+            existing.insert(row.try_get_by_index(1)?, row.try_get_by_index(0)?);
+        }
+    }
+
+    let mut recorded = Vec::with_capacity(batch.len());
+    let mut jobs: Vec<i64> = Vec::new();
+    for req in batch {
+        if let Some(id) = inserted.remove(&req.key) {
+            // A later copy of the same delivery in this batch is its duplicate.
+            existing.insert(req.key.clone(), id);
+            if req.webhook.status == WebhookStatus::Queued {
+                jobs.push(id);
+            }
+            recorded.push(Recorded { id: WebhookId(id), outcome: RecordOutcome::Stored });
+        } else {
+            let id = existing.get(&req.key).copied().ok_or_else(|| {
+                DbErr::Custom(format!("webhook {:?} neither inserted nor found", req.key))
+            })?;
+            recorded.push(Recorded { id: WebhookId(id), outcome: RecordOutcome::Duplicate });
+        }
+    }
+
+    if !jobs.is_empty() {
+        let now = millis(chrono::Utc::now());
+        let mut insert = SqlBuilder::new(
+            backend,
+            "INSERT INTO jobs (kind, payload, status, attempts, due_at, created_at, updated_at) VALUES "
+                .into(),
+        );
+        for (i, id) in jobs.iter().enumerate() {
+            let kind = JobKind::ProcessWebhook { webhook_id: WebhookId(*id) };
+            let payload = serde_json::to_string(&kind).map_err(|e| DbErr::Custom(e.to_string()))?;
+            insert.row(i, [
+                kind.name().into(),
+                payload.into(),
+                "ready".into(),
+                0i32.into(),
+                now.into(),
+                now.into(),
+                now.into(),
+            ]);
+        }
+        txn.execute_raw(insert.build()).await?;
+    }
+    txn.commit().await?;
+    Ok((recorded, !jobs.is_empty()))
+}
+
+/// Builds a statement with bound values: `$n` placeholders on Postgres, `?` on SQLite.
+pub(crate) struct SqlBuilder {
+    backend: DbBackend,
+    pub(crate) sql: String,
+    values: Vec<Value>,
+}
+
+impl SqlBuilder {
+    pub(crate) fn new(backend: DbBackend, sql: String) -> Self {
+        SqlBuilder { backend, sql, values: Vec::new() }
+    }
+
+    /// Appends `(p1, p2, ...)` bound to `values`, preceded by `, ` unless it is the first row.
+    pub(crate) fn row(&mut self, index: usize, values: impl IntoIterator<Item = Value>) {
+        if index > 0 {
+            self.sql.push_str(", ");
+        }
+        self.sql.push('(');
+        for (i, v) in values.into_iter().enumerate() {
+            if i > 0 {
+                self.sql.push_str(", ");
+            }
+            self.param(v);
+        }
+        self.sql.push(')');
+    }
+
+    /// Appends one placeholder bound to `value`.
+    pub(crate) fn param(&mut self, value: Value) {
+        self.values.push(value);
+        match self.backend {
+            DbBackend::Postgres => {
+                self.sql.push('$');
+                self.sql.push_str(&self.values.len().to_string());
+            }
+            _ => self.sql.push('?'),
+        }
+    }
+
+    pub(crate) fn build(self) -> Statement {
+        Statement::from_sql_and_values(self.backend, self.sql, self.values)
+    }
+}
+
+fn headers_json(headers: &[(String, String)]) -> String {
+    serde_json::to_string(headers).unwrap_or_else(|_| "[]".to_owned())
+}
+
+fn unavailable(e: DbErr) -> InboxError {
+    InboxError::Unavailable(boxed(e))
+}
+
+fn summary(m: ListRow) -> Result<WebhookSummary, InboxError> {
+    Ok(WebhookSummary {
+        id: WebhookId(m.id),
+        resource: m.resource.parse().map_err(corrupt)?,
+        topic: m.topic,
+        delivery_id: m.delivery_id,
+        subject_id: m.subject_id,
+        status: m.status.parse().map_err(corrupt)?,
+        received_at: from_millis(m.received_at),
+        error: m.error,
+    })
+}
+
+fn corrupt(reason: String) -> InboxError {
+    InboxError::Unexpected(reason.into())
+}
+
+#[async_trait]
+impl WebhookInbox for SqlInbox {
+    async fn record(&self, webhook: NewWebhook) -> Result<Recorded, InboxError> {
+        let (reply, answer) = oneshot::channel();
+        let key = self.dedupe_key(&webhook);
+        self.tx
+            .send(WriteRequest { key, webhook, reply })
+            .await
+            .map_err(|_| InboxError::ShuttingDown)?;
+        answer.await.map_err(|_| InboxError::ShuttingDown)?
+    }
+
+    async fn get(&self, id: WebhookId) -> Result<Option<Webhook>, InboxError> {
+        let Some(m) = webhook::Entity::find_by_id(id.0)
+            .one(self.db.conn())
+            .await
+            .map_err(unavailable)?
+        else {
+            return Ok(None);
+        };
+        let headers: Vec<(String, String)> =
+            serde_json::from_str(&m.headers).map_err(|e| corrupt(e.to_string()))?;
+        let resource: Resource = m.resource.parse().map_err(corrupt)?;
+        let status: WebhookStatus = m.status.parse().map_err(corrupt)?;
+        let delivery_id = m.delivery_id.clone();
+        Ok(Some(Webhook {
+            id,
+            data: NewWebhook {
+                resource,
+                topic: m.topic,
+                event: m.event,
+                delivery_id,
+                wc_webhook_id: m.wc_webhook_id,
+                source: m.source,
+                subject_id: m.subject_id,
+                headers,
+                body: Bytes::from(m.body),
+                received_at: from_millis(m.received_at),
+                status,
+                error: if matches!(status, WebhookStatus::Rejected | WebhookStatus::Ignored) {
+                    m.error.clone()
+                } else {
+                    None
+                },
+            },
+            last_error: m.error,
+            processed_at: m.processed_at.map(from_millis),
+        }))
+    }
+
+    async fn list(&self, f: &WebhookFilter) -> Result<Vec<WebhookSummary>, InboxError> {
+        use webhook::Column as C;
+        let mut q = webhook::Entity::find();
+        if let Some(r) = f.resource {
+            q = q.filter(C::Resource.eq(r.as_str()));
+        }
+        if let Some(t) = &f.topic {
+            q = q.filter(C::Topic.eq(t.as_str()));
+        }
+        if let Some(s) = f.status {
+            q = q.filter(C::Status.eq(s.as_str()));
+        }
+        if let Some(id) = f.subject_id {
+            q = q.filter(C::SubjectId.eq(id));
+        }
+        if let Some(d) = &f.delivery_id {
+            q = q.filter(C::DeliveryId.eq(d.as_str()));
+        }
+        if let Some(t) = f.since {
+            q = q.filter(C::ReceivedAt.gte(millis(t)));
+        }
+        if let Some(t) = f.until {
+            q = q.filter(C::ReceivedAt.lt(millis(t)));
+        }
+        if let Some(id) = f.before_id {
+            q = q.filter(C::Id.lt(id.0));
+        }
+        let limit = if f.limit == 0 { 100 } else { f.limit };
+        let rows = q
+            .select_only()
+            .columns([
+                C::Id,
+                C::Resource,
+                C::Topic,
+                C::DeliveryId,
+                C::SubjectId,
+                C::ReceivedAt,
+                C::Status,
+                C::Error,
+            ])
+            .order_by_desc(C::Id)
+            .limit(limit)
+            .into_model::<ListRow>()
+            .all(self.db.conn())
+            .await
+            .map_err(unavailable)?;
+        rows.into_iter().map(summary).collect()
+    }
+
+    async fn set_status(
+        &self,
+        id: WebhookId,
+        status: WebhookStatus,
+        error: Option<String>,
+    ) -> Result<(), InboxError> {
+        let done = matches!(status, WebhookStatus::Processed | WebhookStatus::Failed);
+        let model = webhook::ActiveModel {
+            id: Set(id.0),
+            status: Set(status.as_str().to_owned()),
+            error: Set(error),
+            processed_at: Set(done.then(|| millis(chrono::Utc::now()))),
+            ..Default::default()
+        };
+        model.update(self.db.conn()).await.map_err(|e| match e {
+            DbErr::RecordNotUpdated => InboxError::Unexpected(format!("webhook {id} not found").into()),
+            e => unavailable(e),
+        })?;
+        Ok(())
+    }
+
+    async fn count(&self) -> Result<u64, InboxError> {
+        webhook::Entity::find().count(self.db.conn()).await.map_err(unavailable)
+    }
+
+    async fn ping(&self) -> Result<(), InboxError> {
+        self.db
+            .conn()
+            .execute_unprepared("SELECT 1")
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+}
+
+/// A listing row: the columns a summary shows.
+#[derive(Debug, sea_orm::FromQueryResult)]
+struct ListRow {
+    id: i64,
+    resource: String,
+    topic: Option<String>,
+    delivery_id: Option<String>,
+    subject_id: Option<i64>,
+    received_at: i64,
+    status: String,
+    error: Option<String>,
+}

@@ -1,0 +1,94 @@
+//! SQL storage through sea-orm, on SQLite (the embedded default) or Postgres: the webhook inbox
+//! ([`SqlInbox`]), the jobs table and its queue ([`SqlJobQueue`]), and the migrations
+//! ([`migration::Migrator`]).
+
+pub mod entity;
+mod inbox;
+pub mod migration;
+mod queue;
+
+pub use inbox::SqlInbox;
+pub use queue::SqlJobQueue;
+
+use crate::config::DatabaseConfig;
+use domain::error::BoxError;
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{ConnectOptions, DatabaseConnection, DbBackend, DbErr};
+use sea_orm_migration::MigratorTrait;
+use secrecy::ExposeSecret;
+use std::time::Duration;
+
+/// A connection pool to the connector's database.
+#[derive(Debug, Clone)]
+pub struct Database {
+    conn: DatabaseConnection,
+}
+
+impl Database {
+    /// Connects. SQLite files are created when missing and opened in WAL mode with
+    /// `synchronous=FULL`: a committed webhook survives a power cut.
+    ///
+    /// # Errors
+    /// The driver's error when the URL is invalid or the server cannot be reached.
+    pub async fn connect(cfg: &DatabaseConfig) -> Result<Self, DbErr> {
+        let url = cfg.url.expose_secret();
+        let mut opts = ConnectOptions::new(url.to_owned());
+        opts.sqlx_logging(false)
+            .acquire_timeout(cfg.acquire_timeout_secs)
+            .connect_timeout(cfg.acquire_timeout_secs);
+        if cfg.is_sqlite() {
+            // `sqlite::memory:` is one database per connection: keep a single one.
+            let max = if url.contains(":memory:") { 1 } else { 4 };
+            opts.max_connections(max).min_connections(1);
+            opts.map_sqlx_sqlite_opts(|o| {
+                o.journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Full)
+                    .busy_timeout(Duration::from_secs(10))
+                    .create_if_missing(true)
+            });
+        } else {
+            opts.max_connections(cfg.max_connections.max(2)).min_connections(1);
+        }
+        let conn = sea_orm::Database::connect(opts).await?;
+        Ok(Database { conn })
+    }
+
+    /// Applies the pending migrations.
+    ///
+    /// # Errors
+    /// The driver's error.
+    pub async fn migrate(&self) -> Result<(), DbErr> {
+        migration::Migrator::up(&self.conn, None).await
+    }
+
+    /// The sea-orm connection, for adapters that share the database.
+    pub fn conn(&self) -> &DatabaseConnection {
+        &self.conn
+    }
+
+    /// SQLite or Postgres.
+    pub fn backend(&self) -> DbBackend {
+        self.conn.get_database_backend()
+    }
+
+    /// Closes the pool.
+    ///
+    /// # Errors
+    /// The driver's error.
+    pub async fn close(self) -> Result<(), DbErr> {
+        self.conn.close().await
+    }
+}
+
+/// Milliseconds since the Unix epoch: how the jobs table stores times.
+pub(crate) fn millis(t: chrono::DateTime<chrono::Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub(crate) fn from_millis(ms: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+pub(crate) fn boxed(e: DbErr) -> BoxError {
+    Box::new(e)
+}

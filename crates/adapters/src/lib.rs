@@ -1,0 +1,10 @@
+//! Implementations of the domain's ports, and the plumbing the binaries share.
+//!
+//! - [`config`]: the figment loader (defaults < TOML file < legacy env names < `LAZONA_*`).
+//! - [`db`]: sea-orm storage on SQLite or Postgres: the webhook inbox with its group-commit
+//!   writer, the jobs table and its queue, and the migrations.
+//! - [`telemetry`]: tracing set-up for every binary.
+
+pub mod config;
+pub mod db;
+pub mod telemetry;

@@ -1,0 +1,230 @@
+//! Port errors: one enum per port, with the variants callers branch on. Every error says whether
+//! trying again later may help ([`Transience`]), which is what the worker's retry policy reads.
+
+use std::time::Duration;
+
+/// An opaque cause kept for logs.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Whether an operation that failed may succeed if tried again later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transience {
+    /// A timeout, a 5xx, a refused connection, a 429: retry later (after the hint, if any).
+    Transient {
+        /// The peer's `Retry-After`, when it sent one.
+        retry_after: Option<Duration>,
+    },
+    /// Invalid data or a 4xx: retrying cannot help.
+    Permanent,
+}
+
+/// Errors of the webhook inbox ([`crate::ports::WebhookInbox`]).
+#[derive(Debug, thiserror::Error)]
+pub enum InboxError {
+    /// The database cannot be reached or did not answer in time. The webhook was not stored.
+    #[error("inbox storage unavailable")]
+    Unavailable(#[source] BoxError),
+    /// The inbox is shutting down and takes no more writes.
+    #[error("inbox is shutting down")]
+    ShuttingDown,
+    /// Anything else.
+    #[error("inbox error")]
+    Unexpected(#[source] BoxError),
+}
+
+/// Errors of a job queue ([`crate::ports::JobQueue`]).
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The queue's backend cannot be reached.
+    #[error("job queue unavailable")]
+    Unavailable(#[source] BoxError),
+    /// No such job (or not held by the caller any more).
+    #[error("job {0} not found")]
+    NotFound(crate::model::JobId),
+    /// A stored job could not be decoded.
+    #[error("corrupt job {id}: {reason}")]
+    Corrupt {
+        /// The job.
+        id: crate::model::JobId,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// Anything else.
+    #[error("job queue error")]
+    Unexpected(#[source] BoxError),
+}
+
+/// Errors of a carrier ([`crate::ports::ShippingProvider`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ShippingError {
+    /// The carrier refused the request as a whole (a 4xx, a bad token).
+    #[error("carrier rejected the request: {reason}")]
+    Rejected {
+        /// The carrier's words.
+        reason: String,
+    },
+    /// The carrier could not be reached, timed out, or answered 5xx or 429.
+    #[error("carrier unavailable: {reason}")]
+    Unavailable {
+        /// What happened.
+        reason: String,
+        /// The carrier's `Retry-After`, when it sent one.
+        retry_after: Option<Duration>,
+    },
+    /// The carrier answered something that is not what its API promises.
+    #[error("carrier answered unexpectedly: {reason}")]
+    InvalidResponse {
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+impl ShippingError {
+    /// Whether trying again later may help.
+    pub fn transience(&self) -> Transience {
+        match self {
+            ShippingError::Unavailable { retry_after, .. } => Transience::Transient {
+                retry_after: *retry_after,
+            },
+            ShippingError::Rejected { .. } | ShippingError::InvalidResponse { .. } => {
+                Transience::Permanent
+            }
+        }
+    }
+}
+
+/// Errors of the CRM ([`crate::ports::Crm`]).
+#[derive(Debug, thiserror::Error)]
+pub enum CrmError {
+    /// The CRM refused the credentials.
+    #[error("crm authentication failed: {reason}")]
+    Authentication {
+        /// The CRM's words.
+        reason: String,
+    },
+    /// The CRM could not be reached, timed out, or answered 5xx.
+    #[error("crm unavailable: {reason}")]
+    Unavailable {
+        /// What happened.
+        reason: String,
+    },
+    /// The CRM answered something unexpected.
+    #[error("crm answered unexpectedly: {reason}")]
+    InvalidResponse {
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+impl CrmError {
+    /// Whether trying again later may help.
+    pub fn transience(&self) -> Transience {
+        match self {
+            CrmError::Unavailable { .. } => Transience::Transient { retry_after: None },
+            _ => Transience::Permanent,
+        }
+    }
+}
+
+/// Errors of the mailer ([`crate::ports::Mailer`]).
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    /// The SMTP server refused the message for good (a 5xx reply, a bad address).
+    #[error("mail rejected: {reason}")]
+    Rejected {
+        /// The server's words.
+        reason: String,
+    },
+    /// The SMTP server could not be reached or answered 4xx.
+    #[error("mail server unavailable: {reason}")]
+    Unavailable {
+        /// What happened.
+        reason: String,
+    },
+}
+
+/// Errors of the WordPress side (WCFM, WordPress users, WooCommerce REST).
+#[derive(Debug, thiserror::Error)]
+pub enum ShopError {
+    /// No such vendor, user or order.
+    #[error("not found in the shop: {what}")]
+    NotFound {
+        /// What was looked up.
+        what: String,
+    },
+    /// The shop refused the request (401, 403, other 4xx).
+    #[error("shop rejected the request: {reason}")]
+    Rejected {
+        /// What happened.
+        reason: String,
+    },
+    /// The shop could not be reached, timed out, or answered 5xx or 429.
+    #[error("shop unavailable: {reason}")]
+    Unavailable {
+        /// What happened.
+        reason: String,
+        /// The shop's `Retry-After`, when it sent one.
+        retry_after: Option<Duration>,
+    },
+    /// The shop answered something unexpected.
+    #[error("shop answered unexpectedly: {reason}")]
+    InvalidResponse {
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+/// Why a job handler failed: the worker retries transient failures and dead-letters permanent
+/// ones.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Try again later.
+    #[error("{reason}")]
+    Transient {
+        /// What happened.
+        reason: String,
+        /// Not before this long, when a peer said so.
+        retry_after: Option<Duration>,
+    },
+    /// Retrying cannot help: dead-letter the job with this reason.
+    #[error("{reason}")]
+    Permanent {
+        /// What happened.
+        reason: String,
+    },
+}
+
+impl JobError {
+    /// Builds the job error for a port error, from its [`Transience`].
+    pub fn from_port(err: &dyn std::error::Error, transience: Transience) -> Self {
+        let reason = error_chain(err);
+        match transience {
+            Transience::Transient { retry_after } => JobError::Transient {
+                reason,
+                retry_after,
+            },
+            Transience::Permanent => JobError::Permanent { reason },
+        }
+    }
+}
+
+/// The error and its sources, joined with `: `.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
+impl From<InboxError> for JobError {
+    fn from(e: InboxError) -> Self {
+        JobError::Transient {
+            reason: error_chain(&e),
+            retry_after: None,
+        }
+    }
+}

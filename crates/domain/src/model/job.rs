@@ -1,0 +1,57 @@
+//! Background jobs: what the worker runs.
+
+use super::webhook::WebhookId;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A queue's identifier of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JobId(pub i64);
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// What a job does. Serialised as JSON in the queue, tagged by `kind`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum JobKind {
+    /// Process a stored webhook (an order or a customer).
+    ProcessWebhook {
+        /// The inbox id of the webhook.
+        webhook_id: WebhookId,
+    },
+}
+
+impl JobKind {
+    /// A short name for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            JobKind::ProcessWebhook { .. } => "process_webhook",
+        }
+    }
+}
+
+/// A job to enqueue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewJob {
+    /// What to do.
+    pub kind: JobKind,
+    /// Not before this time (`None`: now).
+    pub run_at: Option<DateTime<Utc>>,
+}
+
+/// A job reserved by a worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    /// Its id.
+    pub id: JobId,
+    /// What to do.
+    pub kind: JobKind,
+    /// How many times it has been reserved, this time included.
+    pub attempt: u32,
+}

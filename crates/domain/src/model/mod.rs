@@ -1,0 +1,18 @@
+//! Domain types. Wire formats (WooCommerce, Koiki, SugarCRM JSON) are parsed into these by the
+//! adapters; the WooCommerce order and customer payloads are lenient serde models because the
+//! connector stores webhooks byte for byte and parses them only when it processes them.
+
+pub mod customer;
+pub mod job;
+pub mod order;
+pub mod shipment;
+pub mod webhook;
+
+pub use customer::Customer;
+pub use job::{Job, JobId, JobKind, NewJob};
+pub use order::{Address, Billing, LineItem, MetaData, Order, ShippingLine};
+pub use shipment::{ShipmentMethod, ShipmentStatus};
+pub use webhook::{
+    NewWebhook, Recorded, RecordOutcome, Resource, Webhook, WebhookFilter, WebhookId,
+    WebhookStatus, WebhookSummary,
+};

@@ -1,0 +1,148 @@
+//! A WooCommerce order (REST API v3 shape), lenient: every field the connector does not need may
+//! be missing, and meta values may be any JSON (WooCommerce sends arrays and objects there).
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// The parts of a WooCommerce order the connector uses. Unknown fields are ignored.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Order {
+    /// The order id.
+    pub id: i64,
+    /// The order key (`wc_order_...`), sent to Koiki as `numPedido`.
+    #[serde(default)]
+    pub order_key: String,
+    /// The WooCommerce order status (`processing`, ...).
+    #[serde(default)]
+    pub status: String,
+    /// The customer's note, sent to Koiki as `observaciones`.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub customer_note: String,
+    /// Where the parcel goes.
+    #[serde(default)]
+    pub shipping: Address,
+    /// The customer's contact data.
+    #[serde(default)]
+    pub billing: Billing,
+    /// The products, each with its vendor in `_vendor_id` meta.
+    #[serde(default)]
+    pub line_items: Vec<LineItem>,
+    /// The shipping methods, each with its vendor in `vendor_id` meta (WCFM).
+    #[serde(default)]
+    pub shipping_lines: Vec<ShippingLine>,
+}
+
+/// A postal address (the order's `shipping`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct Address {
+    /// First name.
+    pub first_name: String,
+    /// Last name.
+    pub last_name: String,
+    /// Street and number.
+    pub address_1: String,
+    /// More address.
+    pub address_2: String,
+    /// Postcode.
+    pub postcode: String,
+    /// City.
+    pub city: String,
+    /// State or province (a WooCommerce code such as `B`).
+    pub state: String,
+    /// ISO 3166 alpha-2 country.
+    pub country: String,
+}
+
+/// The order's `billing` contact data.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct Billing {
+    /// Phone, as typed by the customer.
+    pub phone: String,
+    /// E-mail.
+    pub email: String,
+}
+
+/// A product line.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct LineItem {
+    /// The line id.
+    #[serde(default)]
+    pub id: i64,
+    /// The product name.
+    #[serde(default)]
+    pub name: String,
+    /// How many.
+    #[serde(default)]
+    pub quantity: i64,
+    /// Meta entries (WCFM puts the vendor in `_vendor_id`).
+    #[serde(default)]
+    pub meta_data: Vec<MetaData>,
+}
+
+/// A shipping line.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ShippingLine {
+    /// The line id.
+    #[serde(default)]
+    pub id: i64,
+    /// The method's title, for people.
+    #[serde(default)]
+    pub method_title: String,
+    /// The method's id (`flat_rate`, `local_pickup`, ...).
+    #[serde(default)]
+    pub method_id: String,
+    /// Meta entries (WCFM puts the vendor in `vendor_id`).
+    #[serde(default)]
+    pub meta_data: Vec<MetaData>,
+}
+
+/// A meta entry. The value may be any JSON.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct MetaData {
+    /// The entry id.
+    #[serde(default)]
+    pub id: i64,
+    /// The key (`_vendor_id`, `vendor_id`, ...).
+    #[serde(default)]
+    pub key: String,
+    /// The value, any JSON.
+    #[serde(default)]
+    pub value: Value,
+    /// The key for people.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub display_key: String,
+    /// The value for people (for `_vendor_id`, the store name).
+    #[serde(default, deserialize_with = "display_value")]
+    pub display_value: String,
+}
+
+fn null_as_default<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
+}
+
+/// `display_value` is usually a string but WooCommerce sends whatever the value was.
+fn display_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::String(s) => s,
+        Value::Null => String::new(),
+        other => other.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_accepts_what_the_original_rejected() {
+        let body = r#"{"id": 7, "customer_note": null, "shipping": {"postcode": "1234567"},
+            "line_items": [{"id": 1, "meta_data": [{"id": 1, "key": "_vendor_id", "value": ["a", 1],
+              "display_key": "Store", "display_value": ""}]}], "extra": {"x": [1, 2]}}"#;
+        let order: Order = serde_json::from_str(body).expect("lenient order");
+        assert_eq!(order.id, 7);
+        assert_eq!(order.shipping.postcode, "1234567");
+        assert!(order.line_items[0].meta_data[0].value.is_array());
+    }
+}

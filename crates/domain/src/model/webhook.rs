@@ -1,0 +1,239 @@
+//! A webhook as WooCommerce delivered it: headers, the exact body bytes and what became of it.
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// The inbox's identifier of a stored webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct WebhookId(pub i64);
+
+impl fmt::Display for WebhookId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Which endpoint received the webhook, and so which kind of resource its body describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Resource {
+    /// A WooCommerce order (`POST /api/deliveries/`).
+    Order,
+    /// A WooCommerce customer (`POST /api/customers/`).
+    Customer,
+}
+
+impl Resource {
+    /// The lowercase name WooCommerce uses in `X-WC-Webhook-Resource`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Resource::Order => "order",
+            Resource::Customer => "customer",
+        }
+    }
+}
+
+impl fmt::Display for Resource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Resource {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "order" => Ok(Resource::Order),
+            "customer" => Ok(Resource::Customer),
+            other => Err(format!("unknown resource {other:?}")),
+        }
+    }
+}
+
+/// Where a stored webhook stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookStatus {
+    /// Stored and its job enqueued; not processed yet.
+    Queued,
+    /// Its job ran to the end.
+    Processed,
+    /// Its job failed for good (see the error).
+    Failed,
+    /// Refused at the door (not JSON, no `id`, ...): kept for inspection, no job.
+    Rejected,
+    /// Signed and valid, but nothing for the connector to do (for example another topic).
+    Ignored,
+}
+
+impl WebhookStatus {
+    /// Every status, in a stable order.
+    pub const ALL: [WebhookStatus; 5] = [
+        WebhookStatus::Queued,
+        WebhookStatus::Processed,
+        WebhookStatus::Failed,
+        WebhookStatus::Rejected,
+        WebhookStatus::Ignored,
+    ];
+
+    /// The name stored in the database and shown to operators.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookStatus::Queued => "queued",
+            WebhookStatus::Processed => "processed",
+            WebhookStatus::Failed => "failed",
+            WebhookStatus::Rejected => "rejected",
+            WebhookStatus::Ignored => "ignored",
+        }
+    }
+}
+
+impl fmt::Display for WebhookStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for WebhookStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| format!("unknown webhook status {s:?}"))
+    }
+}
+
+/// A webhook about to be written to the inbox.
+#[derive(Clone, PartialEq)]
+pub struct NewWebhook {
+    /// The endpoint that received it.
+    pub resource: Resource,
+    /// `X-WC-Webhook-Topic`, for example `order.created`.
+    pub topic: Option<String>,
+    /// `X-WC-Webhook-Event`, for example `created`.
+    pub event: Option<String>,
+    /// `X-WC-Webhook-Delivery-ID`: unique per delivery, the deduplication key.
+    pub delivery_id: Option<String>,
+    /// `X-WC-Webhook-ID`: WooCommerce's id of the webhook configuration.
+    pub wc_webhook_id: Option<i64>,
+    /// `X-WC-Webhook-Source`: the shop's URL.
+    pub source: Option<String>,
+    /// The resource id found in the body (the order id or customer id), when there is one.
+    pub subject_id: Option<i64>,
+    /// The request headers worth keeping (all but cookies and authorisation).
+    pub headers: Vec<(String, String)>,
+    /// The body exactly as received: its signature is over these bytes.
+    pub body: Bytes,
+    /// When the connector received it.
+    pub received_at: DateTime<Utc>,
+    /// `Queued` (a job is enqueued with it), `Rejected` or `Ignored`.
+    pub status: WebhookStatus,
+    /// Why it was rejected or ignored.
+    pub error: Option<String>,
+}
+
+impl fmt::Debug for NewWebhook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The body holds personal data: only its size is printed.
+        f.debug_struct("NewWebhook")
+            .field("resource", &self.resource)
+            .field("topic", &self.topic)
+            .field("delivery_id", &self.delivery_id)
+            .field("subject_id", &self.subject_id)
+            .field("body_len", &self.body.len())
+            .field("status", &self.status)
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the inbox did with a [`NewWebhook`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordOutcome {
+    /// Stored now (and its job enqueued when its status is `Queued`).
+    Stored,
+    /// A webhook with the same delivery id was already stored: nothing was written.
+    Duplicate,
+}
+
+/// The inbox's answer to a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recorded {
+    /// The stored webhook (the earlier one, for a duplicate).
+    pub id: WebhookId,
+    /// Whether it was stored now or was already there.
+    pub outcome: RecordOutcome,
+}
+
+/// A stored webhook.
+#[derive(Clone, PartialEq)]
+pub struct Webhook {
+    /// Its inbox id.
+    pub id: WebhookId,
+    /// Everything it was stored with.
+    pub data: NewWebhook,
+    /// The last error met while processing it.
+    pub last_error: Option<String>,
+    /// When its processing ended.
+    pub processed_at: Option<DateTime<Utc>>,
+}
+
+impl fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Webhook")
+            .field("id", &self.id)
+            .field("data", &self.data)
+            .field("last_error", &self.last_error)
+            .field("processed_at", &self.processed_at)
+            .finish()
+    }
+}
+
+/// One line of a listing: a stored webhook without its body.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WebhookSummary {
+    /// Its inbox id.
+    pub id: WebhookId,
+    /// The endpoint that received it.
+    pub resource: Resource,
+    /// Its topic, when WooCommerce sent one.
+    pub topic: Option<String>,
+    /// Its delivery id, when WooCommerce sent one.
+    pub delivery_id: Option<String>,
+    /// The order or customer id in its body.
+    pub subject_id: Option<i64>,
+    /// Where it stands.
+    pub status: WebhookStatus,
+    /// When it was received.
+    pub received_at: DateTime<Utc>,
+    /// The last error or rejection reason.
+    pub error: Option<String>,
+}
+
+/// Filters for listing the inbox; `None` means "any".
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WebhookFilter {
+    /// Only this endpoint.
+    pub resource: Option<Resource>,
+    /// Only this topic.
+    pub topic: Option<String>,
+    /// Only this status.
+    pub status: Option<WebhookStatus>,
+    /// Only this order or customer id.
+    pub subject_id: Option<i64>,
+    /// Only this delivery id.
+    pub delivery_id: Option<String>,
+    /// Received at or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Received before.
+    pub until: Option<DateTime<Utc>>,
+    /// Only ids below this one (pagination, newest first).
+    pub before_id: Option<WebhookId>,
+    /// At most this many rows.
+    pub limit: u64,
+}

@@ -1,0 +1,227 @@
+//! The ports: what the use cases need from the outside world. Adapters implement them; tests use
+//! the mockall doubles (`feature = "mocks"`) or the in-memory adapters.
+//!
+//! Every method's `# Errors` section says which variant an implementation must return when.
+
+use crate::error::{CrmError, InboxError, MailError, QueueError, ShippingError, ShopError};
+use crate::model::{
+    Job, JobId, NewJob, NewWebhook, Order, Recorded, Webhook, WebhookFilter, WebhookId,
+    WebhookStatus, WebhookSummary,
+};
+use crate::model::shipment::{BookingRequest, BookingResult, TrackingReport, VendorProfile};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::time::Duration;
+
+/// The durable inbox of webhooks.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait WebhookInbox: Send + Sync {
+    /// Stores a webhook and, when its status is `Queued`, enqueues its `ProcessWebhook` job **in
+    /// the same transaction**. Returns only once both are durable. A webhook whose delivery id is
+    /// already stored is not written again and gets [`crate::model::RecordOutcome::Duplicate`]
+    /// with the first one's id.
+    ///
+    /// # Errors
+    /// [`InboxError::Unavailable`] when the database cannot be reached in time: nothing was
+    /// stored. [`InboxError::ShuttingDown`] after shutdown began.
+    async fn record(&self, webhook: NewWebhook) -> Result<Recorded, InboxError>;
+
+    /// One stored webhook, body included.
+    ///
+    /// # Errors
+    /// [`InboxError::Unavailable`] when the database cannot be reached.
+    async fn get(&self, id: WebhookId) -> Result<Option<Webhook>, InboxError>;
+
+    /// Stored webhooks matching the filter, newest first, without bodies.
+    ///
+    /// # Errors
+    /// [`InboxError::Unavailable`] when the database cannot be reached.
+    async fn list(&self, filter: &WebhookFilter) -> Result<Vec<WebhookSummary>, InboxError>;
+
+    /// Records what became of a webhook.
+    ///
+    /// # Errors
+    /// [`InboxError::Unavailable`] when the database cannot be reached.
+    async fn set_status(
+        &self,
+        id: WebhookId,
+        status: WebhookStatus,
+        error: Option<String>,
+    ) -> Result<(), InboxError>;
+
+    /// How many webhooks are stored.
+    ///
+    /// # Errors
+    /// [`InboxError::Unavailable`] when the database cannot be reached.
+    async fn count(&self) -> Result<u64, InboxError>;
+
+    /// Checks that the storage answers (for `/readyz`).
+    ///
+    /// # Errors
+    /// [`InboxError::Unavailable`] when it does not.
+    async fn ping(&self) -> Result<(), InboxError>;
+}
+
+/// Queue depth and age, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueStats {
+    /// Jobs waiting or running.
+    pub pending: u64,
+    /// Jobs dead-lettered.
+    pub dead: u64,
+    /// When the oldest waiting job became due.
+    pub oldest_due: Option<DateTime<Utc>>,
+}
+
+/// A queue of background jobs. Delivery is at least once: handlers are idempotent.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait JobQueue: Send + Sync {
+    /// Enqueues a job on its own (jobs for webhooks are enqueued by [`WebhookInbox::record`]).
+    ///
+    /// # Errors
+    /// [`QueueError::Unavailable`] when the backend cannot be reached.
+    async fn enqueue(&self, job: NewJob) -> Result<JobId, QueueError>;
+
+    /// Reserves up to `max` due jobs for `lease`; a job not completed, retried or dead-lettered
+    /// before its lease ends is delivered again.
+    ///
+    /// # Errors
+    /// [`QueueError::Unavailable`] when the backend cannot be reached.
+    async fn reserve(&self, max: usize, lease: Duration) -> Result<Vec<Job>, QueueError>;
+
+    /// Acknowledges jobs that are done: they never come back.
+    ///
+    /// # Errors
+    /// [`QueueError::Unavailable`] when the backend cannot be reached.
+    async fn complete(&self, ids: &[JobId]) -> Result<(), QueueError>;
+
+    /// Puts a job back, due at `at`, recording the error.
+    ///
+    /// # Errors
+    /// [`QueueError::NotFound`] when the job is not reserved any more.
+    async fn retry(&self, id: JobId, at: DateTime<Utc>, error: &str) -> Result<(), QueueError>;
+
+    /// Moves a job to the dead letters with its reason.
+    ///
+    /// # Errors
+    /// [`QueueError::NotFound`] when the job is not reserved any more.
+    async fn dead_letter(&self, id: JobId, error: &str) -> Result<(), QueueError>;
+
+    /// Depth and age.
+    ///
+    /// # Errors
+    /// [`QueueError::Unavailable`] when the backend cannot be reached.
+    async fn stats(&self) -> Result<QueueStats, QueueError>;
+}
+
+/// A carrier that books shipments and tracks them (Koiki).
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait ShippingProvider: Send + Sync {
+    /// Books one shipment per envio, in one call. The results are in request order: the i-th
+    /// result answers the i-th envio.
+    ///
+    /// # Errors
+    /// [`ShippingError::Unavailable`] for timeouts, connection errors, 5xx and 429;
+    /// [`ShippingError::Rejected`] for other 4xx; [`ShippingError::InvalidResponse`] for a body
+    /// that does not follow the API.
+    async fn book(&self, request: &BookingRequest) -> Result<Vec<BookingResult>, ShippingError>;
+
+    /// The latest tracking state of a shipment, by its barcode.
+    ///
+    /// # Errors
+    /// As for [`ShippingProvider::book`].
+    async fn track(&self, barcode: &str) -> Result<TrackingReport, ShippingError>;
+}
+
+/// The cooperative's CRM.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait Crm: Send + Sync {
+    /// The relationship roles (`^member^`, ...) of the person with this e-mail, empty when the
+    /// CRM does not know them.
+    ///
+    /// # Errors
+    /// [`CrmError::Authentication`] for bad credentials, [`CrmError::Unavailable`] when the CRM
+    /// cannot be reached.
+    async fn membership_roles(&self, email: &str) -> Result<Vec<String>, CrmError>;
+}
+
+/// A WordPress user, as the users REST API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WpUser {
+    /// The user id.
+    pub id: i64,
+    /// The e-mail.
+    pub email: String,
+    /// The roles.
+    pub roles: Vec<String>,
+}
+
+/// The shop: WCFM vendors, WordPress users and WooCommerce orders.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait Shop: Send + Sync {
+    /// A vendor's sender data (WCFM settings and the WordPress user's e-mail).
+    ///
+    /// # Errors
+    /// [`ShopError::NotFound`] for an unknown vendor, [`ShopError::Unavailable`] when the shop
+    /// cannot be reached.
+    async fn vendor(&self, vendor_id: i64) -> Result<VendorProfile, ShopError>;
+
+    /// An order, fetched again from WooCommerce (for retries).
+    ///
+    /// # Errors
+    /// As for [`Shop::vendor`].
+    async fn order(&self, order_id: i64) -> Result<Order, ShopError>;
+
+    /// The WordPress user with this e-mail, if any.
+    ///
+    /// # Errors
+    /// [`ShopError::Unavailable`] when the shop cannot be reached.
+    async fn user_by_email(&self, email: &str) -> Result<Option<WpUser>, ShopError>;
+
+    /// Replaces a WordPress user's roles.
+    ///
+    /// # Errors
+    /// As for [`Shop::vendor`].
+    async fn set_user_roles(&self, user_id: i64, roles: &[String]) -> Result<WpUser, ShopError>;
+}
+
+/// A file attached to an e-mail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    /// File name shown to the recipient.
+    pub filename: String,
+    /// MIME type.
+    pub content_type: String,
+    /// The bytes.
+    pub content: Vec<u8>,
+}
+
+/// A plain-text e-mail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email {
+    /// Recipients.
+    pub to: Vec<String>,
+    /// Subject.
+    pub subject: String,
+    /// Plain-text body.
+    pub body: String,
+    /// Attachments.
+    pub attachments: Vec<Attachment>,
+}
+
+/// Sends e-mail.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait Mailer: Send + Sync {
+    /// Sends one message.
+    ///
+    /// # Errors
+    /// [`MailError::Rejected`] when the server refuses it for good, [`MailError::Unavailable`]
+    /// when it cannot be reached or defers it.
+    async fn send(&self, email: &Email) -> Result<(), MailError>;
+}

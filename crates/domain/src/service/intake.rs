@@ -1,0 +1,374 @@
+//! Webhook intake: decides, from the endpoint, the headers and the raw body, whether a request is
+//! WooCommerce's creation ping, an unauthenticated attempt, or a webhook to store (queued for
+//! processing, rejected for bad data, or ignored).
+//!
+//! Validation here is deliberately minimal: a JSON object with an integer `id` (and, for
+//! customers, an `email`). Field lengths and shapes are the processing step's business, so a real
+//! order is never refused at the door (the original answered 400 to long notes, odd postcodes and
+//! array meta values, and WooCommerce disabled the webhook after five of those).
+
+use super::signature::WebhookSecret;
+use crate::model::{NewWebhook, Resource, WebhookStatus};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+
+/// Header names (lowercase) WooCommerce sends with a delivery.
+pub mod header {
+    /// base64 HMAC-SHA256 of the body.
+    pub const SIGNATURE: &str = "x-wc-webhook-signature";
+    /// `order.created`, ...
+    pub const TOPIC: &str = "x-wc-webhook-topic";
+    /// `order`, ...
+    pub const RESOURCE: &str = "x-wc-webhook-resource";
+    /// `created`, ...
+    pub const EVENT: &str = "x-wc-webhook-event";
+    /// Unique per delivery.
+    pub const DELIVERY_ID: &str = "x-wc-webhook-delivery-id";
+    /// WooCommerce's id of the webhook configuration.
+    pub const WEBHOOK_ID: &str = "x-wc-webhook-id";
+    /// The shop's URL.
+    pub const SOURCE: &str = "x-wc-webhook-source";
+}
+
+/// Why a request was not authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// No `X-WC-Webhook-Signature` header.
+    MissingSignature,
+    /// A signature that does not match the body.
+    InvalidSignature,
+}
+
+/// Why a signed webhook was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// The body field at fault, when one is.
+    pub field: Option<&'static str>,
+    /// What is wrong, for the sender and the operator.
+    pub message: String,
+}
+
+/// What to do with a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Intake {
+    /// WooCommerce's unsigned creation ping (`webhook_id=N`): answer exactly 200.
+    Ping {
+        /// The webhook id in the ping.
+        webhook_id: i64,
+    },
+    /// Not authenticated: store nothing, answer 401.
+    Unauthenticated(AuthFailure),
+    /// Signed, but no secret is configured to check it: store nothing, answer 503.
+    Unconfigured,
+    /// Store it with its status `Queued` (enqueue its job) or `Ignored`, and acknowledge it.
+    Accept(NewWebhook),
+    /// Store it with the status `Rejected` so an operator can see it, and answer 400.
+    Reject(NewWebhook, Rejection),
+}
+
+/// Classifies a request to the endpoint for `resource`. `headers` have lowercase names.
+pub fn intake(
+    resource: Resource,
+    headers: &[(String, String)],
+    body: Bytes,
+    secret: Option<&WebhookSecret>,
+    received_at: DateTime<Utc>,
+) -> Intake {
+    let get = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    };
+
+    let Some(signature) = get(header::SIGNATURE) else {
+        if get(header::TOPIC).is_none() {
+            if let Some(webhook_id) = parse_ping(&body) {
+                return Intake::Ping { webhook_id };
+            }
+        }
+        return Intake::Unauthenticated(AuthFailure::MissingSignature);
+    };
+    let Some(secret) = secret else {
+        return Intake::Unconfigured;
+    };
+    if !secret.verify(&body, signature) {
+        return Intake::Unauthenticated(AuthFailure::InvalidSignature);
+    }
+
+    let topic = get(header::TOPIC).map(str::to_owned);
+    let mut webhook = NewWebhook {
+        resource,
+        event: get(header::EVENT)
+            .map(str::to_owned)
+            .or_else(|| topic.as_deref().and_then(|t| t.split_once('.')).map(|(_, e)| e.to_owned())),
+        topic,
+        delivery_id: get(header::DELIVERY_ID).map(str::to_owned),
+        wc_webhook_id: get(header::WEBHOOK_ID).and_then(|v| v.trim().parse().ok()),
+        source: get(header::SOURCE).map(str::to_owned),
+        subject_id: None,
+        headers: headers
+            .iter()
+            .filter(|(k, _)| k != "authorization" && k != "cookie")
+            .cloned()
+            .collect(),
+        body,
+        received_at,
+        status: WebhookStatus::Queued,
+        error: None,
+    };
+
+    let probe = match probe(&webhook.body) {
+        Ok(probe) => probe,
+        Err(rejection) => return reject(webhook, rejection),
+    };
+    webhook.subject_id = probe.id;
+
+    // A topic of another resource posted here (say `product.updated` to the order endpoint) is
+    // the shop's configuration error, not the payload's: keep it, acknowledge it, do nothing.
+    if let Some(topic) = webhook.topic.as_deref() {
+        let topic_resource = topic.split('.').next().unwrap_or_default();
+        if topic_resource != resource.as_str() {
+            let reason = format!("topic {topic:?} is not handled by the {resource} endpoint");
+            return ignore(webhook, reason);
+        }
+    }
+    if probe.id.is_none() {
+        let message = match probe.id_error {
+            Some(e) => e,
+            None => "this field is required".to_owned(),
+        };
+        return reject(webhook, Rejection { field: Some("id"), message });
+    }
+    if webhook.event.as_deref() == Some("deleted") {
+        return ignore(webhook, "deleted: nothing to do".to_owned());
+    }
+    if resource == Resource::Customer && probe.email.as_deref().is_none_or(|e| e.trim().is_empty()) {
+        let message = "this field is required and must be a non-empty string".to_owned();
+        return reject(webhook, Rejection { field: Some("email"), message });
+    }
+    Intake::Accept(webhook)
+}
+
+fn reject(mut webhook: NewWebhook, rejection: Rejection) -> Intake {
+    webhook.status = WebhookStatus::Rejected;
+    webhook.error = Some(match rejection.field {
+        Some(field) => format!("{field}: {}", rejection.message),
+        None => rejection.message.clone(),
+    });
+    Intake::Reject(webhook, rejection)
+}
+
+fn ignore(mut webhook: NewWebhook, reason: String) -> Intake {
+    webhook.status = WebhookStatus::Ignored;
+    webhook.error = Some(reason);
+    Intake::Accept(webhook)
+}
+
+/// `webhook_id=N`, WooCommerce's ping body (form-encoded, maybe with a trailing newline).
+fn parse_ping(body: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(body).ok()?.trim();
+    let value = text.strip_prefix("webhook_id=")?;
+    value.parse().ok()
+}
+
+/// What intake reads of a body, without building the whole document.
+struct Probe {
+    id: Option<i64>,
+    id_error: Option<String>,
+    email: Option<String>,
+}
+
+fn probe(body: &[u8]) -> Result<Probe, Rejection> {
+    #[derive(Deserialize)]
+    struct Raw {
+        #[serde(default)]
+        id: Option<RawId>,
+        #[serde(default)]
+        email: Option<RawString>,
+    }
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum RawId {
+        Int(i64),
+        Str(String),
+        Other(IgnoredAny),
+    }
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum RawString {
+        Str(String),
+        Other(IgnoredAny),
+    }
+
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        let message = if first.is_none() {
+            "the body is empty; a JSON object was expected"
+        } else if serde_json::from_slice::<IgnoredAny>(body).is_ok() {
+            "the body is JSON but not an object"
+        } else {
+            "the body is not JSON"
+        };
+        return Err(Rejection { field: None, message: message.to_owned() });
+    }
+    let raw: Raw = serde_json::from_slice(body).map_err(|e| Rejection {
+        field: None,
+        message: format!("the body is not valid JSON: {e}"),
+    })?;
+    let (id, id_error) = match raw.id {
+        None => (None, None),
+        Some(RawId::Int(id)) => (Some(id), None),
+        Some(RawId::Str(s)) => match s.trim().parse::<i64>() {
+            Ok(id) => (Some(id), None),
+            Err(_) => (None, Some(format!("must be an integer, got {s:?}"))),
+        },
+        Some(RawId::Other(_)) => (None, Some("must be an integer".to_owned())),
+    };
+    let email = match raw.email {
+        Some(RawString::Str(s)) => Some(s),
+        _ => None,
+    };
+    Ok(Probe { id, id_error, email })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret() -> WebhookSecret {
+        WebhookSecret::new("s3cret")
+    }
+
+    fn signed(body: &str, topic: Option<&str>) -> Vec<(String, String)> {
+        let mut h = vec![
+            (header::SIGNATURE.to_owned(), secret().sign(body.as_bytes())),
+            (header::DELIVERY_ID.to_owned(), "d-1".to_owned()),
+            ("cookie".to_owned(), "x".to_owned()),
+        ];
+        if let Some(t) = topic {
+            h.push((header::TOPIC.to_owned(), t.to_owned()));
+        }
+        h
+    }
+
+    fn run(resource: Resource, body: &str, headers: &[(String, String)]) -> Intake {
+        intake(resource, headers, Bytes::from(body.to_owned()), Some(&secret()), Utc::now())
+    }
+
+    #[test]
+    fn the_creation_ping_is_recognised_only_unsigned_and_without_topic() {
+        assert_eq!(run(Resource::Order, "webhook_id=12", &[]), Intake::Ping { webhook_id: 12 });
+        assert_eq!(
+            run(Resource::Order, "webhook_id=x", &[]),
+            Intake::Unauthenticated(AuthFailure::MissingSignature)
+        );
+        let topic = vec![(header::TOPIC.to_owned(), "order.created".to_owned())];
+        assert_eq!(
+            run(Resource::Order, "webhook_id=12", &topic),
+            Intake::Unauthenticated(AuthFailure::MissingSignature)
+        );
+    }
+
+    #[test]
+    fn without_a_secret_signed_requests_are_unconfigured_but_the_ping_works() {
+        let body = r#"{"id":1}"#;
+        let h = signed(body, None);
+        assert_eq!(intake(Resource::Order, &h, Bytes::from(body), None, Utc::now()), Intake::Unconfigured);
+        assert_eq!(
+            intake(Resource::Order, &[], Bytes::from("webhook_id=3"), None, Utc::now()),
+            Intake::Ping { webhook_id: 3 }
+        );
+    }
+
+    #[test]
+    fn a_bad_signature_is_refused() {
+        let mut h = signed("{}", None);
+        h[0].1 = secret().sign(b"other");
+        assert_eq!(
+            run(Resource::Order, r#"{"id":1}"#, &h),
+            Intake::Unauthenticated(AuthFailure::InvalidSignature)
+        );
+    }
+
+    #[test]
+    fn a_signed_order_is_queued_with_its_metadata_and_without_cookies() {
+        let body = r#"{"id": 33, "customer_note": "a note well over a hundred characters ............................................................"}"#;
+        let Intake::Accept(w) = run(Resource::Order, body, &signed(body, Some("order.created")))
+        else {
+            panic!("accepted expected");
+        };
+        assert_eq!(w.status, WebhookStatus::Queued);
+        assert_eq!(w.subject_id, Some(33));
+        assert_eq!(w.topic.as_deref(), Some("order.created"));
+        assert_eq!(w.event.as_deref(), Some("created"));
+        assert_eq!(w.delivery_id.as_deref(), Some("d-1"));
+        assert!(w.headers.iter().all(|(k, _)| k != "cookie"));
+        assert_eq!(&w.body[..], body.as_bytes());
+    }
+
+    #[test]
+    fn bad_bodies_are_rejected_with_a_field_and_kept() {
+        let cases = [
+            ("not json", None, "not JSON"),
+            ("[1,2]", None, "not an object"),
+            ("", None, "empty"),
+            (r#"{"id": 1"#, None, "not valid JSON"),
+            (r#"{"order_key": "x"}"#, Some("id"), "required"),
+            (r#"{"id": "abc"}"#, Some("id"), "integer"),
+            (r#"{"id": [1]}"#, Some("id"), "integer"),
+        ];
+        for (body, field, words) in cases {
+            match run(Resource::Order, body, &signed(body, None)) {
+                Intake::Reject(w, r) => {
+                    assert_eq!(r.field, field, "case {body:?}");
+                    assert!(r.message.contains(words), "case {body:?}: {}", r.message);
+                    assert_eq!(w.status, WebhookStatus::Rejected, "case {body:?}");
+                    assert!(w.error.is_some(), "case {body:?}");
+                }
+                other => panic!("case {body:?}: rejection expected, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_string_id_is_accepted_as_the_original_did() {
+        let body = r#"{"id": "42"}"#;
+        let Intake::Accept(w) = run(Resource::Order, body, &signed(body, None)) else {
+            panic!("accepted expected");
+        };
+        assert_eq!(w.subject_id, Some(42));
+    }
+
+    #[test]
+    fn customers_need_an_email() {
+        let body = r#"{"id": 1, "email": ""}"#;
+        let Intake::Reject(_, r) = run(Resource::Customer, body, &signed(body, None)) else {
+            panic!("rejection expected");
+        };
+        assert_eq!(r.field, Some("email"));
+        let body = r#"{"id":1,"email":"partner@email.com","username":"test.test","role":"customer"}"#;
+        assert!(matches!(
+            run(Resource::Customer, body, &signed(body, Some("customer.created"))),
+            Intake::Accept(w) if w.status == WebhookStatus::Queued
+        ));
+    }
+
+    #[test]
+    fn other_topics_and_deletions_are_kept_but_ignored() {
+        for (resource, topic) in [
+            (Resource::Order, "product.updated"),
+            (Resource::Order, "order.deleted"),
+            (Resource::Customer, "customer.deleted"),
+        ] {
+            let body = r#"{"id": 5}"#;
+            match run(resource, body, &signed(body, Some(topic))) {
+                Intake::Accept(w) => assert_eq!(w.status, WebhookStatus::Ignored, "{topic}"),
+                other => panic!("{topic}: {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! Processing a stored webhook: the `ProcessWebhook` job's handler.
+//!
+//! Until the shipment and customer use cases land, processing validates that the stored body
+//! still parses as its resource and records the webhook as processed.
+
+use crate::error::JobError;
+use crate::model::{Customer, Order, Resource, WebhookId, WebhookStatus};
+use crate::ports::WebhookInbox;
+
+/// Processes one stored webhook. Idempotent: a webhook already processed is left alone.
+///
+/// # Errors
+/// [`JobError::Transient`] when the inbox cannot be reached, [`JobError::Permanent`] when the
+/// webhook is missing or its body does not parse as its resource.
+pub async fn process_webhook(inbox: &dyn WebhookInbox, id: WebhookId) -> Result<(), JobError> {
+    let Some(webhook) = inbox.get(id).await? else {
+        return Err(JobError::Permanent { reason: format!("webhook {id} not found") });
+    };
+    if webhook.data.status != WebhookStatus::Queued {
+        return Ok(());
+    }
+    let parsed = match webhook.data.resource {
+        Resource::Order => serde_json::from_slice::<Order>(&webhook.data.body).map(|_| ()),
+        Resource::Customer => serde_json::from_slice::<Customer>(&webhook.data.body).map(|_| ()),
+    };
+    if let Err(e) = parsed {
+        let reason = format!("the {} body does not parse: {e}", webhook.data.resource);
+        inbox.set_status(id, WebhookStatus::Failed, Some(reason.clone())).await?;
+        return Err(JobError::Permanent { reason });
+    }
+    inbox.set_status(id, WebhookStatus::Processed, None).await?;
+    Ok(())
+}
