@@ -1,1 +1,86 @@
-fn main() {}
+//! Project automation for the La Zona connector, run as `cargo xtask <command>`.
+//!
+//! - `ci`: the whole gate (format, clippy, tests, doctests, rustdoc, tidy), as `.ci/run` runs it.
+//! - `tidy`: the repository's own rules (module docs, layering, no `dbg!`/`todo!`).
+//! - `bench ingest`: the webhook-intake load benchmark against a release `lazona-http`.
+
+// A command-line tool: printing its report on stdout is its job.
+#![allow(clippy::print_stdout)]
+
+mod bench;
+mod ci;
+mod cmd;
+mod tidy;
+
+use anyhow::{Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+const HELP: &str = "\
+cargo xtask <command>
+
+Commands:
+  ci                      fmt --check, clippy -D warnings, tests (nextest when installed),
+                          doctests, rustdoc -D warnings, tidy. With $CI set, checks (and
+                          starts) Postgres and Redis first.
+  tidy                    repository rules: `//!` docs on every module, domain/adapters
+                          layering, no `dbg!(` / `todo!(` under crates/.
+  bench ingest [options]  webhook-intake load benchmark (builds and starts a release
+                          lazona-http on a fresh database unless --url is given).
+      --db sqlite|postgres    database to benchmark (required without --url)
+      --requests N            measured requests (default 100000)
+      --concurrency C         keep-alive connections (default 64)
+      --warmup N              unmeasured requests first (default 5000)
+      --url URL               use an already-running server, e.g. http://127.0.0.1:8000
+      --database-url URL      with --url: that server's database, for the inbox check
+  help                    this text
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &[String]) -> Result<()> {
+    let root = workspace_root();
+    match args.first().map(String::as_str) {
+        None | Some("help" | "-h" | "--help") => {
+            print!("{HELP}");
+            Ok(())
+        }
+        Some("ci") => {
+            no_more_args(&args[1..])?;
+            ci::run(&root)
+        }
+        Some("tidy") => {
+            no_more_args(&args[1..])?;
+            tidy::run(&root)?;
+            println!("tidy: ok");
+            Ok(())
+        }
+        Some("bench") => bench::run(&root, &args[1..]),
+        Some(other) => {
+            print!("{HELP}");
+            bail!("unknown command `{other}`")
+        }
+    }
+}
+
+fn no_more_args(rest: &[String]) -> Result<()> {
+    if let Some(extra) = rest.first() {
+        bail!("unexpected argument `{extra}` (see `cargo xtask help`)");
+    }
+    Ok(())
+}
+
+/// The workspace root: xtask lives one level below it.
+fn workspace_root() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
+}

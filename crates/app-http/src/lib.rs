@@ -1,1 +1,156 @@
-//! placeholder
+//! The webhook HTTP server (`lazona-http`): WooCommerce posts orders to `/api/deliveries/` and
+//! customers to `/api/customers/`; each signed webhook is written to the inbox with its job in
+//! one transaction before it is acknowledged.
+//!
+//! [`router`] builds the axum router from an [`AppState`] (tests drive it directly);
+//! [`start`] wires the configured adapters, runs the migrations and serves, with the worker
+//! in-process when configured (the embedded default).
+
+mod error;
+mod metrics;
+mod webhooks;
+
+pub use error::ApiError;
+pub use metrics::Metrics;
+
+use adapters::config::Settings;
+use adapters::db::{Database, SqlInbox, SqlJobQueue};
+use app_worker::{Worker, WorkerOptions};
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use domain::ports::WebhookInbox;
+use domain::service::signature::WebhookSecret;
+use secrecy::ExposeSecret as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// Where webhooks are written.
+    pub inbox: Arc<dyn WebhookInbox>,
+    /// The webhook secret; `None` answers signed webhooks 503.
+    pub secret: Option<Arc<WebhookSecret>>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// How long a request waits for its webhook to be committed before answering 503.
+    pub commit_timeout: Duration,
+    /// Bodies over this size are answered 413.
+    pub max_body_bytes: usize,
+}
+
+impl AppState {
+    /// State over `inbox`, checking signatures with `secret`, with the default limits (10 s to
+    /// commit, 1 MiB bodies).
+    pub fn new(inbox: Arc<dyn WebhookInbox>, secret: Option<WebhookSecret>) -> Self {
+        AppState {
+            inbox,
+            secret: secret.map(Arc::new),
+            metrics: Arc::new(Metrics::default()),
+            commit_timeout: Duration::from_secs(10),
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// The routes: the two webhook endpoints (with and without the trailing slash), `/healthz`,
+/// `/readyz` and `/metrics`. Bodies over `state.max_body_bytes` are answered 413.
+pub fn router(state: AppState) -> Router {
+    let max_body_bytes = state.max_body_bytes;
+    Router::new()
+        .route("/api/deliveries/", post(webhooks::order))
+        .route("/api/deliveries", post(webhooks::order))
+        .route("/api/customers/", post(webhooks::customer))
+        .route("/api/customers", post(webhooks::customer))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::render))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+async fn healthz() -> impl IntoResponse {
+    axum::Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    match tokio::time::timeout(Duration::from_secs(5), state.inbox.ping()).await {
+        Ok(Ok(())) => Ok(axum::Json(serde_json::json!({ "status": "ready" }))),
+        Ok(Err(e)) => Err(ApiError::Unavailable(domain::error::error_chain(&e))),
+        Err(_) => Err(ApiError::Unavailable("database did not answer in time".into())),
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+/// A running server.
+pub struct Running {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// Its database.
+    pub db: Database,
+    /// Its inbox.
+    pub inbox: Arc<SqlInbox>,
+    /// Ends when the server has stopped (after `shutdown` is cancelled).
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Connects the database, runs the migrations (unless disabled), and serves on `listener` until
+/// `shutdown` is cancelled; runs the worker in-process when [`Settings::embedded_worker`] says
+/// so. Returns once the server accepts requests.
+///
+/// # Errors
+/// When the database cannot be reached or migrated.
+pub async fn start(
+    settings: &Settings,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Running> {
+    let db = Database::connect(&settings.database)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open the database: {e}"))?;
+    if settings.database.migrate_on_start {
+        db.migrate().await.map_err(|e| anyhow::anyhow!("cannot migrate the database: {e}"))?;
+    }
+    let inbox = Arc::new(SqlInbox::start(db.clone(), &settings.inbox));
+    let secret = settings.webhook.secret.as_ref().map(|s| WebhookSecret::new(s.expose_secret()));
+    if secret.is_none() {
+        tracing::warn!(
+            "no webhook secret configured (WC_WEBHOOK_SECRET or LAZONA_WEBHOOK__SECRET): \
+             signed webhooks will be answered 503 until one is set"
+        );
+    }
+    let mut state = AppState::new(inbox.clone(), secret);
+    state.max_body_bytes = settings.webhook.max_body_bytes;
+    let app = router(state);
+    let addr = listener.local_addr()?;
+
+    let worker = settings.embedded_worker().then(|| {
+        let queue = Arc::new(SqlJobQueue::new(db.clone()));
+        let worker = Worker::new(queue, inbox.clone(), WorkerOptions::from_config(&settings.worker))
+            .wake_on(inbox.jobs_ready());
+        let token = shutdown.clone();
+        tokio::spawn(async move { worker.run(token).await })
+    });
+
+    let task = tokio::spawn(async move {
+        tracing::info!(%addr, "listening");
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await?;
+        if let Some(worker) = worker {
+            let _ = worker.await;
+        }
+        tracing::info!("server stopped");
+        Ok(())
+    });
+    Ok(Running { addr, db, inbox, task })
+}

@@ -1,1 +1,36 @@
-fn main() {}
+//! `lazona-http`: the webhook server. With no configuration it stores webhooks in `lazona.db`
+//! (SQLite) in the working directory and processes them in-process.
+
+use adapters::config::Settings;
+use clap::Parser;
+use std::path::PathBuf;
+use tokio_util::sync::CancellationToken;
+
+/// La Zona connector: receives WooCommerce webhooks, stores them durably, processes them.
+#[derive(Debug, Parser)]
+#[command(name = "lazona-http", version)]
+struct Args {
+    /// A TOML configuration file (see config/default.toml for every key).
+    #[arg(long, env = "LAZONA_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let settings = Settings::load(args.config.as_deref())?;
+    adapters::telemetry::init(&settings.log.format);
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(app_worker::shutdown_on_signal(shutdown.clone()));
+    let running = app_http::start(&settings, listener, shutdown).await?;
+    tracing::info!(
+        addr = %running.addr,
+        embedded_worker = settings.embedded_worker(),
+        "lazona-http ready: POST webhooks to /api/deliveries/ and /api/customers/"
+    );
+    running.task.await??;
+    Ok(())
+}

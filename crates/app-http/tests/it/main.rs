@@ -1,0 +1,6 @@
+//! Integration tests of `lazona-http` through real HTTP requests, on SQLite and, when
+//! `TEST_DATABASE_URL` is set (always in CI), on Postgres.
+
+mod helpers;
+mod intake;
+mod outage;
