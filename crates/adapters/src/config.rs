@@ -6,7 +6,7 @@
 //! compiled in as the defaults.
 
 use figment::Figment;
-use figment::providers::{Env, Format, Toml};
+use figment::providers::{Env, Format, Serialized, Toml};
 use secrecy::SecretString;
 use serde::{Deserialize, Deserializer};
 use std::net::SocketAddr;
@@ -91,6 +91,7 @@ pub struct Settings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct WebhookConfig {
     /// The secret set in WooCommerce's webhook form (`WC_WEBHOOK_SECRET`).
+    #[serde(default, deserialize_with = "secret_opt")]
     pub secret: Option<SecretString>,
     /// Bodies larger than this are answered 413.
     pub max_body_bytes: usize,
@@ -100,6 +101,7 @@ pub struct WebhookConfig {
 #[derive(Debug, Clone, Deserialize)]
 pub struct DatabaseConfig {
     /// `sqlite://file.db?mode=rwc` or `postgres://...` (`DATABASE_URL`).
+    #[serde(deserialize_with = "secret")]
     pub url: SecretString,
     /// Pool size (Postgres; SQLite uses what it needs).
     pub max_connections: u32,
@@ -127,6 +129,7 @@ pub struct QueueConfig {
     /// `sql` (the jobs table in the database).
     pub backend: String,
     /// Redis URL (`REDIS_URL`), for the Redis backend.
+    #[serde(default, deserialize_with = "secret_opt")]
     pub redis_url: Option<SecretString>,
 }
 
@@ -155,10 +158,12 @@ pub struct KoikiConfig {
     /// `KOIKI_HOST`, e.g. `https://rekistest.koiki.es/services`.
     pub host: String,
     /// `KOIKI_AUTH_TOKEN`.
+    #[serde(default, deserialize_with = "secret_opt")]
     pub auth_token: Option<SecretString>,
     /// `KOIKI_TRACKING_HOST`.
     pub tracking_host: String,
     /// `KOIKI_TRACKING_AUTH_TOKEN`.
+    #[serde(default, deserialize_with = "secret_opt")]
     pub tracking_auth_token: Option<SecretString>,
 }
 
@@ -170,6 +175,7 @@ pub struct ShopConfig {
     /// `WCFMMP_USER`.
     pub user: String,
     /// `WCFMMP_PASSWORD`.
+    #[serde(default, deserialize_with = "secret_opt")]
     pub password: Option<SecretString>,
     /// `WP_PARTNER_ROLE`.
     pub partner_role: String,
@@ -181,10 +187,12 @@ pub struct MailConfig {
     /// `EMAIL_HOST`.
     pub host: String,
     /// `EMAIL_PORT`.
+    #[serde(deserialize_with = "flexible_u16")]
     pub port: u16,
     /// `EMAIL_HOST_USER`.
     pub user: String,
     /// `EMAIL_HOST_PASSWORD`.
+    #[serde(default, deserialize_with = "secret_opt")]
     pub password: Option<SecretString>,
     /// `EMAIL_USE_TLS` (STARTTLS).
     #[serde(deserialize_with = "flexible_bool")]
@@ -207,6 +215,7 @@ pub struct CrmConfig {
     /// `SUGARCRM_USER`.
     pub user: String,
     /// `SUGARCRM_PASSWORD`.
+    #[serde(default, deserialize_with = "secret_opt")]
     pub password: Option<SecretString>,
     /// `SUGARCRM_MEMBERSHIP_ROLES`.
     #[serde(deserialize_with = "string_list")]
@@ -252,18 +261,14 @@ impl Settings {
             }
             figment = figment.merge(Toml::file_exact(path));
         }
-        let legacy = Env::raw()
-            .only(&LEGACY_ENV.iter().map(|(k, _)| *k).collect::<Vec<_>>())
-            .map(|key| {
-                LEGACY_ENV
-                    .iter()
-                    .find(|(k, _)| key.as_str().eq_ignore_ascii_case(k))
-                    .map(|(_, v)| (*v).into())
-                    .unwrap_or_else(|| key.into())
-            });
-        Ok(figment
-            .merge(legacy)
-            .merge(Env::prefixed("LAZONA_").split("__")))
+        // The legacy names keep their values as strings (figment's `Env` would parse a secret
+        // such as `0123` as a number).
+        for (var, key) in LEGACY_ENV {
+            if let Ok(value) = std::env::var(var) {
+                figment = figment.merge(Serialized::default(key, value));
+            }
+        }
+        Ok(figment.merge(Env::prefixed("LAZONA_").split("__")))
     }
 
     /// Whether `lazona-http` runs a worker in-process: `worker.embedded`, or on `auto` when the
@@ -302,6 +307,31 @@ fn parse_bool(s: &str) -> Option<bool> {
         "1" | "true" | "yes" | "on" => Some(true),
         "0" | "false" | "no" | "off" | "" => Some(false),
         _ => None,
+    }
+}
+
+/// A secret given as a string, or as a number figment parsed from an environment variable.
+fn secret<'de, D: Deserializer<'de>>(d: D) -> Result<SecretString, D::Error> {
+    Ok(SecretString::from(match Flexible::deserialize(d)? {
+        Flexible::Str(s) => s,
+        Flexible::Int(i) => i.to_string(),
+        Flexible::Bool(b) => b.to_string(),
+    }))
+}
+
+/// An optional [`secret`]; an empty string counts as unset.
+fn secret_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SecretString>, D::Error> {
+    use secrecy::ExposeSecret;
+    let s = secret(d)?;
+    Ok((!s.expose_secret().is_empty()).then_some(s))
+}
+
+/// A port given as a number or a string (the original's `EMAIL_PORT=587`).
+fn flexible_u16<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    match Flexible::deserialize(d)? {
+        Flexible::Int(i) => u16::try_from(i).map_err(serde::de::Error::custom),
+        Flexible::Str(s) => s.trim().parse().map_err(serde::de::Error::custom),
+        Flexible::Bool(b) => Err(serde::de::Error::custom(format!("expected a port, got {b}"))),
     }
 }
 
@@ -368,7 +398,7 @@ mod tests {
     #[test]
     fn the_original_env_file_works_unchanged() {
         Jail::expect_with(|jail| {
-            jail.set_env("WC_WEBHOOK_SECRET", "123");
+            jail.set_env("WC_WEBHOOK_SECRET", "0123");
             jail.set_env("DATABASE_URL", "postgres://u:p@db/lazona");
             jail.set_env("KOIKI_HOST", "https://rekistest.koiki.es/services");
             jail.set_env("KOIKI_ERROR_MAIL_RECIPIENTS", "a@x.coop, b@x.coop,");
@@ -377,7 +407,7 @@ mod tests {
             jail.set_env("SUGARCRM_MEMBERSHIP_ROLES", "^member^,^is_partner^");
             jail.set_env("SECRET_KEY", "django");
             let s = Settings::load(None).expect("legacy env loads");
-            assert_eq!(s.webhook.secret.as_ref().map(|x| x.expose_secret()), Some("123"));
+            assert_eq!(s.webhook.secret.as_ref().map(|x| x.expose_secret()), Some("0123"));
             assert!(!s.database.is_sqlite());
             assert!(!s.embedded_worker());
             assert_eq!(s.koiki.host, "https://rekistest.koiki.es/services");
@@ -397,10 +427,10 @@ mod tests {
                 "listen = \"0.0.0.0:9000\"\n[webhook]\nsecret = \"from-file\"\n[worker]\nembedded = false\n",
             )?;
             jail.set_env("WC_WEBHOOK_SECRET", "legacy");
-            jail.set_env("LAZONA_WEBHOOK__SECRET", "new");
+            jail.set_env("LAZONA_WEBHOOK__SECRET", "987");
             jail.set_env("LAZONA_LISTEN", "127.0.0.1:9999");
             let s = Settings::load(Some(Path::new("c.toml"))).expect("loads");
-            assert_eq!(s.webhook.secret.as_ref().map(|x| x.expose_secret()), Some("new"));
+            assert_eq!(s.webhook.secret.as_ref().map(|x| x.expose_secret()), Some("987"));
             assert_eq!(s.listen.to_string(), "127.0.0.1:9999");
             assert!(!s.embedded_worker());
             Ok(())
@@ -414,7 +444,7 @@ mod tests {
             assert!(err.to_string().contains("nope.toml"), "{err}");
             jail.set_env("LAZONA_LISTEN", "not an address");
             let err = Settings::load(None).unwrap_err();
-            assert!(err.to_string().contains("listen"), "{err}");
+            assert!(err.to_string().to_lowercase().contains("listen"), "{err}");
             Ok(())
         });
     }

@@ -4,7 +4,10 @@
 //! - [`db`]: sea-orm storage on SQLite or Postgres: the webhook inbox with its group-commit
 //!   writer, the jobs table and its queue, and the migrations.
 //! - [`telemetry`]: tracing set-up for every binary.
+//! - `testing` (feature `testing`): throwaway databases for the workspace's test suites.
 
 pub mod config;
 pub mod db;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;

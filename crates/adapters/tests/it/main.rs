@@ -1,0 +1,7 @@
+//! Integration tests of the SQL adapters against real SQLite and (with `TEST_DATABASE_URL`)
+//! Postgres databases.
+
+mod config_file;
+mod helpers;
+mod inbox;
+mod queue;
