@@ -246,7 +246,9 @@ impl Settings {
     /// # Errors
     /// [`ConfigError`] when the file is missing or a value is invalid.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        Self::figment(file)?.extract().map_err(|e| ConfigError::Invalid(Box::new(e)))
+        Self::figment(file)?
+            .extract()
+            .map_err(|e| ConfigError::Invalid(Box::new(e)))
     }
 
     /// The figment behind [`Settings::load`], for callers that add their own layers.
@@ -274,7 +276,9 @@ impl Settings {
     /// Whether `lazona-http` runs a worker in-process: `worker.embedded`, or on `auto` when the
     /// database is SQLite.
     pub fn embedded_worker(&self) -> bool {
-        self.worker.embedded.unwrap_or_else(|| self.database.is_sqlite())
+        self.worker
+            .embedded
+            .unwrap_or_else(|| self.database.is_sqlite())
     }
 }
 
@@ -331,7 +335,9 @@ fn flexible_u16<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
     match Flexible::deserialize(d)? {
         Flexible::Int(i) => u16::try_from(i).map_err(serde::de::Error::custom),
         Flexible::Str(s) => s.trim().parse().map_err(serde::de::Error::custom),
-        Flexible::Bool(b) => Err(serde::de::Error::custom(format!("expected a port, got {b}"))),
+        Flexible::Bool(b) => Err(serde::de::Error::custom(format!(
+            "expected a port, got {b}"
+        ))),
     }
 }
 
@@ -377,6 +383,10 @@ fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::result_large_err,
+    reason = "figment::Jail's closures return figment::Error"
+)]
 mod tests {
     use super::*;
     use figment::Jail;
@@ -407,7 +417,10 @@ mod tests {
             jail.set_env("SUGARCRM_MEMBERSHIP_ROLES", "^member^,^is_partner^");
             jail.set_env("SECRET_KEY", "django");
             let s = Settings::load(None).expect("legacy env loads");
-            assert_eq!(s.webhook.secret.as_ref().map(|x| x.expose_secret()), Some("0123"));
+            assert_eq!(
+                s.webhook.secret.as_ref().map(|x| x.expose_secret()),
+                Some("0123")
+            );
             assert!(!s.database.is_sqlite());
             assert!(!s.embedded_worker());
             assert_eq!(s.koiki.host, "https://rekistest.koiki.es/services");
@@ -430,7 +443,10 @@ mod tests {
             jail.set_env("LAZONA_WEBHOOK__SECRET", "987");
             jail.set_env("LAZONA_LISTEN", "127.0.0.1:9999");
             let s = Settings::load(Some(Path::new("c.toml"))).expect("loads");
-            assert_eq!(s.webhook.secret.as_ref().map(|x| x.expose_secret()), Some("987"));
+            assert_eq!(
+                s.webhook.secret.as_ref().map(|x| x.expose_secret()),
+                Some("987")
+            );
             assert_eq!(s.listen.to_string(), "127.0.0.1:9999");
             assert!(!s.embedded_worker());
             Ok(())

@@ -20,8 +20,15 @@ impl TestDb {
     /// When no temporary folder can be made.
     pub fn sqlite() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("lazona.db").display());
-        TestDb { url, _dir: Some(dir), pg: None }
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("lazona.db").display()
+        );
+        TestDb {
+            url,
+            _dir: Some(dir),
+            pg: None,
+        }
     }
 
     /// A fresh database on the server of `TEST_DATABASE_URL`; `None` (with a note) when the
@@ -40,7 +47,11 @@ impl TestDb {
             .expect("create database");
         let _ = conn.close().await;
         let url = replace_db_name(&admin, &name);
-        Some(TestDb { url, _dir: None, pg: Some((admin, name)) })
+        Some(TestDb {
+            url,
+            _dir: None,
+            pg: Some((admin, name)),
+        })
     }
 
     /// Every backend this run can test, named: SQLite always, Postgres when available.
@@ -60,7 +71,10 @@ impl Drop for TestDb {
         };
         // Drop may run inside a runtime: use a thread with its own.
         let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             rt.block_on(async {
@@ -108,5 +122,10 @@ pub fn unique() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or_default();
-    format!("{}_{:x}_{}", std::process::id(), nanos, N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{}_{:x}_{}",
+        std::process::id(),
+        nanos,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }

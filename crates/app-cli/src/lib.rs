@@ -1,1 +1,171 @@
-//! placeholder
+//! The operators' command line (`lazona`): migrations and a look into the inbox.
+//!
+//! Every command prints human text by default and JSON with `--json`; exit codes are 0 on
+//! success, 1 on failure, 2 on a usage error (clap), and 3 when the thing asked for does not exist.
+
+#![allow(clippy::print_stdout, reason = "a command line prints its results")]
+
+use adapters::config::Settings;
+use adapters::db::{Database, SqlInbox};
+use clap::{Parser, Subcommand};
+use domain::model::{Resource, WebhookFilter, WebhookId, WebhookStatus};
+use domain::ports::WebhookInbox;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// La Zona connector: operations on the connector's database.
+#[derive(Debug, Parser)]
+#[command(name = "lazona", version)]
+pub struct Cli {
+    /// A TOML configuration file (see config/default.toml).
+    #[arg(long, global = true, env = "LAZONA_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply the pending database migrations.
+    Migrate,
+    /// Look into the webhook inbox.
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
+}
+
+/// `lazona webhooks ...`
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// List stored webhooks, newest first.
+    List {
+        /// Only this status (queued, processed, failed, rejected, ignored).
+        #[arg(long)]
+        status: Option<WebhookStatus>,
+        /// Only this endpoint (order, customer).
+        #[arg(long)]
+        resource: Option<Resource>,
+        /// Only this order or customer id.
+        #[arg(long)]
+        subject: Option<i64>,
+        /// Only ids below this one (the next page).
+        #[arg(long)]
+        before: Option<i64>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+    },
+    /// Show one stored webhook: headers, body, status and error.
+    Show {
+        /// Its inbox id.
+        id: i64,
+    },
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let settings = Settings::load(cli.config.as_deref())?;
+    let db = Database::connect(&settings.database).await?;
+    match cli.command {
+        Command::Migrate => {
+            db.migrate().await?;
+            if cli.json {
+                println!("{}", serde_json::json!({ "migrated": true }));
+            } else {
+                println!("database migrated");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Webhooks(cmd) => {
+            let inbox = SqlInbox::start(db, &settings.inbox);
+            webhooks(&inbox, cmd, cli.json).await
+        }
+    }
+}
+
+async fn webhooks(inbox: &SqlInbox, cmd: WebhooksCommand, json: bool) -> anyhow::Result<ExitCode> {
+    match cmd {
+        WebhooksCommand::List {
+            status,
+            resource,
+            subject,
+            before,
+            limit,
+        } => {
+            let filter = WebhookFilter {
+                status,
+                resource,
+                subject_id: subject,
+                before_id: before.map(WebhookId),
+                limit,
+                ..Default::default()
+            };
+            let rows = inbox.list(&filter).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!(
+                    "{:>8}  {:<9}  {:<16}  {:>8}  {:<10}  {:<20}  error",
+                    "id", "resource", "topic", "subject", "status", "received"
+                );
+                for w in rows {
+                    println!(
+                        "{:>8}  {:<9}  {:<16}  {:>8}  {:<10}  {:<20}  {}",
+                        w.id,
+                        w.resource,
+                        w.topic.as_deref().unwrap_or("-"),
+                        w.subject_id.map_or("-".into(), |s| s.to_string()),
+                        w.status,
+                        w.received_at.format("%Y-%m-%d %H:%M:%S"),
+                        w.error.as_deref().unwrap_or("")
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        WebhooksCommand::Show { id } => {
+            let Some(w) = inbox.get(WebhookId(id)).await? else {
+                eprintln!("no webhook {id}");
+                return Ok(ExitCode::from(3));
+            };
+            let body = serde_json::from_slice::<serde_json::Value>(&w.data.body)
+                .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
+                .unwrap_or_else(|_| String::from_utf8_lossy(&w.data.body).into_owned());
+            if json {
+                let out = serde_json::json!({
+                    "id": w.id,
+                    "resource": w.data.resource,
+                    "topic": w.data.topic,
+                    "delivery_id": w.data.delivery_id,
+                    "subject_id": w.data.subject_id,
+                    "status": w.data.status,
+                    "received_at": w.data.received_at,
+                    "processed_at": w.processed_at,
+                    "error": w.last_error,
+                    "headers": w.data.headers,
+                    "body": String::from_utf8_lossy(&w.data.body),
+                });
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                println!("webhook {}  {}  {}", w.id, w.data.resource, w.data.status);
+                println!("received  {}", w.data.received_at);
+                if let Some(t) = w.processed_at {
+                    println!("processed {t}");
+                }
+                if let Some(e) = &w.last_error {
+                    println!("error     {e}");
+                }
+                println!("\nheaders:");
+                for (k, v) in &w.data.headers {
+                    println!("  {k}: {v}");
+                }
+                println!("\nbody:\n{body}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,1 +1,16 @@
-fn main() {}
+//! `lazona`: the operators' command line.
+
+use clap::Parser;
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = app_cli::Cli::parse();
+    match app_cli::run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -75,18 +75,24 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let mut error = json!({ "code": self.code(), "message": self.to_string() });
-        if let ApiError::Invalid { field, webhook_id, .. } = &self {
+        if let ApiError::Invalid {
+            field, webhook_id, ..
+        } = &self
+        {
             error["field"] = json!(field);
             error["webhook_id"] = json!(webhook_id);
         }
         let mut response = (status, axum::Json(json!({ "error": error }))).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        }
-        if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("X-WC-Webhook-Signature"));
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("X-WC-Webhook-Signature"),
+            );
         }
         response
     }

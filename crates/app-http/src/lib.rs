@@ -83,7 +83,9 @@ async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiE
     match tokio::time::timeout(Duration::from_secs(5), state.inbox.ping()).await {
         Ok(Ok(())) => Ok(axum::Json(serde_json::json!({ "status": "ready" }))),
         Ok(Err(e)) => Err(ApiError::Unavailable(domain::error::error_chain(&e))),
-        Err(_) => Err(ApiError::Unavailable("database did not answer in time".into())),
+        Err(_) => Err(ApiError::Unavailable(
+            "database did not answer in time".into(),
+        )),
     }
 }
 
@@ -118,10 +120,16 @@ pub async fn start(
         .await
         .map_err(|e| anyhow::anyhow!("cannot open the database: {e}"))?;
     if settings.database.migrate_on_start {
-        db.migrate().await.map_err(|e| anyhow::anyhow!("cannot migrate the database: {e}"))?;
+        db.migrate()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot migrate the database: {e}"))?;
     }
     let inbox = Arc::new(SqlInbox::start(db.clone(), &settings.inbox));
-    let secret = settings.webhook.secret.as_ref().map(|s| WebhookSecret::new(s.expose_secret()));
+    let secret = settings
+        .webhook
+        .secret
+        .as_ref()
+        .map(|s| WebhookSecret::new(s.expose_secret()));
     if secret.is_none() {
         tracing::warn!(
             "no webhook secret configured (WC_WEBHOOK_SECRET or LAZONA_WEBHOOK__SECRET): \
@@ -135,8 +143,12 @@ pub async fn start(
 
     let worker = settings.embedded_worker().then(|| {
         let queue = Arc::new(SqlJobQueue::new(db.clone()));
-        let worker = Worker::new(queue, inbox.clone(), WorkerOptions::from_config(&settings.worker))
-            .wake_on(inbox.jobs_ready());
+        let worker = Worker::new(
+            queue,
+            inbox.clone(),
+            WorkerOptions::from_config(&settings.worker),
+        )
+        .wake_on(inbox.jobs_ready());
         let token = shutdown.clone();
         tokio::spawn(async move { worker.run(token).await })
     });
@@ -152,5 +164,10 @@ pub async fn start(
         tracing::info!("server stopped");
         Ok(())
     });
-    Ok(Running { addr, db, inbox, task })
+    Ok(Running {
+        addr,
+        db,
+        inbox,
+        task,
+    })
 }

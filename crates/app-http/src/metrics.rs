@@ -35,7 +35,10 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let _ = writeln!(out, "# HELP lazona_webhooks_total Webhooks received, by resource and result.");
+        let _ = writeln!(
+            out,
+            "# HELP lazona_webhooks_total Webhooks received, by resource and result."
+        );
         let _ = writeln!(out, "# TYPE lazona_webhooks_total counter");
         for (i, resource) in ["order", "customer"].iter().enumerate() {
             for (result, counter) in [
@@ -51,12 +54,32 @@ impl Metrics {
             }
         }
         for (name, help, counter) in [
-            ("lazona_signature_failures_total", "Requests with a missing or wrong signature.", &self.signature_failures),
-            ("lazona_pings_total", "WooCommerce webhook creation pings.", &self.pings),
-            ("lazona_unavailable_total", "Requests answered 503.", &self.unavailable),
-            ("lazona_body_too_large_total", "Requests answered 413.", &self.too_large),
+            (
+                "lazona_signature_failures_total",
+                "Requests with a missing or wrong signature.",
+                &self.signature_failures,
+            ),
+            (
+                "lazona_pings_total",
+                "WooCommerce webhook creation pings.",
+                &self.pings,
+            ),
+            (
+                "lazona_unavailable_total",
+                "Requests answered 503.",
+                &self.unavailable,
+            ),
+            (
+                "lazona_body_too_large_total",
+                "Requests answered 413.",
+                &self.too_large,
+            ),
         ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", get(counter));
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                get(counter)
+            );
         }
         out
     }

@@ -15,7 +15,9 @@ pub(crate) async fn order(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    receive(state, Resource::Order, headers, body).await.unwrap_or_else(IntoResponse::into_response)
+    receive(state, Resource::Order, headers, body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
 pub(crate) async fn customer(
@@ -43,17 +45,30 @@ async fn receive(
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Metrics::inc(&m.too_large);
             tracing::warn!(%resource, "webhook body over the size limit");
-            ApiError::TooLarge { limit: state.max_body_bytes }
+            ApiError::TooLarge {
+                limit: state.max_body_bytes,
+            }
         } else {
             ApiError::BadBody(rejection.body_text())
         }
     })?;
     let headers: Vec<(String, String)> = headers
         .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
 
-    let decision = intake(resource, &headers, body, state.secret.as_deref(), chrono::Utc::now());
+    let decision = intake(
+        resource,
+        &headers,
+        body,
+        state.secret.as_deref(),
+        chrono::Utc::now(),
+    );
     let (webhook, rejection) = match decision {
         Intake::Ping { webhook_id } => {
             Metrics::inc(&m.pings);
@@ -79,7 +94,8 @@ async fn receive(
 
     let status = webhook.status;
     let delivery_id = webhook.delivery_id.clone();
-    let recorded = match tokio::time::timeout(state.commit_timeout, state.inbox.record(webhook)).await
+    let recorded = match tokio::time::timeout(state.commit_timeout, state.inbox.record(webhook))
+        .await
     {
         Ok(Ok(recorded)) => recorded,
         Ok(Err(e)) => {
@@ -90,7 +106,9 @@ async fn receive(
         Err(_) => {
             Metrics::inc(&m.unavailable);
             tracing::error!(%resource, "webhook not committed in time");
-            return Err(ApiError::Unavailable("the database did not commit in time".into()));
+            return Err(ApiError::Unavailable(
+                "the database did not commit in time".into(),
+            ));
         }
     };
     let duplicate = recorded.outcome == RecordOutcome::Duplicate;
@@ -116,7 +134,15 @@ async fn receive(
         Resource::Order => StatusCode::CREATED,
         Resource::Customer => StatusCode::OK,
     };
-    let shown = if duplicate { "duplicate" } else { status.as_str() };
+    let shown = if duplicate {
+        "duplicate"
+    } else {
+        status.as_str()
+    };
     debug_assert!(status != WebhookStatus::Rejected);
-    Ok((code, axum::Json(json!({ "webhook_id": recorded.id.0, "status": shown }))).into_response())
+    Ok((
+        code,
+        axum::Json(json!({ "webhook_id": recorded.id.0, "status": shown })),
+    )
+        .into_response())
 }

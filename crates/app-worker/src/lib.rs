@@ -82,8 +82,17 @@ pub struct Worker {
 
 impl Worker {
     /// A worker over `queue`, handling jobs with `inbox`.
-    pub fn new(queue: Arc<dyn JobQueue>, inbox: Arc<dyn WebhookInbox>, options: WorkerOptions) -> Self {
-        Worker { queue, inbox, options, wake: None }
+    pub fn new(
+        queue: Arc<dyn JobQueue>,
+        inbox: Arc<dyn WebhookInbox>,
+        options: WorkerOptions,
+    ) -> Self {
+        Worker {
+            queue,
+            inbox,
+            options,
+            wake: None,
+        }
     }
 
     /// Wakes the idle worker when `notify` fires (the in-process inbox's "jobs enqueued").
@@ -144,7 +153,10 @@ impl Worker {
     /// # Errors
     /// The queue's error when it cannot be reached.
     pub async fn run_once(&self) -> Result<PassOutcome, domain::error::QueueError> {
-        let jobs = self.queue.reserve(self.options.concurrency, self.options.lease).await?;
+        let jobs = self
+            .queue
+            .reserve(self.options.concurrency, self.options.lease)
+            .await?;
         if jobs.is_empty() {
             return Ok(PassOutcome::default());
         }
@@ -171,7 +183,10 @@ impl Worker {
                     self.queue.dead_letter(job.id, &reason).await?;
                     outcome.dead += 1;
                 }
-                Err(JobError::Transient { reason, retry_after }) => {
+                Err(JobError::Transient {
+                    reason,
+                    retry_after,
+                }) => {
                     if job.attempt >= self.options.max_attempts {
                         let reason = format!("gave up after {} attempts: {reason}", job.attempt);
                         tracing::error!(job_id = %job.id, kind = job.kind.name(), %reason, "job dead-lettered");
@@ -224,25 +239,6 @@ impl Worker {
     }
 }
 
-/// The wait before attempt `attempt + 1`: 10 s doubling per attempt, at most 6 h.
-fn backoff(attempt: u32) -> Duration {
-    let secs = 10u64.saturating_mul(1u64 << attempt.saturating_sub(1).min(20));
-    Duration::from_secs(secs.min(6 * 3600))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_and_is_capped() {
-        assert_eq!(backoff(1), Duration::from_secs(10));
-        assert_eq!(backoff(2), Duration::from_secs(20));
-        assert_eq!(backoff(5), Duration::from_secs(160));
-        assert_eq!(backoff(40), Duration::from_secs(6 * 3600));
-    }
-}
-
 /// Cancels `token` on ctrl-c or SIGTERM.
 pub async fn shutdown_on_signal(token: CancellationToken) {
     let ctrl_c = async {
@@ -265,4 +261,23 @@ pub async fn shutdown_on_signal(token: CancellationToken) {
     }
     tracing::info!("shutdown signal received");
     token.cancel();
+}
+
+/// The wait before attempt `attempt + 1`: 10 s doubling per attempt, at most 6 h.
+fn backoff(attempt: u32) -> Duration {
+    let secs = 10u64.saturating_mul(1u64 << attempt.saturating_sub(1).min(20));
+    Duration::from_secs(secs.min(6 * 3600))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        assert_eq!(backoff(1), Duration::from_secs(10));
+        assert_eq!(backoff(2), Duration::from_secs(20));
+        assert_eq!(backoff(5), Duration::from_secs(160));
+        assert_eq!(backoff(40), Duration::from_secs(6 * 3600));
+    }
 }

@@ -1,14 +1,25 @@
-//! `lazona-worker`: runs the worker against the configured database.
+//! `lazona-worker`: runs the worker as its own process against the configured database.
 
 use adapters::config::Settings;
 use adapters::db::{Database, SqlInbox, SqlJobQueue};
 use app_worker::{Worker, WorkerOptions};
+use clap::Parser;
+use std::path::PathBuf;
 use std::sync::Arc;
+
+/// La Zona connector's worker: processes the stored webhooks' jobs.
+#[derive(Debug, Parser)]
+#[command(name = "lazona-worker", version)]
+struct Args {
+    /// A TOML configuration file (see config/default.toml for every key).
+    #[arg(long, env = "LAZONA_CONFIG")]
+    config: Option<PathBuf>,
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = std::env::args().skip_while(|a| a != "--config").nth(1).map(std::path::PathBuf::from);
-    let settings = Settings::load(config.as_deref())?;
+    let args = Args::parse();
+    let settings = Settings::load(args.config.as_deref())?;
     adapters::telemetry::init(&settings.log.format);
     let db = Database::connect(&settings.database).await?;
     if settings.database.migrate_on_start {

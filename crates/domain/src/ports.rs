@@ -4,11 +4,11 @@
 //! Every method's `# Errors` section says which variant an implementation must return when.
 
 use crate::error::{CrmError, InboxError, MailError, QueueError, ShippingError, ShopError};
+use crate::model::shipment::{BookingRequest, BookingResult, TrackingReport, VendorProfile};
 use crate::model::{
     Job, JobId, NewJob, NewWebhook, Order, Recorded, Webhook, WebhookFilter, WebhookId,
     WebhookStatus, WebhookSummary,
 };
-use crate::model::shipment::{BookingRequest, BookingResult, TrackingReport, VendorProfile};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::time::Duration;

@@ -64,7 +64,12 @@ impl SqlInbox {
         let rx = Arc::new(Mutex::new(rx));
         let jobs_ready = Arc::new(Notify::new());
         for _ in 0..writers {
-            tokio::spawn(writer(db.clone(), rx.clone(), max_batch, jobs_ready.clone()));
+            tokio::spawn(writer(
+                db.clone(),
+                rx.clone(),
+                max_batch,
+                jobs_ready.clone(),
+            ));
         }
         let nonce = std::process::id() as u128 * 1_000_003
             + std::time::SystemTime::now()
@@ -145,30 +150,41 @@ const INSERT_COLUMNS: &str = "dedupe_key, resource, topic, event, delivery_id, w
 
 /// Inserts the batch and the jobs of its new queued webhooks in one transaction. Returns each
 /// request's outcome, in order, and whether any job was enqueued.
-async fn write_batch(db: &Database, batch: &[WriteRequest]) -> Result<(Vec<Recorded>, bool), DbErr> {
+async fn write_batch(
+    db: &Database,
+    batch: &[WriteRequest],
+) -> Result<(Vec<Recorded>, bool), DbErr> {
     let backend = db.backend();
     let txn = db.conn().begin().await?;
 
-    let mut insert = SqlBuilder::new(backend, format!("INSERT INTO webhooks ({INSERT_COLUMNS}) VALUES "));
+    let mut insert = SqlBuilder::new(
+        backend,
+        format!("INSERT INTO webhooks ({INSERT_COLUMNS}) VALUES "),
+    );
     for (i, req) in batch.iter().enumerate() {
         let w = &req.webhook;
-        insert.row(i, [
-            req.key.clone().into(),
-            w.resource.as_str().into(),
-            w.topic.clone().into(),
-            w.event.clone().into(),
-            w.delivery_id.clone().into(),
-            w.wc_webhook_id.into(),
-            w.source.clone().into(),
-            w.subject_id.into(),
-            headers_json(&w.headers).into(),
-            Value::Bytes(Some(w.body.to_vec())),
-            millis(w.received_at).into(),
-            w.status.as_str().into(),
-            w.error.clone().into(),
-        ]);
+        insert.row(
+            i,
+            [
+                req.key.clone().into(),
+                w.resource.as_str().into(),
+                w.topic.clone().into(),
+                w.event.clone().into(),
+                w.delivery_id.clone().into(),
+                w.wc_webhook_id.into(),
+                w.source.clone().into(),
+                w.subject_id.into(),
+                headers_json(&w.headers).into(),
+                Value::Bytes(Some(w.body.to_vec())),
+                millis(w.received_at).into(),
+                w.status.as_str().into(),
+                w.error.clone().into(),
+            ],
+        );
     }
-    insert.sql.push_str(" ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, dedupe_key");
+    insert
+        .sql
+        .push_str(" ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, dedupe_key");
     let mut inserted: HashMap<String, i64> = HashMap::with_capacity(batch.len());
     for row in txn.query_all_raw(insert.build()).await? {
         inserted.insert(row.try_get_by_index(1)?, row.try_get_by_index(0)?);
@@ -182,8 +198,10 @@ async fn write_batch(db: &Database, batch: &[WriteRequest]) -> Result<(Vec<Recor
         .collect();
     let mut existing: HashMap<String, i64> = HashMap::new();
     if !earlier.is_empty() {
-        let mut select =
-            SqlBuilder::new(backend, "SELECT id, dedupe_key FROM webhooks WHERE dedupe_key IN ".into());
+        let mut select = SqlBuilder::new(
+            backend,
+            "SELECT id, dedupe_key FROM webhooks WHERE dedupe_key IN ".into(),
+        );
         select.row(0, earlier.iter().map(|k| Value::from(k.to_string())));
         for row in txn.query_all_raw(select.build()).await? {
             existing.insert(row.try_get_by_index(1)?, row.try_get_by_index(0)?);
@@ -199,12 +217,18 @@ async fn write_batch(db: &Database, batch: &[WriteRequest]) -> Result<(Vec<Recor
             if req.webhook.status == WebhookStatus::Queued {
                 jobs.push(id);
             }
-            recorded.push(Recorded { id: WebhookId(id), outcome: RecordOutcome::Stored });
+            recorded.push(Recorded {
+                id: WebhookId(id),
+                outcome: RecordOutcome::Stored,
+            });
         } else {
             let id = existing.get(&req.key).copied().ok_or_else(|| {
                 DbErr::Custom(format!("webhook {:?} neither inserted nor found", req.key))
             })?;
-            recorded.push(Recorded { id: WebhookId(id), outcome: RecordOutcome::Duplicate });
+            recorded.push(Recorded {
+                id: WebhookId(id),
+                outcome: RecordOutcome::Duplicate,
+            });
         }
     }
 
@@ -216,17 +240,22 @@ async fn write_batch(db: &Database, batch: &[WriteRequest]) -> Result<(Vec<Recor
                 .into(),
         );
         for (i, id) in jobs.iter().enumerate() {
-            let kind = JobKind::ProcessWebhook { webhook_id: WebhookId(*id) };
+            let kind = JobKind::ProcessWebhook {
+                webhook_id: WebhookId(*id),
+            };
             let payload = serde_json::to_string(&kind).map_err(|e| DbErr::Custom(e.to_string()))?;
-            insert.row(i, [
-                kind.name().into(),
-                payload.into(),
-                "ready".into(),
-                0i32.into(),
-                now.into(),
-                now.into(),
-                now.into(),
-            ]);
+            insert.row(
+                i,
+                [
+                    kind.name().into(),
+                    payload.into(),
+                    "ready".into(),
+                    0i32.into(),
+                    now.into(),
+                    now.into(),
+                    now.into(),
+                ],
+            );
         }
         txn.execute_raw(insert.build()).await?;
     }
@@ -243,7 +272,11 @@ pub(crate) struct SqlBuilder {
 
 impl SqlBuilder {
     pub(crate) fn new(backend: DbBackend, sql: String) -> Self {
-        SqlBuilder { backend, sql, values: Vec::new() }
+        SqlBuilder {
+            backend,
+            sql,
+            values: Vec::new(),
+        }
     }
 
     /// Appends `(p1, p2, ...)` bound to `values`, preceded by `, ` unless it is the first row.
@@ -309,7 +342,11 @@ impl WebhookInbox for SqlInbox {
         let (reply, answer) = oneshot::channel();
         let key = self.dedupe_key(&webhook);
         self.tx
-            .send(WriteRequest { key, webhook, reply })
+            .send(WriteRequest {
+                key,
+                webhook,
+                reply,
+            })
             .await
             .map_err(|_| InboxError::ShuttingDown)?;
         answer.await.map_err(|_| InboxError::ShuttingDown)?
@@ -417,14 +454,19 @@ impl WebhookInbox for SqlInbox {
             ..Default::default()
         };
         model.update(self.db.conn()).await.map_err(|e| match e {
-            DbErr::RecordNotUpdated => InboxError::Unexpected(format!("webhook {id} not found").into()),
+            DbErr::RecordNotUpdated => {
+                InboxError::Unexpected(format!("webhook {id} not found").into())
+            }
             e => unavailable(e),
         })?;
         Ok(())
     }
 
     async fn count(&self) -> Result<u64, InboxError> {
-        webhook::Entity::find().count(self.db.conn()).await.map_err(unavailable)
+        webhook::Entity::find()
+            .count(self.db.conn())
+            .await
+            .map_err(unavailable)
     }
 
     async fn ping(&self) -> Result<(), InboxError> {

@@ -143,7 +143,11 @@ impl MigrationTrait for M0001InboxAndJobs {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(Jobs::Table).to_owned()).await?;
-        manager.drop_table(Table::drop().table(Webhooks::Table).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(Jobs::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(Webhooks::Table).to_owned())
+            .await
     }
 }

@@ -47,7 +47,8 @@ impl Database {
                     .create_if_missing(true)
             });
         } else {
-            opts.max_connections(cfg.max_connections.max(2)).min_connections(1);
+            opts.max_connections(cfg.max_connections.max(2))
+                .min_connections(1);
         }
         let conn = sea_orm::Database::connect(opts).await?;
         Ok(Database { conn })

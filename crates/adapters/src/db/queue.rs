@@ -28,7 +28,12 @@ impl SqlJobQueue {
     }
 
     async fn exec(&self, b: SqlBuilder) -> Result<u64, QueueError> {
-        let res = self.db.conn().execute_raw(b.build()).await.map_err(unavailable)?;
+        let res = self
+            .db
+            .conn()
+            .execute_raw(b.build())
+            .await
+            .map_err(unavailable)?;
         Ok(res.rows_affected())
     }
 }
@@ -46,22 +51,25 @@ impl JobQueue for SqlJobQueue {
     async fn enqueue(&self, job: NewJob) -> Result<JobId, QueueError> {
         let now = millis(Utc::now());
         let due = job.run_at.map(millis).unwrap_or(now);
-        let payload = serde_json::to_string(&job.kind)
-            .map_err(|e| QueueError::Unexpected(Box::new(e)))?;
+        let payload =
+            serde_json::to_string(&job.kind).map_err(|e| QueueError::Unexpected(Box::new(e)))?;
         let mut b = SqlBuilder::new(
             self.db.backend(),
             "INSERT INTO jobs (kind, payload, status, attempts, due_at, created_at, updated_at) VALUES "
                 .into(),
         );
-        b.row(0, [
-            job.kind.name().into(),
-            payload.into(),
-            "ready".into(),
-            0i32.into(),
-            due.into(),
-            now.into(),
-            now.into(),
-        ]);
+        b.row(
+            0,
+            [
+                job.kind.name().into(),
+                payload.into(),
+                "ready".into(),
+                0i32.into(),
+                due.into(),
+                now.into(),
+                now.into(),
+            ],
+        );
         b.sql.push_str(" RETURNING id");
         let row = self
             .db
@@ -76,7 +84,10 @@ impl JobQueue for SqlJobQueue {
     async fn reserve(&self, max: usize, lease: Duration) -> Result<Vec<Job>, QueueError> {
         let backend = self.db.backend();
         let now = millis(Utc::now());
-        let mut b = SqlBuilder::new(backend, "UPDATE jobs SET status = 'running', attempts = attempts + 1, due_at = ".into());
+        let mut b = SqlBuilder::new(
+            backend,
+            "UPDATE jobs SET status = 'running', attempts = attempts + 1, due_at = ".into(),
+        );
         b.param((now + lease_ms(lease)).into());
         b.sql.push_str(", updated_at = ");
         b.param(now.into());
@@ -90,14 +101,23 @@ impl JobQueue for SqlJobQueue {
             b.sql.push_str(" FOR UPDATE SKIP LOCKED");
         }
         b.sql.push_str(") RETURNING id, payload, attempts");
-        let rows = self.db.conn().query_all_raw(b.build()).await.map_err(unavailable)?;
+        let rows = self
+            .db
+            .conn()
+            .query_all_raw(b.build())
+            .await
+            .map_err(unavailable)?;
         let mut jobs = Vec::with_capacity(rows.len());
         for row in rows {
             let id = JobId(row.try_get_by_index(0).map_err(unavailable)?);
             let payload: String = row.try_get_by_index(1).map_err(unavailable)?;
             let attempts: i32 = row.try_get_by_index(2).map_err(unavailable)?;
             match serde_json::from_str::<JobKind>(&payload) {
-                Ok(kind) => jobs.push(Job { id, kind, attempt: attempts.max(0) as u32 }),
+                Ok(kind) => jobs.push(Job {
+                    id,
+                    kind,
+                    attempt: attempts.max(0) as u32,
+                }),
                 Err(e) => {
                     let reason = format!("undecodable payload: {e}");
                     self.dead_letter(id, &reason).await?;
@@ -118,7 +138,10 @@ impl JobQueue for SqlJobQueue {
     }
 
     async fn retry(&self, id: JobId, at: DateTime<Utc>, error: &str) -> Result<(), QueueError> {
-        let mut b = SqlBuilder::new(self.db.backend(), "UPDATE jobs SET status = 'ready', due_at = ".into());
+        let mut b = SqlBuilder::new(
+            self.db.backend(),
+            "UPDATE jobs SET status = 'ready', due_at = ".into(),
+        );
         b.param(millis(at).into());
         b.sql.push_str(", last_error = ");
         b.param(error.into());
@@ -133,7 +156,10 @@ impl JobQueue for SqlJobQueue {
     }
 
     async fn dead_letter(&self, id: JobId, error: &str) -> Result<(), QueueError> {
-        let mut b = SqlBuilder::new(self.db.backend(), "UPDATE jobs SET status = 'dead', last_error = ".into());
+        let mut b = SqlBuilder::new(
+            self.db.backend(),
+            "UPDATE jobs SET status = 'dead', last_error = ".into(),
+        );
         b.param(error.into());
         b.sql.push_str(", updated_at = ");
         b.param(millis(Utc::now()).into());

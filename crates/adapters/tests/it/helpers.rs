@@ -13,7 +13,9 @@ pub(crate) async fn open(db: &TestDb) -> (Database, SqlInbox, SqlJobQueue, Setti
         .merge(Serialized::default("database.url", &db.url))
         .extract()
         .expect("settings");
-    let database = Database::connect(&settings.database).await.expect("connect");
+    let database = Database::connect(&settings.database)
+        .await
+        .expect("connect");
     database.migrate().await.expect("migrate");
     let inbox = SqlInbox::start(database.clone(), &settings.inbox);
     let queue = SqlJobQueue::new(database.clone());

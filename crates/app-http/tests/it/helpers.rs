@@ -35,17 +35,31 @@ pub(crate) struct TestApp {
 
 impl TestApp {
     pub(crate) async fn spawn(settings: &Settings) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let shutdown = CancellationToken::new();
-        let running = app_http::start(settings, listener, shutdown.clone()).await.expect("server starts");
-        TestApp { addr: running.addr, running, shutdown, client: reqwest::Client::new() }
+        let running = app_http::start(settings, listener, shutdown.clone())
+            .await
+            .expect("server starts");
+        TestApp {
+            addr: running.addr,
+            running,
+            shutdown,
+            client: reqwest::Client::new(),
+        }
     }
 
     pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
-    pub(crate) async fn post_signed(&self, path: &str, body: &str, delivery_id: Option<&str>) -> reqwest::Response {
+    pub(crate) async fn post_signed(
+        &self,
+        path: &str,
+        body: &str,
+        delivery_id: Option<&str>,
+    ) -> reqwest::Response {
         let mut req = self
             .client
             .post(self.url(path))
@@ -87,6 +101,8 @@ pub(crate) fn sign(body: &[u8]) -> String {
 }
 
 pub(crate) fn fixture(name: &str) -> String {
-    let path: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(name);
+    let path: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
 }

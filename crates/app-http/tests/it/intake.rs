@@ -12,25 +12,45 @@ async fn a_signed_order_is_stored_with_its_job_and_answered_201() {
     for (backend, db) in TestDb::all().await {
         let app = TestApp::spawn(&settings(&db.url, &[("worker.embedded", "false")])).await;
         let body = fixture("order_minimal.json");
-        let resp = app.post_signed("/api/deliveries/", &body, Some("d-1")).await;
+        let resp = app
+            .post_signed("/api/deliveries/", &body, Some("d-1"))
+            .await;
         assert_eq!(resp.status(), 201, "{backend}");
         let answer = json(resp).await;
         assert_eq!(answer["status"], "queued", "{backend}");
         let id = answer["webhook_id"].as_i64().expect("webhook id");
 
         let stored = app.running.inbox.clone();
-        let webhook = domain::ports::WebhookInbox::get(stored.as_ref(), domain::model::WebhookId(id))
-            .await
-            .expect("inbox answers")
-            .expect("webhook stored");
-        assert_eq!(&webhook.data.body[..], body.as_bytes(), "{backend}: body kept byte for byte");
+        let webhook =
+            domain::ports::WebhookInbox::get(stored.as_ref(), domain::model::WebhookId(id))
+                .await
+                .expect("inbox answers")
+                .expect("webhook stored");
+        assert_eq!(
+            &webhook.data.body[..],
+            body.as_bytes(),
+            "{backend}: body kept byte for byte"
+        );
         assert_eq!(webhook.data.subject_id, Some(33), "{backend}");
-        assert_eq!(webhook.data.delivery_id.as_deref(), Some("d-1"), "{backend}");
+        assert_eq!(
+            webhook.data.delivery_id.as_deref(),
+            Some("d-1"),
+            "{backend}"
+        );
         assert!(
-            webhook.data.headers.iter().any(|(k, v)| k == "x-wc-webhook-source" && v == "https://lazona.example/"),
+            webhook
+                .data
+                .headers
+                .iter()
+                .any(|(k, v)| k == "x-wc-webhook-source" && v == "https://lazona.example/"),
             "{backend}: headers kept"
         );
-        assert_eq!(app.count("SELECT COUNT(*) FROM jobs WHERE kind = 'process_webhook'").await, 1, "{backend}");
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM jobs WHERE kind = 'process_webhook'")
+                .await,
+            1,
+            "{backend}"
+        );
         app.stop().await;
     }
 }
@@ -60,7 +80,13 @@ async fn missing_or_wrong_signatures_are_refused_and_nothing_is_stored() {
     let app = TestApp::spawn(&settings(&db.url, &[])).await;
     let body = fixture("order_minimal.json");
 
-    let resp = app.client.post(app.url("/api/deliveries/")).body(body.clone()).send().await.expect("sent");
+    let resp = app
+        .client
+        .post(app.url("/api/deliveries/"))
+        .body(body.clone())
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(resp.status(), 401);
     assert_eq!(json(resp).await["error"]["code"], "missing_signature");
 
@@ -76,7 +102,8 @@ async fn missing_or_wrong_signatures_are_refused_and_nothing_is_stored() {
     assert_eq!(json(resp).await["error"]["code"], "invalid_signature");
 
     // A body re-serialised (spacing changed) no longer matches: the raw bytes are what is signed.
-    let reserialised = serde_json::to_string(&serde_json::from_str::<Value>(&body).expect("json")).expect("json");
+    let reserialised =
+        serde_json::to_string(&serde_json::from_str::<Value>(&body).expect("json")).expect("json");
     let resp = app
         .client
         .post(app.url("/api/deliveries/"))
@@ -88,15 +115,29 @@ async fn missing_or_wrong_signatures_are_refused_and_nothing_is_stored() {
     assert_eq!(resp.status(), 401);
 
     assert_eq!(app.count("SELECT COUNT(*) FROM webhooks").await, 0);
-    let metrics = app.client.get(app.url("/metrics")).send().await.expect("sent").text().await.expect("text");
-    assert!(metrics.contains("lazona_signature_failures_total 3"), "{metrics}");
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("lazona_signature_failures_total 3"),
+        "{metrics}"
+    );
     app.stop().await;
 }
 
 #[tokio::test]
 async fn the_originals_signature_test_vector_is_accepted() {
     let db = TestDb::sqlite();
-    let mut s = settings(&db.url, &[("webhook.secret", "testcase"), ("worker.embedded", "false")]);
+    let mut s = settings(
+        &db.url,
+        &[("webhook.secret", "testcase"), ("worker.embedded", "false")],
+    );
     s.webhook.max_body_bytes = 1024;
     let app = TestApp::spawn(&s).await;
     // `{"test": 1 }` has no `id`: it is authentic, so it is kept as rejected and answered 400
@@ -104,7 +145,10 @@ async fn the_originals_signature_test_vector_is_accepted() {
     let resp = app
         .client
         .post(app.url("/api/deliveries/"))
-        .header("x-wc-webhook-signature", "UyKdg7msIA67rxmmf7JcLMUkzMKGLvfptk2NaSuyRQM=")
+        .header(
+            "x-wc-webhook-signature",
+            "UyKdg7msIA67rxmmf7JcLMUkzMKGLvfptk2NaSuyRQM=",
+        )
         .body(r#"{"test": 1 }"#)
         .send()
         .await
@@ -138,7 +182,11 @@ async fn a_repeated_delivery_id_is_acknowledged_once_and_queued_once() {
     for (backend, db) in TestDb::all().await {
         let app = TestApp::spawn(&settings(&db.url, &[("worker.embedded", "false")])).await;
         let body = fixture("order_minimal.json");
-        let first = json(app.post_signed("/api/deliveries/", &body, Some("same")).await).await;
+        let first = json(
+            app.post_signed("/api/deliveries/", &body, Some("same"))
+                .await,
+        )
+        .await;
         // Concurrent repeats land in the same or different batches: all are duplicates.
         let repeats = futures_join(&app, &body, 8).await;
         for (status, answer) in repeats {
@@ -146,7 +194,11 @@ async fn a_repeated_delivery_id_is_acknowledged_once_and_queued_once() {
             assert_eq!(answer["status"], "duplicate", "{backend}");
             assert_eq!(answer["webhook_id"], first["webhook_id"], "{backend}");
         }
-        assert_eq!(app.count("SELECT COUNT(*) FROM webhooks").await, 1, "{backend}");
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM webhooks").await,
+            1,
+            "{backend}"
+        );
         assert_eq!(app.count("SELECT COUNT(*) FROM jobs").await, 1, "{backend}");
         app.stop().await;
     }
@@ -193,16 +245,30 @@ async fn bad_payloads_get_400_with_the_field_and_are_kept_as_rejected() {
         let app = TestApp::spawn(&settings(&db.url, &[("worker.embedded", "false")])).await;
         for (path, body, field) in [
             ("/api/deliveries/", "this is not json", Value::Null),
-            ("/api/deliveries/", r#"{"order_key": "wc_order_x"}"#, Value::from("id")),
+            (
+                "/api/deliveries/",
+                r#"{"order_key": "wc_order_x"}"#,
+                Value::from("id"),
+            ),
             ("/api/deliveries/", r#"{"id": "thirty"}"#, Value::from("id")),
-            ("/api/customers/", r#"{"id": 1, "username": "x"}"#, Value::from("email")),
+            (
+                "/api/customers/",
+                r#"{"id": 1, "username": "x"}"#,
+                Value::from("email"),
+            ),
         ] {
             let resp = app.post_signed(path, body, None).await;
             assert_eq!(resp.status(), 400, "{backend} {body}");
             let answer = json(resp).await;
-            assert_eq!(answer["error"]["code"], "invalid_payload", "{backend} {body}");
+            assert_eq!(
+                answer["error"]["code"], "invalid_payload",
+                "{backend} {body}"
+            );
             assert_eq!(answer["error"]["field"], field, "{backend} {body}");
-            assert!(answer["error"]["webhook_id"].as_i64().is_some(), "{backend} {body}");
+            assert!(
+                answer["error"]["webhook_id"].as_i64().is_some(),
+                "{backend} {body}"
+            );
         }
         let rejected = domain::ports::WebhookInbox::list(
             app.running.inbox.as_ref(),
@@ -215,7 +281,11 @@ async fn bad_payloads_get_400_with_the_field_and_are_kept_as_rejected() {
         .expect("list");
         assert_eq!(rejected.len(), 4, "{backend}");
         assert!(rejected.iter().all(|w| w.error.is_some()), "{backend}");
-        assert_eq!(app.count("SELECT COUNT(*) FROM jobs").await, 0, "{backend}: no job for a rejection");
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM jobs").await,
+            0,
+            "{backend}: no job for a rejection"
+        );
         app.stop().await;
     }
 }
@@ -224,7 +294,9 @@ async fn bad_payloads_get_400_with_the_field_and_are_kept_as_rejected() {
 async fn orders_the_original_refused_over_field_lengths_are_accepted() {
     let db = TestDb::sqlite();
     let app = TestApp::spawn(&settings(&db.url, &[("worker.embedded", "false")])).await;
-    let resp = app.post_signed("/api/deliveries/", &fixture("order_hard.json"), None).await;
+    let resp = app
+        .post_signed("/api/deliveries/", &fixture("order_hard.json"), None)
+        .await;
     assert_eq!(resp.status(), 201);
     app.stop().await;
 }
@@ -245,7 +317,11 @@ async fn other_topics_are_acknowledged_kept_and_not_queued() {
         .expect("sent");
     assert_eq!(resp.status(), 201);
     assert_eq!(json(resp).await["status"], "ignored");
-    assert_eq!(app.count("SELECT COUNT(*) FROM webhooks WHERE status = 'ignored'").await, 1);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM webhooks WHERE status = 'ignored'")
+            .await,
+        1
+    );
     assert_eq!(app.count("SELECT COUNT(*) FROM jobs").await, 0);
     app.stop().await;
 }
@@ -254,9 +330,19 @@ async fn other_topics_are_acknowledged_kept_and_not_queued() {
 async fn health_and_readiness_answer() {
     let db = TestDb::sqlite();
     let app = TestApp::spawn(&settings(&db.url, &[])).await;
-    let health = app.client.get(app.url("/healthz")).send().await.expect("sent");
+    let health = app
+        .client
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(health.status(), 200);
-    let ready = app.client.get(app.url("/readyz")).send().await.expect("sent");
+    let ready = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(ready.status(), 200);
     let missing = app.client.get(app.url("/nope")).send().await.expect("sent");
     assert_eq!(missing.status(), 404);
@@ -270,7 +356,9 @@ async fn without_a_secret_signed_webhooks_get_503_and_nothing_is_stored() {
     let mut s = settings(&db.url, &[]);
     s.webhook.secret = None;
     let app = TestApp::spawn(&s).await;
-    let resp = app.post_signed("/api/deliveries/", &fixture("order_minimal.json"), None).await;
+    let resp = app
+        .post_signed("/api/deliveries/", &fixture("order_minimal.json"), None)
+        .await;
     assert_eq!(resp.status(), 503);
     assert_eq!(json(resp).await["error"]["code"], "not_configured");
     assert_eq!(app.count("SELECT COUNT(*) FROM webhooks").await, 0);
@@ -281,18 +369,33 @@ async fn without_a_secret_signed_webhooks_get_503_and_nothing_is_stored() {
 async fn the_embedded_worker_processes_what_arrives() {
     for (backend, db) in TestDb::all().await {
         let app = TestApp::spawn(&settings(&db.url, &[("worker.embedded", "true")])).await;
-        let resp = app.post_signed("/api/deliveries/", &fixture("order_minimal.json"), Some("w-1")).await;
+        let resp = app
+            .post_signed(
+                "/api/deliveries/",
+                &fixture("order_minimal.json"),
+                Some("w-1"),
+            )
+            .await;
         assert_eq!(resp.status(), 201, "{backend}");
         let mut processed = 0;
         for _ in 0..100 {
-            processed = app.count("SELECT COUNT(*) FROM webhooks WHERE status = 'processed'").await;
+            processed = app
+                .count("SELECT COUNT(*) FROM webhooks WHERE status = 'processed'")
+                .await;
             if processed == 1 {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
-        assert_eq!(processed, 1, "{backend}: processed by the in-process worker");
-        assert_eq!(app.count("SELECT COUNT(*) FROM jobs").await, 0, "{backend}: job acknowledged");
+        assert_eq!(
+            processed, 1,
+            "{backend}: processed by the in-process worker"
+        );
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM jobs").await,
+            0,
+            "{backend}: job acknowledged"
+        );
         app.stop().await;
     }
 }
@@ -303,17 +406,37 @@ async fn the_inbox_survives_a_restart() {
         let s = settings(&db.url, &[("worker.embedded", "false")]);
         let app = TestApp::spawn(&s).await;
         for i in 0..20 {
-            let resp = app.post_signed("/api/deliveries/", &fixture("order_minimal.json"), Some(&format!("r-{i}"))).await;
+            let resp = app
+                .post_signed(
+                    "/api/deliveries/",
+                    &fixture("order_minimal.json"),
+                    Some(&format!("r-{i}")),
+                )
+                .await;
             assert_eq!(resp.status(), 201, "{backend}");
         }
         let old = app.stop().await;
         old.close().await.expect("close");
 
         let app = TestApp::spawn(&s).await;
-        assert_eq!(app.count("SELECT COUNT(*) FROM webhooks").await, 20, "{backend}");
-        assert_eq!(app.count("SELECT COUNT(*) FROM jobs").await, 20, "{backend}");
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM webhooks").await,
+            20,
+            "{backend}"
+        );
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM jobs").await,
+            20,
+            "{backend}"
+        );
         // Deduplication remembers deliveries from before the restart.
-        let resp = app.post_signed("/api/deliveries/", &fixture("order_minimal.json"), Some("r-3")).await;
+        let resp = app
+            .post_signed(
+                "/api/deliveries/",
+                &fixture("order_minimal.json"),
+                Some("r-3"),
+            )
+            .await;
         assert_eq!(json(resp).await["status"], "duplicate", "{backend}");
         app.stop().await;
     }

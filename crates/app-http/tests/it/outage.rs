@@ -42,7 +42,11 @@ impl Proxy {
                 });
             }
         });
-        Proxy { addr, upstream, stop }
+        Proxy {
+            addr,
+            upstream,
+            stop,
+        }
     }
 
     fn cut(&self) {
@@ -57,12 +61,27 @@ impl Proxy {
 /// `postgres://user@host:port/db` → the `host:port` part and the URL with another `host:port`.
 fn split_host(url: &str) -> (SocketAddr, impl Fn(SocketAddr) -> String + '_) {
     let after_scheme = url.find("://").map(|i| i + 3).expect("scheme");
-    let start = url[after_scheme..].find('@').map(|i| after_scheme + i + 1).unwrap_or(after_scheme);
-    let end = url[start..].find('/').map(|i| start + i).unwrap_or(url.len());
+    let start = url[after_scheme..]
+        .find('@')
+        .map(|i| after_scheme + i + 1)
+        .unwrap_or(after_scheme);
+    let end = url[start..]
+        .find('/')
+        .map(|i| start + i)
+        .unwrap_or(url.len());
     let host = &url[start..end];
-    let host = if host.contains(':') { host.to_owned() } else { format!("{host}:5432") };
-    let addr = host.replace("localhost", "127.0.0.1").parse().expect("host:port");
-    (addr, move |a: SocketAddr| format!("{}{a}{}", &url[..start], &url[end..]))
+    let host = if host.contains(':') {
+        host.to_owned()
+    } else {
+        format!("{host}:5432")
+    };
+    let addr = host
+        .replace("localhost", "127.0.0.1")
+        .parse()
+        .expect("host:port");
+    (addr, move |a: SocketAddr| {
+        format!("{}{a}{}", &url[..start], &url[end..])
+    })
 }
 
 #[tokio::test]
@@ -78,34 +97,50 @@ async fn postgres_down_means_503_never_2xx_and_the_server_recovers() {
     let body = fixture("order_minimal.json");
     let mut acknowledged = 0;
 
-    let resp = app.post_signed("/api/deliveries/", &body, Some(&unique())).await;
+    let resp = app
+        .post_signed("/api/deliveries/", &body, Some(&unique()))
+        .await;
     assert_eq!(resp.status(), 201);
     acknowledged += 1;
 
     proxy.cut();
     for _ in 0..5 {
-        let resp = app.post_signed("/api/deliveries/", &body, Some(&unique())).await;
+        let resp = app
+            .post_signed("/api/deliveries/", &body, Some(&unique()))
+            .await;
         assert_eq!(resp.status(), 503, "database down: never a 2xx");
         assert!(resp.headers().contains_key("retry-after"));
     }
-    let ready = app.client.get(app.url("/readyz")).send().await.expect("sent");
+    let ready = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(ready.status(), 503);
 
     let proxy = proxy.restore().await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let resp = app.post_signed("/api/deliveries/", &body, Some(&unique())).await;
+        let resp = app
+            .post_signed("/api/deliveries/", &body, Some(&unique()))
+            .await;
         match resp.status().as_u16() {
             201 => {
                 acknowledged += 1;
                 break;
             }
-            503 if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
+            503 if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
             other => panic!("after the database came back: {other}"),
         }
     }
     // Every acknowledged webhook, and nothing else, is in the inbox.
-    assert_eq!(app.count("SELECT COUNT(*) FROM webhooks").await, acknowledged);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM webhooks").await,
+        acknowledged
+    );
     app.stop().await;
     proxy.cut();
 }

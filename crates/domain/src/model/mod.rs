@@ -13,6 +13,6 @@ pub use job::{Job, JobId, JobKind, NewJob};
 pub use order::{Address, Billing, LineItem, MetaData, Order, ShippingLine};
 pub use shipment::{ShipmentMethod, ShipmentStatus};
 pub use webhook::{
-    NewWebhook, Recorded, RecordOutcome, Resource, Webhook, WebhookFilter, WebhookId,
+    NewWebhook, RecordOutcome, Recorded, Resource, Webhook, WebhookFilter, WebhookId,
     WebhookStatus, WebhookSummary,
 };

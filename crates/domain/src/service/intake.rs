@@ -85,10 +85,10 @@ pub fn intake(
     };
 
     let Some(signature) = get(header::SIGNATURE) else {
-        if get(header::TOPIC).is_none() {
-            if let Some(webhook_id) = parse_ping(&body) {
-                return Intake::Ping { webhook_id };
-            }
+        if get(header::TOPIC).is_none()
+            && let Some(webhook_id) = parse_ping(&body)
+        {
+            return Intake::Ping { webhook_id };
         }
         return Intake::Unauthenticated(AuthFailure::MissingSignature);
     };
@@ -102,9 +102,12 @@ pub fn intake(
     let topic = get(header::TOPIC).map(str::to_owned);
     let mut webhook = NewWebhook {
         resource,
-        event: get(header::EVENT)
-            .map(str::to_owned)
-            .or_else(|| topic.as_deref().and_then(|t| t.split_once('.')).map(|(_, e)| e.to_owned())),
+        event: get(header::EVENT).map(str::to_owned).or_else(|| {
+            topic
+                .as_deref()
+                .and_then(|t| t.split_once('.'))
+                .map(|(_, e)| e.to_owned())
+        }),
         topic,
         delivery_id: get(header::DELIVERY_ID).map(str::to_owned),
         wc_webhook_id: get(header::WEBHOOK_ID).and_then(|v| v.trim().parse().ok()),
@@ -141,14 +144,27 @@ pub fn intake(
             Some(e) => e,
             None => "this field is required".to_owned(),
         };
-        return reject(webhook, Rejection { field: Some("id"), message });
+        return reject(
+            webhook,
+            Rejection {
+                field: Some("id"),
+                message,
+            },
+        );
     }
     if webhook.event.as_deref() == Some("deleted") {
         return ignore(webhook, "deleted: nothing to do".to_owned());
     }
-    if resource == Resource::Customer && probe.email.as_deref().is_none_or(|e| e.trim().is_empty()) {
+    if resource == Resource::Customer && probe.email.as_deref().is_none_or(|e| e.trim().is_empty())
+    {
         let message = "this field is required and must be a non-empty string".to_owned();
-        return reject(webhook, Rejection { field: Some("email"), message });
+        return reject(
+            webhook,
+            Rejection {
+                field: Some("email"),
+                message,
+            },
+        );
     }
     Intake::Accept(webhook)
 }
@@ -213,7 +229,10 @@ fn probe(body: &[u8]) -> Result<Probe, Rejection> {
         } else {
             "the body is not JSON"
         };
-        return Err(Rejection { field: None, message: message.to_owned() });
+        return Err(Rejection {
+            field: None,
+            message: message.to_owned(),
+        });
     }
     let raw: Raw = serde_json::from_slice(body).map_err(|e| Rejection {
         field: None,
@@ -232,7 +251,11 @@ fn probe(body: &[u8]) -> Result<Probe, Rejection> {
         Some(RawString::Str(s)) => Some(s),
         _ => None,
     };
-    Ok(Probe { id, id_error, email })
+    Ok(Probe {
+        id,
+        id_error,
+        email,
+    })
 }
 
 #[cfg(test)]
@@ -256,12 +279,21 @@ mod tests {
     }
 
     fn run(resource: Resource, body: &str, headers: &[(String, String)]) -> Intake {
-        intake(resource, headers, Bytes::from(body.to_owned()), Some(&secret()), Utc::now())
+        intake(
+            resource,
+            headers,
+            Bytes::from(body.to_owned()),
+            Some(&secret()),
+            Utc::now(),
+        )
     }
 
     #[test]
     fn the_creation_ping_is_recognised_only_unsigned_and_without_topic() {
-        assert_eq!(run(Resource::Order, "webhook_id=12", &[]), Intake::Ping { webhook_id: 12 });
+        assert_eq!(
+            run(Resource::Order, "webhook_id=12", &[]),
+            Intake::Ping { webhook_id: 12 }
+        );
         assert_eq!(
             run(Resource::Order, "webhook_id=x", &[]),
             Intake::Unauthenticated(AuthFailure::MissingSignature)
@@ -277,9 +309,18 @@ mod tests {
     fn without_a_secret_signed_requests_are_unconfigured_but_the_ping_works() {
         let body = r#"{"id":1}"#;
         let h = signed(body, None);
-        assert_eq!(intake(Resource::Order, &h, Bytes::from(body), None, Utc::now()), Intake::Unconfigured);
         assert_eq!(
-            intake(Resource::Order, &[], Bytes::from("webhook_id=3"), None, Utc::now()),
+            intake(Resource::Order, &h, Bytes::from(body), None, Utc::now()),
+            Intake::Unconfigured
+        );
+        assert_eq!(
+            intake(
+                Resource::Order,
+                &[],
+                Bytes::from("webhook_id=3"),
+                None,
+                Utc::now()
+            ),
             Intake::Ping { webhook_id: 3 }
         );
     }
@@ -350,7 +391,8 @@ mod tests {
             panic!("rejection expected");
         };
         assert_eq!(r.field, Some("email"));
-        let body = r#"{"id":1,"email":"partner@email.com","username":"test.test","role":"customer"}"#;
+        let body =
+            r#"{"id":1,"email":"partner@email.com","username":"test.test","role":"customer"}"#;
         assert!(matches!(
             run(Resource::Customer, body, &signed(body, Some("customer.created"))),
             Intake::Accept(w) if w.status == WebhookStatus::Queued

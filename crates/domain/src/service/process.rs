@@ -14,7 +14,9 @@ use crate::ports::WebhookInbox;
 /// webhook is missing or its body does not parse as its resource.
 pub async fn process_webhook(inbox: &dyn WebhookInbox, id: WebhookId) -> Result<(), JobError> {
     let Some(webhook) = inbox.get(id).await? else {
-        return Err(JobError::Permanent { reason: format!("webhook {id} not found") });
+        return Err(JobError::Permanent {
+            reason: format!("webhook {id} not found"),
+        });
     };
     if webhook.data.status != WebhookStatus::Queued {
         return Ok(());
@@ -25,7 +27,9 @@ pub async fn process_webhook(inbox: &dyn WebhookInbox, id: WebhookId) -> Result<
     };
     if let Err(e) = parsed {
         let reason = format!("the {} body does not parse: {e}", webhook.data.resource);
-        inbox.set_status(id, WebhookStatus::Failed, Some(reason.clone())).await?;
+        inbox
+            .set_status(id, WebhookStatus::Failed, Some(reason.clone()))
+            .await?;
         return Err(JobError::Permanent { reason });
     }
     inbox.set_status(id, WebhookStatus::Processed, None).await?;

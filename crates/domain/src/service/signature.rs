@@ -106,15 +106,24 @@ mod tests {
         let secret = WebhookSecret::new("testcase");
         let sig = "UyKdg7msIA67rxmmf7JcLMUkzMKGLvfptk2NaSuyRQM=";
         assert!(!secret.verify(br#"{"test": 1}"#, sig));
-        assert!(!secret.verify(br#"{"test": 1 }"#, "UyKdg7msIA67rxmmf7JcLMUkzMKGLvfptk2NaSuyRQQ="));
+        assert!(!secret.verify(
+            br#"{"test": 1 }"#,
+            "UyKdg7msIA67rxmmf7JcLMUkzMKGLvfptk2NaSuyRQQ="
+        ));
         assert!(!secret.verify(br#"{"test": 1 }"#, "not base64!"));
         assert!(!secret.verify(br#"{"test": 1 }"#, ""));
     }
 
     #[test]
     fn html_entities_in_the_secret_are_decoded_as_wordpress_does() {
-        assert_eq!(decode_special_chars("a&amp;b&lt;c&gt;d&quot;e&#039;f"), "a&b<c>d\"e'f");
-        assert_eq!(decode_special_chars("x&#x27;y&AMP;z & &foo;"), "x'y&z & &foo;");
+        assert_eq!(
+            decode_special_chars("a&amp;b&lt;c&gt;d&quot;e&#039;f"),
+            "a&b<c>d\"e'f"
+        );
+        assert_eq!(
+            decode_special_chars("x&#x27;y&AMP;z & &foo;"),
+            "x'y&z & &foo;"
+        );
         let encoded = WebhookSecret::new("s3&amp;cret");
         let plain = WebhookSecret::new("s3&cret");
         assert_eq!(encoded.sign(b"{}"), plain.sign(b"{}"));

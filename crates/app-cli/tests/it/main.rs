@@ -1,0 +1,48 @@
+//! The `lazona` binary against a real SQLite database.
+
+use std::process::Command;
+
+fn lazona(db_url: &str, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_lazona"))
+        .args(args)
+        .env("DATABASE_URL", db_url)
+        .env_remove("LAZONA_CONFIG")
+        .output()
+        .expect("lazona runs")
+}
+
+#[test]
+fn migrate_then_list_and_show() {
+    let db = adapters::testing::TestDb::sqlite();
+    let out = lazona(&db.url, &["migrate", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        r#"{"migrated":true}"#
+    );
+
+    let out = lazona(&db.url, &["webhooks", "list", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(rows, serde_json::json!([]));
+
+    let out = lazona(&db.url, &["webhooks", "show", "999"]);
+    assert_eq!(out.status.code(), Some(3), "a missing webhook exits 3");
+
+    let out = lazona(&db.url, &["webhooks", "list", "--status", "nonsense"]);
+    assert_eq!(out.status.code(), Some(2), "a usage error exits 2");
+}
+
+#[test]
+fn cli_definition_is_consistent() {
+    use clap::CommandFactory;
+    app_cli::Cli::command().debug_assert();
+}
