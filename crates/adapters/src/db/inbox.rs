@@ -148,15 +148,64 @@ async fn writer(
 const INSERT_COLUMNS: &str = "dedupe_key, resource, topic, event, delivery_id, wc_webhook_id, \
      source, subject_id, headers, body, received_at, status, error";
 
-/// Inserts the batch and the jobs of its new queued webhooks in one transaction. Returns each
-/// request's outcome, in order, and whether any job was enqueued.
+/// Inserts the batch and the jobs of its new queued webhooks atomically. Returns each request's
+/// outcome, in order, and whether any job was enqueued.
 async fn write_batch(
     db: &Database,
     batch: &[WriteRequest],
 ) -> Result<(Vec<Recorded>, bool), DbErr> {
     let backend = db.backend();
-    let txn = db.conn().begin().await?;
+    let inserted = match backend {
+        DbBackend::Postgres => insert_postgres(db, batch).await?,
+        _ => insert_in_transaction(db, batch).await?,
+    };
 
+    // Keys stored before this batch (repeated deliveries): look their ids up.
+    let earlier: Vec<&str> = batch
+        .iter()
+        .map(|r| r.key.as_str())
+        .filter(|k| !inserted.contains_key(*k))
+        .collect();
+    let mut existing: HashMap<String, i64> = HashMap::new();
+    if !earlier.is_empty() {
+        let mut select = SqlBuilder::new(
+            backend,
+            "SELECT id, dedupe_key FROM webhooks WHERE dedupe_key IN ".into(),
+        );
+        select.row(0, earlier.iter().map(|k| Value::from(k.to_string())));
+        for row in db.conn().query_all_raw(select.build()).await? {
+            existing.insert(row.try_get_by_index(1)?, row.try_get_by_index(0)?);
+        }
+    }
+
+    let mut recorded = Vec::with_capacity(batch.len());
+    let mut queued = false;
+    let mut inserted = inserted;
+    for req in batch {
+        if let Some(id) = inserted.remove(&req.key) {
+            // A later copy of the same delivery in this batch is its duplicate.
+            existing.insert(req.key.clone(), id);
+            queued |= req.webhook.status == WebhookStatus::Queued;
+            recorded.push(Recorded {
+                id: WebhookId(id),
+                outcome: RecordOutcome::Stored,
+            });
+        } else {
+            let id = existing.get(&req.key).copied().ok_or_else(|| {
+                DbErr::Custom(format!("webhook {:?} neither inserted nor found", req.key))
+            })?;
+            recorded.push(Recorded {
+                id: WebhookId(id),
+                outcome: RecordOutcome::Duplicate,
+            });
+        }
+    }
+    Ok((recorded, queued))
+}
+
+/// `INSERT INTO webhooks ... VALUES (...), (...) ON CONFLICT DO NOTHING RETURNING id, dedupe_key,
+/// status` for the batch.
+fn insert_webhooks(backend: DbBackend, batch: &[WriteRequest]) -> SqlBuilder {
     let mut insert = SqlBuilder::new(
         backend,
         format!("INSERT INTO webhooks ({INSERT_COLUMNS}) VALUES "),
@@ -184,54 +233,61 @@ async fn write_batch(
     }
     insert
         .sql
-        .push_str(" ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, dedupe_key");
-    let mut inserted: HashMap<String, i64> = HashMap::with_capacity(batch.len());
-    for row in txn.query_all_raw(insert.build()).await? {
+        .push_str(" ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, dedupe_key, status");
+    insert
+}
+
+/// Postgres: one statement inserts the webhooks and, through a data-modifying CTE, the jobs of
+/// the queued ones. A single statement is atomic, so this is one round trip and one commit instead
+/// of BEGIN, two INSERTs and COMMIT. The job payload is built in SQL in exactly the JSON serde
+/// writes for `JobKind::ProcessWebhook`.
+async fn insert_postgres(
+    db: &Database,
+    batch: &[WriteRequest],
+) -> Result<HashMap<String, i64>, DbErr> {
+    let mut insert = insert_webhooks(DbBackend::Postgres, batch);
+    let now = millis(chrono::Utc::now());
+    insert.sql.insert_str(0, "WITH ins AS (");
+    insert.sql.push_str(
+        "), jobs AS (INSERT INTO jobs (kind, payload, status, attempts, due_at, created_at, updated_at) \
+         SELECT 'process_webhook', '{\"kind\":\"process_webhook\",\"webhook_id\":' || id || '}', \
+         'ready', 0, ",
+    );
+    insert.param(now.into());
+    insert.sql.push_str(", ");
+    insert.param(now.into());
+    insert.sql.push_str(", ");
+    insert.param(now.into());
+    insert
+        .sql
+        .push_str(" FROM ins WHERE status = 'queued') SELECT id, dedupe_key FROM ins");
+    let mut inserted = HashMap::with_capacity(batch.len());
+    for row in db.conn().query_all_raw(insert.build()).await? {
         inserted.insert(row.try_get_by_index(1)?, row.try_get_by_index(0)?);
     }
+    Ok(inserted)
+}
 
-    // Keys stored before this batch: look their ids up.
-    let earlier: Vec<&str> = batch
-        .iter()
-        .map(|r| r.key.as_str())
-        .filter(|k| !inserted.contains_key(*k))
-        .collect();
-    let mut existing: HashMap<String, i64> = HashMap::new();
-    if !earlier.is_empty() {
-        let mut select = SqlBuilder::new(
-            backend,
-            "SELECT id, dedupe_key FROM webhooks WHERE dedupe_key IN ".into(),
-        );
-        select.row(0, earlier.iter().map(|k| Value::from(k.to_string())));
-        for row in txn.query_all_raw(select.build()).await? {
-            existing.insert(row.try_get_by_index(1)?, row.try_get_by_index(0)?);
+/// SQLite (no data-modifying CTEs): the webhooks, then their jobs, in one transaction.
+async fn insert_in_transaction(
+    db: &Database,
+    batch: &[WriteRequest],
+) -> Result<HashMap<String, i64>, DbErr> {
+    let backend = db.backend();
+    let txn = db.conn().begin().await?;
+    let mut inserted: HashMap<String, i64> = HashMap::with_capacity(batch.len());
+    let mut jobs = Vec::new();
+    for row in txn
+        .query_all_raw(insert_webhooks(backend, batch).build())
+        .await?
+    {
+        let id: i64 = row.try_get_by_index(0)?;
+        let status: String = row.try_get_by_index(2)?;
+        if status == WebhookStatus::Queued.as_str() {
+            jobs.push(id);
         }
+        inserted.insert(row.try_get_by_index(1)?, id);
     }
-
-    let mut recorded = Vec::with_capacity(batch.len());
-    let mut jobs: Vec<i64> = Vec::new();
-    for req in batch {
-        if let Some(id) = inserted.remove(&req.key) {
-            // A later copy of the same delivery in this batch is its duplicate.
-            existing.insert(req.key.clone(), id);
-            if req.webhook.status == WebhookStatus::Queued {
-                jobs.push(id);
-            }
-            recorded.push(Recorded {
-                id: WebhookId(id),
-                outcome: RecordOutcome::Stored,
-            });
-        } else {
-            let id = existing.get(&req.key).copied().ok_or_else(|| {
-                DbErr::Custom(format!("webhook {:?} neither inserted nor found", req.key))
-            })?;
-            recorded.push(Recorded {
-                id: WebhookId(id),
-                outcome: RecordOutcome::Duplicate,
-            });
-        }
-    }
-
     if !jobs.is_empty() {
         let now = millis(chrono::Utc::now());
         let mut insert = SqlBuilder::new(
@@ -260,7 +316,7 @@ async fn write_batch(
         txn.execute_raw(insert.build()).await?;
     }
     txn.commit().await?;
-    Ok((recorded, !jobs.is_empty()))
+    Ok(inserted)
 }
 
 /// Builds a statement with bound values: `$n` placeholders on Postgres, `?` on SQLite.

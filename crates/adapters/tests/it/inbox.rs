@@ -188,3 +188,26 @@ async fn listing_filters_and_pages_newest_first() {
         assert!(got.processed_at.is_some(), "{backend}");
     }
 }
+
+#[tokio::test]
+async fn sqlite_runs_in_wal_mode_with_full_sync() {
+    use sea_orm::{ConnectionTrait, Statement};
+    let db = TestDb::sqlite();
+    let (database, _, _, _) = open(&db).await;
+    for (pragma, expected) in [("journal_mode", "wal"), ("synchronous", "2")] {
+        let row = database
+            .conn()
+            .query_one_raw(Statement::from_string(
+                database.backend(),
+                format!("PRAGMA {pragma}"),
+            ))
+            .await
+            .expect("pragma")
+            .expect("row");
+        let value = row
+            .try_get_by_index::<String>(0)
+            .or_else(|_| row.try_get_by_index::<i64>(0).map(|v| v.to_string()))
+            .expect("value");
+        assert_eq!(value, expected, "PRAGMA {pragma}");
+    }
+}
