@@ -37,22 +37,45 @@ impl Delivery {
     }
 }
 
-/// Serializes and signs `count` orders (ids `first_id..`), before any timing starts.
+/// Serializes and signs `count` orders (ids `first_id..`), before any timing starts: one
+/// thread per core, each re-using one order document and changing only its id.
 pub(crate) fn prepare(first_id: u64, count: usize, run_tag: &str) -> Result<Vec<Delivery>> {
     let key = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).context("HMAC key")?;
-    (0..count as u64)
-        .map(|i| {
-            let id = first_id + i;
-            let body = serde_json::to_vec(&super::order::order(id)).context("serializing")?;
-            let mut mac = key.clone();
-            mac.update(&body);
-            Ok(Delivery {
-                signature: BASE64.encode(mac.finalize().into_bytes()),
-                body: Bytes::from(body),
-                delivery_id: format!("bench-{run_tag}-{id}"),
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let per_thread = count.div_ceil(threads).max(1);
+    let ids: Vec<u64> = (first_id..first_id + count as u64).collect();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = ids
+            .chunks(per_thread)
+            .map(|chunk| {
+                let key = key.clone();
+                scope.spawn(move || -> Result<Vec<Delivery>> {
+                    let mut order = super::order::template();
+                    let mut out = Vec::with_capacity(chunk.len());
+                    for &id in chunk {
+                        super::order::set_id(&mut order, id);
+                        let body = serde_json::to_vec(&order).context("serializing")?;
+                        let mut mac = key.clone();
+                        mac.update(&body);
+                        out.push(Delivery {
+                            signature: BASE64.encode(mac.finalize().into_bytes()),
+                            body: Bytes::from(body),
+                            delivery_id: format!("bench-{run_tag}-{id}"),
+                        });
+                    }
+                    Ok(out)
+                })
             })
-        })
-        .collect()
+            .collect();
+        let mut all = Vec::with_capacity(count);
+        for worker in workers {
+            let part = worker
+                .join()
+                .map_err(|_| anyhow::anyhow!("a preparing thread panicked"))?;
+            all.extend(part?);
+        }
+        Ok(all)
+    })
 }
 
 /// Where to post: the server's `host:port` and the path.
@@ -75,7 +98,7 @@ pub(crate) struct PhaseStats {
     pub(crate) errors: u64,
     /// The first transport error, for the report.
     pub(crate) first_error: Option<String>,
-    /// Latency of every answered request, in microseconds (sorted by [`finish`]).
+    /// Latency of every answered request, in microseconds (sorted by [`PhaseStats::finish`]).
     pub(crate) latencies_us: Vec<u64>,
     /// Wall time of the phase.
     pub(crate) elapsed: Duration,
@@ -124,12 +147,12 @@ pub(crate) async fn run(
     measured: Vec<Delivery>,
 ) -> Result<(PhaseStats, PhaseStats)> {
     let concurrency = concurrency.max(1);
-    let mut warm_shares = split(warmup, concurrency);
-    let mut measured_shares = split(measured, concurrency);
     let barrier = Arc::new(Barrier::new(concurrency + 1));
+    let shares = split(warmup, concurrency)
+        .into_iter()
+        .zip(split(measured, concurrency));
     let mut tasks = Vec::with_capacity(concurrency);
-    for _ in 0..concurrency {
-        let (warm, meas) = (warm_shares.remove(0), measured_shares.remove(0));
+    for (warm, meas) in shares {
         let (target, barrier) = (target.clone(), barrier.clone());
         tasks.push(tokio::spawn(async move {
             let mut conn = Conn::new(target);
@@ -282,8 +305,9 @@ mod tests {
 
     #[test]
     fn deliveries_are_signed_over_the_exact_body() {
-        let d = prepare(7, 2, "t").expect("prepared");
-        assert_eq!(d.len(), 2);
+        let d = prepare(7, 5, "t").expect("prepared");
+        assert_eq!(d.len(), 5);
+        assert_eq!(d[4].delivery_id, "bench-t-11");
         let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).expect("key");
         mac.update(&d[1].body);
         assert_eq!(d[1].signature, BASE64.encode(mac.finalize().into_bytes()));

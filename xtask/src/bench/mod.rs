@@ -29,6 +29,17 @@ const FIRST_ORDER_ID: u64 = 1_000_000;
 
 /// Dispatches `cargo xtask bench <what> ...`.
 pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
+    if cfg!(debug_assertions) {
+        // The load client shares the cores with the server it measures: a debug client would
+        // eat the server's CPU. Re-run this command from an optimised build.
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut release = Command::new(cargo);
+        release
+            .current_dir(root)
+            .args(["run", "--release", "--quiet", "--package", "xtask", "--", "bench"])
+            .args(args);
+        return cmd::run(&mut release);
+    }
     match args.first().map(String::as_str) {
         Some("ingest") => ingest(root, &IngestArgs::parse(&args[1..])?),
         Some(other) => bail!("unknown benchmark `{other}` (available: ingest)"),

@@ -5,14 +5,21 @@
 use serde_json::{Value, json};
 
 /// The order with `id` (and its derived `number` and `order_key`) set to `id`.
+#[cfg(test)]
 pub(crate) fn order(id: u64) -> Value {
     let mut order = template();
+    set_id(&mut order, id);
+    order
+}
+
+/// Gives `order` (a [`template`]) the id `id`, and the `number`, `order_key` and self link
+/// that go with it.
+pub(crate) fn set_id(order: &mut Value, id: u64) {
     order["id"] = json!(id);
     order["number"] = json!(id.to_string());
     order["order_key"] = json!(format!("wc_order_{id:013x}"));
     order["_links"]["self"][0]["href"] =
         json!(format!("https://lazona.example/wp-json/wc/v3/orders/{id}"));
-    order
 }
 
 fn vendor_meta(meta_id: u64, vendor: &str, store: &str) -> Value {
@@ -98,7 +105,8 @@ fn address(with_contact: bool) -> Value {
     a
 }
 
-fn template() -> Value {
+/// The order, its id-dependent fields still blank (see [`set_id`]).
+pub(crate) fn template() -> Value {
     let items = [
         line_item(
             311,
