@@ -36,7 +36,15 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         let mut release = Command::new(cargo);
         release
             .current_dir(root)
-            .args(["run", "--release", "--quiet", "--package", "xtask", "--", "bench"])
+            .args([
+                "run",
+                "--release",
+                "--quiet",
+                "--package",
+                "xtask",
+                "--",
+                "bench",
+            ])
             .args(args);
         return cmd::run(&mut release);
     }
