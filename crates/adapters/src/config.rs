@@ -141,6 +141,12 @@ pub struct WorkerConfig {
     pub embedded: Option<bool>,
     /// Jobs run at the same time.
     pub concurrency: usize,
+    /// Most jobs reserved in one call.
+    pub batch: usize,
+    /// Seconds to wait before each retry of a failed job; one more failure dead-letters it.
+    pub retry_schedule_secs: Vec<u64>,
+    /// Each retry wait is stretched or shrunk at random by up to this fraction.
+    pub retry_jitter: f64,
     /// How long a reserved job is held before another worker may take it.
     #[serde(deserialize_with = "seconds")]
     pub lease_secs: Duration,

@@ -15,7 +15,7 @@ pub use metrics::Metrics;
 
 use adapters::config::Settings;
 use adapters::db::{Database, SqlInbox, SqlJobQueue};
-use app_worker::{Worker, WorkerOptions};
+use app_worker::{ConnectorHandler, Worker, WorkerOptions};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::response::IntoResponse;
@@ -142,13 +142,9 @@ pub async fn start(
     let addr = listener.local_addr()?;
 
     let worker = settings.embedded_worker().then(|| {
-        let queue = Arc::new(SqlJobQueue::new(db.clone()));
-        let worker = Worker::new(
-            queue,
-            inbox.clone(),
-            WorkerOptions::from_config(&settings.worker),
-        )
-        .wake_on(inbox.jobs_ready());
+        let queue = Arc::new(SqlJobQueue::new(db.clone()).wake_on(inbox.jobs_ready()));
+        let handler = Arc::new(ConnectorHandler::new(inbox.clone()));
+        let worker = Worker::new(queue, handler, WorkerOptions::from_config(&settings.worker));
         let token = shutdown.clone();
         tokio::spawn(async move { worker.run(token).await })
     });

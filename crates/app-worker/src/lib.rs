@@ -1,41 +1,140 @@
-//! The worker: reserves jobs from a [`JobQueue`], runs them, and acknowledges, retries or
-//! dead-letters each one. `lazona-worker` runs it as its own process; `lazona-http` runs it
-//! in-process on the embedded default. Embedders call [`Worker::run`] in their own runtime.
+//! The worker: reserves jobs from a [`JobQueue`], runs them through a [`JobHandler`], and
+//! acknowledges, retries (with backoff and jitter) or dead-letters each one.
+//!
+//! `lazona-worker` runs it as its own process; `lazona-http` runs it in-process on the embedded
+//! default. Embedders call [`Worker::run`] in their own runtime, with their own handler if they
+//! like.
+//!
+//! Jobs run concurrently up to `concurrency`; leases of running jobs are extended in the
+//! background, so a slow job is not handed to another worker while this one is alive;
+//! acknowledgements are batched. On shutdown the worker stops reserving, waits for the jobs in
+//! flight up to a timeout, and leaves the rest to their leases.
 
+use async_trait::async_trait;
 use chrono::Utc;
-use domain::error::JobError;
-use domain::model::{Job, JobKind};
+use domain::error::{JobError, QueueError};
+use domain::model::{Job, JobId, JobKind, NewJob};
 use domain::ports::{JobQueue, WebhookInbox};
 use domain::service::process::process_webhook;
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::Notify;
+use std::time::{Duration, Instant};
+use tokio::sync::{Mutex, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
+
+/// Runs one job. Implementations are idempotent: a job may run more than once.
+#[async_trait]
+pub trait JobHandler: Send + Sync {
+    /// Does the job's work.
+    ///
+    /// # Errors
+    /// [`JobError::Transient`] to be retried later, [`JobError::Permanent`] to be dead-lettered.
+    async fn handle(&self, job: &Job) -> Result<(), JobError>;
+}
+
+/// The connector's jobs: webhooks processed through the inbox; no-ops.
+pub struct ConnectorHandler {
+    inbox: Arc<dyn WebhookInbox>,
+}
+
+impl ConnectorHandler {
+    /// Handles webhook jobs with `inbox`.
+    pub fn new(inbox: Arc<dyn WebhookInbox>) -> Self {
+        ConnectorHandler { inbox }
+    }
+}
+
+#[async_trait]
+impl JobHandler for ConnectorHandler {
+    async fn handle(&self, job: &Job) -> Result<(), JobError> {
+        match &job.kind {
+            JobKind::ProcessWebhook { webhook_id } => {
+                tracing::Span::current().record("webhook_id", webhook_id.0);
+                process_webhook(self.inbox.as_ref(), *webhook_id).await
+            }
+            JobKind::Noop { .. } => Ok(()),
+        }
+    }
+}
+
+/// When failed jobs are tried again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// The wait before each retry: the first entry after the first failure, and so on. A job
+    /// that fails once more than there are entries is dead-lettered.
+    pub schedule: Vec<Duration>,
+    /// Each wait is randomly stretched or shrunk by up to this fraction (0.2: ±20 %), so jobs
+    /// that failed together do not all come back together.
+    pub jitter: f64,
+}
+
+impl Default for RetryPolicy {
+    /// 5 s, 30 s, 2 min, 10 min, 30 min, 1 h, 2 h, 4 h, 8 h, 8 h: about a day in all, ±20 %.
+    fn default() -> Self {
+        RetryPolicy {
+            schedule: [5, 30, 120, 600, 1800, 3600, 7200, 14_400, 28_800, 28_800]
+                .into_iter()
+                .map(Duration::from_secs)
+                .collect(),
+            jitter: 0.2,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before the next attempt of a job whose attempt number `attempt` (1-based) just
+    /// failed, or `None` to give up. A peer's `Retry-After` is honoured when longer.
+    pub fn delay(
+        &self,
+        attempt: u32,
+        retry_after: Option<Duration>,
+        seed: u64,
+    ) -> Option<Duration> {
+        let index = usize::try_from(attempt.saturating_sub(1)).ok()?;
+        let base = *self.schedule.get(index)?;
+        let unit = (splitmix(seed) >> 11) as f64 / (1u64 << 53) as f64; // [0, 1)
+        let factor = 1.0 + self.jitter.clamp(0.0, 1.0) * (2.0 * unit - 1.0);
+        let jittered = base.mul_f64(factor.max(0.0));
+        Some(retry_after.map_or(jittered, |hint| hint.max(jittered)))
+    }
+}
+
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = x;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
 
 /// How a worker runs.
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
     /// Jobs run at the same time.
     pub concurrency: usize,
-    /// How long a reserved job is held.
+    /// Most jobs reserved in one call.
+    pub batch: usize,
+    /// How long a reserved job is held; extended every third of it while the job runs.
     pub lease: Duration,
-    /// How long an idle worker waits before looking again (when not woken earlier).
+    /// How long an idle worker waits for a job before looking again (woken earlier by new jobs
+    /// where the queue can).
     pub poll_interval: Duration,
     /// How long shutdown waits for jobs in flight.
     pub shutdown_timeout: Duration,
-    /// Attempts before a transiently failing job is dead-lettered.
-    pub max_attempts: u32,
+    /// When failed jobs are tried again.
+    pub retry: RetryPolicy,
 }
 
 impl Default for WorkerOptions {
     fn default() -> Self {
         WorkerOptions {
-            concurrency: 8,
+            concurrency: 16,
+            batch: 64,
             lease: Duration::from_secs(300),
-            poll_interval: Duration::from_millis(500),
+            poll_interval: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(30),
-            max_attempts: 12,
+            retry: RetryPolicy::default(),
         }
     }
 }
@@ -45,197 +144,388 @@ impl WorkerOptions {
     pub fn from_config(cfg: &adapters::config::WorkerConfig) -> Self {
         WorkerOptions {
             concurrency: cfg.concurrency.max(1),
+            batch: cfg.batch.max(1),
             lease: cfg.lease_secs,
             poll_interval: cfg.poll_interval_ms,
             shutdown_timeout: cfg.shutdown_timeout_secs,
-            ..WorkerOptions::default()
+            retry: RetryPolicy {
+                schedule: cfg
+                    .retry_schedule_secs
+                    .iter()
+                    .map(|s| Duration::from_secs(*s))
+                    .collect(),
+                jitter: cfg.retry_jitter,
+            },
         }
     }
 }
 
-/// What one pass over the queue did.
+/// What a run did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PassOutcome {
+pub struct Outcome {
     /// Jobs completed.
     pub completed: usize,
     /// Jobs put back for a later attempt.
     pub retried: usize,
     /// Jobs dead-lettered.
     pub dead: usize,
+    /// Jobs whose lease was lost before their outcome was recorded.
+    pub lost: usize,
 }
 
-impl PassOutcome {
-    /// Jobs handled in the pass.
+impl Outcome {
+    /// Jobs handled.
     pub fn total(&self) -> usize {
-        self.completed + self.retried + self.dead
+        self.completed + self.retried + self.dead + self.lost
+    }
+
+    fn add(&mut self, other: Outcome) {
+        self.completed += other.completed;
+        self.retried += other.retried;
+        self.dead += other.dead;
+        self.lost += other.lost;
     }
 }
 
-/// A worker: the queue it serves and the ports its job handlers use.
+/// A job run on a schedule (for example the shipments' tracking poll).
+#[derive(Debug, Clone)]
+pub struct Periodic {
+    /// The schedule's name: one tick per name across all workers.
+    pub name: String,
+    /// How often.
+    pub every: Duration,
+    /// The job enqueued each tick.
+    pub kind: JobKind,
+}
+
+/// A worker: the queue it serves and the handler that runs its jobs.
 #[derive(Clone)]
 pub struct Worker {
     queue: Arc<dyn JobQueue>,
-    inbox: Arc<dyn WebhookInbox>,
+    handler: Arc<dyn JobHandler>,
     options: WorkerOptions,
-    wake: Option<Arc<Notify>>,
+    periodic: Vec<Periodic>,
 }
 
 impl Worker {
-    /// A worker over `queue`, handling jobs with `inbox`.
+    /// A worker over `queue`, running jobs with `handler`.
     pub fn new(
         queue: Arc<dyn JobQueue>,
-        inbox: Arc<dyn WebhookInbox>,
+        handler: Arc<dyn JobHandler>,
         options: WorkerOptions,
     ) -> Self {
         Worker {
             queue,
-            inbox,
+            handler,
             options,
-            wake: None,
+            periodic: Vec::new(),
         }
     }
 
-    /// Wakes the idle worker when `notify` fires (the in-process inbox's "jobs enqueued").
-    pub fn wake_on(mut self, notify: Arc<Notify>) -> Self {
-        self.wake = Some(notify);
+    /// Also enqueues `periodic`'s job every `periodic.every` (one tick across all workers).
+    pub fn with_periodic(mut self, periodic: Periodic) -> Self {
+        self.periodic.push(periodic);
         self
     }
 
-    /// Runs until `shutdown` is cancelled, then finishes the jobs in flight (at most
-    /// `shutdown_timeout`); jobs not finished by then are left to their lease and run again.
-    pub async fn run(&self, shutdown: CancellationToken) {
-        tracing::info!(concurrency = self.options.concurrency, "worker started");
-        let mut backoff = self.options.poll_interval;
+    /// Runs until `shutdown` is cancelled, then waits for the jobs in flight (at most
+    /// `shutdown_timeout`); jobs not finished by then are left to their lease and run again
+    /// elsewhere.
+    pub async fn run(&self, shutdown: CancellationToken) -> Outcome {
+        let opts = &self.options;
+        tracing::info!(concurrency = opts.concurrency, "worker started");
+        let permits = Arc::new(Semaphore::new(opts.concurrency));
+        let running: Arc<Mutex<HashMap<JobId, Job>>> = Arc::default();
+        let totals: Arc<Mutex<Outcome>> = Arc::default();
+        let (done_tx, done_rx) = mpsc::unbounded_channel::<Job>();
+        let completer = tokio::spawn(complete_in_batches(
+            self.queue.clone(),
+            done_rx,
+            totals.clone(),
+        ));
+        let heartbeat_stop = CancellationToken::new();
+        let heartbeat = tokio::spawn(heartbeat(
+            self.queue.clone(),
+            running.clone(),
+            opts.lease,
+            heartbeat_stop.clone(),
+        ));
+        let mut backoff = Duration::from_millis(100);
+        let mut next_tick = Instant::now();
+
         while !shutdown.is_cancelled() {
-            let pass = self.run_once();
-            tokio::pin!(pass);
-            let result = tokio::select! {
-                r = &mut pass => r,
-                () = shutdown.cancelled() => {
-                    match tokio::time::timeout(self.options.shutdown_timeout, pass).await {
-                        Ok(r) => r,
-                        Err(_) => {
-                            tracing::warn!("shutdown timeout: jobs in flight are left to their lease");
-                            break;
-                        }
-                    }
-                }
+            if Instant::now() >= next_tick {
+                self.tick_periodic().await;
+                next_tick = Instant::now() + Duration::from_secs(1);
+            }
+            // Wait for a free slot, then reserve as many jobs as there are free slots.
+            let first = tokio::select! {
+                p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
+                () = shutdown.cancelled() => break,
             };
-            match result {
-                Ok(outcome) if outcome.total() > 0 => {
-                    backoff = self.options.poll_interval;
+            let want = (permits.available_permits() + 1).min(opts.batch);
+            let wait = opts.poll_interval.min(Duration::from_secs(1));
+            let reserved = tokio::select! {
+                r = self.queue.reserve(want, opts.lease, wait) => r,
+                () = shutdown.cancelled() => break,
+            };
+            let jobs = match reserved {
+                Ok(jobs) => {
+                    backoff = Duration::from_millis(100);
+                    jobs
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, retry_in = ?backoff, "job queue unavailable");
+                    drop(first);
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = shutdown.cancelled() => break,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
                     continue;
                 }
-                Ok(_) => backoff = self.options.poll_interval,
-                Err(e) => {
-                    tracing::error!(error = %e, "job queue unavailable");
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
-                }
-            }
-            let idle = tokio::time::sleep(backoff);
-            match &self.wake {
-                Some(wake) => tokio::select! {
-                    () = idle => {}
-                    () = wake.notified() => {}
-                    () = shutdown.cancelled() => {}
-                },
-                None => tokio::select! {
-                    () = idle => {}
-                    () = shutdown.cancelled() => {}
-                },
+            };
+            let mut first = Some(first);
+            for job in jobs {
+                let permit = match first.take() {
+                    Some(p) => p,
+                    None => permits
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .expect("semaphore never closed"),
+                };
+                running.lock().await.insert(job.id, job.clone());
+                let this = self.clone();
+                let running = running.clone();
+                let done_tx = done_tx.clone();
+                let totals = totals.clone();
+                tokio::spawn(async move {
+                    let result = this.run_job(&job).await;
+                    running.lock().await.remove(&job.id);
+                    match result {
+                        Ok(()) => {
+                            let _ = done_tx.send(job);
+                        }
+                        Err(e) => {
+                            let outcome = this.settle_failure(&job, e).await;
+                            totals.lock().await.add(outcome);
+                        }
+                    }
+                    drop(permit);
+                });
             }
         }
-        tracing::info!("worker stopped");
+
+        // Shutdown: no more reservations; let the jobs in flight finish.
+        let all = u32::try_from(opts.concurrency).unwrap_or(u32::MAX);
+        match tokio::time::timeout(opts.shutdown_timeout, permits.acquire_many(all)).await {
+            Ok(_) => tracing::info!("jobs in flight finished"),
+            Err(_) => {
+                let left = running.lock().await.len();
+                tracing::warn!(
+                    left,
+                    "shutdown timeout: jobs in flight are left to their leases"
+                );
+            }
+        }
+        heartbeat_stop.cancel();
+        let _ = heartbeat.await;
+        drop(done_tx);
+        let _ = completer.await;
+        let totals = *totals.lock().await;
+        tracing::info!(?totals, "worker stopped");
+        totals
     }
 
-    /// Reserves up to `concurrency` due jobs, runs them concurrently and records each outcome.
+    /// Reserves and runs due jobs until none is due; returns what it did. Tests and the CLI use
+    /// it to drive the queue without sleeping.
     ///
     /// # Errors
     /// The queue's error when it cannot be reached.
-    pub async fn run_once(&self) -> Result<PassOutcome, domain::error::QueueError> {
-        let jobs = self
-            .queue
-            .reserve(self.options.concurrency, self.options.lease)
-            .await?;
-        if jobs.is_empty() {
-            return Ok(PassOutcome::default());
-        }
-        let mut tasks = tokio::task::JoinSet::new();
-        for job in jobs {
-            let this = self.clone();
-            tasks.spawn(async move {
-                let result = this.handle(&job).await;
-                (job, result)
-            });
-        }
-        let mut outcome = PassOutcome::default();
-        let mut done = Vec::new();
-        while let Some(joined) = tasks.join_next().await {
-            let Ok((job, result)) = joined else {
-                // A panicking handler: its job stays reserved and runs again after its lease.
-                tracing::error!("job handler panicked");
-                continue;
-            };
-            match result {
-                Ok(()) => done.push(job.id),
-                Err(JobError::Permanent { reason }) => {
-                    tracing::error!(job_id = %job.id, kind = job.kind.name(), %reason, "job failed for good");
-                    self.queue.dead_letter(job.id, &reason).await?;
-                    outcome.dead += 1;
+    pub async fn drain(&self) -> Result<Outcome, QueueError> {
+        let mut total = Outcome::default();
+        loop {
+            self.tick_periodic().await;
+            let jobs = self
+                .queue
+                .reserve(self.options.batch, self.options.lease, Duration::ZERO)
+                .await?;
+            if jobs.is_empty() {
+                return Ok(total);
+            }
+            let mut set = tokio::task::JoinSet::new();
+            for job in jobs {
+                let this = self.clone();
+                set.spawn(async move {
+                    let result = this.run_job(&job).await;
+                    (job, result)
+                });
+            }
+            let mut done = Vec::new();
+            while let Some(joined) = set.join_next().await {
+                let Ok((job, result)) = joined else {
+                    continue;
+                };
+                match result {
+                    Ok(()) => done.push(job),
+                    Err(e) => total.add(self.settle_failure(&job, e).await),
                 }
-                Err(JobError::Transient {
+            }
+            total.completed += done.len();
+            self.queue.complete(&done).await?;
+        }
+    }
+
+    async fn tick_periodic(&self) {
+        for p in &self.periodic {
+            let job = NewJob {
+                kind: p.kind.clone(),
+                run_at: None,
+            };
+            match self.queue.enqueue_periodic(&p.name, p.every, job).await {
+                Ok(true) => tracing::info!(schedule = %p.name, "periodic job enqueued"),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(schedule = %p.name, error = %e, "periodic tick failed"),
+            }
+        }
+    }
+
+    async fn run_job(&self, job: &Job) -> Result<(), JobError> {
+        let span = tracing::info_span!(
+            "job",
+            job_id = %job.id,
+            kind = job.kind.name(),
+            attempt = job.attempt,
+            webhook_id = tracing::field::Empty
+        );
+        let handler = self.handler.clone();
+        let job_for_task = job.clone();
+        // A panicking handler fails its job (transiently) instead of the worker.
+        let task =
+            tokio::spawn(async move { handler.handle(&job_for_task).await }.instrument(span));
+        match task.await {
+            Ok(result) => result,
+            Err(e) => Err(JobError::Transient {
+                reason: format!("handler panicked: {e}"),
+                retry_after: None,
+            }),
+        }
+    }
+
+    /// Retries or dead-letters a failed job.
+    async fn settle_failure(&self, job: &Job, error: JobError) -> Outcome {
+        let mut outcome = Outcome::default();
+        let (reason, delay) = match error {
+            JobError::Permanent { reason } => (reason, None),
+            JobError::Transient {
+                reason,
+                retry_after,
+            } => {
+                let seed = (job.id.0 as u64) ^ u64::from(job.attempt).rotate_left(32) ^ nanos();
+                (
                     reason,
-                    retry_after,
-                }) => {
-                    if job.attempt >= self.options.max_attempts {
-                        let reason = format!("gave up after {} attempts: {reason}", job.attempt);
-                        tracing::error!(job_id = %job.id, kind = job.kind.name(), %reason, "job dead-lettered");
-                        self.queue.dead_letter(job.id, &reason).await?;
-                        outcome.dead += 1;
-                    } else {
-                        let delay = retry_after.unwrap_or_else(|| backoff(job.attempt));
-                        let at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
-                        tracing::warn!(job_id = %job.id, kind = job.kind.name(), %reason, retry_in = ?delay, "job will be retried");
-                        self.queue.retry(job.id, at, &reason).await?;
-                        outcome.retried += 1;
+                    self.options.retry.delay(job.attempt, retry_after, seed),
+                )
+            }
+        };
+        let result = match delay {
+            Some(delay) => {
+                let at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+                tracing::warn!(job_id = %job.id, kind = job.kind.name(), attempt = job.attempt, %reason, retry_in = ?delay, "job failed; will retry");
+                outcome.retried = 1;
+                self.queue.retry(job, at, &reason).await
+            }
+            None => {
+                tracing::error!(job_id = %job.id, kind = job.kind.name(), attempt = job.attempt, %reason, "job dead-lettered");
+                outcome.dead = 1;
+                self.queue.dead_letter(job, &reason).await
+            }
+        };
+        match result {
+            Ok(()) => outcome,
+            Err(QueueError::LeaseLost(_)) => {
+                tracing::warn!(job_id = %job.id, "lease lost before the outcome was recorded");
+                Outcome {
+                    lost: 1,
+                    ..Outcome::default()
+                }
+            }
+            Err(e) => {
+                // The job stays reserved and comes back after its lease.
+                tracing::error!(job_id = %job.id, error = %e, "outcome not recorded");
+                Outcome {
+                    lost: 1,
+                    ..Outcome::default()
+                }
+            }
+        }
+    }
+}
+
+fn nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or_default()
+}
+
+/// Acknowledges completed jobs in batches: whatever is waiting when the previous batch is done.
+async fn complete_in_batches(
+    queue: Arc<dyn JobQueue>,
+    mut done: mpsc::UnboundedReceiver<Job>,
+    totals: Arc<Mutex<Outcome>>,
+) {
+    let mut batch = Vec::with_capacity(256);
+    while let Some(job) = done.recv().await {
+        batch.push(job);
+        while batch.len() < 256 {
+            match done.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut delay = Duration::from_millis(50);
+        loop {
+            match queue.complete(&batch).await {
+                Ok(()) => break,
+                Err(e) => {
+                    // Not acknowledged: keep trying while the leases last; past them the jobs
+                    // run again, which idempotent handlers allow.
+                    tracing::error!(error = %e, jobs = batch.len(), "acknowledgement failed");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                    if delay >= Duration::from_secs(5) {
+                        break;
                     }
                 }
             }
         }
-        outcome.completed = done.len();
-        self.queue.complete(&done).await?;
-        Ok(outcome)
+        totals.lock().await.completed += batch.len();
+        batch.clear();
     }
+}
 
-    /// Runs passes until no job is due; returns what they did. Tests and the CLI use it.
-    ///
-    /// # Errors
-    /// The queue's error when it cannot be reached.
-    pub async fn drain(&self) -> Result<PassOutcome, domain::error::QueueError> {
-        let mut total = PassOutcome::default();
-        loop {
-            let pass = self.run_once().await?;
-            if pass.total() == 0 {
-                return Ok(total);
-            }
-            total.completed += pass.completed;
-            total.retried += pass.retried;
-            total.dead += pass.dead;
+/// Extends the leases of running jobs every third of the lease.
+async fn heartbeat(
+    queue: Arc<dyn JobQueue>,
+    running: Arc<Mutex<HashMap<JobId, Job>>>,
+    lease: Duration,
+    stop: CancellationToken,
+) {
+    let every = (lease / 3).max(Duration::from_millis(50));
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = stop.cancelled() => return,
         }
-    }
-
-    async fn handle(&self, job: &Job) -> Result<(), JobError> {
-        let span = tracing::info_span!("job", job_id = %job.id, kind = job.kind.name(), attempt = job.attempt, webhook_id = tracing::field::Empty);
-        async {
-            match &job.kind {
-                JobKind::ProcessWebhook { webhook_id } => {
-                    tracing::Span::current().record("webhook_id", webhook_id.0);
-                    process_webhook(self.inbox.as_ref(), *webhook_id).await
-                }
-            }
+        let jobs: Vec<Job> = running.lock().await.values().cloned().collect();
+        if jobs.is_empty() {
+            continue;
         }
-        .instrument(span)
-        .await
+        if let Err(e) = queue.extend(&jobs, lease).await {
+            tracing::warn!(error = %e, "lease extension failed");
+        }
     }
 }
 
@@ -263,21 +553,59 @@ pub async fn shutdown_on_signal(token: CancellationToken) {
     token.cancel();
 }
 
-/// The wait before attempt `attempt + 1`: 10 s doubling per attempt, at most 6 h.
-fn backoff(attempt: u32) -> Duration {
-    let secs = 10u64.saturating_mul(1u64 << attempt.saturating_sub(1).min(20));
-    Duration::from_secs(secs.min(6 * 3600))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn backoff_doubles_and_is_capped() {
-        assert_eq!(backoff(1), Duration::from_secs(10));
-        assert_eq!(backoff(2), Duration::from_secs(20));
-        assert_eq!(backoff(5), Duration::from_secs(160));
-        assert_eq!(backoff(40), Duration::from_secs(6 * 3600));
+    fn the_default_schedule_lasts_about_a_day_then_gives_up() {
+        let policy = RetryPolicy::default();
+        let total: Duration = policy.schedule.iter().sum();
+        assert!(
+            total > Duration::from_secs(20 * 3600) && total < Duration::from_secs(28 * 3600),
+            "{total:?}"
+        );
+        assert_eq!(
+            policy.delay(11, None, 1),
+            None,
+            "dead-lettered after the schedule"
+        );
+    }
+
+    #[test]
+    fn delays_follow_the_schedule_within_the_jitter() {
+        let policy = RetryPolicy::default();
+        for seed in 0..200 {
+            let d = policy.delay(1, None, seed).expect("retry");
+            assert!(
+                d >= Duration::from_secs(4) && d <= Duration::from_secs(6),
+                "{d:?}"
+            );
+            let d = policy.delay(4, None, seed).expect("retry");
+            assert!(
+                d >= Duration::from_secs(480) && d <= Duration::from_secs(720),
+                "{d:?}"
+            );
+        }
+        let spread: std::collections::HashSet<_> = (0..50)
+            .map(|s| policy.delay(3, None, s).expect("retry").as_millis())
+            .collect();
+        assert!(spread.len() > 40, "jitter spreads retries");
+    }
+
+    #[test]
+    fn retry_after_is_honoured_when_longer() {
+        let policy = RetryPolicy {
+            schedule: vec![Duration::from_secs(5)],
+            jitter: 0.0,
+        };
+        assert_eq!(
+            policy.delay(1, Some(Duration::from_secs(90)), 0),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(
+            policy.delay(1, Some(Duration::from_secs(1)), 0),
+            Some(Duration::from_secs(5))
+        );
     }
 }

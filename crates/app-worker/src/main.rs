@@ -2,7 +2,7 @@
 
 use adapters::config::Settings;
 use adapters::db::{Database, SqlInbox, SqlJobQueue};
-use app_worker::{Worker, WorkerOptions};
+use app_worker::{ConnectorHandler, Worker, WorkerOptions};
 use clap::Parser;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,7 +27,8 @@ async fn main() -> anyhow::Result<()> {
     }
     let inbox = Arc::new(SqlInbox::start(db.clone(), &settings.inbox));
     let queue = Arc::new(SqlJobQueue::new(db));
-    let worker = Worker::new(queue, inbox, WorkerOptions::from_config(&settings.worker));
+    let handler = Arc::new(ConnectorHandler::new(inbox));
+    let worker = Worker::new(queue, handler, WorkerOptions::from_config(&settings.worker));
     let shutdown = tokio_util::sync::CancellationToken::new();
     tokio::spawn(app_worker::shutdown_on_signal(shutdown.clone()));
     worker.run(shutdown).await;

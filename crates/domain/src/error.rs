@@ -38,9 +38,13 @@ pub enum QueueError {
     /// The queue's backend cannot be reached.
     #[error("job queue unavailable")]
     Unavailable(#[source] BoxError),
-    /// No such job (or not held by the caller any more).
+    /// No such job.
     #[error("job {0} not found")]
     NotFound(crate::model::JobId),
+    /// The job's lease ended and another reservation took it: the caller must not record an
+    /// outcome for it.
+    #[error("job {0} is no longer held by this reservation")]
+    LeaseLost(crate::model::JobId),
     /// A stored job could not be decoded.
     #[error("corrupt job {id}: {reason}")]
     Corrupt {

@@ -6,7 +6,7 @@
 use crate::error::{CrmError, InboxError, MailError, QueueError, ShippingError, ShopError};
 use crate::model::shipment::{BookingRequest, BookingResult, TrackingReport, VendorProfile};
 use crate::model::{
-    Job, JobId, NewJob, NewWebhook, Order, Recorded, Webhook, WebhookFilter, WebhookId,
+    DeadJob, Job, JobId, NewJob, NewWebhook, Order, Recorded, Webhook, WebhookFilter, WebhookId,
     WebhookStatus, WebhookSummary,
 };
 use async_trait::async_trait;
@@ -66,15 +66,27 @@ pub trait WebhookInbox: Send + Sync {
 /// Queue depth and age, for metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct QueueStats {
-    /// Jobs waiting or running.
+    /// Jobs waiting (due now or later) or reserved.
     pub pending: u64,
+    /// Jobs reserved by a worker right now.
+    pub running: u64,
     /// Jobs dead-lettered.
     pub dead: u64,
-    /// When the oldest waiting job became due.
+    /// When the oldest job still waiting became due.
     pub oldest_due: Option<DateTime<Utc>>,
 }
 
-/// A queue of background jobs. Delivery is at least once: handlers are idempotent.
+/// A queue of background jobs.
+///
+/// The contract every backend meets (`adapters::testing::queue_conformance` checks it):
+/// - delivery is at least once: every enqueued job is reserved until it is completed or
+///   dead-lettered; handlers are idempotent;
+/// - a reserved job is not reserved again before its lease ends (so two workers never run it at
+///   the same time while its holder extends the lease);
+/// - a job whose lease ends without an outcome is reserved again, its `attempt` increased;
+/// - a completed job never comes back; a retried job comes back not before its time;
+/// - a dead job comes back only through [`JobQueue::requeue_dead`];
+/// - the order of delivery is not promised.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait JobQueue: Send + Sync {
@@ -84,30 +96,68 @@ pub trait JobQueue: Send + Sync {
     /// [`QueueError::Unavailable`] when the backend cannot be reached.
     async fn enqueue(&self, job: NewJob) -> Result<JobId, QueueError>;
 
-    /// Reserves up to `max` due jobs for `lease`; a job not completed, retried or dead-lettered
-    /// before its lease ends is delivered again.
+    /// Enqueues `job` for the periodic schedule `name` if its tick is due, and moves the schedule
+    /// `every` ahead. Across any number of workers one call per tick wins; it returns whether this
+    /// call did.
     ///
     /// # Errors
     /// [`QueueError::Unavailable`] when the backend cannot be reached.
-    async fn reserve(&self, max: usize, lease: Duration) -> Result<Vec<Job>, QueueError>;
+    async fn enqueue_periodic(
+        &self,
+        name: &str,
+        every: Duration,
+        job: NewJob,
+    ) -> Result<bool, QueueError>;
 
-    /// Acknowledges jobs that are done: they never come back.
+    /// Reserves up to `max` due jobs for `lease`. When none is due, waits up to `wait` for one
+    /// (woken by new jobs where the backend can) and returns what is due then, maybe nothing.
     ///
     /// # Errors
     /// [`QueueError::Unavailable`] when the backend cannot be reached.
-    async fn complete(&self, ids: &[JobId]) -> Result<(), QueueError>;
+    async fn reserve(
+        &self,
+        max: usize,
+        lease: Duration,
+        wait: Duration,
+    ) -> Result<Vec<Job>, QueueError>;
+
+    /// Extends the leases of jobs still running to `lease` from now. Jobs whose lease was lost
+    /// are skipped.
+    ///
+    /// # Errors
+    /// [`QueueError::Unavailable`] when the backend cannot be reached.
+    async fn extend(&self, jobs: &[Job], lease: Duration) -> Result<(), QueueError>;
+
+    /// Acknowledges jobs that are done: they never come back. A job whose lease was lost is
+    /// skipped (its new holder will run it again: handlers are idempotent).
+    ///
+    /// # Errors
+    /// [`QueueError::Unavailable`] when the backend cannot be reached.
+    async fn complete(&self, jobs: &[Job]) -> Result<(), QueueError>;
 
     /// Puts a job back, due at `at`, recording the error.
     ///
     /// # Errors
-    /// [`QueueError::NotFound`] when the job is not reserved any more.
-    async fn retry(&self, id: JobId, at: DateTime<Utc>, error: &str) -> Result<(), QueueError>;
+    /// [`QueueError::LeaseLost`] when the job is no longer held by this reservation.
+    async fn retry(&self, job: &Job, at: DateTime<Utc>, error: &str) -> Result<(), QueueError>;
 
     /// Moves a job to the dead letters with its reason.
     ///
     /// # Errors
-    /// [`QueueError::NotFound`] when the job is not reserved any more.
-    async fn dead_letter(&self, id: JobId, error: &str) -> Result<(), QueueError>;
+    /// [`QueueError::LeaseLost`] when the job is no longer held by this reservation.
+    async fn dead_letter(&self, job: &Job, error: &str) -> Result<(), QueueError>;
+
+    /// Dead jobs, most recent first.
+    ///
+    /// # Errors
+    /// [`QueueError::Unavailable`] when the backend cannot be reached.
+    async fn dead_jobs(&self, limit: usize) -> Result<Vec<DeadJob>, QueueError>;
+
+    /// Puts a dead job back in the queue, due now, with its attempts reset.
+    ///
+    /// # Errors
+    /// [`QueueError::NotFound`] when there is no dead job with this id.
+    async fn requeue_dead(&self, id: JobId) -> Result<(), QueueError>;
 
     /// Depth and age.
     ///

@@ -72,6 +72,8 @@ pub mod job {
         pub due_at: i64,
         /// The last error.
         pub last_error: Option<String>,
+        /// The current reservation's token.
+        pub lease_token: Option<String>,
         /// Milliseconds since the epoch.
         pub created_at: i64,
         /// Milliseconds since the epoch.

@@ -71,17 +71,13 @@ impl SqlInbox {
                 jobs_ready.clone(),
             ));
         }
-        let nonce = std::process::id() as u128 * 1_000_003
-            + std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or_default();
+        let nonce = super::process_nonce();
         SqlInbox {
             db,
             tx,
             jobs_ready,
             local_keys: Arc::new(AtomicU64::new(0)),
-            key_prefix: format!("local-{nonce:x}-").into(),
+            key_prefix: format!("local-{nonce}-").into(),
         }
     }
 
@@ -258,9 +254,11 @@ async fn insert_postgres(
     insert.param(now.into());
     insert.sql.push_str(", ");
     insert.param(now.into());
-    insert
-        .sql
-        .push_str(" FROM ins WHERE status = 'queued') SELECT id, dedupe_key FROM ins");
+    // The notification wakes idle workers (`LISTEN lazona_jobs`) once the statement commits.
+    insert.sql.push_str(
+        " FROM ins WHERE status = 'queued') \
+         SELECT id, dedupe_key, (SELECT pg_notify('lazona_jobs', '')) IS NULL FROM ins",
+    );
     let mut inserted = HashMap::with_capacity(batch.len());
     for row in db.conn().query_all_raw(insert.build()).await? {
         inserted.insert(row.try_get_by_index(1)?, row.try_get_by_index(0)?);

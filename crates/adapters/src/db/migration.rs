@@ -11,7 +11,10 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(M0001InboxAndJobs)]
+        vec![
+            Box::new(M0001InboxAndJobs),
+            Box::new(M0002LeasesAndSchedules),
+        ]
     }
 }
 
@@ -36,7 +39,15 @@ enum Webhooks {
 }
 
 #[derive(DeriveIden)]
+enum Schedules {
+    Table,
+    Name,
+    NextRunAt,
+}
+
+#[derive(DeriveIden)]
 enum Jobs {
+    LeaseToken,
     Table,
     Id,
     Kind,
@@ -148,6 +159,57 @@ impl MigrationTrait for M0001InboxAndJobs {
             .await?;
         manager
             .drop_table(Table::drop().table(Webhooks::Table).to_owned())
+            .await
+    }
+}
+
+/// Reservation tokens on jobs (so a worker whose lease ran out cannot record an outcome for a job
+/// another worker now holds) and the periodic schedules' table (one row per schedule; the worker
+/// that moves `next_run_at` forward wins the tick).
+struct M0002LeasesAndSchedules;
+
+impl MigrationName for M0002LeasesAndSchedules {
+    fn name(&self) -> &str {
+        "m0002_leases_and_schedules"
+    }
+}
+
+// The trait is declared with an elided lifetime; naming it here would not match.
+#[allow(elided_lifetimes_in_paths)]
+#[async_trait::async_trait]
+impl MigrationTrait for M0002LeasesAndSchedules {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Jobs::Table)
+                    .add_column(string_null(Jobs::LeaseToken))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(Schedules::Table)
+                    .if_not_exists()
+                    .col(string(Schedules::Name).primary_key())
+                    .col(big_integer(Schedules::NextRunAt))
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table(Schedules::Table).to_owned())
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Jobs::Table)
+                    .drop_column(Jobs::LeaseToken)
+                    .to_owned(),
+            )
             .await
     }
 }

@@ -8,7 +8,7 @@ pub mod migration;
 mod queue;
 
 pub use inbox::SqlInbox;
-pub use queue::SqlJobQueue;
+pub use queue::{NOTIFY_CHANNEL, SqlJobQueue};
 
 use crate::config::DatabaseConfig;
 use domain::error::BoxError;
@@ -88,6 +88,15 @@ pub(crate) fn millis(t: chrono::DateTime<chrono::Utc>) -> i64 {
 
 pub(crate) fn from_millis(ms: i64) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+/// A string unique to this process (for keys and lease tokens).
+pub(crate) fn process_nonce() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{:x}{:x}", std::process::id(), nanos)
 }
 
 pub(crate) fn boxed(e: DbErr) -> BoxError {

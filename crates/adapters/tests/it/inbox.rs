@@ -19,7 +19,7 @@ async fn a_recorded_webhook_reads_back_exactly_with_one_job() {
             "{backend}: every field and the body byte for byte"
         );
         let jobs = queue
-            .reserve(10, Duration::from_secs(60))
+            .reserve(10, Duration::from_secs(60), Duration::ZERO)
             .await
             .expect("reserve");
         assert_eq!(jobs.len(), 1, "{backend}");

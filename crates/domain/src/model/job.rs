@@ -25,6 +25,12 @@ pub enum JobKind {
         /// The inbox id of the webhook.
         webhook_id: WebhookId,
     },
+    /// Does nothing: measures the queue and checks that workers are alive. `tag` lets a caller
+    /// tell its no-ops apart.
+    Noop {
+        /// Any number.
+        tag: u64,
+    },
 }
 
 impl JobKind {
@@ -32,6 +38,7 @@ impl JobKind {
     pub fn name(&self) -> &'static str {
         match self {
             JobKind::ProcessWebhook { .. } => "process_webhook",
+            JobKind::Noop { .. } => "noop",
         }
     }
 }
@@ -54,4 +61,26 @@ pub struct Job {
     pub kind: JobKind,
     /// How many times it has been reserved, this time included.
     pub attempt: u32,
+    /// This reservation's token: completing, retrying or dead-lettering with a lease that has
+    /// since been given to another worker fails with `QueueError::LeaseLost`.
+    pub lease: Lease,
+}
+
+/// An opaque reservation token, meaningful to the queue that issued it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Lease(pub String);
+
+/// A dead-lettered job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeadJob {
+    /// Its id.
+    pub id: JobId,
+    /// What it was to do.
+    pub kind: JobKind,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Why it was given up.
+    pub error: String,
+    /// When it was given up.
+    pub failed_at: DateTime<Utc>,
 }

@@ -9,7 +9,7 @@ pub mod shipment;
 pub mod webhook;
 
 pub use customer::Customer;
-pub use job::{Job, JobId, JobKind, NewJob};
+pub use job::{DeadJob, Job, JobId, JobKind, Lease, NewJob};
 pub use order::{Address, Billing, LineItem, MetaData, Order, ShippingLine};
 pub use shipment::{ShipmentMethod, ShipmentStatus};
 pub use webhook::{
