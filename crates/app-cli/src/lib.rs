@@ -132,6 +132,7 @@ async fn webhooks(inbox: &SqlInbox, cmd: WebhooksCommand, json: bool) -> anyhow:
                 eprintln!("no webhook {id}");
                 return Ok(ExitCode::from(3));
             };
+            let history = inbox.history(w.id).await?;
             let body = serde_json::from_slice::<serde_json::Value>(&w.data.body)
                 .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
                 .unwrap_or_else(|_| String::from_utf8_lossy(&w.data.body).into_owned());
@@ -147,6 +148,7 @@ async fn webhooks(inbox: &SqlInbox, cmd: WebhooksCommand, json: bool) -> anyhow:
                     "processed_at": w.processed_at,
                     "error": w.last_error,
                     "headers": w.data.headers,
+                    "history": history,
                     "body": String::from_utf8_lossy(&w.data.body),
                 });
                 println!("{}", serde_json::to_string_pretty(&out)?);
@@ -158,6 +160,10 @@ async fn webhooks(inbox: &SqlInbox, cmd: WebhooksCommand, json: bool) -> anyhow:
                 }
                 if let Some(e) = &w.last_error {
                     println!("error     {e}");
+                }
+                println!("\nhistory:");
+                for e in &history {
+                    println!("  {}  {}  {}", e.at, e.status, e.detail.as_deref().unwrap_or(""));
                 }
                 println!("\nheaders:");
                 for (k, v) in &w.data.headers {

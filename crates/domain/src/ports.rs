@@ -6,8 +6,8 @@
 use crate::error::{CrmError, InboxError, MailError, QueueError, ShippingError, ShopError};
 use crate::model::shipment::{BookingRequest, BookingResult, TrackingReport, VendorProfile};
 use crate::model::{
-    DeadJob, Job, JobId, NewJob, NewWebhook, Order, Recorded, Webhook, WebhookFilter, WebhookId,
-    WebhookStatus, WebhookSummary,
+    DeadJob, Job, JobId, NewJob, NewWebhook, Order, Recorded, Webhook, WebhookEvent, WebhookFilter,
+    WebhookId, WebhookStatus, WebhookSummary,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -39,16 +39,26 @@ pub trait WebhookInbox: Send + Sync {
     /// [`InboxError::Unavailable`] when the database cannot be reached.
     async fn list(&self, filter: &WebhookFilter) -> Result<Vec<WebhookSummary>, InboxError>;
 
-    /// Records what became of a webhook.
+    /// Moves a webhook from status `from` to `to`, recording `error`, and appends the move to the
+    /// webhook's history, atomically. Returns `false`, changing nothing, when the webhook is not
+    /// in `from` (another worker got there first): handlers use this compare-and-set to make their
+    /// effect happen once.
     ///
     /// # Errors
     /// [`InboxError::Unavailable`] when the database cannot be reached.
-    async fn set_status(
+    async fn transition(
         &self,
         id: WebhookId,
-        status: WebhookStatus,
+        from: WebhookStatus,
+        to: WebhookStatus,
         error: Option<String>,
-    ) -> Result<(), InboxError>;
+    ) -> Result<bool, InboxError>;
+
+    /// The webhook's processing history, oldest first.
+    ///
+    /// # Errors
+    /// [`InboxError::Unavailable`] when the database cannot be reached.
+    async fn history(&self, id: WebhookId) -> Result<Vec<WebhookEvent>, InboxError>;
 
     /// How many webhooks are stored.
     ///

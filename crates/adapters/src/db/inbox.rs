@@ -13,13 +13,13 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use domain::error::InboxError;
 use domain::model::{
-    JobKind, NewWebhook, RecordOutcome, Recorded, Resource, Webhook, WebhookFilter, WebhookId,
-    WebhookStatus, WebhookSummary,
+    JobKind, NewWebhook, RecordOutcome, Recorded, Resource, Webhook, WebhookEvent, WebhookFilter,
+    WebhookId, WebhookStatus, WebhookSummary,
 };
 use domain::ports::WebhookInbox;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set, Statement, TransactionTrait, Value,
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Statement, TransactionTrait, Value,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -493,27 +493,72 @@ impl WebhookInbox for SqlInbox {
         rows.into_iter().map(summary).collect()
     }
 
-    async fn set_status(
+    async fn transition(
         &self,
         id: WebhookId,
-        status: WebhookStatus,
+        from: WebhookStatus,
+        to: WebhookStatus,
         error: Option<String>,
-    ) -> Result<(), InboxError> {
-        let done = matches!(status, WebhookStatus::Processed | WebhookStatus::Failed);
-        let model = webhook::ActiveModel {
-            id: Set(id.0),
-            status: Set(status.as_str().to_owned()),
-            error: Set(error),
-            processed_at: Set(done.then(|| millis(chrono::Utc::now()))),
-            ..Default::default()
-        };
-        model.update(self.db.conn()).await.map_err(|e| match e {
-            DbErr::RecordNotUpdated => {
-                InboxError::Unexpected(format!("webhook {id} not found").into())
-            }
-            e => unavailable(e),
-        })?;
-        Ok(())
+    ) -> Result<bool, InboxError> {
+        let backend = self.db.backend();
+        let now = millis(chrono::Utc::now());
+        let done = matches!(to, WebhookStatus::Processed | WebhookStatus::Failed);
+        let txn = self.db.conn().begin().await.map_err(unavailable)?;
+        let mut update = SqlBuilder::new(backend, "UPDATE webhooks SET status = ".into());
+        update.param(to.as_str().into());
+        update.sql.push_str(", error = ");
+        update.param(error.clone().into());
+        update.sql.push_str(", processed_at = ");
+        update.param(done.then_some(now).into());
+        update.sql.push_str(" WHERE id = ");
+        update.param(id.0.into());
+        update.sql.push_str(" AND status = ");
+        update.param(from.as_str().into());
+        let moved = txn
+            .execute_raw(update.build())
+            .await
+            .map_err(unavailable)?
+            .rows_affected()
+            == 1;
+        if moved {
+            let mut event = SqlBuilder::new(
+                backend,
+                "INSERT INTO webhook_events (webhook_id, at, status, detail) VALUES ".into(),
+            );
+            event.row(
+                0,
+                [id.0.into(), now.into(), to.as_str().into(), error.into()],
+            );
+            txn.execute_raw(event.build()).await.map_err(unavailable)?;
+        }
+        txn.commit().await.map_err(unavailable)?;
+        Ok(moved)
+    }
+
+    async fn history(&self, id: WebhookId) -> Result<Vec<WebhookEvent>, InboxError> {
+        let mut select = SqlBuilder::new(
+            self.db.backend(),
+            "SELECT at, status, detail FROM webhook_events WHERE webhook_id = ".into(),
+        );
+        select.param(id.0.into());
+        select.sql.push_str(" ORDER BY id");
+        let rows = self
+            .db
+            .conn()
+            .query_all_raw(select.build())
+            .await
+            .map_err(unavailable)?;
+        rows.into_iter()
+            .map(|row| {
+                let at: i64 = row.try_get_by_index(0).map_err(unavailable)?;
+                let status: String = row.try_get_by_index(1).map_err(unavailable)?;
+                Ok(WebhookEvent {
+                    at: from_millis(at),
+                    status: status.parse().map_err(corrupt)?,
+                    detail: row.try_get_by_index(2).map_err(unavailable)?,
+                })
+            })
+            .collect()
     }
 
     async fn count(&self) -> Result<u64, InboxError> {

@@ -14,6 +14,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(M0001InboxAndJobs),
             Box::new(M0002LeasesAndSchedules),
+            Box::new(M0003WebhookEvents),
         ]
     }
 }
@@ -36,6 +37,16 @@ enum Webhooks {
     Status,
     Error,
     ProcessedAt,
+}
+
+#[derive(DeriveIden)]
+enum WebhookEvents {
+    Table,
+    Id,
+    WebhookId,
+    At,
+    Status,
+    Detail,
 }
 
 #[derive(DeriveIden)]
@@ -210,6 +221,53 @@ impl MigrationTrait for M0002LeasesAndSchedules {
                     .drop_column(Jobs::LeaseToken)
                     .to_owned(),
             )
+            .await
+    }
+}
+
+/// Each webhook's processing history: one row per status change, written in the same transaction
+/// as the change.
+struct M0003WebhookEvents;
+
+impl MigrationName for M0003WebhookEvents {
+    fn name(&self) -> &str {
+        "m0003_webhook_events"
+    }
+}
+
+// The trait is declared with an elided lifetime; naming it here would not match.
+#[allow(elided_lifetimes_in_paths)]
+#[async_trait::async_trait]
+impl MigrationTrait for M0003WebhookEvents {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(WebhookEvents::Table)
+                    .if_not_exists()
+                    .col(big_pk_auto(WebhookEvents::Id))
+                    .col(big_integer(WebhookEvents::WebhookId))
+                    .col(big_integer(WebhookEvents::At))
+                    .col(string(WebhookEvents::Status))
+                    .col(text_null(WebhookEvents::Detail))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_webhook_events_webhook")
+                    .table(WebhookEvents::Table)
+                    .if_not_exists()
+                    .col(WebhookEvents::WebhookId)
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table(WebhookEvents::Table).to_owned())
             .await
     }
 }

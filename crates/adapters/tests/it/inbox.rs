@@ -140,7 +140,12 @@ async fn listing_filters_and_pages_newest_first() {
             );
         }
         inbox
-            .set_status(ids[1], WebhookStatus::Processed, None)
+            .transition(
+                ids[1],
+                WebhookStatus::Queued,
+                WebhookStatus::Processed,
+                None,
+            )
             .await
             .expect("status");
         let page = inbox
@@ -186,6 +191,24 @@ async fn listing_filters_and_pages_newest_first() {
         assert_eq!(by_delivery[0].id, ids[2], "{backend}");
         let got = inbox.get(ids[1]).await.expect("get").expect("found");
         assert!(got.processed_at.is_some(), "{backend}");
+        let history = inbox.history(ids[1]).await.expect("history");
+        assert_eq!(history.len(), 1, "{backend}");
+        assert_eq!(history[0].status, WebhookStatus::Processed, "{backend}");
+        let again = inbox
+            .transition(
+                ids[1],
+                WebhookStatus::Queued,
+                WebhookStatus::Processed,
+                None,
+            )
+            .await
+            .expect("transition");
+        assert!(!again, "{backend}: compare-and-set refuses a second move");
+        assert_eq!(
+            inbox.history(ids[1]).await.expect("history").len(),
+            1,
+            "{backend}"
+        );
     }
 }
 

@@ -13,6 +13,6 @@ pub use job::{DeadJob, Job, JobId, JobKind, Lease, NewJob};
 pub use order::{Address, Billing, LineItem, MetaData, Order, ShippingLine};
 pub use shipment::{ShipmentMethod, ShipmentStatus};
 pub use webhook::{
-    NewWebhook, RecordOutcome, Recorded, Resource, Webhook, WebhookFilter, WebhookId,
+    NewWebhook, RecordOutcome, Recorded, Resource, Webhook, WebhookEvent, WebhookFilter, WebhookId,
     WebhookStatus, WebhookSummary,
 };

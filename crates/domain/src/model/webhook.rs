@@ -237,3 +237,14 @@ pub struct WebhookFilter {
     /// At most this many rows.
     pub limit: u64,
 }
+
+/// One step of a webhook's processing history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WebhookEvent {
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// The status the webhook moved to.
+    pub status: WebhookStatus,
+    /// The error or note recorded with it.
+    pub detail: Option<String>,
+}

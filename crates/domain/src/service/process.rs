@@ -28,10 +28,18 @@ pub async fn process_webhook(inbox: &dyn WebhookInbox, id: WebhookId) -> Result<
     if let Err(e) = parsed {
         let reason = format!("the {} body does not parse: {e}", webhook.data.resource);
         inbox
-            .set_status(id, WebhookStatus::Failed, Some(reason.clone()))
+            .transition(
+                id,
+                WebhookStatus::Queued,
+                WebhookStatus::Failed,
+                Some(reason.clone()),
+            )
             .await?;
         return Err(JobError::Permanent { reason });
     }
-    inbox.set_status(id, WebhookStatus::Processed, None).await?;
+    // Compare-and-set: when two workers race on the same webhook, one of them records it.
+    inbox
+        .transition(id, WebhookStatus::Queued, WebhookStatus::Processed, None)
+        .await?;
     Ok(())
 }
