@@ -144,3 +144,93 @@ async fn postgres_down_means_503_never_2xx_and_the_server_recovers() {
     app.stop().await;
     proxy.cut();
 }
+
+/// Postgres itself (a throwaway server of this test's own) crashes and restarts while webhooks
+/// pour in: the server never answers 2xx for something it did not commit, answers 503 while the
+/// database is away, and recovers by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restarted_during_ingestion_loses_no_acknowledged_webhook() {
+    if adapters::testing::postgres_admin_url().is_none() {
+        return;
+    }
+    let pg = adapters::testing::ThrowawayPostgres::start();
+    let mut s = settings(&pg.url(), &[("worker.embedded", "false")]);
+    s.database.acquire_timeout_secs = Duration::from_secs(1);
+    let app = TestApp::spawn(&s).await;
+    let body = fixture("order_minimal.json");
+
+    let started = Instant::now();
+    let mut senders = tokio::task::JoinSet::new();
+    for sender in 0..8 {
+        let client = app.client.clone();
+        let url = app.url("/api/deliveries/");
+        let body = body.clone();
+        senders.spawn(async move {
+            let mut answers = Vec::new();
+            let mut n = 0;
+            while started.elapsed() < Duration::from_secs(7) {
+                let id = format!("pg-{sender}-{n}");
+                n += 1;
+                let resp = client
+                    .post(&url)
+                    .header(
+                        "x-wc-webhook-signature",
+                        crate::helpers::sign(body.as_bytes()),
+                    )
+                    .header("x-wc-webhook-delivery-id", &id)
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .expect("the server answers");
+                let status = resp.status().as_u16();
+                if status == 503 {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                answers.push((id, status));
+            }
+            answers
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    pg.stop();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    pg.start_again();
+    let answers: Vec<(String, u16)> = senders.join_all().await.into_iter().flatten().collect();
+
+    let statuses: std::collections::BTreeMap<u16, usize> =
+        answers.iter().fold(Default::default(), |mut m, (_, s)| {
+            *m.entry(*s).or_default() += 1;
+            m
+        });
+    assert!(
+        statuses.keys().all(|s| *s == 201 || *s == 503),
+        "only 201 or 503: {statuses:?}"
+    );
+    assert!(
+        statuses.get(&503).copied().unwrap_or(0) > 0,
+        "the outage was seen: {statuses:?}"
+    );
+    let last_per_sender_ok = answers.iter().rev().take(8).any(|(_, s)| *s == 201);
+    assert!(last_per_sender_ok, "recovered by itself: {statuses:?}");
+
+    let stored: std::collections::HashSet<String> = {
+        use sea_orm::{ConnectionTrait, Statement};
+        let db = &app.running.db;
+        db.conn()
+            .query_all_raw(Statement::from_string(
+                db.backend(),
+                "SELECT delivery_id FROM webhooks".to_owned(),
+            ))
+            .await
+            .expect("query")
+            .into_iter()
+            .map(|r| r.try_get_by_index::<String>(0).expect("delivery id"))
+            .collect()
+    };
+    for (id, status) in &answers {
+        if *status == 201 {
+            assert!(stored.contains(id), "acknowledged {id} is stored");
+        }
+    }
+    app.stop().await;
+}
