@@ -126,8 +126,10 @@ pub struct InboxConfig {
 /// The job queue.
 #[derive(Debug, Clone, Deserialize)]
 pub struct QueueConfig {
-    /// `sql` (the jobs table in the database).
+    /// `sql` (the jobs table in the database) or `redis`.
     pub backend: String,
+    /// Prefix of every Redis key.
+    pub redis_prefix: String,
     /// Redis URL (`REDIS_URL`), for the Redis backend.
     #[serde(default, deserialize_with = "secret_opt")]
     pub redis_url: Option<SecretString>,

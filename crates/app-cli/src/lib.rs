@@ -163,7 +163,12 @@ async fn webhooks(inbox: &SqlInbox, cmd: WebhooksCommand, json: bool) -> anyhow:
                 }
                 println!("\nhistory:");
                 for e in &history {
-                    println!("  {}  {}  {}", e.at, e.status, e.detail.as_deref().unwrap_or(""));
+                    println!(
+                        "  {}  {}  {}",
+                        e.at,
+                        e.status,
+                        e.detail.as_deref().unwrap_or("")
+                    );
                 }
                 println!("\nheaders:");
                 for (k, v) in &w.data.headers {

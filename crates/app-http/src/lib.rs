@@ -14,7 +14,8 @@ pub use error::ApiError;
 pub use metrics::Metrics;
 
 use adapters::config::Settings;
-use adapters::db::{Database, SqlInbox, SqlJobQueue};
+use adapters::db::{Database, SqlInbox};
+use adapters::queue::Queue;
 use app_worker::{ConnectorHandler, Worker, WorkerOptions};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
@@ -141,13 +142,22 @@ pub async fn start(
     let app = router(state);
     let addr = listener.local_addr()?;
 
-    let worker = settings.embedded_worker().then(|| {
-        let queue = Arc::new(SqlJobQueue::new(db.clone()).wake_on(inbox.jobs_ready()));
+    let worker = if settings.embedded_worker() {
+        let queue = Queue::open(settings, &db, Some(inbox.jobs_ready()))
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot open the job queue: {e}"))?;
+        queue.spawn_background(shutdown.clone());
         let handler = Arc::new(ConnectorHandler::new(inbox.clone()));
-        let worker = Worker::new(queue, handler, WorkerOptions::from_config(&settings.worker));
+        let worker = Worker::new(
+            queue.port.clone(),
+            handler,
+            WorkerOptions::from_config(&settings.worker),
+        );
         let token = shutdown.clone();
-        tokio::spawn(async move { worker.run(token).await })
-    });
+        Some(tokio::spawn(async move { worker.run(token).await }))
+    } else {
+        None
+    };
 
     let task = tokio::spawn(async move {
         tracing::info!(%addr, "listening");

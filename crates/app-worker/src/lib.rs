@@ -253,17 +253,21 @@ impl Worker {
         let mut backoff = Duration::from_millis(100);
         let mut next_tick = Instant::now();
 
+        // `slots` bounds the jobs held (reserved, running or waiting to run) to four times the
+        // concurrency, so that a reservation can take a whole batch while earlier jobs still run:
+        // short jobs would otherwise be reserved one at a time, a round trip each.
+        let held_max = opts.concurrency.saturating_mul(4).max(opts.batch);
+        let slots = Arc::new(Semaphore::new(held_max));
         while !shutdown.is_cancelled() {
             if Instant::now() >= next_tick {
                 self.tick_periodic().await;
                 next_tick = Instant::now() + Duration::from_secs(1);
             }
-            // Wait for a free slot, then reserve as many jobs as there are free slots.
             let first = tokio::select! {
-                p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
+                p = slots.clone().acquire_owned() => p.expect("semaphore never closed"),
                 () = shutdown.cancelled() => break,
             };
-            let want = (permits.available_permits() + 1).min(opts.batch);
+            let want = (slots.available_permits() + 1).min(opts.batch);
             let wait = opts.poll_interval.min(Duration::from_secs(1));
             let reserved = tokio::select! {
                 r = self.queue.reserve(want, opts.lease, wait) => r,
@@ -286,22 +290,33 @@ impl Worker {
                 }
             };
             let mut first = Some(first);
+            {
+                let mut held = running.lock().await;
+                for job in &jobs {
+                    held.insert(job.id, job.clone());
+                }
+            }
             for job in jobs {
-                let permit = match first.take() {
+                let slot = match first.take() {
                     Some(p) => p,
-                    None => permits
+                    None => slots
                         .clone()
                         .acquire_owned()
                         .await
                         .expect("semaphore never closed"),
                 };
-                running.lock().await.insert(job.id, job.clone());
                 let this = self.clone();
+                let permits = permits.clone();
                 let running = running.clone();
                 let done_tx = done_tx.clone();
                 let totals = totals.clone();
                 tokio::spawn(async move {
+                    let permit = permits
+                        .acquire_owned()
+                        .await
+                        .expect("semaphore never closed");
                     let result = this.run_job(&job).await;
+                    drop(permit);
                     running.lock().await.remove(&job.id);
                     match result {
                         Ok(()) => {
@@ -312,14 +327,14 @@ impl Worker {
                             totals.lock().await.add(outcome);
                         }
                     }
-                    drop(permit);
+                    drop(slot);
                 });
             }
         }
 
         // Shutdown: no more reservations; let the jobs in flight finish.
-        let all = u32::try_from(opts.concurrency).unwrap_or(u32::MAX);
-        match tokio::time::timeout(opts.shutdown_timeout, permits.acquire_many(all)).await {
+        let all = u32::try_from(held_max).unwrap_or(u32::MAX);
+        match tokio::time::timeout(opts.shutdown_timeout, slots.acquire_many(all)).await {
             Ok(_) => tracing::info!("jobs in flight finished"),
             Err(_) => {
                 let left = running.lock().await.len();

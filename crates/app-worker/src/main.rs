@@ -1,7 +1,8 @@
 //! `lazona-worker`: runs the worker as its own process against the configured database.
 
 use adapters::config::Settings;
-use adapters::db::{Database, SqlInbox, SqlJobQueue};
+use adapters::db::{Database, SqlInbox};
+use adapters::queue::Queue;
 use app_worker::{ConnectorHandler, Worker, WorkerOptions};
 use clap::Parser;
 use std::path::PathBuf;
@@ -26,11 +27,17 @@ async fn main() -> anyhow::Result<()> {
         db.migrate().await?;
     }
     let inbox = Arc::new(SqlInbox::start(db.clone(), &settings.inbox));
-    let queue = Arc::new(SqlJobQueue::new(db));
-    let handler = Arc::new(ConnectorHandler::new(inbox));
-    let worker = Worker::new(queue, handler, WorkerOptions::from_config(&settings.worker));
+    let queue = Queue::open(&settings, &db, None).await?;
+    tracing::info!(backend = queue.backend(), "job queue open");
     let shutdown = tokio_util::sync::CancellationToken::new();
     tokio::spawn(app_worker::shutdown_on_signal(shutdown.clone()));
+    queue.spawn_background(shutdown.clone());
+    let handler = Arc::new(ConnectorHandler::new(inbox));
+    let worker = Worker::new(
+        queue.port.clone(),
+        handler,
+        WorkerOptions::from_config(&settings.worker),
+    );
     worker.run(shutdown).await;
     Ok(())
 }

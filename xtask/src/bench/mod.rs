@@ -8,6 +8,7 @@
 
 mod load;
 mod order;
+mod queue;
 
 use crate::cmd;
 use anyhow::{Context, Result, bail};
@@ -50,7 +51,8 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     }
     match args.first().map(String::as_str) {
         Some("ingest") => ingest(root, &IngestArgs::parse(&args[1..])?),
-        Some(other) => bail!("unknown benchmark `{other}` (available: ingest)"),
+        Some("queue") => queue::run(&args[1..]),
+        Some(other) => bail!("unknown benchmark `{other}` (available: ingest, queue)"),
         None => bail!("which benchmark? `cargo xtask bench ingest --db sqlite|postgres`"),
     }
 }
@@ -79,6 +81,10 @@ struct IngestArgs {
     warmup: usize,
     url: Option<String>,
     database_url: Option<String>,
+    /// Run the server's in-process worker and report webhook-to-job-done latency.
+    with_worker: bool,
+    /// `sql` or `redis` (with `--with-worker`).
+    queue: String,
 }
 
 impl IngestArgs {
@@ -90,6 +96,8 @@ impl IngestArgs {
             warmup: 5_000,
             url: None,
             database_url: None,
+            with_worker: false,
+            queue: "sql".to_owned(),
         };
         let mut it = args.iter();
         while let Some(flag) = it.next() {
@@ -124,6 +132,8 @@ impl IngestArgs {
                 "--warmup" => a.warmup = number(value()?)?,
                 "--url" => a.url = Some(value()?),
                 "--database-url" => a.database_url = Some(value()?),
+                "--with-worker" => a.with_worker = true,
+                "--queue" => a.queue = value()?,
                 other => bail!("bench ingest: unknown option `{other}` (see `cargo xtask help`)"),
             }
         }
@@ -151,6 +161,9 @@ impl IngestArgs {
         );
         if let Some(url) = &self.url {
             c += &format!(" --url {url}");
+        }
+        if self.with_worker {
+            c += &format!(" --with-worker --queue {}", self.queue);
         }
         if self.database_url.is_some() {
             c += " --database-url <url>";
@@ -199,9 +212,9 @@ fn ingest(root: &Path, args: &IngestArgs) -> Result<()> {
 fn with_server(rt: &Runtime, args: &IngestArgs, bin: &Path, db: &BenchDb) -> Result<()> {
     let port = free_port()?;
     let authority = format!("127.0.0.1:{port}");
-    let mut server = Server::start(bin, &authority, &db.url)?;
+    let mut server = Server::start(bin, &authority, &db.url, args)?;
     rt.block_on(server.wait_ready(&authority))?;
-    let outcome = load_and_report(rt, args, &authority, Some(&mut server))?;
+    let outcome = load_and_report(rt, args, &authority, Some((&mut server, db.url.as_str())))?;
     rt.block_on(inbox_check(&db.url, outcome.accepted))?;
     outcome.verdict()
 }
@@ -227,7 +240,7 @@ fn load_and_report(
     rt: &Runtime,
     args: &IngestArgs,
     authority: &str,
-    server: Option<&mut Server>,
+    server: Option<(&mut Server, &str)>,
 ) -> Result<Outcome> {
     let tag = run_tag();
     let start = Instant::now();
@@ -248,7 +261,11 @@ fn load_and_report(
         path: DELIVERIES_PATH.to_owned(),
     };
     let (warm, meas) = rt.block_on(load::run(&target, args.concurrency, warmup, measured))?;
-    if let Some(server) = server {
+    if let Some((server, db_url)) = server {
+        if args.with_worker {
+            let accepted = (warm.accepted + meas.accepted) as i64;
+            rt.block_on(queue::report_end_to_end(db_url, accepted))?;
+        }
         server.stop()?;
     }
 
@@ -452,7 +469,7 @@ struct Server {
 }
 
 impl Server {
-    fn start(bin: &Path, listen: &str, db_url: &str) -> Result<Self> {
+    fn start(bin: &Path, listen: &str, db_url: &str, args: &IngestArgs) -> Result<Self> {
         let mut cmd = Command::new(bin);
         // The caller's own configuration must not leak into the benchmark.
         for (key, _) in std::env::vars_os() {
@@ -463,7 +480,8 @@ impl Server {
         cmd.env("LAZONA_LISTEN", listen)
             .env("WC_WEBHOOK_SECRET", load::SECRET)
             .env("DATABASE_URL", db_url)
-            .env("LAZONA_WORKER__EMBEDDED", "false")
+            .env("LAZONA_WORKER__EMBEDDED", args.with_worker.to_string())
+            .env("LAZONA_QUEUE__BACKEND", &args.queue)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null());
         eprintln!("$ {}", cmd::display(&cmd));

@@ -5,3 +5,4 @@ mod config_file;
 mod helpers;
 mod inbox;
 mod queue;
+mod redis_queue;
