@@ -34,11 +34,21 @@ struct WriteRequest {
     reply: Reply,
 }
 
+/// A status change waiting for the transition writer.
+struct TransitionRequest {
+    id: WebhookId,
+    from: WebhookStatus,
+    to: WebhookStatus,
+    error: Option<String>,
+    reply: oneshot::Sender<Result<bool, InboxError>>,
+}
+
 /// The inbox on the connector's SQL database.
 #[derive(Clone)]
 pub struct SqlInbox {
     db: Database,
     tx: mpsc::Sender<WriteRequest>,
+    transitions: mpsc::Sender<TransitionRequest>,
     jobs_ready: Arc<Notify>,
     local_keys: Arc<AtomicU64>,
     key_prefix: Arc<str>,
@@ -71,10 +81,15 @@ impl SqlInbox {
                 jobs_ready.clone(),
             ));
         }
+        // Status changes (the workers' compare-and-set moves) are group-committed too, by their
+        // own writer: on SQLite one fsync then serves a whole batch of finished jobs.
+        let (transitions, transitions_rx) = mpsc::channel(max_batch * 4);
+        tokio::spawn(transition_writer(db.clone(), transitions_rx, max_batch));
         let nonce = super::process_nonce();
         SqlInbox {
             db,
             tx,
+            transitions,
             jobs_ready,
             local_keys: Arc::new(AtomicU64::new(0)),
             key_prefix: format!("local-{nonce}-").into(),
@@ -139,6 +154,84 @@ async fn writer(
             }
         }
     }
+}
+
+async fn transition_writer(
+    db: Database,
+    mut rx: mpsc::Receiver<TransitionRequest>,
+    max_batch: usize,
+) {
+    let mut batch = Vec::with_capacity(max_batch);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        match apply_transitions(&db, &batch).await {
+            Ok(moved) => {
+                for (req, moved) in batch.drain(..).zip(moved) {
+                    let _ = req.reply.send(Ok(moved));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = ?e, rows = batch.len(), "status changes not committed");
+                let reason = e.to_string();
+                for req in batch.drain(..) {
+                    let _ = req
+                        .reply
+                        .send(Err(InboxError::Unavailable(reason.clone().into())));
+                }
+            }
+        }
+    }
+}
+
+/// Applies each compare-and-set move, with its history row when it moved, in one transaction.
+async fn apply_transitions(db: &Database, batch: &[TransitionRequest]) -> Result<Vec<bool>, DbErr> {
+    let backend = db.backend();
+    let now = millis(chrono::Utc::now());
+    let txn = db.conn().begin().await?;
+    let mut moved = Vec::with_capacity(batch.len());
+    let mut events = SqlBuilder::new(
+        backend,
+        "INSERT INTO webhook_events (webhook_id, at, status, detail) VALUES ".into(),
+    );
+    let mut n_events = 0;
+    for t in batch {
+        let done = matches!(t.to, WebhookStatus::Processed | WebhookStatus::Failed);
+        let mut update = SqlBuilder::new(backend, "UPDATE webhooks SET status = ".into());
+        update.param(t.to.as_str().into());
+        update.sql.push_str(", error = ");
+        update.param(t.error.clone().into());
+        update.sql.push_str(", processed_at = ");
+        update.param(done.then_some(now).into());
+        update.sql.push_str(" WHERE id = ");
+        update.param(t.id.0.into());
+        update.sql.push_str(" AND status = ");
+        update.param(t.from.as_str().into());
+        let ok = txn.execute_raw(update.build()).await?.rows_affected() == 1;
+        if ok {
+            events.row(
+                n_events,
+                [
+                    t.id.0.into(),
+                    now.into(),
+                    t.to.as_str().into(),
+                    t.error.clone().into(),
+                ],
+            );
+            n_events += 1;
+        }
+        moved.push(ok);
+    }
+    if n_events > 0 {
+        txn.execute_raw(events.build()).await?;
+    }
+    txn.commit().await?;
+    Ok(moved)
 }
 
 const INSERT_COLUMNS: &str = "dedupe_key, resource, topic, event, delivery_id, wc_webhook_id, \
@@ -500,39 +593,18 @@ impl WebhookInbox for SqlInbox {
         to: WebhookStatus,
         error: Option<String>,
     ) -> Result<bool, InboxError> {
-        let backend = self.db.backend();
-        let now = millis(chrono::Utc::now());
-        let done = matches!(to, WebhookStatus::Processed | WebhookStatus::Failed);
-        let txn = self.db.conn().begin().await.map_err(unavailable)?;
-        let mut update = SqlBuilder::new(backend, "UPDATE webhooks SET status = ".into());
-        update.param(to.as_str().into());
-        update.sql.push_str(", error = ");
-        update.param(error.clone().into());
-        update.sql.push_str(", processed_at = ");
-        update.param(done.then_some(now).into());
-        update.sql.push_str(" WHERE id = ");
-        update.param(id.0.into());
-        update.sql.push_str(" AND status = ");
-        update.param(from.as_str().into());
-        let moved = txn
-            .execute_raw(update.build())
+        let (reply, answer) = oneshot::channel();
+        self.transitions
+            .send(TransitionRequest {
+                id,
+                from,
+                to,
+                error,
+                reply,
+            })
             .await
-            .map_err(unavailable)?
-            .rows_affected()
-            == 1;
-        if moved {
-            let mut event = SqlBuilder::new(
-                backend,
-                "INSERT INTO webhook_events (webhook_id, at, status, detail) VALUES ".into(),
-            );
-            event.row(
-                0,
-                [id.0.into(), now.into(), to.as_str().into(), error.into()],
-            );
-            txn.execute_raw(event.build()).await.map_err(unavailable)?;
-        }
-        txn.commit().await.map_err(unavailable)?;
-        Ok(moved)
+            .map_err(|_| InboxError::ShuttingDown)?;
+        answer.await.map_err(|_| InboxError::ShuttingDown)?
     }
 
     async fn history(&self, id: WebhookId) -> Result<Vec<WebhookEvent>, InboxError> {
