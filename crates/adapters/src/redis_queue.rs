@@ -1,18 +1,50 @@
 //! The job queue on Redis Streams ([`RedisJobQueue`]), fed from the SQL `jobs` table used as an
-//! outbox.
+//! outbox that keeps every job's row until the job is done.
 //!
-//! **SQL first.** Webhooks and their jobs always land in SQL: the inbox inserts a `jobs` row in
-//! the webhook's transaction, and [`RedisJobQueue`]'s `enqueue` and `enqueue_periodic` delegate
-//! to an inner [`SqlJobQueue`], so they insert rows too. With this backend the `jobs` table is
-//! an outbox: the **relay** ([`RedisJobQueue::relay_once`], looped by
-//! [`RedisJobQueue::run_relay`], and also called by every `reserve`) takes the due, committed
-//! rows (`status = 'ready' AND due_at <= now`) in one transaction:
-//! `DELETE ... WHERE id IN (SELECT ... ORDER BY id LIMIT n [FOR UPDATE SKIP LOCKED]) RETURNING`,
-//! pushes them to the stream, and commits only once Redis has them (it rolls back when Redis
-//! fails: an outage delays jobs, it never loses them). A crash between the push and the commit
-//! relays a row again; each push is guarded, in the same Lua script as its `XADD`, by a marker
-//! key `{p}:relayed:{id}` (TTL 7 days) holding the row's `created_at`, so a row relayed twice
-//! is added once (a different `created_at` means a reused id: a new job, added).
+//! **SQL first, SQL last.** Webhooks and their jobs always land in SQL: the inbox inserts a `jobs`
+//! row in the webhook's transaction, and [`RedisJobQueue`]'s `enqueue` and `enqueue_periodic`
+//! delegate to an inner [`SqlJobQueue`], so they insert rows too. A row's `status` says where its
+//! job is:
+//! - `ready`: committed, not (or no longer) in Redis. The **relay** ([`RedisJobQueue::relay_once`],
+//!   looped by [`RedisJobQueue::run_relay`], and also called by every `reserve`) takes the due
+//!   ready rows in one transaction: `UPDATE jobs SET status = 'relayed' WHERE id IN (SELECT ...
+//!   ORDER BY id LIMIT n [FOR UPDATE SKIP LOCKED]) RETURNING ...`, pushes them to the stream, and
+//!   commits only once Redis has them (it rolls back when Redis fails: an outage delays jobs).
+//! - `relayed`: in Redis (waiting in the stream, reserved, or waiting for a retry). `retry` also
+//!   writes the retry's due time, the attempts so far and the error to the row (best effort: the
+//!   row only matters again if Redis loses the job).
+//! - `dead`: dead-lettered, with `attempts`, `last_error` and `updated_at` (when it failed). Dead
+//!   letters live only in SQL: `dead_jobs`, `requeue_dead` (back to `ready`, attempts 0, for the
+//!   relay to push) and the stats read the rows, so they survive a Redis restart. There is no
+//!   dead stream in Redis: it would only duplicate the rows. `dead_letter` marks the row in a
+//!   transaction that commits only once Redis has dropped the job.
+//! - gone: `complete` deletes the rows (`ready` or `relayed`) *before* acknowledging in Redis,
+//!   whether or not the lease was still held (the handler ran), so a completed job never comes
+//!   back from SQL; a failed Redis acknowledgement can only run it again.
+//!
+//! Each push is guarded, in the same Lua script as its `XADD`, by a marker key `{p}:relayed:{id}`
+//! holding the row's `created_at`: a row relayed twice (a crash between the push and the commit,
+//! or a reconciliation that was not needed) is added once, and a different `created_at` means a
+//! reused id, a new job, added. The marker lives as long as Redis holds the job: `complete` and
+//! `dead_letter` delete it; it has a TTL of 7 days, refreshed by `retry` and by the
+//! reconciliation, for markers leaked by completions of jobs whose lease was lost.
+//!
+//! **Reconciliation.** A Redis that restarts without persistence (or is flushed, or fails over to
+//! a replica that missed writes) loses its jobs and their markers together. The reconciliation
+//! ([`RedisJobQueue::reconcile_once`]) reads the rows `relayed` for more than
+//! [`RECONCILE_GRACE`], checks their markers (one Lua script per batch), and sets the rows whose
+//! marker is gone back to `ready` (only if they were not relayed again meanwhile), so the relay
+//! pushes them again, with their attempts and retry time. It runs at `connect`, every
+//! [`RECONCILE_EVERY`] in `run_relay`, and from `reserve` at most as often (so workers without a
+//! relay task recover too). A pass checks at most [`RECONCILE_BATCH`] rows, in id order from where
+//! the previous pass of this instance stopped (oldest first after `connect`, wrapping around at
+//! the end); while passes find lost jobs the next one follows at once.
+//!
+//! **Durability.** A job is lost only if its SQL row is. A Redis outage delays jobs; a Redis that
+//! comes back empty delays them by a reconciliation period more. Jobs reserved when Redis lost
+//! them run again (delivery is at least once, handlers are idempotent): their holders' outcomes
+//! fail with [`QueueError::LeaseLost`] or, for completions, are skipped in Redis but still delete
+//! the rows. Redis needs no persistence (neither AOF nor snapshots).
 //!
 //! **Keys** (all under a prefix `p`, default [`DEFAULT_PREFIX`]):
 //! - `{p}:jobs`: the stream of runnable jobs (fields `id`, the SQL job id, and `payload`, the
@@ -22,8 +54,7 @@
 //!   `{id, payload, attempts, error}`;
 //! - `{p}:attempts`: a hash, job id to the number of reservations so far;
 //! - `{p}:leases`: a sorted set of the reserved entries scored by the end of their lease (ms);
-//! - `{p}:dead`: the dead letters, a stream (fields `id`, `payload`, `attempts`, `error`,
-//!   `failed_at`), with `{p}:dead:index` (job id to dead entry id) for requeues.
+//! - `{p}:relayed:{id}`: the relay markers.
 //!
 //! **Reserving** is one Lua script, so it is atomic: it moves due retries from `{p}:delayed`
 //! to the stream, takes over (`XCLAIM`) the entries whose lease in `{p}:leases` has ended, reads
@@ -45,11 +76,12 @@
 //! of workers long gone.
 //!
 //! The connections are [`ConnectionManager`]s: during a Redis outage calls fail with
-//! [`QueueError::Unavailable`] and, once Redis is back, they reconnect by themselves (the consumer
-//! group is made again if Redis came back empty). Jobs already relayed live only in Redis: run it
-//! with the append-only file on, or a Redis that loses its data loses them (their webhooks stay
-//! in the inbox). Plain `redis://` URLs only: `rediss://` (TLS) needs one of the crate's TLS
-//! features, left for when a deployment needs it.
+//! [`QueueError::Unavailable`] and, once Redis is back, they reconnect by themselves (every
+//! reservation makes the consumer group again if Redis came back empty). Limitations: a job
+//! waiting in Redis more than 7 days without being reserved, retried or checked by a
+//! reconciliation may be relayed twice (its marker expired); entries found in Redis with no row
+//! (written by hand) are run but, if dead-lettered, just dropped. Plain `redis://` URLs only:
+//! `rediss://` (TLS) needs one of the crate's TLS features, left for when a deployment needs it.
 
 use crate::db::{Database, SqlJobQueue, from_millis, millis, process_nonce};
 use async_trait::async_trait;
@@ -60,7 +92,6 @@ use domain::ports::{JobQueue, QueueStats};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, Script};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, TransactionTrait, Value};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -94,6 +125,21 @@ const PRUNE_IDLE: Duration = Duration::from_secs(3600);
 
 /// How long a relay marker lives (seconds): 7 days.
 const MARKER_TTL_SECS: u64 = 7 * 24 * 3600;
+
+/// A reconciliation refreshes the markers that would expire within this many seconds (1 day).
+const MARKER_REFRESH_BELOW_SECS: u64 = 24 * 3600;
+
+/// How often `run_relay`, and `reserve`, reconcile the outbox with Redis (per instance).
+pub const RECONCILE_EVERY: Duration = Duration::from_secs(2);
+
+/// How many relayed rows one reconciliation pass checks at most.
+pub const RECONCILE_BATCH: usize = 2000;
+
+/// Rows relayed less than this long ago are left to the next reconciliation pass.
+pub const RECONCILE_GRACE: Duration = Duration::from_secs(1);
+
+/// How many reconciliation passes `connect` runs at most (while they find lost jobs).
+const CONNECT_RECONCILE_PASSES: usize = 64;
 
 /// How many due retries one reservation moves to the stream at most.
 const PROMOTE_BATCH: usize = 256;
@@ -224,24 +270,28 @@ end
 return n
 ";
 
-/// KEYS: stream, attempts, leases. ARGV: group, consumer, then per job entry, job id, attempt.
-/// Acknowledges and deletes the entries still held. Returns how many.
+/// KEYS: stream, attempts, leases, then the marker of each job. ARGV: group, consumer, then per
+/// job entry, job id, attempt. Acknowledges and deletes the entries still held, and their
+/// markers. Returns how many.
 const LUA_COMPLETE: &str = r"
 local n = 0
+local k = 3
 for i = 3, #ARGV, 3 do
+  k = k + 1
   if held(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[i], ARGV[i + 1], ARGV[i + 2]) then
     redis.call('XACK', KEYS[1], ARGV[1], ARGV[i])
     redis.call('XDEL', KEYS[1], ARGV[i])
     redis.call('HDEL', KEYS[2], ARGV[i + 1])
     redis.call('ZREM', KEYS[3], ARGV[i])
+    redis.call('DEL', KEYS[k])
     n = n + 1
   end
 end
 return n
 ";
 
-/// KEYS: stream, attempts, delayed, leases. ARGV: group, consumer, entry, job id, attempt, due (ms),
-/// error. Returns 1, or 0 when the job is no longer held.
+/// KEYS: stream, attempts, delayed, leases, marker. ARGV: group, consumer, entry, job id, attempt,
+/// due (ms), error, marker TTL. Returns 1, or 0 when the job is no longer held.
 const LUA_RETRY: &str = r"
 local stream, attempts = KEYS[1], KEYS[2]
 local group, consumer, entry, job, attempt = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
@@ -253,50 +303,29 @@ local member = cjson.encode({id = job, payload = payload, attempts = tonumber(at
   error = ARGV[7]})
 redis.call('ZADD', KEYS[3], ARGV[6], member)
 redis.call('ZREM', KEYS[4], entry)
+redis.call('EXPIRE', KEYS[5], ARGV[8])
 return 1
 ";
 
-/// KEYS: stream, attempts, dead, dead index, leases. ARGV: group, consumer, entry, job id,
-/// attempt, error, now (ms). Returns 1, or 0 when the job is no longer held.
+/// KEYS: stream, attempts, leases, marker. ARGV: group, consumer, entry, job id, attempt. Drops
+/// the job (its row in SQL is the dead letter). Returns 1, or 0 when the job is no longer held.
 const LUA_DEAD: &str = r"
-local stream, attempts, dead, index = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local stream, attempts = KEYS[1], KEYS[2]
 local group, consumer, entry, job, attempt = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 if not held(stream, attempts, group, consumer, entry, job, attempt) then return 0 end
-local payload = payload_of(stream, entry)
 redis.call('XACK', stream, group, entry)
 redis.call('XDEL', stream, entry)
-local id = redis.call('XADD', dead, '*', 'id', job, 'payload', payload, 'attempts', attempt,
-  'error', ARGV[6], 'failed_at', ARGV[7])
-local old = redis.call('HGET', index, job)
-if old then redis.call('XDEL', dead, old) end
-redis.call('HSET', index, job, id)
 redis.call('HDEL', attempts, job)
-redis.call('ZREM', KEYS[5], entry)
+redis.call('ZREM', KEYS[3], entry)
+redis.call('DEL', KEYS[4])
 return 1
 ";
 
-/// KEYS: stream, attempts, dead, dead index. ARGV: job id. Returns 1, or 0 when there is no
-/// such dead job.
-const LUA_REQUEUE: &str = r"
-local stream, attempts, dead, index = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local job = ARGV[1]
-local id = redis.call('HGET', index, job)
-if not id then return 0 end
-redis.call('HDEL', index, job)
-local e = redis.call('XRANGE', dead, id, id)
-if #e == 0 then return 0 end
-local payload = field(e[1][2], 'payload') or ''
-redis.call('XDEL', dead, id)
-redis.call('HDEL', attempts, job)
-redis.call('XADD', stream, '*', 'id', job, 'payload', payload)
-return 1
-";
-
-/// KEYS: stream, delayed, dead, leases. ARGV: group, now (ms). Returns `{stream length,
-/// delayed, running, dead, first undelivered entry id or '', first delayed score or ''}`.
+/// KEYS: stream, delayed, leases. ARGV: group, now (ms). Returns `{running, first undelivered
+/// entry id or '', first delayed score or ''}`.
 const LUA_STATS: &str = r"
-local stream, delayed, dead, group = KEYS[1], KEYS[2], KEYS[3], ARGV[1]
-local running = redis.call('ZCOUNT', KEYS[4], '(' .. ARGV[2], '+inf')
+local stream, delayed, group = KEYS[1], KEYS[2], ARGV[1]
+local running = redis.call('ZCOUNT', KEYS[3], '(' .. ARGV[2], '+inf')
 local last = '0-0'
 local groups = redis.pcall('XINFO', 'GROUPS', stream)
 if type(groups) == 'table' and not groups.err then
@@ -308,8 +337,23 @@ local first = redis.call('XRANGE', stream, '(' .. last, '+', 'COUNT', 1)
 local oldest = ''
 if #first > 0 then oldest = first[1][1] end
 local d = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
-return {redis.call('XLEN', stream), redis.call('ZCARD', delayed), running,
-  redis.call('XLEN', dead), oldest, d[2] or ''}
+return {running, oldest, d[2] or ''}
+";
+
+/// KEYS: markers. ARGV: TTL, refresh below (s). Returns, per marker, 1 if it exists (refreshing
+/// its TTL when it would expire soon) or 0.
+const LUA_MARKERS: &str = r"
+local out = {}
+for i, key in ipairs(KEYS) do
+  local ttl = redis.call('TTL', key)
+  if ttl == -2 then
+    out[i] = 0
+  else
+    out[i] = 1
+    if ttl >= 0 and ttl < tonumber(ARGV[2]) then redis.call('EXPIRE', key, ARGV[1]) end
+  end
+end
+return out
 ";
 
 /// KEYS: stream. ARGV: group, this consumer, idle (ms). Deletes the other consumers idle that
@@ -353,8 +397,6 @@ struct Keys {
     delayed: String,
     attempts: String,
     leases: String,
-    dead: String,
-    dead_index: String,
 }
 
 impl Keys {
@@ -365,8 +407,6 @@ impl Keys {
             delayed: format!("{prefix}:delayed"),
             attempts: format!("{prefix}:attempts"),
             leases: format!("{prefix}:leases"),
-            dead: format!("{prefix}:dead"),
-            dead_index: format!("{prefix}:dead:index"),
         }
     }
 
@@ -382,10 +422,10 @@ struct Scripts {
     complete: Script,
     retry: Script,
     dead: Script,
-    requeue: Script,
     stats: Script,
     prune: Script,
     orphans: Script,
+    markers: Script,
 }
 
 impl Scripts {
@@ -398,10 +438,10 @@ impl Scripts {
             complete: with_helpers(LUA_COMPLETE),
             retry: with_helpers(LUA_RETRY),
             dead: with_helpers(LUA_DEAD),
-            requeue: with_helpers(LUA_REQUEUE),
             stats: with_helpers(LUA_STATS),
             prune: with_helpers(LUA_PRUNE),
             orphans: Script::new(LUA_ORPHANS),
+            markers: Script::new(LUA_MARKERS),
         }
     }
 }
@@ -415,6 +455,26 @@ struct Inner {
     keys: Keys,
     consumer: String,
     scripts: Scripts,
+    reconcile: tokio::sync::Mutex<Reconcile>,
+}
+
+/// Where this instance's reconciliation stands.
+struct Reconcile {
+    /// The id after which the next pass starts.
+    cursor: i64,
+    /// When the next pass is due (`None`: at once).
+    next: Option<Instant>,
+}
+
+/// What one reconciliation pass did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Pass {
+    /// Rows whose marker was checked.
+    checked: usize,
+    /// Rows set back to `ready`.
+    reset: usize,
+    /// Whether the pass reached the last relayed row (the next one starts over).
+    wrapped: bool,
 }
 
 /// The job queue on Redis Streams, with the SQL `jobs` table as its outbox (see the module
@@ -443,9 +503,10 @@ struct Seen {
 
 impl RedisJobQueue {
     /// Connects to Redis at `redis_url` (`redis://[user:password@]host[:port][/db]`), with keys
-    /// under `prefix` ([`DEFAULT_PREFIX`] in the default configuration), and creates the
-    /// consumer group when missing. `db` is the connector's database: its `jobs` table is the
-    /// outbox (the same database as the inbox's).
+    /// under `prefix` ([`DEFAULT_PREFIX`] in the default configuration), creates the consumer
+    /// group when missing, and reconciles the outbox with Redis (jobs Redis lost are relayed
+    /// again; a failure there is logged, the next passes retry). `db` is the connector's
+    /// database: its `jobs` table is the outbox (the same database as the inbox's).
     ///
     /// # Errors
     /// [`QueueError::Unexpected`] for an invalid URL, [`QueueError::Unavailable`] when Redis
@@ -480,9 +541,14 @@ impl RedisJobQueue {
                 keys: Keys::new(prefix),
                 consumer,
                 scripts: Scripts::new(),
+                reconcile: tokio::sync::Mutex::new(Reconcile {
+                    cursor: 0,
+                    next: None,
+                }),
             }),
         };
         queue.create_group().await?;
+        queue.reconcile_at_start().await;
         Ok(queue)
     }
 
@@ -510,8 +576,9 @@ impl RedisJobQueue {
         }
     }
 
-    /// Moves up to `max` due outbox rows from SQL to the stream, in one SQL transaction that
-    /// commits only after Redis has them. Returns how many rows left SQL.
+    /// Pushes up to `max` due `ready` outbox rows to the stream and marks them `relayed`, in one
+    /// SQL transaction that commits only after Redis has them. Returns how many rows were
+    /// relayed.
     ///
     /// # Errors
     /// [`QueueError::Unavailable`] when the database or Redis cannot be reached: the rows stay
@@ -549,11 +616,11 @@ impl RedisJobQueue {
         let take = statement(
             backend,
             &format!(
-                "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE status = 'ready' \
-                 AND due_at <= {} ORDER BY id LIMIT {}{lock}) \
+                "UPDATE jobs SET status = 'relayed', updated_at = {p1} WHERE id IN (SELECT id \
+                 FROM jobs WHERE status = 'ready' AND due_at <= {p1} ORDER BY id LIMIT {}{lock}) \
                  RETURNING id, payload, attempts, created_at",
-                placeholder(backend, 1),
-                placeholder(backend, 2)
+                placeholder(backend, 2),
+                p1 = placeholder(backend, 1),
             ),
             vec![now.into(), i64::try_from(max).unwrap_or(i64::MAX).into()],
         );
@@ -591,14 +658,17 @@ impl RedisJobQueue {
     }
 
     /// Relays until `shutdown` is cancelled: again at once after a full batch, after a short
-    /// sleep otherwise, backing off on errors. Every ten minutes it also forgets consumers of
-    /// workers gone for an hour with nothing pending, and repairs jobs pending with no lease
-    /// recorded ([`RedisJobQueue::recover_orphans`]). Not needed for correctness (`reserve`
-    /// relays too), it keeps new jobs flowing while every worker is busy.
+    /// sleep otherwise, backing off on errors. Every [`RECONCILE_EVERY`] it reconciles the
+    /// outbox with Redis ([`RedisJobQueue::reconcile_once`]). Every ten minutes it also forgets
+    /// consumers of workers gone for an hour with nothing pending, and repairs jobs pending with
+    /// no lease recorded ([`RedisJobQueue::recover_orphans`]). Not needed for correctness
+    /// (`reserve` relays and reconciles too), it keeps new jobs flowing while every worker is
+    /// busy.
     pub async fn run_relay(&self, shutdown: CancellationToken) {
         let mut backoff = RELAY_IDLE;
         let mut next_prune = Instant::now() + PRUNE_EVERY;
         while !shutdown.is_cancelled() {
+            self.reconcile_if_due().await;
             let pause = match self.relay_once(RELAY_BATCH).await {
                 Ok(n) => {
                     backoff = RELAY_IDLE;
@@ -638,6 +708,180 @@ impl RedisJobQueue {
                 }
             }
         }
+    }
+
+    /// One reconciliation pass of at most `max` rows, from where this instance's previous pass
+    /// stopped: the rows `relayed` more than [`RECONCILE_GRACE`] ago whose marker Redis no
+    /// longer has (Redis restarted empty, was flushed, ...) are set back to `ready`, for the relay
+    /// to push again. Returns how many were.
+    ///
+    /// # Errors
+    /// [`QueueError::Unavailable`] when the database or Redis cannot be reached: nothing changed.
+    pub async fn reconcile_once(&self, max: usize) -> Result<usize, QueueError> {
+        let mut state = self.inner.reconcile.lock().await;
+        let pass = self.reconcile_pass(&mut state.cursor, max).await?;
+        Ok(pass.reset)
+    }
+
+    /// The passes run by `connect`: from the oldest row, on while they find lost jobs.
+    async fn reconcile_at_start(&self) {
+        let mut state = self.inner.reconcile.lock().await;
+        let mut reset = 0;
+        for _ in 0..CONNECT_RECONCILE_PASSES {
+            match self
+                .reconcile_pass(&mut state.cursor, RECONCILE_BATCH)
+                .await
+            {
+                Ok(pass) => {
+                    reset += pass.reset;
+                    if pass.reset == 0 || pass.wrapped {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %domain::error::error_chain(&e),
+                        "reconciling the job outbox with Redis failed");
+                    break;
+                }
+            }
+        }
+        if reset > 0 {
+            tracing::warn!(jobs = reset, "jobs lost by Redis are relayed again");
+        }
+        state.next = Some(Instant::now() + RECONCILE_EVERY);
+    }
+
+    /// A reconciliation pass if this instance's next one is due and no other call of it is
+    /// running one; failures are logged.
+    async fn reconcile_if_due(&self) {
+        let Ok(mut state) = self.inner.reconcile.try_lock() else {
+            return;
+        };
+        if state.next.is_some_and(|next| Instant::now() < next) {
+            return;
+        }
+        let again = match self
+            .reconcile_pass(&mut state.cursor, RECONCILE_BATCH)
+            .await
+        {
+            Ok(pass) => {
+                tracing::debug!(
+                    checked = pass.checked,
+                    reset = pass.reset,
+                    "outbox reconciled"
+                );
+                if pass.reset > 0 {
+                    tracing::warn!(jobs = pass.reset, "jobs lost by Redis are relayed again");
+                }
+                // Lost jobs found and more rows to check: the next pass follows at once.
+                pass.reset > 0 && !pass.wrapped
+            }
+            Err(e) => {
+                tracing::warn!(error = %domain::error::error_chain(&e),
+                    "reconciling the job outbox with Redis failed");
+                false
+            }
+        };
+        state.next = (!again).then(|| Instant::now() + RECONCILE_EVERY);
+    }
+
+    /// Checks the markers of up to `max` relayed rows after `cursor` and sets the rows whose
+    /// marker is gone back to `ready`; moves `cursor` on (back to the start past the last row).
+    async fn reconcile_pass(&self, cursor: &mut i64, max: usize) -> Result<Pass, QueueError> {
+        if max == 0 {
+            return Ok(Pass {
+                checked: 0,
+                reset: 0,
+                wrapped: false,
+            });
+        }
+        let db = &self.inner.db;
+        let backend = db.backend();
+        let now = millis(Utc::now());
+        let settled = now - i64::try_from(RECONCILE_GRACE.as_millis()).unwrap_or(0);
+        let select = statement(
+            backend,
+            &format!(
+                "SELECT id FROM jobs WHERE status = 'relayed' AND id > {} AND updated_at <= {} \
+                 ORDER BY id LIMIT {}",
+                placeholder(backend, 1),
+                placeholder(backend, 2),
+                placeholder(backend, 3)
+            ),
+            vec![
+                (*cursor).into(),
+                settled.into(),
+                i64::try_from(max).unwrap_or(i64::MAX).into(),
+            ],
+        );
+        let rows = db
+            .conn()
+            .query_all_raw(select)
+            .await
+            .map_err(db_unavailable)?;
+        let mut ids = Vec::with_capacity(rows.len());
+        for row in &rows {
+            ids.push(row.try_get_by_index::<i64>(0).map_err(db_unavailable)?);
+        }
+        let wrapped = ids.len() < max;
+        let next_cursor = if wrapped {
+            0
+        } else {
+            ids.last().copied().unwrap_or(0)
+        };
+        if ids.is_empty() {
+            *cursor = next_cursor;
+            return Ok(Pass {
+                checked: 0,
+                reset: 0,
+                wrapped,
+            });
+        }
+        let keys = &self.inner.keys;
+        let mut call = self.inner.scripts.markers.prepare_invoke();
+        for id in &ids {
+            call.key(keys.relayed(*id));
+        }
+        call.arg(MARKER_TTL_SECS).arg(MARKER_REFRESH_BELOW_SECS);
+        let present: Vec<i64> = call
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(redis_err)?;
+        let lost: Vec<i64> = ids
+            .iter()
+            .zip(present.iter().chain(std::iter::repeat(&1)))
+            .filter(|(_, present)| **present == 0)
+            .map(|(id, _)| *id)
+            .collect();
+        let mut reset = 0;
+        if !lost.is_empty() {
+            // Only rows not relayed again since they were read (their `updated_at` moved).
+            let mut values: Vec<Value> = vec![now.into(), settled.into()];
+            let list = id_list(backend, 3, lost.len());
+            values.extend(lost.iter().map(|id| Value::from(*id)));
+            let update = statement(
+                backend,
+                &format!(
+                    "UPDATE jobs SET status = 'ready', updated_at = {} WHERE status = 'relayed' \
+                     AND updated_at <= {} AND id IN {list}",
+                    placeholder(backend, 1),
+                    placeholder(backend, 2)
+                ),
+                values,
+            );
+            let done = db
+                .conn()
+                .execute_raw(update)
+                .await
+                .map_err(db_unavailable)?;
+            reset = usize::try_from(done.rows_affected()).unwrap_or(usize::MAX);
+        }
+        *cursor = next_cursor;
+        Ok(Pass {
+            checked: ids.len(),
+            reset,
+            wrapped,
+        })
     }
 
     /// Deletes the group's other consumers that have been idle for `idle` with no job pending
@@ -798,12 +1042,13 @@ impl RedisJobQueue {
             .filter(|(entry, attempt)| !entry.is_empty() && !attempt.is_empty())
     }
 
-    /// Runs the extend script (with the new lease end) or the complete script (without) over
-    /// the jobs still held; returns how many were.
+    /// Runs the extend script (with the new lease end) or the complete script (without, and with
+    /// the jobs' markers) over the jobs still held; returns how many were.
     async fn for_held(
         &self,
         script: &Script,
         lease_end: Option<i64>,
+        markers: bool,
         jobs: &[Job],
     ) -> Result<usize, QueueError> {
         let keys = &self.inner.keys;
@@ -820,6 +1065,9 @@ impl RedisJobQueue {
         for job in jobs {
             if let Some((entry, attempt)) = self.held(job) {
                 call.arg(entry).arg(job.id.0).arg(attempt);
+                if markers {
+                    call.key(keys.relayed(job.id.0));
+                }
                 any = true;
             }
         }
@@ -828,6 +1076,67 @@ impl RedisJobQueue {
         }
         call.invoke_async(&mut self.conn()).await.map_err(redis_err)
     }
+
+    /// Deletes the rows of completed jobs (`ready` or `relayed`: not dead letters).
+    async fn delete_rows(&self, jobs: &[Job]) -> Result<(), QueueError> {
+        let backend = self.inner.db.backend();
+        for chunk in jobs.chunks(RELAY_BATCH) {
+            let values: Vec<Value> = chunk.iter().map(|j| Value::from(j.id.0)).collect();
+            let delete = statement(
+                backend,
+                &format!(
+                    "DELETE FROM jobs WHERE status IN ('ready', 'relayed') AND id IN {}",
+                    id_list(backend, 1, values.len())
+                ),
+                values,
+            );
+            self.inner
+                .db
+                .conn()
+                .execute_raw(delete)
+                .await
+                .map_err(db_unavailable)?;
+        }
+        Ok(())
+    }
+
+    /// Writes a retry to the job's row, so that it survives Redis losing the job (best effort:
+    /// Redis has it already).
+    async fn record_retry(&self, job: &Job, attempt: &str, at: DateTime<Utc>, error: &str) {
+        let backend = self.inner.db.backend();
+        let p = |n| placeholder(backend, n);
+        let update = statement(
+            backend,
+            &format!(
+                "UPDATE jobs SET due_at = {}, last_error = {}, attempts = {}, updated_at = {} \
+                 WHERE id = {} AND status = 'relayed'",
+                p(1),
+                p(2),
+                p(3),
+                p(4),
+                p(5)
+            ),
+            vec![
+                millis(at).into(),
+                error.into(),
+                attempt.parse::<i32>().unwrap_or(0).into(),
+                millis(Utc::now()).into(),
+                job.id.0.into(),
+            ],
+        );
+        if let Err(e) = self.inner.db.conn().execute_raw(update).await {
+            tracing::warn!(job_id = %job.id, error = %e,
+                "retry not written to the outbox row (only matters if Redis loses the job)");
+        }
+    }
+}
+
+/// `(p, p, ...)`: `n` placeholders numbered from `first`.
+fn id_list(backend: DbBackend, first: usize, n: usize) -> String {
+    let list: Vec<String> = (first..first + n)
+        .map(|i| placeholder(backend, i))
+        .collect();
+    format!("({})", list.join(", "))
 }
 
 /// `$n` on Postgres, `?n` on SQLite.
@@ -879,10 +1188,6 @@ fn entry_millis(entry: &str) -> Option<i64> {
     entry.split_once('-').and_then(|(ms, _)| ms.parse().ok())
 }
 
-fn field<'m>(map: &'m HashMap<String, String>, name: &str) -> &'m str {
-    map.get(name).map_or("", String::as_str)
-}
-
 #[async_trait]
 impl JobQueue for RedisJobQueue {
     async fn enqueue(&self, job: NewJob) -> Result<JobId, QueueError> {
@@ -909,6 +1214,7 @@ impl JobQueue for RedisJobQueue {
         }
         let deadline = Instant::now() + wait;
         loop {
+            self.reconcile_if_due().await;
             self.relay_quietly().await;
             let (jobs, seen) = self.claim(max, lease).await?;
             let now = Instant::now();
@@ -927,7 +1233,7 @@ impl JobQueue for RedisJobQueue {
     async fn extend(&self, jobs: &[Job], lease: Duration) -> Result<(), QueueError> {
         let end = lease_end(millis(Utc::now()), lease);
         let n = self
-            .for_held(&self.inner.scripts.extend, Some(end), jobs)
+            .for_held(&self.inner.scripts.extend, Some(end), false, jobs)
             .await?;
         if n < jobs.len() {
             tracing::debug!(lost = jobs.len() - n, "leases lost, not extended");
@@ -936,11 +1242,22 @@ impl JobQueue for RedisJobQueue {
     }
 
     async fn complete(&self, jobs: &[Job]) -> Result<(), QueueError> {
-        let n = self
-            .for_held(&self.inner.scripts.complete, None, jobs)
-            .await?;
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        // The rows first, held or not (the handlers ran): once they are gone no reconciliation
+        // brings the jobs back. Redis is acknowledged whatever became of them.
+        let deleted = self.delete_rows(jobs).await;
+        let acked = self
+            .for_held(&self.inner.scripts.complete, None, true, jobs)
+            .await;
+        deleted?;
+        let n = acked?;
         if n < jobs.len() {
-            tracing::debug!(lost = jobs.len() - n, "leases lost, completion skipped");
+            tracing::debug!(
+                lost = jobs.len() - n,
+                "leases lost, completion skipped in Redis"
+            );
         }
         Ok(())
     }
@@ -958,6 +1275,7 @@ impl JobQueue for RedisJobQueue {
             .key(&keys.attempts)
             .key(&keys.delayed)
             .key(&keys.leases)
+            .key(keys.relayed(job.id.0))
             .arg(GROUP)
             .arg(&self.inner.consumer)
             .arg(entry)
@@ -965,131 +1283,118 @@ impl JobQueue for RedisJobQueue {
             .arg(attempt)
             .arg(millis(at))
             .arg(error)
+            .arg(MARKER_TTL_SECS)
             .invoke_async(&mut self.conn())
             .await
             .map_err(redis_err)?;
-        match done {
-            0 => Err(QueueError::LeaseLost(job.id)),
-            _ => Ok(()),
+        if done == 0 {
+            return Err(QueueError::LeaseLost(job.id));
         }
+        self.record_retry(job, attempt, at, error).await;
+        Ok(())
     }
 
     async fn dead_letter(&self, job: &Job, error: &str) -> Result<(), QueueError> {
         let Some((entry, attempt)) = self.held(job) else {
             return Err(QueueError::LeaseLost(job.id));
         };
+        // The row becomes the dead letter in a transaction that commits once Redis has dropped
+        // the job (and its marker): the row is locked meanwhile, so no reconciliation sees a
+        // relayed row without a marker.
+        let db = &self.inner.db;
+        let backend = db.backend();
+        let p = |n| placeholder(backend, n);
+        let now = millis(Utc::now());
+        let mark = statement(
+            backend,
+            &format!(
+                "UPDATE jobs SET status = 'dead', attempts = {}, last_error = {}, updated_at = {}, \
+                 due_at = {} WHERE id = {} AND status IN ('ready', 'relayed')",
+                p(1),
+                p(2),
+                p(3),
+                p(3),
+                p(4)
+            ),
+            vec![
+                attempt.parse::<i32>().unwrap_or(0).into(),
+                error.into(),
+                now.into(),
+                job.id.0.into(),
+            ],
+        );
+        let txn = db.conn().begin().await.map_err(db_unavailable)?;
+        let marked = txn
+            .execute_raw(mark)
+            .await
+            .map_err(db_unavailable)?
+            .rows_affected();
         let keys = &self.inner.keys;
-        let done: i64 = self
+        let done: Result<i64, RedisError> = self
             .inner
             .scripts
             .dead
             .key(&keys.stream)
             .key(&keys.attempts)
-            .key(&keys.dead)
-            .key(&keys.dead_index)
             .key(&keys.leases)
+            .key(keys.relayed(job.id.0))
             .arg(GROUP)
             .arg(&self.inner.consumer)
             .arg(entry)
             .arg(job.id.0)
             .arg(attempt)
-            .arg(error)
-            .arg(millis(Utc::now()))
             .invoke_async(&mut self.conn())
-            .await
-            .map_err(redis_err)?;
+            .await;
         match done {
-            0 => Err(QueueError::LeaseLost(job.id)),
-            _ => Ok(()),
+            Ok(0) => {
+                let _ = txn.rollback().await;
+                Err(QueueError::LeaseLost(job.id))
+            }
+            Ok(_) => {
+                txn.commit().await.map_err(db_unavailable)?;
+                if marked == 0 {
+                    tracing::warn!(job_id = %job.id,
+                        "dead-lettered job has no outbox row (completed already?): dropped");
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let _ = txn.rollback().await;
+                Err(redis_err(e))
+            }
         }
     }
 
     async fn dead_jobs(&self, limit: usize) -> Result<Vec<DeadJob>, QueueError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XREVRANGE")
-            .arg(&self.inner.keys.dead)
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(limit)
-            .query_async(&mut self.conn())
-            .await
-            .map_err(redis_err)?;
-        let mut dead = Vec::with_capacity(entries.len());
-        for (entry, map) in entries {
-            let id = field(&map, "id").parse().map(JobId).map_err(|_| {
-                QueueError::Unexpected(format!("dead entry {entry} has no job id").into())
-            })?;
-            let kind =
-                serde_json::from_str(field(&map, "payload")).map_err(|e| QueueError::Corrupt {
-                    id,
-                    reason: e.to_string(),
-                })?;
-            let failed_at = field(&map, "failed_at")
-                .parse()
-                .ok()
-                .or_else(|| entry_millis(&entry))
-                .map(from_millis)
-                .unwrap_or_default();
-            dead.push(DeadJob {
-                id,
-                kind,
-                attempts: field(&map, "attempts").parse().unwrap_or(0),
-                error: field(&map, "error").to_owned(),
-                failed_at,
-            });
-        }
-        Ok(dead)
+        // Dead letters are rows: the SQL queue reads them alike.
+        self.inner.sql.dead_jobs(limit).await
     }
 
     async fn requeue_dead(&self, id: JobId) -> Result<(), QueueError> {
-        let keys = &self.inner.keys;
-        let done: i64 = self
-            .inner
-            .scripts
-            .requeue
-            .key(&keys.stream)
-            .key(&keys.attempts)
-            .key(&keys.dead)
-            .key(&keys.dead_index)
-            .arg(id.0)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(redis_err)?;
-        match done {
-            0 => Err(QueueError::NotFound(id)),
-            _ => Ok(()),
-        }
+        // Back to `ready`, attempts 0: the relay pushes it (its marker went when it died).
+        self.inner.sql.requeue_dead(id).await
     }
 
     async fn stats(&self) -> Result<QueueStats, QueueError> {
         let keys = &self.inner.keys;
-        let (stream, delayed, running, dead, oldest, first_delayed): (
-            u64,
-            u64,
-            u64,
-            u64,
-            String,
-            String,
-        ) = self
+        let (running, oldest, first_delayed): (u64, String, String) = self
             .inner
             .scripts
             .stats
             .key(&keys.stream)
             .key(&keys.delayed)
-            .key(&keys.dead)
             .key(&keys.leases)
             .arg(GROUP)
             .arg(millis(Utc::now()))
             .invoke_async(&mut self.conn())
             .await
             .map_err(redis_err)?;
+        // Every job not done has its row: pending counts them, wherever the job is.
         let backend = self.inner.db.backend();
         let outbox = statement(
             backend,
-            "SELECT COALESCE(SUM(CASE WHEN status <> 'dead' THEN 1 ELSE 0 END), 0), \
+            "SELECT COALESCE(SUM(CASE WHEN status IN ('ready', 'relayed') THEN 1 ELSE 0 END), 0), \
+               COALESCE(SUM(CASE WHEN status = 'dead' THEN 1 ELSE 0 END), 0), \
                MIN(CASE WHEN status = 'ready' THEN due_at END) FROM jobs",
             Vec::new(),
         );
@@ -1101,8 +1406,9 @@ impl JobQueue for RedisJobQueue {
             .await
             .map_err(db_unavailable)?
             .ok_or_else(|| QueueError::Unexpected("no outbox stats row".into()))?;
-        let waiting: i64 = row.try_get_by_index(0).map_err(db_unavailable)?;
-        let outbox_due: Option<i64> = row.try_get_by_index(1).map_err(db_unavailable)?;
+        let pending: i64 = row.try_get_by_index(0).map_err(db_unavailable)?;
+        let dead: i64 = row.try_get_by_index(1).map_err(db_unavailable)?;
+        let outbox_due: Option<i64> = row.try_get_by_index(2).map_err(db_unavailable)?;
         let oldest_due = [
             entry_millis(&oldest),
             parse_score(&first_delayed),
@@ -1113,9 +1419,9 @@ impl JobQueue for RedisJobQueue {
         .min()
         .map(from_millis);
         Ok(QueueStats {
-            pending: stream + delayed + u64::try_from(waiting).unwrap_or(0),
+            pending: u64::try_from(pending).unwrap_or(0),
             running,
-            dead,
+            dead: u64::try_from(dead).unwrap_or(0),
             oldest_due,
         })
     }

@@ -4,9 +4,9 @@
 
 use crate::helpers::{open, webhook};
 use adapters::db::{Database, SqlInbox};
-use adapters::redis_queue::RedisJobQueue;
+use adapters::redis_queue::{RECONCILE_GRACE, RedisJobQueue};
 use adapters::testing::queue_conformance::{Fresh, run_all};
-use adapters::testing::{TestDb, unique};
+use adapters::testing::{TestDb, ThrowawayRedis, unique};
 use chrono::Utc;
 use domain::error::QueueError;
 use domain::model::{JobKind, NewJob, WebhookId, WebhookStatus};
@@ -129,9 +129,21 @@ impl Setup {
             .expect("XLEN")
     }
 
-    /// Rows in the SQL `jobs` table (the outbox).
+    /// Rows in the SQL `jobs` table (the outbox: every job not done yet).
     async fn outbox(&self) -> i64 {
-        let stmt = Statement::from_string(self.database.backend(), "SELECT COUNT(*) FROM jobs");
+        self.count("SELECT COUNT(*) FROM jobs").await
+    }
+
+    /// Rows in the outbox with this status (`ready`, `relayed`, `dead`).
+    async fn rows(&self, status: &str) -> i64 {
+        self.count(&format!(
+            "SELECT COUNT(*) FROM jobs WHERE status = '{status}'"
+        ))
+        .await
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        let stmt = Statement::from_string(self.database.backend(), sql);
         let row = self
             .database
             .conn()
@@ -197,7 +209,12 @@ async fn a_webhook_recorded_in_the_inbox_is_relayed_and_reserved_once() {
             "{backend}"
         );
         assert_eq!(jobs[0].attempt, 1, "{backend}");
-        assert_eq!(s.outbox().await, 0, "{backend}: relayed rows leave SQL");
+        assert_eq!(s.rows("ready").await, 0, "{backend}");
+        assert_eq!(
+            s.rows("relayed").await,
+            1,
+            "{backend}: relayed rows stay in SQL until done"
+        );
         assert_eq!(s.xlen("jobs").await, 1, "{backend}");
 
         let other = s.another().await;
@@ -219,28 +236,49 @@ async fn a_webhook_recorded_in_the_inbox_is_relayed_and_reserved_once() {
             0,
             "{backend}: completed entries are deleted"
         );
+        assert_eq!(s.outbox().await, 0, "{backend}: and so are their rows");
     }
 }
 
-/// Puts a row back in the outbox, as a relay transaction rolled back after its push would.
-async fn insert_row(s: &Setup, id: i64, payload: &str, created_at: i64) {
+/// Sets a relayed row back to `ready` with this `created_at`, as a relay transaction rolled back
+/// after its push would (or, with another `created_at`, a database reset reusing the id).
+async fn unrelay(s: &Setup, id: i64, created_at: i64) {
     let backend = s.database.backend();
     let sql = match backend {
-        DbBackend::Postgres => {
-            "INSERT INTO jobs (id, kind, payload, status, attempts, due_at, created_at, updated_at) \
-             VALUES ($1, 'process_webhook', $2, 'ready', 0, $3, $3, $3)"
-        }
-        _ => {
-            "INSERT INTO jobs (id, kind, payload, status, attempts, due_at, created_at, updated_at) \
-             VALUES (?1, 'process_webhook', ?2, 'ready', 0, ?3, ?3, ?3)"
-        }
+        DbBackend::Postgres => "UPDATE jobs SET status = 'ready', created_at = $1 WHERE id = $2",
+        _ => "UPDATE jobs SET status = 'ready', created_at = ?1 WHERE id = ?2",
     };
-    let values: Vec<Value> = vec![id.into(), payload.into(), created_at.into()];
+    let values: Vec<Value> = vec![created_at.into(), id.into()];
     s.database
         .conn()
         .execute_raw(Statement::from_sql_and_values(backend, sql, values))
         .await
-        .expect("insert");
+        .expect("update");
+}
+
+/// Inserts a ready row with this payload; returns its id.
+async fn insert_row(s: &Setup, payload: &str) -> i64 {
+    let backend = s.database.backend();
+    let sql = match backend {
+        DbBackend::Postgres => {
+            "INSERT INTO jobs (kind, payload, status, attempts, due_at, created_at, updated_at) \
+             VALUES ('noop', $1, 'ready', 0, $2, $2, $2) RETURNING id"
+        }
+        _ => {
+            "INSERT INTO jobs (kind, payload, status, attempts, due_at, created_at, updated_at) \
+             VALUES ('noop', ?1, 'ready', 0, ?2, ?2, ?2) RETURNING id"
+        }
+    };
+    let now = Utc::now().timestamp_millis();
+    let values: Vec<Value> = vec![payload.into(), now.into()];
+    let row = s
+        .database
+        .conn()
+        .query_one_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await
+        .expect("insert")
+        .expect("row");
+    row.try_get_by_index(0).expect("id")
 }
 
 #[tokio::test]
@@ -254,26 +292,26 @@ async fn a_row_relayed_twice_is_added_once_and_future_rows_wait_in_sql() {
             .conn()
             .query_one_raw(Statement::from_string(
                 s.database.backend(),
-                "SELECT payload, created_at FROM jobs",
+                "SELECT created_at FROM jobs",
             ))
             .await
             .expect("select")
             .expect("row");
-        let payload: String = row.try_get_by_index(0).expect("payload");
-        let created_at: i64 = row.try_get_by_index(1).expect("created_at");
+        let created_at: i64 = row.try_get_by_index(0).expect("created_at");
 
         assert_eq!(s.queue.relay_once(10).await.expect("relay"), 1, "{backend}");
         assert_eq!(s.xlen("jobs").await, 1, "{backend}");
         assert_eq!(s.queue.relay_once(10).await.expect("relay"), 0, "{backend}");
 
         // The same row again (a crash between the push and the commit): not added twice.
-        insert_row(&s, id.0, &payload, created_at).await;
+        unrelay(&s, id.0, created_at).await;
         assert_eq!(s.queue.relay_once(10).await.expect("relay"), 1, "{backend}");
         assert_eq!(s.xlen("jobs").await, 1, "{backend}: added once");
-        assert_eq!(s.outbox().await, 0, "{backend}");
+        assert_eq!(s.rows("ready").await, 0, "{backend}");
+        assert_eq!(s.rows("relayed").await, 1, "{backend}");
 
         // The same id for another job (a database restored or reset): a new job.
-        insert_row(&s, id.0, &payload, created_at + 1).await;
+        unrelay(&s, id.0, created_at + 1).await;
         assert_eq!(s.queue.relay_once(10).await.expect("relay"), 1, "{backend}");
         assert_eq!(
             s.xlen("jobs").await,
@@ -291,11 +329,11 @@ async fn a_row_relayed_twice_is_added_once_and_future_rows_wait_in_sql() {
             .await
             .expect("enqueue");
         assert_eq!(s.queue.relay_once(10).await.expect("relay"), 0, "{backend}");
-        assert_eq!(s.outbox().await, 1, "{backend}");
+        assert_eq!(s.rows("ready").await, 1, "{backend}");
         assert_eq!(
             s.queue.stats().await.expect("stats").pending,
-            3,
-            "{backend}"
+            2,
+            "{backend}: one row per job, relayed or not"
         );
 
         // Batches are bounded.
@@ -322,7 +360,7 @@ async fn run_relay_moves_jobs_until_cancelled() {
         async move { queue.run_relay(shutdown).await }
     });
     let until = Instant::now() + Duration::from_secs(10);
-    while s.outbox().await > 0 {
+    while s.rows("ready").await > 0 {
         assert!(Instant::now() < until, "the relay empties the outbox");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -660,10 +698,21 @@ async fn stats_count_the_outbox_the_stream_the_retries_and_the_dead() {
 async fn corrupt_entries_are_dead_lettered_or_dropped() {
     let Some(url) = redis_url() else { return };
     let s = Setup::new(&url, TestDb::sqlite()).await;
+    // A row whose payload does not decode: dead-lettered, its row the dead letter.
+    let corrupt = insert_row(&s, "not json").await;
+    assert!(
+        s.queue
+            .reserve(10, LONG, NO_WAIT)
+            .await
+            .expect("reserve")
+            .is_empty()
+    );
+    // Entries with no row (written by hand): without an id dropped, with one dead-lettered,
+    // which drops them too (there is no row to keep the dead letter).
     let stream = format!("{}:jobs", s.prefix);
     let mut con = s.redis().await;
     let _: String = con
-        .xadd(&stream, "*", &[("id", "999"), ("payload", "not json")])
+        .xadd(&stream, "*", &[("id", "999999"), ("payload", "not json")])
         .await
         .expect("XADD");
     let _: String = con
@@ -677,12 +726,12 @@ async fn corrupt_entries_are_dead_lettered_or_dropped() {
             .expect("reserve")
             .is_empty()
     );
-    assert_eq!(s.xlen("jobs").await, 0, "both left the stream");
+    assert_eq!(s.xlen("jobs").await, 0, "all left the stream");
     let stats = s.queue.stats().await.expect("stats");
     assert_eq!((stats.pending, stats.running, stats.dead), (0, 0, 1));
     assert!(matches!(
         s.queue.dead_jobs(10).await,
-        Err(QueueError::Corrupt { id, .. }) if id.0 == 999
+        Err(QueueError::Corrupt { id, .. }) if id.0 == corrupt
     ));
 }
 
@@ -851,7 +900,262 @@ async fn a_redis_outage_delays_jobs_but_loses_none() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(tag(&back[0].kind), 2);
+    assert_eq!(s.rows("relayed").await, 1);
+    s.queue.complete(&back).await.expect("complete");
     assert_eq!(s.outbox().await, 0);
+}
+
+/// Retries `op` while Redis is unavailable (reconnecting after a restart), for up to 15 s.
+async fn until_available<T, F, Fut>(mut op: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, QueueError>>,
+{
+    let until = Instant::now() + Duration::from_secs(15);
+    loop {
+        match op().await {
+            Ok(v) => return v,
+            Err(QueueError::Unavailable(e)) if Instant::now() < until => {
+                eprintln!("note: waiting for Redis: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_redis_restart_loses_no_dead_letter_retry_or_reserved_job() {
+    if redis_url().is_none() {
+        return;
+    }
+    let redis = ThrowawayRedis::start();
+    let s = Setup::new(&redis.url(), TestDb::sqlite()).await;
+    for n in 0..4 {
+        s.queue.enqueue(noop(n)).await.expect("enqueue");
+    }
+    let mut jobs = s.queue.reserve(4, LONG, NO_WAIT).await.expect("reserve");
+    jobs.sort_by_key(|j| tag(&j.kind));
+    assert_eq!(jobs.len(), 4);
+    s.queue
+        .dead_letter(&jobs[0], "dead before the restart")
+        .await
+        .expect("dead");
+    let at = Utc::now() + chrono::Duration::seconds(4);
+    s.queue.retry(&jobs[1], at, "later").await.expect("retry");
+    // jobs[2] stays reserved; jobs[3] is done.
+    s.queue.complete(&jobs[3..]).await.expect("complete");
+    assert_eq!(s.rows("relayed").await, 2);
+    tokio::time::sleep(RECONCILE_GRACE + Duration::from_millis(100)).await;
+
+    redis.kill();
+    redis.start_again();
+
+    // Dead letters are rows: still there, and counted.
+    let dead = s.queue.dead_jobs(10).await.expect("dead jobs");
+    assert_eq!(dead.len(), 1);
+    assert_eq!((tag(&dead[0].kind), dead[0].attempts), (0, 1));
+    assert_eq!(dead[0].error, "dead before the restart");
+    let stats = until_available(|| s.queue.stats()).await;
+    assert_eq!((stats.pending, stats.running, stats.dead), (2, 0, 1));
+
+    // The reserved job and the retry lost their markers: back to `ready`.
+    assert_eq!(until_available(|| s.queue.reconcile_once(100)).await, 2);
+    assert_eq!(s.rows("ready").await, 2);
+    assert_eq!(until_available(|| s.queue.reconcile_once(100)).await, 0);
+
+    // The reserved job comes back at once (the retry is not due yet); its old holder's
+    // outcomes are lost, but its completion still deletes the row.
+    let back = s
+        .queue
+        .reserve(4, LONG, Duration::from_secs(2))
+        .await
+        .expect("reserve");
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].id, jobs[2].id);
+    assert!(matches!(
+        s.queue.retry(&jobs[2], Utc::now(), "stale").await,
+        Err(QueueError::LeaseLost(_))
+    ));
+    s.queue
+        .complete(&jobs[2..3])
+        .await
+        .expect("a stale completion is skipped in Redis");
+    assert_eq!(
+        s.rows("relayed").await,
+        0,
+        "the row is gone: the handler ran"
+    );
+    s.queue.complete(&back).await.expect("complete");
+
+    // The retry comes back at its time, its attempt counted.
+    let retried = s
+        .queue
+        .reserve(4, LONG, Duration::from_secs(6))
+        .await
+        .expect("reserve");
+    assert!(Utc::now() >= at, "not before its time");
+    assert_eq!(retried.len(), 1);
+    assert_eq!((retried[0].id, retried[0].attempt), (jobs[1].id, 2));
+    s.queue.complete(&retried).await.expect("complete");
+
+    // The dead letter can be requeued although Redis never saw it die.
+    s.queue.requeue_dead(jobs[0].id).await.expect("requeue");
+    let requeued = s
+        .queue
+        .reserve(4, LONG, Duration::from_secs(2))
+        .await
+        .expect("reserve");
+    assert_eq!(requeued.len(), 1);
+    assert_eq!((requeued[0].id, requeued[0].attempt), (jobs[0].id, 1));
+    s.queue.complete(&requeued).await.expect("complete");
+
+    assert!(
+        s.queue
+            .reserve(4, LONG, Duration::from_millis(300))
+            .await
+            .expect("reserve")
+            .is_empty(),
+        "the completed job never came back"
+    );
+    let stats = s.queue.stats().await.expect("stats");
+    assert_eq!((stats.pending, stats.running, stats.dead), (0, 0, 0));
+    assert_eq!(s.outbox().await, 0);
+}
+
+/// The webhook id of a `ProcessWebhook` job.
+fn webhook_of(kind: &JobKind) -> i64 {
+    match kind {
+        JobKind::ProcessWebhook { webhook_id } => webhook_id.0,
+        other => panic!("unexpected job {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_restarted_during_load_loses_no_job() {
+    if redis_url().is_none() {
+        return;
+    }
+    let redis = ThrowawayRedis::start();
+    for (backend, db) in TestDb::all().await {
+        let s = Setup::new(&redis.url(), db).await;
+        restart_under_load(backend, &s, &redis).await;
+    }
+}
+
+/// 2000 webhooks recorded while 3 consumers run them; Redis is killed (everything it held is
+/// lost) after 500 completions and started again, empty, a second later.
+async fn restart_under_load(backend: &str, s: &Setup, redis: &ThrowawayRedis) {
+    const WEBHOOKS: usize = 2000;
+    const PRODUCERS: usize = 4;
+    let started = Instant::now();
+    let stop = CancellationToken::new();
+    let completions: Arc<Mutex<Vec<i64>>> = Arc::default();
+    let mut consumers = tokio::task::JoinSet::new();
+    for _ in 0..3 {
+        let q = s.another().await;
+        let completions = completions.clone();
+        let stop = stop.clone();
+        consumers.spawn(async move {
+            let mut errors = 0usize;
+            while !stop.is_cancelled() {
+                let jobs = match q
+                    .reserve(10, Duration::from_secs(2), Duration::from_millis(200))
+                    .await
+                {
+                    Ok(jobs) => jobs,
+                    Err(_) => {
+                        errors += 1;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                if jobs.is_empty() {
+                    continue;
+                }
+                // The handlers' work (so that jobs queue up in Redis), their side effects, then
+                // the acknowledgement.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                completions
+                    .lock()
+                    .expect("lock")
+                    .extend(jobs.iter().map(|j| webhook_of(&j.kind)));
+                if q.complete(&jobs).await.is_err() {
+                    errors += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            errors
+        });
+    }
+    let mut producers = tokio::task::JoinSet::new();
+    for p in 0..PRODUCERS {
+        let inbox = s.inbox.clone();
+        producers.spawn(async move {
+            let mut ids = Vec::new();
+            for n in (p..WEBHOOKS).step_by(PRODUCERS) {
+                let delivery = format!("restart-{n}");
+                let recorded = inbox
+                    .record(webhook(Some(&delivery), WebhookStatus::Queued))
+                    .await
+                    .expect("record (SQL only: works during the outage)");
+                ids.push(recorded.id.0);
+            }
+            ids
+        });
+    }
+
+    let until = Instant::now() + Duration::from_secs(60);
+    while completions.lock().expect("lock").len() < 500 {
+        assert!(Instant::now() < until, "{backend}: 500 jobs done in time");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let in_flight = s.rows("relayed").await;
+    let done_before = completions.lock().expect("lock").len();
+    redis.kill();
+    let killed = Instant::now();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    redis.start_again();
+
+    let expected: HashSet<i64> = producers.join_all().await.into_iter().flatten().collect();
+    assert_eq!(expected.len(), WEBHOOKS, "{backend}");
+    loop {
+        let seen: HashSet<i64> = completions.lock().expect("lock").iter().copied().collect();
+        if expected.is_subset(&seen) && s.outbox().await == 0 {
+            break;
+        }
+        if Instant::now() >= until {
+            let missing = expected.difference(&seen).count();
+            let rows = s.outbox().await;
+            stop.cancel();
+            panic!("{backend}: {missing} jobs never completed, {rows} rows left in the outbox");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let recovered = killed.elapsed();
+    stop.cancel();
+    let errors: usize = consumers.join_all().await.into_iter().sum();
+    let all = completions.lock().expect("lock").clone();
+    let unique: HashSet<i64> = all.iter().copied().collect();
+    let duplicates = all.len() - unique.len();
+    eprintln!(
+        "{backend}: Redis killed after {done_before} completions with {in_flight} jobs in \
+         flight; all {WEBHOOKS} done {recovered:?} after the kill ({:?} in all), {duplicates} \
+         duplicates, {errors} consumer errors",
+        started.elapsed()
+    );
+    assert_eq!(unique, expected, "{backend}: no job lost, none invented");
+    assert!(
+        i64::try_from(duplicates).expect("count") <= in_flight && duplicates < 300,
+        "{backend}: {duplicates} duplicates for {in_flight} jobs in flight"
+    );
+    // This handle was idle since the restart: its connection comes back on first use.
+    let stats = until_available(|| s.queue.stats()).await;
+    assert_eq!(
+        (stats.pending, stats.running, stats.dead),
+        (0, 0, 0),
+        "{backend}"
+    );
 }
 
 async fn fresh(url: String, db: TestDb) -> Fresh {
