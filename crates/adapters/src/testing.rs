@@ -89,6 +89,37 @@ impl Drop for TestDb {
     }
 }
 
+/// The configuration a binary would load (the environment included), with `database.url` set to
+/// `db_url`.
+///
+/// # Panics
+/// When the configuration does not load.
+pub fn settings_for(db_url: &str) -> crate::config::Settings {
+    use figment::providers::Serialized;
+    crate::config::Settings::figment(None)
+        .expect("figment")
+        .merge(Serialized::default("database.url", db_url))
+        .extract()
+        .expect("test settings")
+}
+
+/// The integer in the first column of the first row of `sql` (a `COUNT(*)`).
+///
+/// # Panics
+/// When the query fails or returns no integer.
+pub async fn count(db: &crate::db::Database, sql: &str) -> i64 {
+    let row = db
+        .conn()
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.backend(),
+            sql.to_owned(),
+        ))
+        .await
+        .expect("query")
+        .expect("a row");
+    row.try_get_by_index::<i64>(0).expect("an integer")
+}
+
 /// `TEST_DATABASE_URL`, or `None` with a note outside CI.
 ///
 /// # Panics

@@ -5,14 +5,9 @@ use adapters::db::{Database, SqlInbox, SqlJobQueue};
 use adapters::testing::TestDb;
 use bytes::Bytes;
 use domain::model::{NewWebhook, Resource, WebhookStatus};
-use figment::providers::Serialized;
 
 pub(crate) async fn open(db: &TestDb) -> (Database, SqlInbox, SqlJobQueue, Settings) {
-    let settings: Settings = Settings::figment(None)
-        .expect("figment")
-        .merge(Serialized::default("database.url", &db.url))
-        .extract()
-        .expect("settings");
+    let settings = adapters::testing::settings_for(&db.url);
     let database = Database::connect(&settings.database)
         .await
         .expect("connect");

@@ -2,7 +2,6 @@
 
 use adapters::config::Settings;
 use domain::service::signature::WebhookSecret;
-use sea_orm::{ConnectionTrait, Statement};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
@@ -82,18 +81,8 @@ impl TestApp {
     }
 
     pub(crate) async fn count(&self, sql: &str) -> i64 {
-        count(&self.running.db, sql).await
+        adapters::testing::count(&self.running.db, sql).await
     }
-}
-
-pub(crate) async fn count(db: &adapters::db::Database, sql: &str) -> i64 {
-    let row = db
-        .conn()
-        .query_one_raw(Statement::from_string(db.backend(), sql.to_owned()))
-        .await
-        .expect("query")
-        .expect("a row");
-    row.try_get_by_index::<i64>(0).expect("a count")
 }
 
 pub(crate) fn sign(body: &[u8]) -> String {

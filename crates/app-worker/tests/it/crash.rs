@@ -2,28 +2,15 @@
 //! completes, and its side effect (the webhook's move to `processed`, recorded in its history)
 //! happens exactly once.
 
-use adapters::config::Settings;
 use adapters::db::{Database, SqlInbox};
-use adapters::testing::TestDb;
+use adapters::testing::{TestDb, count};
 use bytes::Bytes;
 use domain::model::{NewWebhook, Resource, WebhookStatus};
 use domain::ports::WebhookInbox;
-use figment::providers::Serialized;
-use sea_orm::{ConnectionTrait, Statement};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const JOBS: i64 = 3000;
-
-async fn count(db: &Database, sql: &str) -> i64 {
-    let row = db
-        .conn()
-        .query_one_raw(Statement::from_string(db.backend(), sql.to_owned()))
-        .await
-        .expect("query")
-        .expect("row");
-    row.try_get_by_index::<i64>(0).expect("count")
-}
 
 fn worker(db_url: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_lazona-worker"))
@@ -49,11 +36,7 @@ async fn wait_until(db: &Database, sql: &str, at_least: i64, timeout: Duration) 
 }
 
 async fn crash_and_recover(backend: &str, db: TestDb) {
-    let settings: Settings = Settings::figment(None)
-        .expect("figment")
-        .merge(Serialized::default("database.url", &db.url))
-        .extract()
-        .expect("settings");
+    let settings = adapters::testing::settings_for(&db.url);
     let database = Database::connect(&settings.database)
         .await
         .expect("connect");
