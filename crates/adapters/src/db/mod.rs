@@ -13,10 +13,16 @@ pub use queue::{NOTIFY_CHANNEL, SqlJobQueue};
 use crate::config::DatabaseConfig;
 use domain::error::BoxError;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, DatabaseConnection, DbBackend, DbErr};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait as _, DatabaseConnection, DbBackend, DbErr,
+    TransactionTrait as _,
+};
 use sea_orm_migration::MigratorTrait;
 use secrecy::ExposeSecret;
 use std::time::Duration;
+
+/// The advisory lock key that serialises migrations across processes ("lazona" in ASCII).
+const MIGRATION_LOCK: i64 = 0x6c_617a_6f6e_61;
 
 /// A connection pool to the connector's database.
 #[derive(Debug, Clone)]
@@ -63,7 +69,17 @@ impl Database {
     /// # Errors
     /// The driver's error.
     pub async fn migrate(&self) -> Result<(), DbErr> {
-        migration::Migrator::up(&self.conn, None).await
+        if self.backend() != DbBackend::Postgres {
+            return migration::Migrator::up(&self.conn, None).await;
+        }
+        // Several servers and workers may start at once: one migrates, the others wait on a
+        // transaction-scoped advisory lock, then find nothing left to do.
+        let lock = self.conn.begin().await?;
+        lock.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+            .await?;
+        let result = migration::Migrator::up(&self.conn, None).await;
+        lock.commit().await?;
+        result
     }
 
     /// The sea-orm connection, for adapters that share the database.

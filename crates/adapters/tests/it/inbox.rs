@@ -234,3 +234,24 @@ async fn sqlite_runs_in_wal_mode_with_full_sync() {
         assert_eq!(value, expected, "PRAGMA {pragma}");
     }
 }
+
+#[tokio::test]
+async fn servers_and_workers_starting_together_migrate_once() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let settings = adapters::testing::settings_for(&db.url);
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let cfg = settings.database.clone();
+        set.spawn(async move {
+            let database = adapters::db::Database::connect(&cfg)
+                .await
+                .expect("connect");
+            database.migrate().await
+        });
+    }
+    for result in set.join_all().await {
+        result.expect("every process's migration succeeds");
+    }
+}
