@@ -22,7 +22,7 @@ use secrecy::ExposeSecret;
 use std::time::Duration;
 
 /// The advisory lock key that serialises migrations across processes ("lazona" in ASCII).
-const MIGRATION_LOCK: i64 = 0x6c_617a_6f6e_61;
+const MIGRATION_LOCK: i64 = 0x6c61_7a6f_6e61;
 
 /// A connection pool to the connector's database.
 #[derive(Debug, Clone)]
