@@ -32,6 +32,20 @@ pub enum InboxError {
     Unexpected(#[source] BoxError),
 }
 
+/// Errors of the shipment store ([`crate::ports::ShipmentStore`]).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached.
+    #[error("shipment store unavailable")]
+    Unavailable(#[source] BoxError),
+    /// No such shipment.
+    #[error("shipment {0} not found")]
+    NotFound(i64),
+    /// Anything else.
+    #[error("shipment store error")]
+    Unexpected(#[source] BoxError),
+}
+
 /// Errors of a job queue ([`crate::ports::JobQueue`]).
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {

@@ -3,10 +3,13 @@
 //!
 //! Every method's `# Errors` section says which variant an implementation must return when.
 
-use crate::error::{CrmError, InboxError, MailError, QueueError, ShippingError, ShopError};
+use crate::error::{
+    CrmError, InboxError, MailError, QueueError, ShippingError, ShopError, StoreError,
+};
 use crate::model::shipment::{BookingRequest, BookingResult, TrackingReport, VendorProfile};
 use crate::model::{
-    DeadJob, Job, JobId, NewJob, NewWebhook, Order, Recorded, Webhook, WebhookEvent, WebhookFilter,
+    BookingOutcome, Claim, DeadJob, Job, JobId, NewJob, NewWebhook, Order, Recorded,
+    ShipmentMethod, ShipmentRecord, ShipmentStatus, Webhook, WebhookEvent, WebhookFilter,
     WebhookId, WebhookStatus, WebhookSummary,
 };
 use async_trait::async_trait;
@@ -174,6 +177,77 @@ pub trait JobQueue: Send + Sync {
     /// # Errors
     /// [`QueueError::Unavailable`] when the backend cannot be reached.
     async fn stats(&self) -> Result<QueueStats, QueueError>;
+}
+
+/// The shipments: one per (order, vendor), unique in storage.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait ShipmentStore: Send + Sync {
+    /// Creates the shipment of `(order_id, vendor_id)` in status `BOOKING` unless one exists.
+    /// Two callers racing on the same pair: exactly one gets [`Claim::Claimed`].
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached.
+    async fn claim(
+        &self,
+        order_id: i64,
+        vendor_id: i64,
+        method: ShipmentMethod,
+    ) -> Result<Claim, StoreError>;
+
+    /// Records what a booking came to (status, barcode, request, message, label), saved before
+    /// any e-mail is sent.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] for an unknown id.
+    async fn record_booking(
+        &self,
+        id: i64,
+        outcome: &BookingOutcome,
+    ) -> Result<ShipmentRecord, StoreError>;
+
+    /// Records a tracking poll: the new status and message, the notes and the event's date.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] for an unknown id.
+    async fn record_tracking(
+        &self,
+        id: i64,
+        status: ShipmentStatus,
+        message: &str,
+        notes: &str,
+        event_date: Option<String>,
+    ) -> Result<ShipmentRecord, StoreError>;
+
+    /// Marks the label as mailed to the vendor.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] for an unknown id.
+    async fn mark_mailed(&self, id: i64) -> Result<(), StoreError>;
+
+    /// One shipment.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached.
+    async fn get(&self, id: i64) -> Result<Option<ShipmentRecord>, StoreError>;
+
+    /// The label PDF of a shipment, if stored.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached.
+    async fn label(&self, id: i64) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// The shipments of an order.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached.
+    async fn of_order(&self, order_id: i64) -> Result<Vec<ShipmentRecord>, StoreError>;
+
+    /// Shipments to poll: with a barcode and not delivered.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached.
+    async fn to_track(&self) -> Result<Vec<ShipmentRecord>, StoreError>;
 }
 
 /// A carrier that books shipments and tracks them (Koiki).

@@ -15,6 +15,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0001InboxAndJobs),
             Box::new(M0002LeasesAndSchedules),
             Box::new(M0003WebhookEvents),
+            Box::new(M0004Shipments),
         ]
     }
 }
@@ -268,6 +269,95 @@ impl MigrationTrait for M0003WebhookEvents {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
             .drop_table(Table::drop().table(WebhookEvents::Table).to_owned())
+            .await
+    }
+}
+
+#[derive(DeriveIden)]
+enum Shipments {
+    Table,
+    Id,
+    OrderId,
+    VendorId,
+    Method,
+    Status,
+    DeliveryId,
+    Request,
+    Message,
+    Notes,
+    LabelPdf,
+    TrackingStatusCreatedAt,
+    TrackingUpdatedAt,
+    MailedAt,
+    CreatedAt,
+    UpdatedAt,
+}
+
+/// Shipments: one per (order, vendor), unique, with the request sent, the carrier's answer and
+/// the label PDF kept in the database (the original wrote it to the web dyno's disk).
+struct M0004Shipments;
+
+impl MigrationName for M0004Shipments {
+    fn name(&self) -> &str {
+        "m0004_shipments"
+    }
+}
+
+// The trait is declared with an elided lifetime; naming it here would not match.
+#[allow(elided_lifetimes_in_paths)]
+#[async_trait::async_trait]
+impl MigrationTrait for M0004Shipments {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(Shipments::Table)
+                    .if_not_exists()
+                    .col(big_pk_auto(Shipments::Id))
+                    .col(big_integer(Shipments::OrderId))
+                    .col(big_integer(Shipments::VendorId))
+                    .col(string(Shipments::Method))
+                    .col(string(Shipments::Status))
+                    .col(string(Shipments::DeliveryId).default(""))
+                    .col(text(Shipments::Request).default(""))
+                    .col(text(Shipments::Message).default(""))
+                    .col(text(Shipments::Notes).default(""))
+                    .col(blob_null(Shipments::LabelPdf))
+                    .col(string_null(Shipments::TrackingStatusCreatedAt))
+                    .col(big_integer_null(Shipments::TrackingUpdatedAt))
+                    .col(big_integer_null(Shipments::MailedAt))
+                    .col(big_integer(Shipments::CreatedAt))
+                    .col(big_integer(Shipments::UpdatedAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_shipments_order_vendor")
+                    .table(Shipments::Table)
+                    .if_not_exists()
+                    .col(Shipments::OrderId)
+                    .col(Shipments::VendorId)
+                    .unique()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_shipments_status")
+                    .table(Shipments::Table)
+                    .if_not_exists()
+                    .col(Shipments::Status)
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table(Shipments::Table).to_owned())
             .await
     }
 }

@@ -1,14 +1,16 @@
 //! SQL storage through sea-orm, on SQLite (the embedded default) or Postgres: the webhook inbox
 //! ([`SqlInbox`]), the jobs table and its queue ([`SqlJobQueue`]), and the migrations
-//! ([`migration::Migrator`]).
+//! ([`migration::Migrator`]), and the shipments ([`SqlShipmentStore`]).
 
 pub mod entity;
 mod inbox;
 pub mod migration;
 mod queue;
+mod shipments;
 
 pub use inbox::SqlInbox;
 pub use queue::{NOTIFY_CHANNEL, SqlJobQueue};
+pub use shipments::SqlShipmentStore;
 
 use crate::config::DatabaseConfig;
 use domain::error::BoxError;

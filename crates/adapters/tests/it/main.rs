@@ -6,3 +6,4 @@ mod helpers;
 mod inbox;
 mod queue;
 mod redis_queue;
+mod shipments;

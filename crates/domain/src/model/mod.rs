@@ -6,12 +6,14 @@ pub mod customer;
 pub mod job;
 pub mod order;
 pub mod shipment;
+pub mod shipment_record;
 pub mod webhook;
 
 pub use customer::Customer;
 pub use job::{DeadJob, Job, JobId, JobKind, Lease, NewJob};
 pub use order::{Address, Billing, LineItem, MetaData, Order, ShippingLine};
 pub use shipment::{ShipmentMethod, ShipmentStatus};
+pub use shipment_record::{BookingOutcome, Claim, ShipmentRecord};
 pub use webhook::{
     NewWebhook, RecordOutcome, Recorded, Resource, Webhook, WebhookEvent, WebhookFilter, WebhookId,
     WebhookStatus, WebhookSummary,

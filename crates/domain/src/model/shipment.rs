@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ShipmentStatus {
+    /// Claimed by a worker that is booking it now (not one of the original's statuses: a
+    /// shipment stuck here means a booking was interrupted; an operator decides with `--force`).
+    Booking,
     /// Koiki refused the booking ("Error alta enviament").
     ErrorFromBody,
     /// The label was booked and sent to the vendor ("Etiqueta enviada al venedor").

@@ -2,4 +2,5 @@
 
 pub mod intake;
 pub mod process;
+pub mod shipping;
 pub mod signature;

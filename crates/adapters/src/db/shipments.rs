@@ -1,0 +1,270 @@
+//! The shipment store on SQL: one row per (order, vendor), unique; the label PDF kept in the row.
+
+use super::inbox::SqlBuilder;
+use super::{Database, boxed, from_millis, millis};
+use async_trait::async_trait;
+use chrono::Utc;
+use domain::error::StoreError;
+use domain::model::{BookingOutcome, Claim, ShipmentMethod, ShipmentRecord, ShipmentStatus};
+use domain::ports::ShipmentStore;
+use sea_orm::{ConnectionTrait, DbErr, QueryResult, Value};
+
+const COLUMNS: &str = "id, order_id, vendor_id, method, status, delivery_id, request, message, \
+     notes, label_pdf IS NOT NULL, tracking_status_created_at, tracking_updated_at, mailed_at, \
+     created_at, updated_at";
+
+/// The shipments on the connector's SQL database.
+#[derive(Debug, Clone)]
+pub struct SqlShipmentStore {
+    db: Database,
+}
+
+impl SqlShipmentStore {
+    /// A store on `db`.
+    pub fn new(db: Database) -> Self {
+        SqlShipmentStore { db }
+    }
+
+    async fn one(&self, b: SqlBuilder) -> Result<Option<ShipmentRecord>, StoreError> {
+        let row = self
+            .db
+            .conn()
+            .query_one_raw(b.build())
+            .await
+            .map_err(unavailable)?;
+        row.map(|r| record(&r)).transpose()
+    }
+
+    async fn many(&self, b: SqlBuilder) -> Result<Vec<ShipmentRecord>, StoreError> {
+        let rows = self
+            .db
+            .conn()
+            .query_all_raw(b.build())
+            .await
+            .map_err(unavailable)?;
+        rows.iter().map(record).collect()
+    }
+
+    fn select(&self, tail: &str) -> SqlBuilder {
+        SqlBuilder::new(
+            self.db.backend(),
+            format!("SELECT {COLUMNS} FROM shipments {tail}"),
+        )
+    }
+
+    async fn by_id(&self, id: i64) -> Result<ShipmentRecord, StoreError> {
+        let mut b = self.select("WHERE id = ");
+        b.param(id.into());
+        self.one(b).await?.ok_or(StoreError::NotFound(id))
+    }
+}
+
+fn unavailable(e: DbErr) -> StoreError {
+    StoreError::Unavailable(boxed(e))
+}
+
+fn record(row: &QueryResult) -> Result<ShipmentRecord, StoreError> {
+    let get = |e: DbErr| StoreError::Unexpected(boxed(e));
+    let method: String = row.try_get_by_index(3).map_err(get)?;
+    let status: String = row.try_get_by_index(4).map_err(get)?;
+    let has_label: bool = row
+        .try_get_by_index::<bool>(9)
+        .or_else(|_| row.try_get_by_index::<i64>(9).map(|v| v != 0))
+        .map_err(get)?;
+    Ok(ShipmentRecord {
+        id: row.try_get_by_index(0).map_err(get)?,
+        order_id: row.try_get_by_index(1).map_err(get)?,
+        vendor_id: row.try_get_by_index(2).map_err(get)?,
+        method: method
+            .parse()
+            .map_err(|e: String| StoreError::Unexpected(e.into()))?,
+        status: status
+            .parse()
+            .map_err(|e: String| StoreError::Unexpected(e.into()))?,
+        delivery_id: row.try_get_by_index(5).map_err(get)?,
+        request: row.try_get_by_index(6).map_err(get)?,
+        message: row.try_get_by_index(7).map_err(get)?,
+        notes: row.try_get_by_index(8).map_err(get)?,
+        has_label,
+        tracking_status_created_at: row.try_get_by_index(10).map_err(get)?,
+        tracking_updated_at: row
+            .try_get_by_index::<Option<i64>>(11)
+            .map_err(get)?
+            .map(from_millis),
+        mailed_at: row
+            .try_get_by_index::<Option<i64>>(12)
+            .map_err(get)?
+            .map(from_millis),
+        created_at: from_millis(row.try_get_by_index(13).map_err(get)?),
+        updated_at: from_millis(row.try_get_by_index(14).map_err(get)?),
+    })
+}
+
+#[async_trait]
+impl ShipmentStore for SqlShipmentStore {
+    async fn claim(
+        &self,
+        order_id: i64,
+        vendor_id: i64,
+        method: ShipmentMethod,
+    ) -> Result<Claim, StoreError> {
+        let now = millis(Utc::now());
+        let mut insert = SqlBuilder::new(
+            self.db.backend(),
+            "INSERT INTO shipments (order_id, vendor_id, method, status, created_at, updated_at) \
+             VALUES "
+                .into(),
+        );
+        insert.row(
+            0,
+            [
+                order_id.into(),
+                vendor_id.into(),
+                method.as_str().into(),
+                ShipmentStatus::Booking.as_str().into(),
+                now.into(),
+                now.into(),
+            ],
+        );
+        insert
+            .sql
+            .push_str(" ON CONFLICT (order_id, vendor_id) DO NOTHING RETURNING id");
+        let inserted = self
+            .db
+            .conn()
+            .query_one_raw(insert.build())
+            .await
+            .map_err(unavailable)?;
+        let mut b = self.select("WHERE order_id = ");
+        b.param(order_id.into());
+        b.sql.push_str(" AND vendor_id = ");
+        b.param(vendor_id.into());
+        let existing = self
+            .one(b)
+            .await?
+            .ok_or_else(|| StoreError::Unexpected("claimed shipment not found".into()))?;
+        Ok(if inserted.is_some() {
+            Claim::Claimed(existing)
+        } else {
+            Claim::Exists(existing)
+        })
+    }
+
+    async fn record_booking(
+        &self,
+        id: i64,
+        outcome: &BookingOutcome,
+    ) -> Result<ShipmentRecord, StoreError> {
+        let mut b = SqlBuilder::new(self.db.backend(), "UPDATE shipments SET status = ".into());
+        b.param(outcome.status.as_str().into());
+        b.sql.push_str(", delivery_id = ");
+        b.param(outcome.delivery_id.clone().into());
+        b.sql.push_str(", request = ");
+        b.param(outcome.request.clone().into());
+        b.sql.push_str(", message = ");
+        b.param(outcome.message.clone().into());
+        b.sql.push_str(", label_pdf = ");
+        b.param(Value::Bytes(outcome.label_pdf.clone()));
+        b.sql.push_str(", mailed_at = NULL, updated_at = ");
+        b.param(millis(Utc::now()).into());
+        b.sql.push_str(" WHERE id = ");
+        b.param(id.into());
+        self.db
+            .conn()
+            .execute_raw(b.build())
+            .await
+            .map_err(unavailable)?;
+        self.by_id(id).await
+    }
+
+    async fn record_tracking(
+        &self,
+        id: i64,
+        status: ShipmentStatus,
+        message: &str,
+        notes: &str,
+        event_date: Option<String>,
+    ) -> Result<ShipmentRecord, StoreError> {
+        let now = millis(Utc::now());
+        let mut b = SqlBuilder::new(self.db.backend(), "UPDATE shipments SET status = ".into());
+        b.param(status.as_str().into());
+        b.sql.push_str(", message = ");
+        b.param(message.into());
+        b.sql.push_str(", notes = ");
+        b.param(notes.into());
+        b.sql.push_str(", tracking_status_created_at = ");
+        b.param(event_date.into());
+        b.sql.push_str(", tracking_updated_at = ");
+        b.param(now.into());
+        b.sql.push_str(", updated_at = ");
+        b.param(now.into());
+        b.sql.push_str(" WHERE id = ");
+        b.param(id.into());
+        self.db
+            .conn()
+            .execute_raw(b.build())
+            .await
+            .map_err(unavailable)?;
+        self.by_id(id).await
+    }
+
+    async fn mark_mailed(&self, id: i64) -> Result<(), StoreError> {
+        let mut b = SqlBuilder::new(
+            self.db.backend(),
+            "UPDATE shipments SET mailed_at = ".into(),
+        );
+        b.param(millis(Utc::now()).into());
+        b.sql.push_str(" WHERE id = ");
+        b.param(id.into());
+        let res = self
+            .db
+            .conn()
+            .execute_raw(b.build())
+            .await
+            .map_err(unavailable)?;
+        if res.rows_affected() == 0 {
+            return Err(StoreError::NotFound(id));
+        }
+        Ok(())
+    }
+
+    async fn get(&self, id: i64) -> Result<Option<ShipmentRecord>, StoreError> {
+        let mut b = self.select("WHERE id = ");
+        b.param(id.into());
+        self.one(b).await
+    }
+
+    async fn label(&self, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut b = SqlBuilder::new(
+            self.db.backend(),
+            "SELECT label_pdf FROM shipments WHERE id = ".into(),
+        );
+        b.param(id.into());
+        let row = self
+            .db
+            .conn()
+            .query_one_raw(b.build())
+            .await
+            .map_err(unavailable)?;
+        match row {
+            Some(r) => r
+                .try_get_by_index::<Option<Vec<u8>>>(0)
+                .map_err(|e| StoreError::Unexpected(boxed(e))),
+            None => Ok(None),
+        }
+    }
+
+    async fn of_order(&self, order_id: i64) -> Result<Vec<ShipmentRecord>, StoreError> {
+        let mut b = self.select("WHERE order_id = ");
+        b.param(order_id.into());
+        b.sql.push_str(" ORDER BY id");
+        self.many(b).await
+    }
+
+    async fn to_track(&self) -> Result<Vec<ShipmentRecord>, StoreError> {
+        let mut b = self.select("WHERE delivery_id <> '' AND status <> ");
+        b.param(ShipmentStatus::Delivered.as_str().into());
+        b.sql.push_str(" ORDER BY id");
+        self.many(b).await
+    }
+}

@@ -1,0 +1,119 @@
+//! The shipment store: one shipment per (order, vendor), even when workers race.
+
+use crate::helpers::open;
+use adapters::db::SqlShipmentStore;
+use adapters::testing::TestDb;
+use domain::model::{BookingOutcome, Claim, ShipmentMethod, ShipmentStatus};
+use domain::ports::ShipmentStore;
+
+#[tokio::test]
+async fn racing_claims_on_one_vendor_give_exactly_one_booking() {
+    for (backend, db) in TestDb::all().await {
+        let (database, _, _, _) = open(&db).await;
+        let store = SqlShipmentStore::new(database);
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let store = store.clone();
+            set.spawn(async move {
+                store
+                    .claim(33, 6, ShipmentMethod::Koiki)
+                    .await
+                    .expect("claim")
+            });
+        }
+        let claims = set.join_all().await;
+        let won = claims
+            .iter()
+            .filter(|c| matches!(c, Claim::Claimed(_)))
+            .count();
+        assert_eq!(won, 1, "{backend}: one claim wins");
+        let ids: std::collections::HashSet<i64> = claims
+            .iter()
+            .map(|c| match c {
+                Claim::Claimed(s) | Claim::Exists(s) => s.id,
+            })
+            .collect();
+        assert_eq!(ids.len(), 1, "{backend}: one shipment row");
+        assert_eq!(
+            store.of_order(33).await.expect("of order").len(),
+            1,
+            "{backend}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_booking_is_recorded_with_its_label_then_tracked() {
+    for (backend, db) in TestDb::all().await {
+        let (database, _, _, _) = open(&db).await;
+        let store = SqlShipmentStore::new(database);
+        let Claim::Claimed(claimed) = store
+            .claim(33, 6, ShipmentMethod::Koiki)
+            .await
+            .expect("claim")
+        else {
+            panic!("{backend}: first claim wins");
+        };
+        assert_eq!(claimed.status, ShipmentStatus::Booking, "{backend}");
+        let outcome = BookingOutcome {
+            status: ShipmentStatus::LabelSent,
+            delivery_id: "yyy".into(),
+            request: r#"{"numPedido":"xxx"}"#.into(),
+            message: "OK".into(),
+            label_pdf: Some(b"%PDF-1.4 label".to_vec()),
+        };
+        let booked = store
+            .record_booking(claimed.id, &outcome)
+            .await
+            .expect("record");
+        assert_eq!(booked.status, ShipmentStatus::LabelSent, "{backend}");
+        assert_eq!(booked.delivery_id, "yyy", "{backend}");
+        assert!(booked.has_label, "{backend}");
+        assert!(booked.mailed_at.is_none(), "{backend}");
+        assert_eq!(
+            store.label(claimed.id).await.expect("label").as_deref(),
+            Some(&b"%PDF-1.4 label"[..]),
+            "{backend}"
+        );
+        store.mark_mailed(claimed.id).await.expect("mailed");
+        assert_eq!(
+            store.to_track().await.expect("to track").len(),
+            1,
+            "{backend}"
+        );
+        let tracked = store
+            .record_tracking(
+                claimed.id,
+                ShipmentStatus::Delivered,
+                "Envío entregado",
+                "",
+                Some("2021-07-26T09:49:37+0000".into()),
+            )
+            .await
+            .expect("tracking");
+        assert_eq!(tracked.status, ShipmentStatus::Delivered, "{backend}");
+        assert!(
+            tracked.tracking_updated_at.is_some() && tracked.mailed_at.is_some(),
+            "{backend}"
+        );
+        assert!(
+            store.to_track().await.expect("to track").is_empty(),
+            "{backend}: delivered is not tracked"
+        );
+        let again = store
+            .claim(33, 6, ShipmentMethod::Koiki)
+            .await
+            .expect("claim");
+        assert!(
+            matches!(again, Claim::Exists(s) if s.status == ShipmentStatus::Delivered),
+            "{backend}"
+        );
+        assert!(
+            matches!(
+                store.mark_mailed(999).await,
+                Err(domain::error::StoreError::NotFound(999))
+            ),
+            "{backend}"
+        );
+    }
+}

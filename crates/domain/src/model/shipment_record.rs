@@ -1,0 +1,146 @@
+//! The connector's record of a vendor's part of an order: one per (order, vendor), unique, so
+//! that a repeated or racing delivery never books a second shipment.
+
+use super::shipment::{ShipmentMethod, ShipmentStatus};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::fmt;
+use std::str::FromStr;
+
+impl ShipmentStatus {
+    /// Every status, in a stable order.
+    pub const ALL: [ShipmentStatus; 7] = [
+        ShipmentStatus::Booking,
+        ShipmentStatus::ErrorFromBody,
+        ShipmentStatus::LabelSent,
+        ShipmentStatus::InProcess,
+        ShipmentStatus::OnHold,
+        ShipmentStatus::ErrorFromTracking,
+        ShipmentStatus::Delivered,
+    ];
+
+    /// The stored name (the original's values, plus `BOOKING`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShipmentStatus::Booking => "BOOKING",
+            ShipmentStatus::ErrorFromBody => "ERROR_FROM_BODY",
+            ShipmentStatus::LabelSent => "LABEL_SENT",
+            ShipmentStatus::InProcess => "IN_PROCESS",
+            ShipmentStatus::OnHold => "ON_HOLD",
+            ShipmentStatus::ErrorFromTracking => "ERROR_FROM_TRACKING",
+            ShipmentStatus::Delivered => "DELIVERED",
+        }
+    }
+}
+
+impl fmt::Display for ShipmentStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ShipmentStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| format!("unknown shipment status {s:?}"))
+    }
+}
+
+impl ShipmentMethod {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShipmentMethod::Koiki => "KOIKI",
+            ShipmentMethod::LocalPickup => "LOCAL_PICKUP",
+        }
+    }
+}
+
+impl FromStr for ShipmentMethod {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "KOIKI" => Ok(ShipmentMethod::Koiki),
+            "LOCAL_PICKUP" => Ok(ShipmentMethod::LocalPickup),
+            other => Err(format!("unknown shipment method {other:?}")),
+        }
+    }
+}
+
+/// A stored shipment.
+#[derive(Clone, PartialEq, Serialize)]
+pub struct ShipmentRecord {
+    /// Its id.
+    pub id: i64,
+    /// The WooCommerce order.
+    pub order_id: i64,
+    /// The vendor (WordPress user id).
+    pub vendor_id: i64,
+    /// Koiki or local pickup.
+    pub method: ShipmentMethod,
+    /// Where it stands.
+    pub status: ShipmentStatus,
+    /// The carrier's barcode (`codBarras`), empty when there is none.
+    pub delivery_id: String,
+    /// The request sent to the carrier (JSON, without the token).
+    pub request: String,
+    /// The carrier's or the tracking API's message.
+    pub message: String,
+    /// The tracking notes.
+    pub notes: String,
+    /// Whether a label PDF is stored.
+    pub has_label: bool,
+    /// Date of the latest tracking event, as Koiki sent it.
+    pub tracking_status_created_at: Option<String>,
+    /// When tracking last looked.
+    pub tracking_updated_at: Option<DateTime<Utc>>,
+    /// When the label was mailed to the vendor.
+    pub mailed_at: Option<DateTime<Utc>>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl fmt::Debug for ShipmentRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The request holds the customer's address: only its size is printed.
+        f.debug_struct("ShipmentRecord")
+            .field("id", &self.id)
+            .field("order_id", &self.order_id)
+            .field("vendor_id", &self.vendor_id)
+            .field("method", &self.method)
+            .field("status", &self.status)
+            .field("delivery_id", &self.delivery_id)
+            .field("request_len", &self.request.len())
+            .field("message", &self.message)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the store did with a claim on (order, vendor).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// No shipment existed: this caller now owns the new one, in status `BOOKING`.
+    Claimed(ShipmentRecord),
+    /// A shipment already exists (booked, failed, or being booked by someone else).
+    Exists(ShipmentRecord),
+}
+
+/// What a booking attempt came to, recorded on its shipment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BookingOutcome {
+    /// `LABEL_SENT`, `ERROR_FROM_BODY` or `DELIVERED` (local pickup).
+    pub status: ShipmentStatus,
+    /// The barcode, empty when none.
+    pub delivery_id: String,
+    /// The request sent (JSON, without the token).
+    pub request: String,
+    /// The carrier's message.
+    pub message: String,
+    /// The label PDF, when the carrier sent one.
+    pub label_pdf: Option<Vec<u8>>,
+}
