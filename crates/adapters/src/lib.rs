@@ -3,15 +3,19 @@
 //! - [`config`]: the figment loader (defaults < TOML file < legacy env names < `LAZONA_*`).
 //! - [`db`]: sea-orm storage on SQLite or Postgres: the webhook inbox with its group-commit
 //!   writer, the jobs table and its queue, and the migrations.
+//! - [`koiki`]: the Koiki carrier client (booking and tracking) over HTTP.
 //! - [`queue`]: opens the configured queue backend.
 //! - [`redis_queue`]: the job queue on Redis Streams, fed from the SQL jobs table as an outbox.
 //! - [`telemetry`]: tracing set-up for every binary.
+//! - [`wordpress`]: the shop client (WCFM vendors, WooCommerce orders, WordPress users).
 //! - `testing` (feature `testing`): throwaway databases for the workspace's test suites.
 
 pub mod config;
 pub mod db;
+pub mod koiki;
 pub mod queue;
 pub mod redis_queue;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod wordpress;

@@ -3,6 +3,7 @@
 
 mod config_file;
 mod helpers;
+mod http_clients;
 mod inbox;
 mod queue;
 mod redis_queue;

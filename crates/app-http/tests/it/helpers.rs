@@ -45,7 +45,8 @@ impl TestApp {
             addr: running.addr,
             running,
             shutdown,
-            client: reqwest::Client::new(),
+            client: adapters::koiki::http_client(std::time::Duration::from_secs(30))
+                .expect("http client"),
         }
     }
 
