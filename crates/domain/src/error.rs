@@ -238,6 +238,15 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
     out
 }
 
+impl From<StoreError> for JobError {
+    fn from(e: StoreError) -> Self {
+        JobError::Transient {
+            reason: error_chain(&e),
+            retry_after: None,
+        }
+    }
+}
+
 impl From<InboxError> for JobError {
     fn from(e: InboxError) -> Self {
         JobError::Transient {

@@ -195,6 +195,13 @@ pub trait ShipmentStore: Send + Sync {
         method: ShipmentMethod,
     ) -> Result<Claim, StoreError>;
 
+    /// Deletes a shipment still in `BOOKING` (its booking was not attempted, or failed in a way
+    /// that made no shipment), so that a retry can claim it again. Anything else is left alone.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached.
+    async fn release(&self, id: i64) -> Result<(), StoreError>;
+
     /// Records what a booking came to (status, barcode, request, message, label), saved before
     /// any e-mail is sent.
     ///

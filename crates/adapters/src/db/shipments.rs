@@ -150,6 +150,22 @@ impl ShipmentStore for SqlShipmentStore {
         })
     }
 
+    async fn release(&self, id: i64) -> Result<(), StoreError> {
+        let mut b = SqlBuilder::new(
+            self.db.backend(),
+            "DELETE FROM shipments WHERE id = ".into(),
+        );
+        b.param(id.into());
+        b.sql.push_str(" AND status = ");
+        b.param(ShipmentStatus::Booking.as_str().into());
+        self.db
+            .conn()
+            .execute_raw(b.build())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
     async fn record_booking(
         &self,
         id: i64,

@@ -1,0 +1,589 @@
+//! Fulfilling an order: local-pickup vendors are recorded as delivered, Koiki vendors are booked
+//! in one call (one envio each) and each answer is recorded on the shipment of the vendor it was
+//! requested for, before anything is mailed.
+//!
+//! Idempotency: every shipment is first *claimed* in the store, unique per (order, vendor). A
+//! repeated delivery, an `order.updated`, a replay or a second worker finds the claim and books
+//! nothing. Claims are released when the carrier could not be reached, so the job's retry can
+//! book them; a worker that dies between the claim and the record leaves the shipment in
+//! `BOOKING` for an operator (Koiki has no idempotency key, so whether it booked cannot be known).
+
+use super::shipping::{ShippingMethods, VendorGroup, build_envio, pair_results, plan};
+use crate::error::{JobError, ShopError, Transience, error_chain};
+use crate::model::shipment::{BookingRequest, Envio};
+use crate::model::{BookingOutcome, Claim, Order, ShipmentMethod, ShipmentStatus};
+use crate::ports::{ShipmentStore, ShippingProvider, Shop};
+use std::collections::HashMap;
+
+/// The ports fulfilment uses.
+pub struct FulfilmentDeps<'a> {
+    /// Where shipments are kept.
+    pub store: &'a dyn ShipmentStore,
+    /// The carrier.
+    pub carrier: &'a dyn ShippingProvider,
+    /// The shop (vendors' sender data).
+    pub shop: &'a dyn Shop,
+    /// Which shipping methods mean Koiki and local pickup.
+    pub methods: &'a ShippingMethods,
+}
+
+/// What fulfilling an order did, by shipment id (vendor id for `ignored`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FulfilmentReport {
+    /// Booked now: their labels are to be mailed to the vendors.
+    pub booked: Vec<i64>,
+    /// Refused now (by the carrier, or for bad vendor data): the admins are to be told.
+    pub failed: Vec<i64>,
+    /// Local pickups recorded as delivered now.
+    pub picked_up: Vec<i64>,
+    /// Shipments that existed already: nothing was done for them.
+    pub existing: Vec<i64>,
+    /// Vendors whose shipping method the connector does not handle.
+    pub ignored: Vec<i64>,
+}
+
+fn failed_outcome(request: String, message: String) -> BookingOutcome {
+    BookingOutcome {
+        status: ShipmentStatus::ErrorFromBody,
+        delivery_id: String::new(),
+        request,
+        message,
+        label_pdf: None,
+    }
+}
+
+fn request_json(envio: &Envio) -> String {
+    serde_json::to_string_pretty(envio).unwrap_or_default()
+}
+
+/// Fulfils `order` (see the module documentation).
+///
+/// # Errors
+/// [`JobError::Permanent`] when the order cannot be split by vendor; [`JobError::Transient`] when
+/// the store, the shop or the carrier cannot be reached (the job is retried; nothing is booked
+/// twice).
+pub async fn fulfil_order(
+    deps: &FulfilmentDeps<'_>,
+    order: &Order,
+) -> Result<FulfilmentReport, JobError> {
+    let plan = plan(order, deps.methods).map_err(|e| JobError::Permanent {
+        reason: format!("order {}: {e}", order.id),
+    })?;
+    let mut report = FulfilmentReport {
+        ignored: plan.ignored.iter().map(|g| g.vendor_id).collect(),
+        ..FulfilmentReport::default()
+    };
+
+    for group in &plan.local_pickup {
+        match deps
+            .store
+            .claim(order.id, group.vendor_id, ShipmentMethod::LocalPickup)
+            .await?
+        {
+            Claim::Claimed(s) => {
+                let delivered = BookingOutcome {
+                    status: ShipmentStatus::Delivered,
+                    delivery_id: String::new(),
+                    request: String::new(),
+                    message: String::new(),
+                    label_pdf: None,
+                };
+                deps.store.record_booking(s.id, &delivered).await?;
+                report.picked_up.push(s.id);
+            }
+            Claim::Exists(s) => report.existing.push(s.id),
+        }
+    }
+    if plan.koiki.is_empty() {
+        return Ok(report);
+    }
+
+    // Vendors that already have a shipment are left alone before anyone is asked anything.
+    let known: HashMap<i64, i64> = deps
+        .store
+        .of_order(order.id)
+        .await?
+        .into_iter()
+        .map(|s| (s.vendor_id, s.id))
+        .collect();
+    let mut candidates: Vec<(VendorGroup, Envio)> = Vec::new();
+    for group in &plan.koiki {
+        if let Some(id) = known.get(&group.vendor_id) {
+            report.existing.push(*id);
+            continue;
+        }
+        let problem = match deps.shop.vendor(group.vendor_id).await {
+            Ok(profile) => match build_envio(order, group, &profile) {
+                Ok(envio) => {
+                    candidates.push((group.clone(), envio));
+                    continue;
+                }
+                Err(e) => e.to_string(),
+            },
+            Err(e @ (ShopError::Unavailable { .. } | ShopError::InvalidResponse { .. })) => {
+                return Err(JobError::Transient {
+                    reason: format!("vendor {}: {}", group.vendor_id, error_chain(&e)),
+                    retry_after: match e {
+                        ShopError::Unavailable { retry_after, .. } => retry_after,
+                        _ => None,
+                    },
+                });
+            }
+            Err(e) => format!("vendor {}: {}", group.vendor_id, error_chain(&e)),
+        };
+        // Bad vendor data: an error shipment for this vendor, the others are booked.
+        if let Claim::Claimed(s) = deps
+            .store
+            .claim(order.id, group.vendor_id, ShipmentMethod::Koiki)
+            .await?
+        {
+            deps.store
+                .record_booking(s.id, &failed_outcome(String::new(), problem))
+                .await?;
+            report.failed.push(s.id);
+        }
+    }
+
+    let mut groups = Vec::new();
+    let mut envios = Vec::new();
+    let mut claims = Vec::new();
+    for (group, envio) in candidates {
+        match deps
+            .store
+            .claim(order.id, group.vendor_id, ShipmentMethod::Koiki)
+            .await?
+        {
+            Claim::Claimed(s) => {
+                claims.push(s.id);
+                groups.push(group);
+                envios.push(envio);
+            }
+            Claim::Exists(s) => report.existing.push(s.id),
+        }
+    }
+    if claims.is_empty() {
+        return Ok(report);
+    }
+
+    let request = BookingRequest {
+        envios: envios.clone(),
+    };
+    let results = match deps.carrier.book(&request).await {
+        Ok(results) => results,
+        Err(e) => {
+            if let Transience::Transient { retry_after } = e.transience() {
+                for id in &claims {
+                    deps.store.release(*id).await?;
+                }
+                return Err(JobError::Transient {
+                    reason: format!("order {}: {}", order.id, error_chain(&e)),
+                    retry_after,
+                });
+            }
+            let message = error_chain(&e);
+            for (id, envio) in claims.iter().zip(&envios) {
+                deps.store
+                    .record_booking(*id, &failed_outcome(request_json(envio), message.clone()))
+                    .await?;
+                report.failed.push(*id);
+            }
+            return Ok(report);
+        }
+    };
+    match pair_results(&groups, &envios, results) {
+        Ok(paired) => {
+            for ((_, envio, result), id) in paired.into_iter().zip(&claims) {
+                let booked = result.is_booked();
+                let outcome = BookingOutcome {
+                    status: if booked {
+                        ShipmentStatus::LabelSent
+                    } else {
+                        ShipmentStatus::ErrorFromBody
+                    },
+                    delivery_id: if booked {
+                        result.barcode.clone()
+                    } else {
+                        String::new()
+                    },
+                    request: request_json(&envio),
+                    message: result.message.clone(),
+                    label_pdf: booked.then(|| result.label_pdf.clone()),
+                };
+                deps.store.record_booking(*id, &outcome).await?;
+                if booked {
+                    report.booked.push(*id);
+                } else {
+                    report.failed.push(*id);
+                }
+            }
+        }
+        Err(e) => {
+            let message = format!("the carrier's answer does not match the request: {e}");
+            for (id, envio) in claims.iter().zip(&envios) {
+                deps.store
+                    .record_booking(*id, &failed_outcome(request_json(envio), message.clone()))
+                    .await?;
+                report.failed.push(*id);
+            }
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{ShippingError, StoreError};
+    use crate::model::ShipmentRecord;
+    use crate::model::shipment::{BookingResult, VendorProfile};
+    use crate::ports::{MockShippingProvider, MockShop};
+    use async_trait::async_trait;
+    use chrono::Utc;
+    use std::sync::Mutex;
+
+    /// A stateful in-memory store (the SQL one is tested in adapters).
+    #[derive(Default)]
+    struct MemoryStore {
+        rows: Mutex<Vec<(ShipmentRecord, Option<Vec<u8>>)>>,
+    }
+
+    fn new_record(
+        id: i64,
+        order_id: i64,
+        vendor_id: i64,
+        method: ShipmentMethod,
+    ) -> ShipmentRecord {
+        ShipmentRecord {
+            id,
+            order_id,
+            vendor_id,
+            method,
+            status: ShipmentStatus::Booking,
+            delivery_id: String::new(),
+            request: String::new(),
+            message: String::new(),
+            notes: String::new(),
+            has_label: false,
+            tracking_status_created_at: None,
+            tracking_updated_at: None,
+            mailed_at: None,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        }
+    }
+
+    #[async_trait]
+    impl ShipmentStore for MemoryStore {
+        async fn claim(
+            &self,
+            order_id: i64,
+            vendor_id: i64,
+            method: ShipmentMethod,
+        ) -> Result<Claim, StoreError> {
+            let mut rows = self.rows.lock().expect("lock");
+            if let Some((r, _)) = rows
+                .iter()
+                .find(|(r, _)| r.order_id == order_id && r.vendor_id == vendor_id)
+            {
+                return Ok(Claim::Exists(r.clone()));
+            }
+            let id = rows.iter().map(|(r, _)| r.id).max().unwrap_or(0) + 1;
+            let r = new_record(id, order_id, vendor_id, method);
+            rows.push((r.clone(), None));
+            Ok(Claim::Claimed(r))
+        }
+        async fn release(&self, id: i64) -> Result<(), StoreError> {
+            self.rows
+                .lock()
+                .expect("lock")
+                .retain(|(r, _)| !(r.id == id && r.status == ShipmentStatus::Booking));
+            Ok(())
+        }
+        async fn record_booking(
+            &self,
+            id: i64,
+            o: &BookingOutcome,
+        ) -> Result<ShipmentRecord, StoreError> {
+            let mut rows = self.rows.lock().expect("lock");
+            let (r, label) = rows
+                .iter_mut()
+                .find(|(r, _)| r.id == id)
+                .ok_or(StoreError::NotFound(id))?;
+            r.status = o.status;
+            r.delivery_id = o.delivery_id.clone();
+            r.request = o.request.clone();
+            r.message = o.message.clone();
+            r.has_label = o.label_pdf.is_some();
+            *label = o.label_pdf.clone();
+            Ok(r.clone())
+        }
+        async fn record_tracking(
+            &self,
+            id: i64,
+            _: ShipmentStatus,
+            _: &str,
+            _: &str,
+            _: Option<String>,
+        ) -> Result<ShipmentRecord, StoreError> {
+            Err(StoreError::NotFound(id))
+        }
+        async fn mark_mailed(&self, _: i64) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn get(&self, id: i64) -> Result<Option<ShipmentRecord>, StoreError> {
+            Ok(self
+                .rows
+                .lock()
+                .expect("lock")
+                .iter()
+                .find(|(r, _)| r.id == id)
+                .map(|(r, _)| r.clone()))
+        }
+        async fn label(&self, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(self
+                .rows
+                .lock()
+                .expect("lock")
+                .iter()
+                .find(|(r, _)| r.id == id)
+                .and_then(|(_, l)| l.clone()))
+        }
+        async fn of_order(&self, order_id: i64) -> Result<Vec<ShipmentRecord>, StoreError> {
+            Ok(self
+                .rows
+                .lock()
+                .expect("lock")
+                .iter()
+                .filter(|(r, _)| r.order_id == order_id)
+                .map(|(r, _)| r.clone())
+                .collect())
+        }
+        async fn to_track(&self) -> Result<Vec<ShipmentRecord>, StoreError> {
+            Ok(Vec::new())
+        }
+    }
+
+    impl MemoryStore {
+        fn by_vendor(&self, vendor_id: i64) -> ShipmentRecord {
+            self.rows
+                .lock()
+                .expect("lock")
+                .iter()
+                .find(|(r, _)| r.vendor_id == vendor_id)
+                .map(|(r, _)| r.clone())
+                .expect("shipment")
+        }
+    }
+
+    /// Line items for vendors [A=5, A=5, B=6] (A with zone shipping, B flat rate) and a pickup
+    /// vendor 7, with the shipping lines listed in another order than the line items.
+    fn order() -> Order {
+        let item = |id: i64, vendor: &str, store: &str| {
+            serde_json::json!({"id": id, "name": "x", "quantity": 1, "meta_data": [
+                {"id": 1, "key": "_vendor_id", "value": vendor, "display_key": "Store", "display_value": store}]})
+        };
+        let line = |id: i64, method: &str, vendor: &str| {
+            serde_json::json!({"id": id, "method_title": method, "method_id": method, "meta_data": [
+                {"id": 2, "key": "vendor_id", "value": vendor, "display_key": "Store", "display_value": "s"}]})
+        };
+        serde_json::from_value(serde_json::json!({
+            "id": 33, "order_key": "wc_order_xxx", "customer_note": "",
+            "shipping": {"first_name": "John", "last_name": "Lennon", "address_1": "Beatles Street 66", "address_2": "",
+                          "postcode": "08032", "city": "Barcelona", "state": "B", "country": "ES"},
+            "billing": {"phone": "+34666554433", "email": "lennon@example.com"},
+            "line_items": [item(1, "5", "A granel"), item(2, "5", "A granel"), item(3, "6", "Quèviure"), item(4, "7", "Botiga")],
+            "shipping_lines": [line(10, "local_pickup", "7"), line(11, "flat_rate", "6"), line(12, "wcfmmp_product_shipping_by_zone", "5")]
+        }))
+        .expect("order")
+    }
+
+    fn shop() -> MockShop {
+        let mut shop = MockShop::new();
+        shop.expect_vendor().returning(|id| {
+            Ok(VendorProfile {
+                id,
+                phone: "93333333".into(),
+                street: format!("Street of {id}"),
+                zip: "08041".into(),
+                city: "Barcelona".into(),
+                state: "B".into(),
+                country: "ES".into(),
+                email: format!("vendor{id}@example.coop"),
+            })
+        });
+        shop
+    }
+
+    fn booked(barcode: &str) -> BookingResult {
+        BookingResult {
+            code: "101".into(),
+            message: "OK".into(),
+            barcode: barcode.into(),
+            reference: "123".into(),
+            label_pdf: format!("%PDF {barcode}").into_bytes(),
+        }
+    }
+
+    #[tokio::test]
+    async fn each_label_goes_to_the_vendor_it_was_requested_for_and_pickups_are_delivered() {
+        let store = MemoryStore::default();
+        let mut carrier = MockShippingProvider::new();
+        carrier.expect_book().times(1).returning(|req| {
+            // One envio per vendor; answer with a barcode naming the sender.
+            Ok(req
+                .envios
+                .iter()
+                .map(|e| booked(&format!("code-{}", e.nombre_remi)))
+                .collect())
+        });
+        let shop = shop();
+        let methods = ShippingMethods::default();
+        let deps = FulfilmentDeps {
+            store: &store,
+            carrier: &carrier,
+            shop: &shop,
+            methods: &methods,
+        };
+        let report = fulfil_order(&deps, &order()).await.expect("fulfilled");
+        assert_eq!(report.booked.len(), 2);
+        assert_eq!(report.picked_up.len(), 1);
+        let a = store.by_vendor(5);
+        let b = store.by_vendor(6);
+        assert_eq!(a.delivery_id, "code-A granel");
+        assert_eq!(b.delivery_id, "code-Quèviure");
+        assert!(a.request.contains("Street of 5") && b.request.contains("Street of 6"));
+        assert_eq!(a.status, ShipmentStatus::LabelSent);
+        assert_eq!(
+            store.label(a.id).await.expect("label"),
+            Some(b"%PDF code-A granel".to_vec())
+        );
+        assert_eq!(store.by_vendor(7).status, ShipmentStatus::Delivered);
+    }
+
+    #[tokio::test]
+    async fn a_repeated_delivery_books_nothing_twice() {
+        let store = MemoryStore::default();
+        let mut carrier = MockShippingProvider::new();
+        carrier
+            .expect_book()
+            .times(1)
+            .returning(|req| Ok(req.envios.iter().map(|_| booked("c")).collect()));
+        let shop = shop();
+        let methods = ShippingMethods::default();
+        let deps = FulfilmentDeps {
+            store: &store,
+            carrier: &carrier,
+            shop: &shop,
+            methods: &methods,
+        };
+        fulfil_order(&deps, &order()).await.expect("first");
+        let again = fulfil_order(&deps, &order()).await.expect("second");
+        assert!(again.booked.is_empty() && again.picked_up.is_empty());
+        assert_eq!(
+            again.existing.len(),
+            3,
+            "every vendor's shipment is found before any call"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_carrier_releases_the_claims_for_the_retry() {
+        let store = MemoryStore::default();
+        let mut carrier = MockShippingProvider::new();
+        let mut calls = 0;
+        carrier.expect_book().times(2).returning(move |req| {
+            calls += 1;
+            if calls == 1 {
+                Err(ShippingError::Unavailable {
+                    reason: "503".into(),
+                    retry_after: None,
+                })
+            } else {
+                Ok(req.envios.iter().map(|_| booked("c")).collect())
+            }
+        });
+        let shop = shop();
+        let methods = ShippingMethods::default();
+        let deps = FulfilmentDeps {
+            store: &store,
+            carrier: &carrier,
+            shop: &shop,
+            methods: &methods,
+        };
+        let first = fulfil_order(&deps, &order()).await;
+        assert!(
+            matches!(first, Err(JobError::Transient { .. })),
+            "{first:?}"
+        );
+        assert!(
+            store
+                .of_order(33)
+                .await
+                .expect("rows")
+                .iter()
+                .all(|s| s.method == ShipmentMethod::LocalPickup)
+        );
+        let retry = fulfil_order(&deps, &order()).await.expect("retry");
+        assert_eq!(retry.booked.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_refused_envio_is_recorded_as_an_error_with_the_carriers_message() {
+        let store = MemoryStore::default();
+        let mut carrier = MockShippingProvider::new();
+        carrier.expect_book().returning(|req| {
+            Ok(req
+                .envios
+                .iter()
+                .map(|e| {
+                    if e.nombre_remi == "Quèviure" {
+                        BookingResult {
+                            code: "102".into(),
+                            message: "Missing field X".into(),
+                            barcode: String::new(),
+                            reference: String::new(),
+                            label_pdf: Vec::new(),
+                        }
+                    } else {
+                        booked("ok")
+                    }
+                })
+                .collect())
+        });
+        let shop = shop();
+        let methods = ShippingMethods::default();
+        let deps = FulfilmentDeps {
+            store: &store,
+            carrier: &carrier,
+            shop: &shop,
+            methods: &methods,
+        };
+        let report = fulfil_order(&deps, &order()).await.expect("fulfilled");
+        assert_eq!((report.booked.len(), report.failed.len()), (1, 1));
+        let b = store.by_vendor(6);
+        assert_eq!(b.status, ShipmentStatus::ErrorFromBody);
+        assert_eq!(b.message, "Missing field X");
+        assert_eq!(b.delivery_id, "");
+        assert!(!b.has_label);
+    }
+
+    #[tokio::test]
+    async fn an_order_of_local_pickups_only_never_calls_the_carrier() {
+        let store = MemoryStore::default();
+        let carrier = MockShippingProvider::new(); // any call would panic
+        let shop = MockShop::new();
+        let methods = ShippingMethods {
+            koiki: Vec::new(),
+            local_pickup: vec!["local_pickup".into()],
+        };
+        let deps = FulfilmentDeps {
+            store: &store,
+            carrier: &carrier,
+            shop: &shop,
+            methods: &methods,
+        };
+        let report = fulfil_order(&deps, &order()).await.expect("fulfilled");
+        assert_eq!(report.picked_up.len(), 1);
+        assert_eq!(report.ignored, vec![5, 6]);
+    }
+}
