@@ -77,6 +77,8 @@ pub struct Settings {
     pub worker: WorkerConfig,
     /// Koiki, the carrier.
     pub koiki: KoikiConfig,
+    /// How orders are shipped.
+    pub shipping: ShippingConfig,
     /// The WordPress shop (WCFM, WooCommerce, WordPress users).
     pub shop: ShopConfig,
     /// Outgoing mail.
@@ -173,6 +175,23 @@ pub struct KoikiConfig {
     /// `KOIKI_TRACKING_AUTH_TOKEN`.
     #[serde(default, deserialize_with = "secret_opt")]
     pub tracking_auth_token: Option<SecretString>,
+}
+
+/// How orders are shipped.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ShippingConfig {
+    /// Shipping method ids booked with Koiki.
+    #[serde(deserialize_with = "string_list")]
+    pub koiki_methods: Vec<String>,
+    /// Shipping method ids picked up at the shop (recorded as delivered).
+    #[serde(deserialize_with = "string_list")]
+    pub local_pickup_methods: Vec<String>,
+    /// How often the tracking of undelivered shipments is polled.
+    #[serde(deserialize_with = "seconds")]
+    pub tracking_every_secs: Duration,
+    /// Timeout of every call to Koiki and to the shop.
+    #[serde(deserialize_with = "seconds")]
+    pub http_timeout_secs: Duration,
 }
 
 /// The WordPress shop.

@@ -4,8 +4,10 @@
 //! - [`db`]: sea-orm storage on SQLite or Postgres: the webhook inbox with its group-commit
 //!   writer, the jobs table and its queue, and the migrations.
 //! - [`koiki`]: the Koiki carrier client (booking and tracking) over HTTP.
+//! - [`mail`]: the SMTP mailer (lettre, with `TCP_NODELAY` connections).
 //! - [`queue`]: opens the configured queue backend.
 //! - [`redis_queue`]: the job queue on Redis Streams, fed from the SQL jobs table as an outbox.
+//! - [`smtp_sink`]: a real SMTP server that keeps what it receives, for tests and the sandbox.
 //! - [`telemetry`]: tracing set-up for every binary.
 //! - [`wordpress`]: the shop client (WCFM vendors, WooCommerce orders, WordPress users).
 //! - `testing` (feature `testing`): throwaway databases for the workspace's test suites.
@@ -13,8 +15,10 @@
 pub mod config;
 pub mod db;
 pub mod koiki;
+pub mod mail;
 pub mod queue;
 pub mod redis_queue;
+pub mod smtp_sink;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -16,7 +16,7 @@ pub use metrics::Metrics;
 use adapters::config::Settings;
 use adapters::db::{Database, SqlInbox};
 use adapters::queue::Queue;
-use app_worker::{ConnectorHandler, Worker, WorkerOptions};
+use app_worker::connector_worker;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::response::IntoResponse;
@@ -147,12 +147,7 @@ pub async fn start(
             .await
             .map_err(|e| anyhow::anyhow!("cannot open the job queue: {e}"))?;
         queue.spawn_background(shutdown.clone());
-        let handler = Arc::new(ConnectorHandler::new(inbox.clone()));
-        let worker = Worker::new(
-            queue.port.clone(),
-            handler,
-            WorkerOptions::from_config(&settings.worker),
-        );
+        let worker = connector_worker(settings, &db, inbox.clone(), queue.port.clone())?;
         let token = shutdown.clone();
         Some(tokio::spawn(async move { worker.run(token).await }))
     } else {

@@ -13,9 +13,11 @@
 use async_trait::async_trait;
 use chrono::Utc;
 use domain::error::{JobError, QueueError};
-use domain::model::{Job, JobId, JobKind, NewJob};
-use domain::ports::{JobQueue, WebhookInbox};
+use domain::model::{Job, JobId, JobKind, NewJob, Resource};
+use domain::ports::{JobQueue, Mailer, ShipmentStore, ShippingProvider, Shop, WebhookInbox};
 use domain::service::process::process_webhook;
+use domain::service::shipment_jobs::ShipmentJobs;
+use domain::service::shipping::ShippingMethods;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,15 +35,141 @@ pub trait JobHandler: Send + Sync {
     async fn handle(&self, job: &Job) -> Result<(), JobError>;
 }
 
-/// The connector's jobs: webhooks processed through the inbox; no-ops.
+/// What the shipment jobs need: the ports beyond the inbox, and the shop's settings.
+#[derive(Clone)]
+pub struct ShippingRuntime {
+    /// Where shipments are kept.
+    pub store: Arc<dyn ShipmentStore>,
+    /// The carrier.
+    pub carrier: Arc<dyn ShippingProvider>,
+    /// The shop.
+    pub shop: Arc<dyn Shop>,
+    /// Outgoing mail.
+    pub mailer: Arc<dyn Mailer>,
+    /// Where follow-up jobs are enqueued.
+    pub queue: Arc<dyn JobQueue>,
+    /// Which shipping methods mean Koiki and local pickup.
+    pub methods: ShippingMethods,
+    /// The shop's base URL.
+    pub shop_host: String,
+    /// The admins' e-mails.
+    pub admins: Vec<String>,
+}
+
+impl ShippingRuntime {
+    /// The runtime the configuration describes, or `None` when Koiki or the shop is not
+    /// configured (`koiki.host`, `shop.host`).
+    ///
+    /// # Errors
+    /// When a client cannot be built (a bad TLS set-up, a mail server setting).
+    pub fn from_settings(
+        settings: &adapters::config::Settings,
+        db: &adapters::db::Database,
+        queue: Arc<dyn JobQueue>,
+    ) -> anyhow::Result<Option<Self>> {
+        if settings.koiki.host.is_empty() || settings.shop.host.is_empty() {
+            return Ok(None);
+        }
+        let timeout = settings.shipping.http_timeout_secs;
+        Ok(Some(ShippingRuntime {
+            store: Arc::new(adapters::db::SqlShipmentStore::new(db.clone())),
+            carrier: Arc::new(adapters::koiki::KoikiClient::new(&settings.koiki, timeout)?),
+            shop: Arc::new(adapters::wordpress::WordPressShop::new(
+                &settings.shop,
+                timeout,
+            )?),
+            mailer: Arc::new(adapters::mail::SmtpMailer::new(&settings.mail, timeout)?),
+            queue,
+            methods: ShippingMethods {
+                koiki: settings.shipping.koiki_methods.clone(),
+                local_pickup: settings.shipping.local_pickup_methods.clone(),
+            },
+            shop_host: settings.shop.host.trim_end_matches('/').to_owned(),
+            admins: settings.mail.admin_recipients.clone(),
+        }))
+    }
+
+    /// The periodic tracking poll, for [`Worker::with_periodic`].
+    pub fn tracking_schedule(settings: &adapters::config::Settings) -> Periodic {
+        Periodic {
+            name: "track_shipments".into(),
+            every: settings.shipping.tracking_every_secs,
+            kind: JobKind::TrackShipments,
+        }
+    }
+}
+
+/// The connector's worker as the configuration describes it: the connector's handler, with
+/// shipping (and its periodic tracking poll) when Koiki and the shop are configured.
+///
+/// # Errors
+/// When a shipping client cannot be built.
+pub fn connector_worker(
+    settings: &adapters::config::Settings,
+    db: &adapters::db::Database,
+    inbox: Arc<dyn WebhookInbox>,
+    queue: Arc<dyn JobQueue>,
+) -> anyhow::Result<Worker> {
+    let mut handler = ConnectorHandler::new(inbox);
+    let shipping = ShippingRuntime::from_settings(settings, db, queue.clone())?;
+    let fulfils = shipping.is_some();
+    match shipping {
+        Some(rt) => handler = handler.with_shipping(rt),
+        None => tracing::warn!("koiki.host or shop.host not set: orders are recorded, not shipped"),
+    }
+    let mut worker = Worker::new(
+        queue,
+        Arc::new(handler),
+        WorkerOptions::from_config(&settings.worker),
+    );
+    if fulfils {
+        worker = worker.with_periodic(ShippingRuntime::tracking_schedule(settings));
+    }
+    Ok(worker)
+}
+
+/// The connector's jobs: webhooks processed through the inbox (orders fulfilled when shipping is
+/// configured), shipment mails, tracking, no-ops.
 pub struct ConnectorHandler {
     inbox: Arc<dyn WebhookInbox>,
+    shipping: Option<ShippingRuntime>,
 }
 
 impl ConnectorHandler {
-    /// Handles webhook jobs with `inbox`.
+    /// Handles webhook jobs with `inbox`; orders are only validated and recorded until
+    /// [`ConnectorHandler::with_shipping`] is given.
     pub fn new(inbox: Arc<dyn WebhookInbox>) -> Self {
-        ConnectorHandler { inbox }
+        ConnectorHandler {
+            inbox,
+            shipping: None,
+        }
+    }
+
+    /// Fulfils orders, mails and tracks shipments with `shipping`.
+    pub fn with_shipping(mut self, shipping: ShippingRuntime) -> Self {
+        self.shipping = Some(shipping);
+        self
+    }
+
+    fn jobs<'a>(&'a self, rt: &'a ShippingRuntime) -> ShipmentJobs<'a> {
+        ShipmentJobs {
+            inbox: self.inbox.as_ref(),
+            store: rt.store.as_ref(),
+            carrier: rt.carrier.as_ref(),
+            shop: rt.shop.as_ref(),
+            mailer: rt.mailer.as_ref(),
+            queue: rt.queue.as_ref(),
+            methods: &rt.methods,
+            shop_host: &rt.shop_host,
+            admins: &rt.admins,
+        }
+    }
+
+    fn shipping(&self) -> Result<&ShippingRuntime, JobError> {
+        self.shipping.as_ref().ok_or_else(|| JobError::Transient {
+            reason: "shipping is not configured (KOIKI_HOST, WCFMMP_HOST)".into(),
+            retry_after: None,
+        })
     }
 }
 
@@ -51,7 +179,27 @@ impl JobHandler for ConnectorHandler {
         match &job.kind {
             JobKind::ProcessWebhook { webhook_id } => {
                 tracing::Span::current().record("webhook_id", webhook_id.0);
+                if let Some(rt) = &self.shipping {
+                    let resource = self.inbox.get(*webhook_id).await?.map(|w| w.data.resource);
+                    if resource == Some(Resource::Order) {
+                        return self.jobs(rt).process_order(*webhook_id).await;
+                    }
+                }
                 process_webhook(self.inbox.as_ref(), *webhook_id).await
+            }
+            JobKind::SendLabelMail { shipment_id } => {
+                self.jobs(self.shipping()?)
+                    .send_label_mail(*shipment_id)
+                    .await
+            }
+            JobKind::SendBookingErrorMail { shipment_id } => {
+                self.jobs(self.shipping()?)
+                    .send_booking_error_mail(*shipment_id)
+                    .await
+            }
+            JobKind::TrackShipments => self.jobs(self.shipping()?).track_all().await,
+            JobKind::TrackShipment { shipment_id } => {
+                self.jobs(self.shipping()?).track_one(*shipment_id).await
             }
             JobKind::Noop { .. } => Ok(()),
         }

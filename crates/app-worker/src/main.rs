@@ -3,7 +3,6 @@
 use adapters::config::Settings;
 use adapters::db::{Database, SqlInbox};
 use adapters::queue::Queue;
-use app_worker::{ConnectorHandler, Worker, WorkerOptions};
 use clap::Parser;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,12 +31,7 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = tokio_util::sync::CancellationToken::new();
     tokio::spawn(app_worker::shutdown_on_signal(shutdown.clone()));
     queue.spawn_background(shutdown.clone());
-    let handler = Arc::new(ConnectorHandler::new(inbox));
-    let worker = Worker::new(
-        queue.port.clone(),
-        handler,
-        WorkerOptions::from_config(&settings.worker),
-    );
+    let worker = app_worker::connector_worker(&settings, &db, inbox, queue.port.clone())?;
     worker.run(shutdown).await;
     Ok(())
 }

@@ -5,6 +5,7 @@ mod config_file;
 mod helpers;
 mod http_clients;
 mod inbox;
+mod mail;
 mod queue;
 mod redis_queue;
 mod shipments;

@@ -25,6 +25,23 @@ pub enum JobKind {
         /// The inbox id of the webhook.
         webhook_id: WebhookId,
     },
+    /// Mails a booked shipment's label to its vendor (once: a mailed shipment is skipped).
+    SendLabelMail {
+        /// The shipment.
+        shipment_id: i64,
+    },
+    /// Mails a refused booking's error to the admins (once).
+    SendBookingErrorMail {
+        /// The shipment.
+        shipment_id: i64,
+    },
+    /// Enqueues a `TrackShipment` for every shipment not delivered yet (the periodic poll).
+    TrackShipments,
+    /// Polls the carrier's tracking for one shipment; mails the admins when it changed.
+    TrackShipment {
+        /// The shipment.
+        shipment_id: i64,
+    },
     /// Does nothing: measures the queue and checks that workers are alive. `tag` lets a caller
     /// tell its no-ops apart.
     Noop {
@@ -38,6 +55,10 @@ impl JobKind {
     pub fn name(&self) -> &'static str {
         match self {
             JobKind::ProcessWebhook { .. } => "process_webhook",
+            JobKind::SendLabelMail { .. } => "send_label_mail",
+            JobKind::SendBookingErrorMail { .. } => "send_booking_error_mail",
+            JobKind::TrackShipments => "track_shipments",
+            JobKind::TrackShipment { .. } => "track_shipment",
             JobKind::Noop { .. } => "noop",
         }
     }

@@ -2,6 +2,8 @@
 
 pub mod fulfilment;
 pub mod intake;
+pub mod mails;
 pub mod process;
+pub mod shipment_jobs;
 pub mod shipping;
 pub mod signature;
