@@ -69,9 +69,15 @@ async fn a_signed_order_becomes_a_koiki_label_in_the_vendors_inbox_once() {
         mails[0].header("subject").as_deref(),
         Some("Enviament Koiki per a la comanda: 33")
     );
+    // Quoted-printable folds long lines with `=` + CRLF.
+    let text = mails[0].text().replace("=\r\n", "");
     assert!(
-        mails[0].text().contains("/area-privada/orders-details/33"),
-        "the order link"
+        text.contains(r#"filename="yyy.pdf""#),
+        "the label is named by its barcode"
+    );
+    assert!(
+        text.contains("/area-privada/orders-details/33"),
+        "the order link: {text}"
     );
     assert!(
         mails[0].text().contains("application/pdf"),
