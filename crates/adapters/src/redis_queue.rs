@@ -576,6 +576,41 @@ impl RedisJobQueue {
         }
     }
 
+    /// Deletes every key under this queue's prefix (its stream, retries, leases, markers): for
+    /// benchmarks and tests that own their prefix. Returns how many keys went.
+    ///
+    /// # Errors
+    /// [`QueueError::Unavailable`] when Redis cannot be reached.
+    pub async fn purge(&self) -> Result<usize, QueueError> {
+        let mut conn = self.conn();
+        let pattern = format!("{}:*", self.inner.keys.prefix);
+        let mut cursor = 0u64;
+        let mut deleted = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(redis_err)?;
+            if !keys.is_empty() {
+                let n: usize = redis::cmd("DEL")
+                    .arg(&keys)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(redis_err)?;
+                deleted += n;
+            }
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
+    }
+
     /// Pushes up to `max` due `ready` outbox rows to the stream and marks them `relayed`, in one
     /// SQL transaction that commits only after Redis has them. Returns how many rows were
     /// relayed.

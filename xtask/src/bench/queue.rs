@@ -79,10 +79,14 @@ async fn measure(args: &QueueArgs, db_url: &str) -> Result<()> {
     database.migrate().await?;
     let inbox = Arc::new(SqlInbox::start(database.clone(), &settings.inbox));
     let prefix = format!("lazona-bench-{}", run_tag());
-    let queue: Arc<dyn JobQueue> = if args.backend == "redis" {
-        Arc::new(RedisJobQueue::connect(REDIS_URL, &prefix, database.clone()).await?)
+    let redis = if args.backend == "redis" {
+        Some(RedisJobQueue::connect(REDIS_URL, &prefix, database.clone()).await?)
     } else {
-        Arc::new(SqlJobQueue::new(database.clone()))
+        None
+    };
+    let queue: Arc<dyn JobQueue> = match &redis {
+        Some(redis) => Arc::new(redis.clone()),
+        None => Arc::new(SqlJobQueue::new(database.clone())),
     };
 
     let start = Instant::now();
@@ -134,6 +138,10 @@ async fn measure(args: &QueueArgs, db_url: &str) -> Result<()> {
     let drain_secs = start.elapsed().as_secs_f64();
     stop.cancel();
     let outcome = running.await?;
+    if let Some(redis) = &redis {
+        let keys = redis.purge().await?;
+        println!("redis: {keys} keys under {prefix}:* deleted");
+    }
     if outcome.completed != args.jobs {
         bail!(
             "{} jobs completed, {} enqueued",
