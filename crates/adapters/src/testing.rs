@@ -595,6 +595,15 @@ impl ThrowawayPostgres {
     /// # Panics
     /// When it does not stop.
     pub fn stop(&self) {
+        self.stop_immediately();
+        assert!(
+            wait_for_port(self.port, false, std::time::Duration::from_secs(10)),
+            "postgres stops"
+        );
+    }
+
+    /// `pg_ctl stop -m immediate`, ignoring failures (the server may be stopped already).
+    fn stop_immediately(&self) {
         let _ = self
             .pg_command("pg_ctl")
             .arg("-D")
@@ -603,10 +612,6 @@ impl ThrowawayPostgres {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .status();
-        assert!(
-            wait_for_port(self.port, false, std::time::Duration::from_secs(10)),
-            "postgres stops"
-        );
     }
 
     /// Starts the (stopped) server again on the same port and data.
@@ -640,14 +645,7 @@ impl ThrowawayPostgres {
 
 impl Drop for ThrowawayPostgres {
     fn drop(&mut self) {
-        let _ = self
-            .pg_command("pg_ctl")
-            .arg("-D")
-            .arg(self.dir.path().join("data"))
-            .args(["-m", "immediate", "stop"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status();
+        self.stop_immediately();
     }
 }
 

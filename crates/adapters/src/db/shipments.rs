@@ -25,6 +25,17 @@ impl SqlShipmentStore {
         SqlShipmentStore { db }
     }
 
+    /// Runs a statement; returns the rows it affected.
+    async fn exec(&self, b: SqlBuilder) -> Result<u64, StoreError> {
+        let res = self
+            .db
+            .conn()
+            .execute_raw(b.build())
+            .await
+            .map_err(unavailable)?;
+        Ok(res.rows_affected())
+    }
+
     async fn one(&self, b: SqlBuilder) -> Result<Option<ShipmentRecord>, StoreError> {
         let row = self
             .db
@@ -158,11 +169,7 @@ impl ShipmentStore for SqlShipmentStore {
         b.param(id.into());
         b.sql.push_str(" AND status = ");
         b.param(ShipmentStatus::Booking.as_str().into());
-        self.db
-            .conn()
-            .execute_raw(b.build())
-            .await
-            .map_err(unavailable)?;
+        self.exec(b).await?;
         Ok(())
     }
 
@@ -185,11 +192,7 @@ impl ShipmentStore for SqlShipmentStore {
         b.param(millis(Utc::now()).into());
         b.sql.push_str(" WHERE id = ");
         b.param(id.into());
-        self.db
-            .conn()
-            .execute_raw(b.build())
-            .await
-            .map_err(unavailable)?;
+        self.exec(b).await?;
         self.by_id(id).await
     }
 
@@ -216,11 +219,7 @@ impl ShipmentStore for SqlShipmentStore {
         b.param(now.into());
         b.sql.push_str(" WHERE id = ");
         b.param(id.into());
-        self.db
-            .conn()
-            .execute_raw(b.build())
-            .await
-            .map_err(unavailable)?;
+        self.exec(b).await?;
         self.by_id(id).await
     }
 
@@ -232,13 +231,7 @@ impl ShipmentStore for SqlShipmentStore {
         b.param(millis(Utc::now()).into());
         b.sql.push_str(" WHERE id = ");
         b.param(id.into());
-        let res = self
-            .db
-            .conn()
-            .execute_raw(b.build())
-            .await
-            .map_err(unavailable)?;
-        if res.rows_affected() == 0 {
+        if self.exec(b).await? == 0 {
             return Err(StoreError::NotFound(id));
         }
         Ok(())
