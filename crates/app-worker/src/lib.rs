@@ -179,11 +179,12 @@ impl JobHandler for ConnectorHandler {
         match &job.kind {
             JobKind::ProcessWebhook { webhook_id } => {
                 tracing::Span::current().record("webhook_id", webhook_id.0);
-                if let Some(rt) = &self.shipping {
-                    let resource = self.inbox.get(*webhook_id).await?.map(|w| w.data.resource);
-                    if resource == Some(Resource::Order) {
-                        return self.jobs(rt).process_order(*webhook_id).await;
-                    }
+                if let Some(rt) = &self.shipping
+                    && let Some(webhook) = self.inbox.get(*webhook_id).await?
+                    && webhook.data.resource == Resource::Order
+                {
+                    // The webhook read here is the one processed: no second read.
+                    return self.jobs(rt).process_order(&webhook).await;
                 }
                 process_webhook(self.inbox.as_ref(), *webhook_id).await
             }

@@ -9,7 +9,7 @@ use super::mails::{booking_error_mail, label_mail, tracking_changed_mail};
 use super::shipping::{ShippingMethods, tracking_status};
 use crate::error::{JobError, MailError, ShopError, StoreError, Transience, error_chain};
 use crate::model::{
-    JobKind, NewJob, Order, ShipmentRecord, ShipmentStatus, WebhookId, WebhookStatus,
+    JobKind, NewJob, Order, ShipmentRecord, ShipmentStatus, Webhook, WebhookStatus,
 };
 use crate::ports::{JobQueue, Mailer, ShipmentStore, ShippingProvider, Shop, WebhookInbox};
 
@@ -76,19 +76,15 @@ impl ShipmentJobs<'_> {
         self.store.get(id).await?.ok_or_else(|| store_gone(id))
     }
 
-    /// Fulfils the order of a stored order webhook, enqueues the mails its shipments need, and
+    /// Fulfils the order of a stored order webhook (as the caller read it), enqueues the mails its shipments need, and
     /// records the webhook as processed. A repeat finds the shipments and books nothing; labels
     /// not mailed yet are mailed then.
     ///
     /// # Errors
     /// [`JobError::Permanent`] for a body that is not an order or an order that cannot be split;
     /// [`JobError::Transient`] when a port cannot be reached.
-    pub async fn process_order(&self, webhook_id: WebhookId) -> Result<(), JobError> {
-        let Some(webhook) = self.inbox.get(webhook_id).await? else {
-            return Err(JobError::Permanent {
-                reason: format!("webhook {webhook_id} not found"),
-            });
-        };
+    pub async fn process_order(&self, webhook: &Webhook) -> Result<(), JobError> {
+        let webhook_id = webhook.id;
         if webhook.data.status != WebhookStatus::Queued {
             return Ok(());
         }
