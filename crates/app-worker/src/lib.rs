@@ -202,6 +202,11 @@ impl JobHandler for ConnectorHandler {
             JobKind::TrackShipment { shipment_id } => {
                 self.jobs(self.shipping()?).track_one(*shipment_id).await
             }
+            JobKind::RetryShipment { shipment_id, force } => {
+                self.jobs(self.shipping()?)
+                    .retry_shipment(*shipment_id, *force)
+                    .await
+            }
             JobKind::Noop { .. } => Ok(()),
         }
     }

@@ -6,6 +6,7 @@
 //! or figment): adapters implement the [`ports`], applications wire them together.
 
 pub mod error;
+pub mod memory;
 pub mod model;
 pub mod ports;
 pub mod service;

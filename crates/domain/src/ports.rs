@@ -9,8 +9,8 @@ use crate::error::{
 use crate::model::shipment::{BookingRequest, BookingResult, TrackingReport, VendorProfile};
 use crate::model::{
     BookingOutcome, Claim, DeadJob, Job, JobId, NewJob, NewWebhook, Order, Recorded,
-    ShipmentMethod, ShipmentRecord, ShipmentStatus, Webhook, WebhookEvent, WebhookFilter,
-    WebhookId, WebhookStatus, WebhookSummary,
+    ShipmentFilter, ShipmentMethod, ShipmentRecord, ShipmentStatus, Webhook, WebhookEvent,
+    WebhookFilter, WebhookId, WebhookStatus, WebhookSummary,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -249,6 +249,24 @@ pub trait ShipmentStore: Send + Sync {
     /// # Errors
     /// [`StoreError::Unavailable`] when the database cannot be reached.
     async fn of_order(&self, order_id: i64) -> Result<Vec<ShipmentRecord>, StoreError>;
+
+    /// Sets a shipment's status to `to` if it is `from` (compare-and-set); `false` when it was
+    /// not (another worker or operator changed it meanwhile).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached.
+    async fn transition(
+        &self,
+        id: i64,
+        from: ShipmentStatus,
+        to: ShipmentStatus,
+    ) -> Result<bool, StoreError>;
+
+    /// Shipments matching `filter`, newest first.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached.
+    async fn list(&self, filter: &ShipmentFilter) -> Result<Vec<ShipmentRecord>, StoreError>;
 
     /// Shipments to poll: with a barcode and not delivered.
     ///

@@ -5,7 +5,9 @@ use super::{Database, boxed, from_millis, millis};
 use async_trait::async_trait;
 use chrono::Utc;
 use domain::error::StoreError;
-use domain::model::{BookingOutcome, Claim, ShipmentMethod, ShipmentRecord, ShipmentStatus};
+use domain::model::{
+    BookingOutcome, Claim, ShipmentFilter, ShipmentMethod, ShipmentRecord, ShipmentStatus,
+};
 use domain::ports::ShipmentStore;
 use sea_orm::{ConnectionTrait, DbErr, QueryResult, Value};
 
@@ -267,6 +269,54 @@ impl ShipmentStore for SqlShipmentStore {
         let mut b = self.select("WHERE order_id = ");
         b.param(order_id.into());
         b.sql.push_str(" ORDER BY id");
+        self.many(b).await
+    }
+
+    async fn transition(
+        &self,
+        id: i64,
+        from: ShipmentStatus,
+        to: ShipmentStatus,
+    ) -> Result<bool, StoreError> {
+        let mut b = SqlBuilder::new(self.db.backend(), "UPDATE shipments SET status = ".into());
+        b.param(to.as_str().into());
+        b.sql.push_str(", updated_at = ");
+        b.param(millis(Utc::now()).into());
+        b.sql.push_str(" WHERE id = ");
+        b.param(id.into());
+        b.sql.push_str(" AND status = ");
+        b.param(from.as_str().into());
+        Ok(self.exec(b).await? == 1)
+    }
+
+    async fn list(&self, filter: &ShipmentFilter) -> Result<Vec<ShipmentRecord>, StoreError> {
+        let mut b = self.select("WHERE 1 = 1");
+        if let Some(order_id) = filter.order_id {
+            b.sql.push_str(" AND order_id = ");
+            b.param(order_id.into());
+        }
+        if let Some(vendor_id) = filter.vendor_id {
+            b.sql.push_str(" AND vendor_id = ");
+            b.param(vendor_id.into());
+        }
+        if let Some(status) = filter.status {
+            b.sql.push_str(" AND status = ");
+            b.param(status.as_str().into());
+        }
+        if let Some(delivery_id) = &filter.delivery_id {
+            b.sql.push_str(" AND delivery_id = ");
+            b.param(delivery_id.clone().into());
+        }
+        if let Some(before) = filter.before_id {
+            b.sql.push_str(" AND id < ");
+            b.param(before.into());
+        }
+        let limit = if filter.limit == 0 {
+            50
+        } else {
+            filter.limit.min(10_000)
+        };
+        b.sql.push_str(&format!(" ORDER BY id DESC LIMIT {limit}"));
         self.many(b).await
     }
 

@@ -117,3 +117,75 @@ async fn a_booking_is_recorded_with_its_label_then_tracked() {
         );
     }
 }
+
+#[tokio::test]
+async fn status_changes_are_compare_and_set_and_listing_filters_newest_first() {
+    use domain::model::ShipmentFilter;
+    for (backend, db) in TestDb::all().await {
+        let (database, _, _, _) = open(&db).await;
+        let store = SqlShipmentStore::new(database);
+        let mut ids = Vec::new();
+        for (order, vendor) in [(1, 5), (1, 6), (2, 5)] {
+            match store
+                .claim(order, vendor, ShipmentMethod::Koiki)
+                .await
+                .expect("claim")
+            {
+                Claim::Claimed(s) => ids.push(s.id),
+                Claim::Exists(_) => panic!("{backend}: new"),
+            }
+        }
+        assert!(
+            store
+                .transition(
+                    ids[0],
+                    ShipmentStatus::Booking,
+                    ShipmentStatus::ErrorFromBody
+                )
+                .await
+                .expect("cas"),
+            "{backend}"
+        );
+        assert!(
+            !store
+                .transition(ids[0], ShipmentStatus::Booking, ShipmentStatus::LabelSent)
+                .await
+                .expect("cas"),
+            "{backend}: the second compare-and-set finds another status"
+        );
+        let all = store.list(&ShipmentFilter::default()).await.expect("list");
+        assert_eq!(
+            all.iter().map(|s| s.id).collect::<Vec<_>>(),
+            ids.iter().rev().copied().collect::<Vec<_>>(),
+            "{backend}: newest first"
+        );
+        let vendor5 = store
+            .list(&ShipmentFilter {
+                vendor_id: Some(5),
+                ..Default::default()
+            })
+            .await
+            .expect("list");
+        assert_eq!(vendor5.len(), 2, "{backend}");
+        let failed = store
+            .list(&ShipmentFilter {
+                status: Some(ShipmentStatus::ErrorFromBody),
+                ..Default::default()
+            })
+            .await
+            .expect("list");
+        assert_eq!(
+            failed.iter().map(|s| s.id).collect::<Vec<_>>(),
+            vec![ids[0]]
+        );
+        let page = store
+            .list(&ShipmentFilter {
+                before_id: Some(ids[2]),
+                limit: 1,
+                ..Default::default()
+            })
+            .await
+            .expect("list");
+        assert_eq!(page.iter().map(|s| s.id).collect::<Vec<_>>(), vec![ids[1]]);
+    }
+}

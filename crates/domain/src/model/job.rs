@@ -42,6 +42,16 @@ pub enum JobKind {
         /// The shipment.
         shipment_id: i64,
     },
+    /// The operator's "retry shipment": fetches the order again from the shop and books the
+    /// shipment's vendor again. Without `force` only a refused booking (`ERROR_FROM_BODY`) is
+    /// booked again; with it, a shipment that has a label gets a second one.
+    RetryShipment {
+        /// The shipment.
+        shipment_id: i64,
+        /// Book even though a booking was made already.
+        #[serde(default)]
+        force: bool,
+    },
     /// Does nothing: measures the queue and checks that workers are alive. `tag` lets a caller
     /// tell its no-ops apart.
     Noop {
@@ -59,6 +69,7 @@ impl JobKind {
             JobKind::SendBookingErrorMail { .. } => "send_booking_error_mail",
             JobKind::TrackShipments => "track_shipments",
             JobKind::TrackShipment { .. } => "track_shipment",
+            JobKind::RetryShipment { .. } => "retry_shipment",
             JobKind::Noop { .. } => "noop",
         }
     }

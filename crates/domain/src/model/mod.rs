@@ -13,7 +13,7 @@ pub use customer::Customer;
 pub use job::{DeadJob, Job, JobId, JobKind, Lease, NewJob};
 pub use order::{Address, Billing, LineItem, MetaData, Order, ShippingLine};
 pub use shipment::{ShipmentMethod, ShipmentStatus};
-pub use shipment_record::{BookingOutcome, Claim, ShipmentRecord};
+pub use shipment_record::{BookingOutcome, Claim, ShipmentFilter, ShipmentRecord};
 pub use webhook::{
     NewWebhook, RecordOutcome, Recorded, Resource, Webhook, WebhookEvent, WebhookFilter, WebhookId,
     WebhookStatus, WebhookSummary,

@@ -144,3 +144,20 @@ pub struct BookingOutcome {
     /// The label PDF, when the carrier sent one.
     pub label_pdf: Option<Vec<u8>>,
 }
+
+/// Which shipments to list (every field narrows; `None` is no condition).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShipmentFilter {
+    /// Only this order.
+    pub order_id: Option<i64>,
+    /// Only this vendor.
+    pub vendor_id: Option<i64>,
+    /// Only this status.
+    pub status: Option<ShipmentStatus>,
+    /// Only this carrier barcode.
+    pub delivery_id: Option<String>,
+    /// Only ids below this one (the next page, newest first).
+    pub before_id: Option<i64>,
+    /// At most this many (0: a default of 50).
+    pub limit: u64,
+}

@@ -10,7 +10,7 @@
 
 use super::shipping::{ShippingMethods, VendorGroup, build_envio, pair_results, plan};
 use crate::error::{JobError, ShopError, Transience, error_chain};
-use crate::model::shipment::{BookingRequest, Envio};
+use crate::model::shipment::{BookingRequest, BookingResult, Envio};
 use crate::model::{BookingOutcome, Claim, Order, ShipmentMethod, ShipmentStatus};
 use crate::ports::{ShipmentStore, ShippingProvider, Shop};
 use std::collections::HashMap;
@@ -42,7 +42,7 @@ pub struct FulfilmentReport {
     pub ignored: Vec<i64>,
 }
 
-fn failed_outcome(request: String, message: String) -> BookingOutcome {
+pub(crate) fn failed_outcome(request: String, message: String) -> BookingOutcome {
     BookingOutcome {
         status: ShipmentStatus::ErrorFromBody,
         delivery_id: String::new(),
@@ -52,8 +52,28 @@ fn failed_outcome(request: String, message: String) -> BookingOutcome {
     }
 }
 
-fn request_json(envio: &Envio) -> String {
+pub(crate) fn request_json(envio: &Envio) -> String {
     serde_json::to_string_pretty(envio).unwrap_or_default()
+}
+
+/// What the carrier's answer for one envio comes to: a label, or a refusal.
+pub(crate) fn outcome_of(envio: &Envio, result: &BookingResult) -> BookingOutcome {
+    let booked = result.is_booked();
+    BookingOutcome {
+        status: if booked {
+            ShipmentStatus::LabelSent
+        } else {
+            ShipmentStatus::ErrorFromBody
+        },
+        delivery_id: if booked {
+            result.barcode.clone()
+        } else {
+            String::new()
+        },
+        request: request_json(envio),
+        message: result.message.clone(),
+        label_pdf: booked.then(|| result.label_pdf.clone()),
+    }
 }
 
 /// Fulfils `order` (see the module documentation).
@@ -193,24 +213,9 @@ pub async fn fulfil_order(
     match pair_results(&groups, &envios, results) {
         Ok(paired) => {
             for ((_, envio, result), id) in paired.into_iter().zip(&claims) {
-                let booked = result.is_booked();
-                let outcome = BookingOutcome {
-                    status: if booked {
-                        ShipmentStatus::LabelSent
-                    } else {
-                        ShipmentStatus::ErrorFromBody
-                    },
-                    delivery_id: if booked {
-                        result.barcode.clone()
-                    } else {
-                        String::new()
-                    },
-                    request: request_json(&envio),
-                    message: result.message.clone(),
-                    label_pdf: booked.then(|| result.label_pdf.clone()),
-                };
+                let outcome = outcome_of(&envio, &result);
                 deps.store.record_booking(*id, &outcome).await?;
-                if booked {
+                if outcome.status == ShipmentStatus::LabelSent {
                     report.booked.push(*id);
                 } else {
                     report.failed.push(*id);
@@ -233,144 +238,22 @@ pub async fn fulfil_order(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::{ShippingError, StoreError};
+    use crate::error::ShippingError;
     use crate::model::ShipmentRecord;
     use crate::model::shipment::{BookingResult, VendorProfile};
     use crate::ports::{MockShippingProvider, MockShop};
-    use async_trait::async_trait;
-    use chrono::Utc;
-    use std::sync::Mutex;
 
-    /// A stateful in-memory store (the SQL one is tested in adapters).
-    #[derive(Default)]
-    struct MemoryStore {
-        rows: Mutex<Vec<(ShipmentRecord, Option<Vec<u8>>)>>,
+    type MemoryStore = crate::memory::MemoryShipmentStore;
+
+    trait ByVendor {
+        fn by_vendor(&self, vendor_id: i64) -> ShipmentRecord;
     }
 
-    fn new_record(
-        id: i64,
-        order_id: i64,
-        vendor_id: i64,
-        method: ShipmentMethod,
-    ) -> ShipmentRecord {
-        ShipmentRecord {
-            id,
-            order_id,
-            vendor_id,
-            method,
-            status: ShipmentStatus::Booking,
-            delivery_id: String::new(),
-            request: String::new(),
-            message: String::new(),
-            notes: String::new(),
-            has_label: false,
-            tracking_status_created_at: None,
-            tracking_updated_at: None,
-            mailed_at: None,
-            created_at: Utc::now(),
-            updated_at: Utc::now(),
-        }
-    }
-
-    #[async_trait]
-    impl ShipmentStore for MemoryStore {
-        async fn claim(
-            &self,
-            order_id: i64,
-            vendor_id: i64,
-            method: ShipmentMethod,
-        ) -> Result<Claim, StoreError> {
-            let mut rows = self.rows.lock().expect("lock");
-            if let Some((r, _)) = rows
-                .iter()
-                .find(|(r, _)| r.order_id == order_id && r.vendor_id == vendor_id)
-            {
-                return Ok(Claim::Exists(r.clone()));
-            }
-            let id = rows.iter().map(|(r, _)| r.id).max().unwrap_or(0) + 1;
-            let r = new_record(id, order_id, vendor_id, method);
-            rows.push((r.clone(), None));
-            Ok(Claim::Claimed(r))
-        }
-        async fn release(&self, id: i64) -> Result<(), StoreError> {
-            self.rows
-                .lock()
-                .expect("lock")
-                .retain(|(r, _)| !(r.id == id && r.status == ShipmentStatus::Booking));
-            Ok(())
-        }
-        async fn record_booking(
-            &self,
-            id: i64,
-            o: &BookingOutcome,
-        ) -> Result<ShipmentRecord, StoreError> {
-            let mut rows = self.rows.lock().expect("lock");
-            let (r, label) = rows
-                .iter_mut()
-                .find(|(r, _)| r.id == id)
-                .ok_or(StoreError::NotFound(id))?;
-            r.status = o.status;
-            r.delivery_id = o.delivery_id.clone();
-            r.request = o.request.clone();
-            r.message = o.message.clone();
-            r.has_label = o.label_pdf.is_some();
-            *label = o.label_pdf.clone();
-            Ok(r.clone())
-        }
-        async fn record_tracking(
-            &self,
-            id: i64,
-            _: ShipmentStatus,
-            _: &str,
-            _: &str,
-            _: Option<String>,
-        ) -> Result<ShipmentRecord, StoreError> {
-            Err(StoreError::NotFound(id))
-        }
-        async fn mark_mailed(&self, _: i64) -> Result<(), StoreError> {
-            Ok(())
-        }
-        async fn get(&self, id: i64) -> Result<Option<ShipmentRecord>, StoreError> {
-            Ok(self
-                .rows
-                .lock()
-                .expect("lock")
-                .iter()
-                .find(|(r, _)| r.id == id)
-                .map(|(r, _)| r.clone()))
-        }
-        async fn label(&self, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
-            Ok(self
-                .rows
-                .lock()
-                .expect("lock")
-                .iter()
-                .find(|(r, _)| r.id == id)
-                .and_then(|(_, l)| l.clone()))
-        }
-        async fn of_order(&self, order_id: i64) -> Result<Vec<ShipmentRecord>, StoreError> {
-            Ok(self
-                .rows
-                .lock()
-                .expect("lock")
-                .iter()
-                .filter(|(r, _)| r.order_id == order_id)
-                .map(|(r, _)| r.clone())
-                .collect())
-        }
-        async fn to_track(&self) -> Result<Vec<ShipmentRecord>, StoreError> {
-            Ok(Vec::new())
-        }
-    }
-
-    impl MemoryStore {
+    impl ByVendor for MemoryStore {
         fn by_vendor(&self, vendor_id: i64) -> ShipmentRecord {
-            self.rows
-                .lock()
-                .expect("lock")
-                .iter()
-                .find(|(r, _)| r.vendor_id == vendor_id)
-                .map(|(r, _)| r.clone())
+            self.all()
+                .into_iter()
+                .find(|r| r.vendor_id == vendor_id)
                 .expect("shipment")
         }
     }

@@ -4,12 +4,13 @@
 //! that fails is sent again without booking again; one shipment whose tracking fails does not
 //! stop the others.
 
-use super::fulfilment::{FulfilmentDeps, fulfil_order};
+use super::fulfilment::{FulfilmentDeps, failed_outcome, fulfil_order, outcome_of, request_json};
 use super::mails::{booking_error_mail, label_mail, tracking_changed_mail};
-use super::shipping::{ShippingMethods, tracking_status};
+use super::shipping::{ShippingMethods, build_envio, pair_results, plan, tracking_status};
 use crate::error::{JobError, MailError, ShopError, StoreError, Transience, error_chain};
+use crate::model::shipment::BookingRequest;
 use crate::model::{
-    JobKind, NewJob, Order, ShipmentRecord, ShipmentStatus, Webhook, WebhookStatus,
+    JobKind, NewJob, Order, ShipmentMethod, ShipmentRecord, ShipmentStatus, Webhook, WebhookStatus,
 };
 use crate::ports::{JobQueue, Mailer, ShipmentStore, ShippingProvider, Shop, WebhookInbox};
 
@@ -289,5 +290,357 @@ impl ShipmentJobs<'_> {
             self.mailer.send(&email).await.map_err(|e| mail_error(&e))?;
         }
         Ok(())
+    }
+
+    /// The operator's "retry shipment" (the original's admin button): fetches the order again
+    /// from WooCommerce and books the shipment's vendor again, then mails the new label (or the
+    /// refusal) like a first booking.
+    ///
+    /// Without `force` only a refused booking (`ERROR_FROM_BODY`) is booked again: any other
+    /// status means the carrier may already hold a shipment, and a second booking is a second
+    /// parcel to pay for. The shipment is switched to `BOOKING` by compare-and-set before the
+    /// carrier is called, so two retries racing book once; when the carrier cannot be reached it
+    /// goes back to its previous status and the job is retried.
+    ///
+    /// # Errors
+    /// [`JobError::Permanent`] for a local pickup, a shipment with a booking and no `force`, an
+    /// order that no longer has Koiki shipping for the vendor, or bad vendor data;
+    /// [`JobError::Transient`] when the shop or the carrier cannot be reached.
+    pub async fn retry_shipment(&self, shipment_id: i64, force: bool) -> Result<(), JobError> {
+        let s = self.shipment(shipment_id).await?;
+        if s.method == ShipmentMethod::LocalPickup {
+            return Err(JobError::Permanent {
+                reason: format!(
+                    "shipment {shipment_id} is a local pickup: there is nothing to book"
+                ),
+            });
+        }
+        if !force && s.status != ShipmentStatus::ErrorFromBody {
+            return Err(JobError::Permanent {
+                reason: format!(
+                    "shipment {shipment_id} is {}{}: a booking was made already; retry with force \
+                     to book a second one",
+                    s.status,
+                    if s.delivery_id.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" with barcode {}", s.delivery_id)
+                    }
+                ),
+            });
+        }
+        let order = self
+            .shop
+            .order(s.order_id)
+            .await
+            .map_err(|e| shop_error(&e))?;
+        let permanent = |reason: String| JobError::Permanent {
+            reason: format!("shipment {shipment_id}: {reason}"),
+        };
+        let plan = plan(&order, self.methods).map_err(|e| permanent(e.to_string()))?;
+        let Some(group) = plan.koiki.iter().find(|g| g.vendor_id == s.vendor_id) else {
+            return Err(permanent(format!(
+                "order {} has no Koiki shipping for vendor {} any more",
+                s.order_id, s.vendor_id
+            )));
+        };
+        let profile = self
+            .shop
+            .vendor(s.vendor_id)
+            .await
+            .map_err(|e| shop_error(&e))?;
+        let envio = build_envio(&order, group, &profile).map_err(|e| permanent(e.to_string()))?;
+
+        let previous = s.status;
+        if previous != ShipmentStatus::Booking
+            && !self
+                .store
+                .transition(shipment_id, previous, ShipmentStatus::Booking)
+                .await?
+        {
+            return Err(permanent(format!(
+                "its status changed from {previous} meanwhile; look at it again"
+            )));
+        }
+        if !s.delivery_id.is_empty() {
+            tracing::warn!(
+                shipment_id,
+                previous_barcode = %s.delivery_id,
+                "booking shipment {shipment_id} again (forced): it had barcode {}",
+                s.delivery_id
+            );
+        }
+        let request = BookingRequest {
+            envios: vec![envio.clone()],
+        };
+        let outcome = match self.carrier.book(&request).await {
+            Ok(results) => {
+                match pair_results(std::slice::from_ref(group), &request.envios, results) {
+                    Ok(mut paired) if paired.len() == 1 => {
+                        let (_, envio, result) = paired.remove(0);
+                        outcome_of(&envio, &result)
+                    }
+                    Ok(_) => failed_outcome(
+                        request_json(&envio),
+                        "the carrier's answer does not match the request".into(),
+                    ),
+                    Err(e) => failed_outcome(
+                        request_json(&envio),
+                        format!("the carrier's answer does not match the request: {e}"),
+                    ),
+                }
+            }
+            Err(e) => match e.transience() {
+                Transience::Transient { retry_after } => {
+                    self.store
+                        .transition(shipment_id, ShipmentStatus::Booking, previous)
+                        .await?;
+                    return Err(JobError::Transient {
+                        reason: format!("shipment {shipment_id}: {}", error_chain(&e)),
+                        retry_after,
+                    });
+                }
+                Transience::Permanent => failed_outcome(request_json(&envio), error_chain(&e)),
+            },
+        };
+        let recorded = self.store.record_booking(shipment_id, &outcome).await?;
+        tracing::info!(
+            shipment_id,
+            order_id = s.order_id,
+            vendor_id = s.vendor_id,
+            status = %recorded.status,
+            "shipment booked again"
+        );
+        if recorded.status == ShipmentStatus::LabelSent {
+            self.enqueue(JobKind::SendLabelMail { shipment_id }).await
+        } else {
+            self.enqueue(JobKind::SendBookingErrorMail { shipment_id })
+                .await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ShippingError;
+    use crate::memory::MemoryShipmentStore;
+    use crate::model::shipment::{BookingResult, VendorProfile};
+    use crate::model::{BookingOutcome, JobId};
+    use crate::ports::{
+        MockJobQueue, MockMailer, MockShippingProvider, MockShop, MockWebhookInbox,
+    };
+    use std::sync::{Arc, Mutex};
+
+    const ORDER: &str = include_str!("../../../../tests/fixtures/order_minimal.json");
+
+    fn shop() -> MockShop {
+        let mut shop = MockShop::new();
+        shop.expect_order()
+            .returning(|_| Ok(serde_json::from_str(ORDER).expect("order")));
+        shop.expect_vendor().returning(|id| {
+            Ok(VendorProfile {
+                id,
+                phone: "93333333".into(),
+                street: "Carrer 1".into(),
+                zip: "08041".into(),
+                city: "Barcelona".into(),
+                state: "B".into(),
+                country: "ES".into(),
+                email: format!("vendor{id}@example.coop"),
+            })
+        });
+        shop
+    }
+
+    fn carrier(barcode: &'static str) -> MockShippingProvider {
+        let mut carrier = MockShippingProvider::new();
+        carrier.expect_book().returning(move |req| {
+            assert_eq!(req.envios.len(), 1, "one envio: the retried vendor's");
+            Ok(vec![BookingResult {
+                code: "101".into(),
+                message: "OK".into(),
+                barcode: barcode.into(),
+                reference: String::new(),
+                label_pdf: b"%PDF-new".to_vec(),
+            }])
+        });
+        carrier
+    }
+
+    /// A queue that records what is enqueued.
+    fn queue(log: Arc<Mutex<Vec<JobKind>>>) -> MockJobQueue {
+        let mut q = MockJobQueue::new();
+        q.expect_enqueue().returning(move |job| {
+            log.lock().expect("lock").push(job.kind);
+            Ok(JobId(1))
+        });
+        q
+    }
+
+    async fn shipment(store: &MemoryShipmentStore, status: ShipmentStatus, barcode: &str) -> i64 {
+        let Claim::Claimed(s) = store
+            .claim(33, 6, ShipmentMethod::Koiki)
+            .await
+            .expect("claim")
+        else {
+            panic!("new")
+        };
+        store
+            .record_booking(
+                s.id,
+                &BookingOutcome {
+                    status,
+                    delivery_id: barcode.into(),
+                    request: String::new(),
+                    message: "first".into(),
+                    label_pdf: (!barcode.is_empty()).then(|| b"%PDF-old".to_vec()),
+                },
+            )
+            .await
+            .expect("record");
+        s.id
+    }
+
+    struct Fixture {
+        store: MemoryShipmentStore,
+        shop: MockShop,
+        carrier: MockShippingProvider,
+        queue: MockJobQueue,
+        log: Arc<Mutex<Vec<JobKind>>>,
+        inbox: MockWebhookInbox,
+        mailer: MockMailer,
+        methods: ShippingMethods,
+    }
+
+    impl Fixture {
+        fn new(carrier: MockShippingProvider) -> Self {
+            let log = Arc::new(Mutex::new(Vec::new()));
+            Fixture {
+                store: MemoryShipmentStore::new(),
+                shop: shop(),
+                carrier,
+                queue: queue(log.clone()),
+                log,
+                inbox: MockWebhookInbox::new(),
+                mailer: MockMailer::new(),
+                methods: ShippingMethods::default(),
+            }
+        }
+        fn jobs(&self) -> ShipmentJobs<'_> {
+            ShipmentJobs {
+                inbox: &self.inbox,
+                store: &self.store,
+                carrier: &self.carrier,
+                shop: &self.shop,
+                mailer: &self.mailer,
+                queue: &self.queue,
+                methods: &self.methods,
+                shop_host: "https://shop.example",
+                admins: &[],
+            }
+        }
+    }
+
+    use crate::model::Claim;
+
+    #[tokio::test]
+    async fn a_refused_booking_is_booked_again_and_its_label_mailed() {
+        let f = Fixture::new(carrier("NEW1"));
+        let id = shipment(&f.store, ShipmentStatus::ErrorFromBody, "").await;
+        f.jobs().retry_shipment(id, false).await.expect("retried");
+        let s = f.store.get(id).await.expect("get").expect("row");
+        assert_eq!(s.status, ShipmentStatus::LabelSent);
+        assert_eq!(s.delivery_id, "NEW1");
+        assert_eq!(
+            f.store.label(id).await.expect("label").as_deref(),
+            Some(&b"%PDF-new"[..])
+        );
+        assert_eq!(
+            *f.log.lock().expect("lock"),
+            vec![JobKind::SendLabelMail { shipment_id: id }]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_shipment_with_a_label_needs_force() {
+        let f = Fixture::new(MockShippingProvider::new()); // any call panics
+        let id = shipment(&f.store, ShipmentStatus::LabelSent, "OLD1").await;
+        let err = f
+            .jobs()
+            .retry_shipment(id, false)
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(&err, JobError::Permanent { reason } if reason.contains("force") && reason.contains("OLD1")),
+            "{err:?}"
+        );
+        let s = f.store.get(id).await.expect("get").expect("row");
+        assert_eq!(
+            (s.status, s.delivery_id.as_str()),
+            (ShipmentStatus::LabelSent, "OLD1")
+        );
+
+        let f = Fixture::new(carrier("NEW2"));
+        let id = shipment(&f.store, ShipmentStatus::InProcess, "OLD1").await;
+        f.jobs().retry_shipment(id, true).await.expect("forced");
+        let s = f.store.get(id).await.expect("get").expect("row");
+        assert_eq!(
+            (s.status, s.delivery_id.as_str()),
+            (ShipmentStatus::LabelSent, "NEW2")
+        );
+        assert!(s.mailed_at.is_none(), "the new label is to be mailed");
+    }
+
+    #[tokio::test]
+    async fn a_carrier_that_cannot_be_reached_leaves_the_shipment_as_it_was() {
+        let mut carrier = MockShippingProvider::new();
+        carrier.expect_book().returning(|_| {
+            Err(ShippingError::Unavailable {
+                reason: "timeout".into(),
+                retry_after: None,
+            })
+        });
+        let f = Fixture::new(carrier);
+        let id = shipment(&f.store, ShipmentStatus::ErrorFromBody, "").await;
+        let err = f.jobs().retry_shipment(id, false).await.expect_err("retry");
+        assert!(matches!(err, JobError::Transient { .. }), "{err:?}");
+        let s = f.store.get(id).await.expect("get").expect("row");
+        assert_eq!(s.status, ShipmentStatus::ErrorFromBody);
+        assert_eq!(s.message, "first");
+        assert!(f.log.lock().expect("lock").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_local_pickup_or_a_vendor_no_longer_shipped_by_koiki_is_refused() {
+        let f = Fixture::new(MockShippingProvider::new());
+        let Claim::Claimed(s) = f
+            .store
+            .claim(33, 7, ShipmentMethod::LocalPickup)
+            .await
+            .expect("claim")
+        else {
+            panic!("new")
+        };
+        let err = f.jobs().retry_shipment(s.id, true).await.expect_err("no");
+        assert!(matches!(err, JobError::Permanent { .. }), "{err:?}");
+
+        let Claim::Claimed(s) = f
+            .store
+            .claim(33, 9, ShipmentMethod::Koiki)
+            .await
+            .expect("claim")
+        else {
+            panic!("new")
+        };
+        f.store
+            .transition(s.id, ShipmentStatus::Booking, ShipmentStatus::ErrorFromBody)
+            .await
+            .expect("transition");
+        let err = f.jobs().retry_shipment(s.id, false).await.expect_err("no");
+        assert!(
+            matches!(&err, JobError::Permanent { reason } if reason.contains("no Koiki shipping for vendor 9")),
+            "{err:?}"
+        );
     }
 }
