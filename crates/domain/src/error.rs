@@ -114,19 +114,21 @@ impl ShippingError {
 /// Errors of the CRM ([`crate::ports::Crm`]).
 #[derive(Debug, thiserror::Error)]
 pub enum CrmError {
-    /// The CRM refused the credentials.
+    /// The CRM refused the credentials, or the user they name lacks the rights.
     #[error("crm authentication failed: {reason}")]
     Authentication {
         /// The CRM's words.
         reason: String,
     },
-    /// The CRM could not be reached, timed out, or answered 5xx.
+    /// The CRM could not be reached, timed out, or answered 5xx or 429.
     #[error("crm unavailable: {reason}")]
     Unavailable {
         /// What happened.
         reason: String,
+        /// The CRM's `Retry-After`, when it sent one.
+        retry_after: Option<Duration>,
     },
-    /// The CRM answered something unexpected.
+    /// The CRM answered something unexpected (not JSON, or JSON without what its API promises).
     #[error("crm answered unexpectedly: {reason}")]
     InvalidResponse {
         /// What was wrong.
@@ -135,11 +137,16 @@ pub enum CrmError {
 }
 
 impl CrmError {
-    /// Whether trying again later may help.
+    /// Whether trying again later may help: only bad credentials are permanent. A CRM answering
+    /// nonsense is usually one in trouble (a maintenance page, a PHP error with status 200), and
+    /// its lookups are read-only, so they are retried too.
     pub fn transience(&self) -> Transience {
         match self {
-            CrmError::Unavailable { .. } => Transience::Transient { retry_after: None },
-            _ => Transience::Permanent,
+            CrmError::Unavailable { retry_after, .. } => Transience::Transient {
+                retry_after: *retry_after,
+            },
+            CrmError::InvalidResponse { .. } => Transience::Transient { retry_after: None },
+            CrmError::Authentication { .. } => Transience::Permanent,
         }
     }
 }

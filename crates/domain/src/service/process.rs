@@ -1,7 +1,10 @@
-//! Processing a stored webhook: the `ProcessWebhook` job's handler.
+//! Processing a stored webhook when its use case is not configured: the `ProcessWebhook` job's
+//! fallback.
 //!
-//! Until the shipment and customer use cases land, processing validates that the stored body
-//! still parses as its resource and records the webhook as processed.
+//! Orders are fulfilled by [`super::shipment_jobs`] once Koiki and the shop are configured, and
+//! customers go through [`super::customers`] once the CRM and the shop are; until then processing
+//! validates that the stored body still parses as its resource and records the webhook as
+//! processed.
 
 use crate::error::JobError;
 use crate::model::{Customer, Order, Resource, WebhookId, WebhookStatus};
