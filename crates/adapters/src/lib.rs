@@ -7,6 +7,7 @@
 //! - [`mail`]: the SMTP mailer (lettre, with `TCP_NODELAY` connections).
 //! - [`queue`]: opens the configured queue backend.
 //! - [`redis_queue`]: the job queue on Redis Streams, fed from the SQL jobs table as an outbox.
+//! - `sandbox` (feature `sandbox`): fake third parties and an SMTP sink, for `lazona sandbox`.
 //! - [`smtp_sink`]: a real SMTP server that keeps what it receives, for tests and the sandbox.
 //! - [`telemetry`]: tracing set-up for every binary.
 //! - [`wordpress`]: the shop client (WCFM vendors, WooCommerce orders, WordPress users).
@@ -18,6 +19,8 @@ pub mod koiki;
 pub mod mail;
 pub mod queue;
 pub mod redis_queue;
+#[cfg(feature = "sandbox")]
+pub mod sandbox;
 pub mod smtp_sink;
 pub mod telemetry;
 #[cfg(feature = "testing")]

@@ -5,7 +5,8 @@
 //! PLAIN`, never `STARTTLS`), `AUTH` (any credentials pass), `MAIL FROM`, `RCPT TO`,
 //! `DATA` (dot-unstuffed up to the lone `.` line), `RSET`, `NOOP` and `QUIT`. Every message is
 //! kept in memory as a [`ReceivedMail`] and, when the sink has a folder, also written there as
-//! `NNNNNN.eml`. Accepted sockets have `TCP_NODELAY` set.
+//! `NNNNNN.eml`. Accepted sockets have `TCP_NODELAY` set. [`SmtpSink::start_counting`] keeps
+//! nothing and only counts (for load benchmarks).
 //!
 //! Recipients whose address starts with `reject` get a `550` (a permanent refusal) and those
 //! starting with `defer` a `451` (a temporary one), so tests can exercise both error paths.
@@ -13,7 +14,10 @@
 use std::{
     net::SocketAddr,
     path::PathBuf,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
@@ -73,6 +77,10 @@ impl ReceivedMail {
 struct Shared {
     messages: Mutex<Vec<ReceivedMail>>,
     arrived: Notify,
+    /// Messages received, kept or not.
+    count: AtomicUsize,
+    /// Count the messages without keeping them.
+    discard: bool,
 }
 
 /// A running SMTP sink. Dropping it stops accepting connections.
@@ -103,6 +111,19 @@ impl SmtpSink {
     /// # Panics
     /// When the loopback port cannot be bound or the folder cannot be created (test set-up).
     pub async fn start(dir: Option<PathBuf>) -> SmtpSink {
+        Self::start_with(dir, false).await
+    }
+
+    /// Starts a sink on `127.0.0.1:0` that only counts what it receives ([`SmtpSink::count`]):
+    /// nothing is kept or written, so a load benchmark measures the sender, not the sink.
+    ///
+    /// # Panics
+    /// When the loopback port cannot be bound.
+    pub async fn start_counting() -> SmtpSink {
+        Self::start_with(None, true).await
+    }
+
+    async fn start_with(dir: Option<PathBuf>, discard: bool) -> SmtpSink {
         if let Some(dir) = &dir {
             std::fs::create_dir_all(dir).expect("create the SMTP sink folder");
         }
@@ -110,7 +131,10 @@ impl SmtpSink {
             .await
             .expect("bind the SMTP sink");
         let addr = listener.local_addr().expect("SMTP sink address");
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            discard,
+            ..Shared::default()
+        });
         let accept = tokio::spawn({
             let shared = Arc::clone(&shared);
             async move {
@@ -143,6 +167,12 @@ impl SmtpSink {
     #[must_use]
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// How many messages were received so far (also by a counting sink).
+    #[must_use]
+    pub fn count(&self) -> usize {
+        self.shared.count.load(Ordering::Acquire)
     }
 
     /// The messages received so far, in arrival order.
@@ -248,7 +278,9 @@ async fn session(
                     to: std::mem::take(&mut to),
                     data,
                 };
-                {
+                if shared.discard {
+                    shared.count.fetch_add(1, Ordering::AcqRel);
+                } else {
                     let mut messages = shared
                         .messages
                         .lock()
@@ -260,6 +292,7 @@ async fn session(
                         }
                     }
                     messages.push(mail);
+                    shared.count.fetch_add(1, Ordering::AcqRel);
                 }
                 shared.arrived.notify_waiters();
                 b"250 2.0.0 OK queued\r\n"

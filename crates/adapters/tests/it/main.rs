@@ -8,4 +8,5 @@ mod inbox;
 mod mail;
 mod queue;
 mod redis_queue;
+mod sandbox;
 mod shipments;
