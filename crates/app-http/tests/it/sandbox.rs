@@ -1,0 +1,105 @@
+//! `lazona-http` pointed at the sandbox only through the sandbox's own settings: a signed order
+//! with two Koiki vendors becomes one Koiki call and one label mail per vendor, each written to
+//! the sandbox's mail folder.
+
+use crate::helpers::{TestApp, TestDb, settings};
+use adapters::sandbox::{self, Sandbox, SandboxOptions, vendor_email};
+use domain::service::signature::WebhookSecret;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_vendor_order_becomes_one_label_mail_per_vendor_in_the_sandbox() {
+    let mails = tempfile::tempdir().expect("temp dir");
+    let fakes = Sandbox::start(SandboxOptions {
+        mail_dir: Some(mails.path().to_owned()),
+        ..SandboxOptions::default()
+    })
+    .await
+    .expect("sandbox starts");
+    let db = TestDb::sqlite();
+    let config: Vec<(&str, String)> = fakes.config();
+    let mut extra: Vec<(&str, &str)> = config.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    extra.push(("worker.embedded", "true"));
+    let app = TestApp::spawn(&settings(&db.url, &extra)).await;
+
+    let order = sandbox::sample_order(33);
+    let signature = WebhookSecret::new(sandbox::WEBHOOK_SECRET).sign(order.as_bytes());
+    let resp = app
+        .client
+        .post(app.url("/api/deliveries/"))
+        .header("content-type", "application/json")
+        .header("x-wc-webhook-signature", signature)
+        .header("x-wc-webhook-topic", "order.created")
+        .header("x-wc-webhook-resource", "order")
+        .header("x-wc-webhook-event", "created")
+        .header("x-wc-webhook-delivery-id", "sandbox-e2e-1")
+        .body(order)
+        .send()
+        .await
+        .expect("posted");
+    assert_eq!(resp.status(), 201);
+
+    let received = fakes.smtp().wait_for(2, Duration::from_secs(20)).await;
+    assert_eq!(received.len(), 2, "one label mail per vendor");
+    let mut mailed = 0;
+    for _ in 0..100 {
+        mailed = app
+            .count("SELECT COUNT(*) FROM shipments WHERE status = 'LABEL_SENT' AND mailed_at IS NOT NULL")
+            .await;
+        if mailed == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(mailed, 2, "both shipments recorded as mailed");
+
+    // Each vendor's own mail, as a file in the folder, with its own label.
+    let mut files: Vec<_> = std::fs::read_dir(mails.path())
+        .expect("mail folder")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 2, "{files:?}");
+    let mut recipients = BTreeSet::new();
+    let mut labels = BTreeSet::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file)
+            .expect("mail file")
+            .replace("=\r\n", "");
+        let to = text
+            .lines()
+            .find_map(|l| l.strip_prefix("To: "))
+            .expect("a To header")
+            .trim()
+            .to_owned();
+        assert!(text.contains("application/pdf"), "the label is attached");
+        assert!(text.contains("Enviament Koiki per a la comanda: 33"));
+        let label = text
+            .split("filename=\"")
+            .nth(1)
+            .and_then(|t| t.split('"').next())
+            .expect("a named label")
+            .to_owned();
+        recipients.insert(to);
+        labels.insert(label);
+    }
+    assert_eq!(
+        recipients,
+        BTreeSet::from([vendor_email(6), vendor_email(7)])
+    );
+    assert_eq!(
+        labels.len(),
+        2,
+        "each vendor gets its own label: {labels:?}"
+    );
+
+    let calls = fakes.calls();
+    assert_eq!(
+        calls.koiki_bookings, 1,
+        "Koiki is called once for the order"
+    );
+    assert_eq!(calls.koiki_envios, 2);
+    assert_eq!(calls.refused, 0);
+    app.stop().await;
+}
