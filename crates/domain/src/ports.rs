@@ -299,12 +299,14 @@ pub trait ShippingProvider: Send + Sync {
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait Crm: Send + Sync {
-    /// The relationship roles (`^member^`, ...) of the person with this e-mail, empty when the
-    /// CRM does not know them.
+    /// The relationship roles (`^member^`, ...) of the person with this e-mail: those of their
+    /// Account and of their Contact together, each once; empty when the CRM does not know them.
+    /// Whether they make a member is the domain's decision
+    /// ([`crate::service::customers::is_member`]).
     ///
     /// # Errors
     /// [`CrmError::Authentication`] for bad credentials, [`CrmError::Unavailable`] when the CRM
-    /// cannot be reached.
+    /// cannot be reached, [`CrmError::InvalidResponse`] when it answers outside its API.
     async fn membership_roles(&self, email: &str) -> Result<Vec<String>, CrmError>;
 }
 
