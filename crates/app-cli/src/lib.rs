@@ -1,7 +1,9 @@
 //! The operators' command line (`lazona`): migrations and a look into the inbox.
 //!
 //! Every command prints human text by default and JSON with `--json`; exit codes are 0 on
-//! success, 1 on failure, 2 on a usage error (clap), and 3 when the thing asked for does not exist.
+//! success, 1 on failure, 2 on a usage error (clap), 3 when the thing asked for does not exist,
+//! and 4 when an action is refused as it stands (a retry that needs `--force`, tracking a shipment
+//! without a barcode).
 
 #![allow(clippy::print_stdout, reason = "a command line prints its results")]
 
@@ -12,6 +14,15 @@ use domain::model::{Resource, WebhookFilter, WebhookId, WebhookStatus};
 use domain::ports::WebhookInbox;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+mod shipments;
+
+pub use shipments::{LabelsCommand, ShipmentsCommand};
+
+/// Exit code: the thing asked for does not exist.
+pub(crate) const NOT_FOUND: u8 = 3;
+/// Exit code: the action is refused as things stand.
+pub(crate) const REFUSED: u8 = 4;
 
 /// La Zona connector: operations on the connector's database.
 #[derive(Debug, Parser)]
@@ -36,6 +47,12 @@ pub enum Command {
     /// Look into the webhook inbox.
     #[command(subcommand)]
     Webhooks(WebhooksCommand),
+    /// Look at shipments; book one again or refresh its tracking (run by a worker).
+    #[command(subcommand)]
+    Shipments(ShipmentsCommand),
+    /// Download label PDFs.
+    #[command(subcommand)]
+    Labels(LabelsCommand),
 }
 
 /// `lazona webhooks ...`
@@ -84,6 +101,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let inbox = SqlInbox::start(db, &settings.inbox);
             webhooks(&inbox, cmd, cli.json).await
         }
+        Command::Shipments(cmd) => shipments::shipments(&settings, db, cmd, cli.json).await,
+        Command::Labels(cmd) => shipments::labels(db, cmd).await,
     }
 }
 
@@ -130,7 +149,7 @@ async fn webhooks(inbox: &SqlInbox, cmd: WebhooksCommand, json: bool) -> anyhow:
         WebhooksCommand::Show { id } => {
             let Some(w) = inbox.get(WebhookId(id)).await? else {
                 eprintln!("no webhook {id}");
-                return Ok(ExitCode::from(3));
+                return Ok(ExitCode::from(NOT_FOUND));
             };
             let history = inbox.history(w.id).await?;
             let body = serde_json::from_slice::<serde_json::Value>(&w.data.body)

@@ -2,7 +2,9 @@
 
 use std::process::Command;
 
-fn lazona(db_url: &str, args: &[&str]) -> std::process::Output {
+mod shipments;
+
+pub(crate) fn lazona(db_url: &str, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_lazona"))
         .args(args)
         .env("DATABASE_URL", db_url)

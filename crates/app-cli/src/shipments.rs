@@ -1,0 +1,367 @@
+//! `lazona shipments ...` and `lazona labels ...`: look at shipments, download labels, and the
+//! operator's actions (book again, refresh tracking) run as worker jobs.
+
+use crate::{NOT_FOUND, REFUSED};
+use adapters::config::Settings;
+use adapters::db::{Database, SqlShipmentStore};
+use adapters::queue::Queue;
+use anyhow::Context;
+use clap::Subcommand;
+use domain::model::{
+    JobId, JobKind, NewJob, ShipmentFilter, ShipmentMethod, ShipmentRecord, ShipmentStatus,
+};
+use domain::ports::{JobQueue, ShipmentStore};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// `lazona shipments ...`
+#[derive(Debug, Subcommand)]
+pub enum ShipmentsCommand {
+    /// List shipments, newest first.
+    List {
+        /// Only this order.
+        #[arg(long)]
+        order: Option<i64>,
+        /// Only this vendor.
+        #[arg(long)]
+        vendor: Option<i64>,
+        /// Only this status (BOOKING, ERROR_FROM_BODY, LABEL_SENT, IN_PROCESS, ON_HOLD,
+        /// ERROR_FROM_TRACKING, DELIVERED).
+        #[arg(long, value_parser = parse_status)]
+        status: Option<ShipmentStatus>,
+        /// Only this carrier barcode.
+        #[arg(long)]
+        barcode: Option<String>,
+        /// Only ids below this one (the next page).
+        #[arg(long)]
+        before: Option<i64>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+    },
+    /// Show one shipment: status, barcode, messages, the request sent to the carrier.
+    Show {
+        /// The shipment id.
+        id: i64,
+    },
+    /// Book the shipment again (the order is fetched again from WooCommerce) and mail the new
+    /// label. Only a refused booking is booked again unless `--force`.
+    Retry {
+        /// The shipment id.
+        id: i64,
+        /// Book even though the carrier already has a booking (a second parcel).
+        #[arg(long)]
+        force: bool,
+        /// Waiting for the worker.
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Ask the carrier for the shipment's tracking status now.
+    Track {
+        /// The shipment id.
+        id: i64,
+        /// Waiting for the worker.
+        #[command(flatten)]
+        wait: Wait,
+    },
+}
+
+/// How long an action waits for a worker to carry it out.
+#[derive(Debug, clap::Args)]
+pub struct Wait {
+    /// Enqueue the job and return without waiting for a worker.
+    #[arg(long)]
+    no_wait: bool,
+    /// Seconds to wait for a worker to carry the job out.
+    #[arg(long, default_value_t = 60)]
+    timeout: u64,
+}
+
+/// `lazona labels ...`
+#[derive(Debug, Subcommand)]
+pub enum LabelsCommand {
+    /// Write a shipment's label PDF to a file (`-` for standard output).
+    Get {
+        /// The shipment id.
+        id: i64,
+        /// Where to write it.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+}
+
+fn parse_status(s: &str) -> Result<ShipmentStatus, String> {
+    s.to_ascii_uppercase().parse()
+}
+
+fn print_table(rows: &[ShipmentRecord]) {
+    println!(
+        "{:>8}  {:>8}  {:>7}  {:<12}  {:<19}  {:<20}  {:<6}  {:<20}  message",
+        "id", "order", "vendor", "method", "status", "barcode", "mailed", "updated"
+    );
+    for s in rows {
+        println!(
+            "{:>8}  {:>8}  {:>7}  {:<12}  {:<19}  {:<20}  {:<6}  {:<20}  {}",
+            s.id,
+            s.order_id,
+            s.vendor_id,
+            s.method.as_str(),
+            s.status.as_str(),
+            if s.delivery_id.is_empty() {
+                "-"
+            } else {
+                &s.delivery_id
+            },
+            if s.mailed_at.is_some() { "yes" } else { "no" },
+            s.updated_at.format("%Y-%m-%d %H:%M:%S"),
+            s.message.lines().next().unwrap_or("")
+        );
+    }
+}
+
+fn print_one(s: &ShipmentRecord) {
+    println!(
+        "shipment {}  order {}  vendor {}  {}",
+        s.id,
+        s.order_id,
+        s.vendor_id,
+        s.method.as_str()
+    );
+    println!("status     {}", s.status);
+    if !s.delivery_id.is_empty() {
+        println!("barcode    {}", s.delivery_id);
+    }
+    println!(
+        "label      {}",
+        if s.has_label {
+            format!("stored (lazona labels get {} -o label.pdf)", s.id)
+        } else {
+            "none".into()
+        }
+    );
+    println!(
+        "mailed     {}",
+        s.mailed_at.map_or("no".into(), |t| t.to_string())
+    );
+    println!("created    {}", s.created_at);
+    println!("updated    {}", s.updated_at);
+    if let Some(t) = s.tracking_updated_at {
+        println!(
+            "tracked    {t} (event {})",
+            s.tracking_status_created_at.as_deref().unwrap_or("-")
+        );
+    }
+    if !s.message.is_empty() {
+        println!("message    {}", s.message);
+    }
+    if !s.notes.is_empty() {
+        println!("notes      {}", s.notes);
+    }
+    if !s.request.is_empty() {
+        println!("\nrequest sent to the carrier:\n{}", s.request);
+    }
+}
+
+async fn find(store: &SqlShipmentStore, id: i64) -> anyhow::Result<Option<ShipmentRecord>> {
+    let found = store.get(id).await?;
+    if found.is_none() {
+        eprintln!("no shipment {id}");
+    }
+    Ok(found)
+}
+
+/// Runs `lazona shipments ...`.
+pub(crate) async fn shipments(
+    settings: &Settings,
+    db: Database,
+    cmd: ShipmentsCommand,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let store = SqlShipmentStore::new(db.clone());
+    match cmd {
+        ShipmentsCommand::List {
+            order,
+            vendor,
+            status,
+            barcode,
+            before,
+            limit,
+        } => {
+            let rows = store
+                .list(&ShipmentFilter {
+                    order_id: order,
+                    vendor_id: vendor,
+                    status,
+                    delivery_id: barcode,
+                    before_id: before,
+                    limit,
+                })
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                print_table(&rows);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ShipmentsCommand::Show { id } => {
+            let Some(s) = find(&store, id).await? else {
+                return Ok(ExitCode::from(NOT_FOUND));
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                print_one(&s);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ShipmentsCommand::Retry { id, force, wait } => {
+            let Some(s) = find(&store, id).await? else {
+                return Ok(ExitCode::from(NOT_FOUND));
+            };
+            if s.method == ShipmentMethod::LocalPickup {
+                eprintln!("shipment {id} is a local pickup: there is nothing to book");
+                return Ok(ExitCode::from(REFUSED));
+            }
+            if !force && s.status != ShipmentStatus::ErrorFromBody {
+                eprintln!(
+                    "shipment {id} is {}{}: the carrier already has a booking for it.\n\
+                     Booking again makes a second parcel; if that is what you want, add --force.",
+                    s.status,
+                    if s.delivery_id.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (barcode {})", s.delivery_id)
+                    }
+                );
+                return Ok(ExitCode::from(REFUSED));
+            }
+            let kind = JobKind::RetryShipment {
+                shipment_id: id,
+                force,
+            };
+            act(settings, &db, &store, s, kind, &wait, json).await
+        }
+        ShipmentsCommand::Track { id, wait } => {
+            let Some(s) = find(&store, id).await? else {
+                return Ok(ExitCode::from(NOT_FOUND));
+            };
+            if s.delivery_id.is_empty() {
+                eprintln!("shipment {id} has no barcode: there is nothing to track");
+                return Ok(ExitCode::from(REFUSED));
+            }
+            let kind = JobKind::TrackShipment { shipment_id: id };
+            act(settings, &db, &store, s, kind, &wait, json).await
+        }
+    }
+}
+
+/// Enqueues an action's job and, unless told not to, waits for a worker to carry it out: the
+/// shipment changes, or the job is dead-lettered.
+async fn act(
+    settings: &Settings,
+    db: &Database,
+    store: &SqlShipmentStore,
+    before: ShipmentRecord,
+    kind: JobKind,
+    wait: &Wait,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let queue = Queue::open(settings, db, None)
+        .await
+        .context("opening the job queue")?;
+    let name = kind.name();
+    let job = queue
+        .port
+        .enqueue(NewJob { kind, run_at: None })
+        .await
+        .context("enqueueing the job")?;
+    if wait.no_wait {
+        if json {
+            println!("{}", serde_json::json!({ "job_id": job, "job": name }));
+        } else {
+            println!("enqueued {name} as job {job}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !json {
+        eprintln!("enqueued {name} as job {job}; waiting for a worker...");
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait.timeout);
+    loop {
+        if let Some(dead) = dead(queue.port.as_ref(), job).await? {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "job_id": job, "job": name, "failed": dead })
+                );
+            } else {
+                eprintln!("job {job} failed: {dead}");
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+        let now = store.get(before.id).await?;
+        if let Some(s) = now
+            && s.status != ShipmentStatus::Booking
+            && (s.updated_at != before.updated_at
+                || s.tracking_updated_at != before.tracking_updated_at)
+        {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                print_one(&s);
+            }
+            let ok = !matches!(
+                s.status,
+                ShipmentStatus::ErrorFromBody | ShipmentStatus::ErrorFromTracking
+            );
+            return Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
+        }
+        if tokio::time::Instant::now() >= deadline {
+            eprintln!(
+                "job {job} is enqueued but no worker carried it out within {} s: is a worker \
+                 running (lazona-http or lazona-worker on this database)? It will run when one \
+                 does.",
+                wait.timeout
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn dead(queue: &dyn JobQueue, job: JobId) -> anyhow::Result<Option<String>> {
+    Ok(queue
+        .dead_jobs(1000)
+        .await?
+        .into_iter()
+        .find(|d| d.id == job)
+        .map(|d| d.error))
+}
+
+/// Runs `lazona labels ...`.
+pub(crate) async fn labels(db: Database, cmd: LabelsCommand) -> anyhow::Result<ExitCode> {
+    let store = SqlShipmentStore::new(db);
+    match cmd {
+        LabelsCommand::Get { id, output } => {
+            let Some(pdf) = store.label(id).await? else {
+                eprintln!("shipment {id} has no stored label (or does not exist)");
+                return Ok(ExitCode::from(NOT_FOUND));
+            };
+            if output.as_os_str() == "-" {
+                use std::io::Write;
+                std::io::stdout().write_all(&pdf)?;
+            } else {
+                std::fs::write(&output, &pdf)
+                    .with_context(|| format!("writing {}", output.display()))?;
+                eprintln!("wrote {} ({} bytes)", output.display(), pdf.len());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

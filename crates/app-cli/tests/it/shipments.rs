@@ -1,0 +1,346 @@
+//! `lazona shipments` and `lazona labels`: the real binary against a real database; the
+//! operator's actions carried out by an in-process worker talking to fake Koiki and WooCommerce
+//! servers, with a real SMTP sink.
+
+use crate::lazona;
+use adapters::config::Settings;
+use adapters::db::{Database, SqlInbox, SqlShipmentStore};
+use adapters::queue::Queue;
+use adapters::smtp_sink::SmtpSink;
+use adapters::testing::TestDb;
+use base64::Engine as _;
+use domain::model::{BookingOutcome, Claim, ShipmentMethod, ShipmentStatus};
+use domain::ports::ShipmentStore;
+use std::process::Output;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const ORDER: &str = include_str!("../../../../tests/fixtures/order_minimal.json");
+const WCFM_6: &str = include_str!("../../../../tests/fixtures/wcfm_settings_6.json");
+const WP_USER_6: &str = include_str!("../../../../tests/fixtures/wp_user_6.json");
+
+async fn database(url: &str) -> Database {
+    let settings = adapters::testing::settings_for(url);
+    let db = Database::connect(&settings.database).await.expect("db");
+    db.migrate().await.expect("migrate");
+    db
+}
+
+async fn shipment(
+    store: &SqlShipmentStore,
+    order: i64,
+    vendor: i64,
+    status: ShipmentStatus,
+    barcode: &str,
+    label: Option<&[u8]>,
+) -> i64 {
+    let Claim::Claimed(s) = store
+        .claim(order, vendor, ShipmentMethod::Koiki)
+        .await
+        .expect("claim")
+    else {
+        panic!("a new shipment")
+    };
+    store
+        .record_booking(
+            s.id,
+            &BookingOutcome {
+                status,
+                delivery_id: barcode.into(),
+                request: "{\"numPedido\": \"x\"}".into(),
+                message: "first answer".into(),
+                label_pdf: label.map(<[u8]>::to_vec),
+            },
+        )
+        .await
+        .expect("record");
+    s.id
+}
+
+/// Runs the binary off the async runtime's threads.
+async fn run(url: &str, args: &[&str]) -> Output {
+    let url = url.to_owned();
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        lazona(&url, &args)
+    })
+    .await
+    .expect("join")
+}
+
+fn stdout_json(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    serde_json::from_slice(&out.stdout).expect("json on stdout")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipments_are_listed_shown_and_labels_downloaded_and_unsafe_actions_refused() {
+    for (backend, db) in TestDb::all().await {
+        let database = database(&db.url).await;
+        let store = SqlShipmentStore::new(database.clone());
+        let booked = shipment(
+            &store,
+            33,
+            6,
+            ShipmentStatus::LabelSent,
+            "BAR1",
+            Some(b"%PDF-1.4 label"),
+        )
+        .await;
+        let refused = shipment(&store, 34, 7, ShipmentStatus::ErrorFromBody, "", None).await;
+
+        let rows = stdout_json(&run(&db.url, &["shipments", "list", "--json"]).await);
+        let ids: Vec<i64> = rows
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|r| r["id"].as_i64().expect("id"))
+            .collect();
+        assert_eq!(ids, vec![refused, booked], "{backend}: newest first");
+        let rows = stdout_json(
+            &run(
+                &db.url,
+                &["shipments", "list", "--status", "label_sent", "--json"],
+            )
+            .await,
+        );
+        assert_eq!(rows.as_array().map(Vec::len), Some(1), "{backend}");
+        assert_eq!(rows[0]["delivery_id"], "BAR1", "{backend}");
+
+        let one = stdout_json(
+            &run(
+                &db.url,
+                &["shipments", "show", &booked.to_string(), "--json"],
+            )
+            .await,
+        );
+        assert_eq!(one["status"], "LABEL_SENT", "{backend}");
+        assert_eq!(one["has_label"], true, "{backend}");
+        let text = run(&db.url, &["shipments", "show", &booked.to_string()]).await;
+        assert!(
+            String::from_utf8_lossy(&text.stdout).contains("barcode    BAR1"),
+            "{backend}"
+        );
+        assert_eq!(
+            run(&db.url, &["shipments", "show", "999999"])
+                .await
+                .status
+                .code(),
+            Some(3),
+            "{backend}: a missing shipment exits 3"
+        );
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("label.pdf");
+        let out = run(
+            &db.url,
+            &[
+                "labels",
+                "get",
+                &booked.to_string(),
+                "-o",
+                file.to_str().expect("path"),
+            ],
+        )
+        .await;
+        assert!(
+            out.status.success(),
+            "{backend}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            std::fs::read(&file).expect("file"),
+            b"%PDF-1.4 label",
+            "{backend}"
+        );
+        assert_eq!(
+            run(
+                &db.url,
+                &["labels", "get", &refused.to_string(), "-o", "x.pdf"]
+            )
+            .await
+            .status
+            .code(),
+            Some(3),
+            "{backend}: no label exits 3"
+        );
+
+        let out = run(&db.url, &["shipments", "retry", &booked.to_string()]).await;
+        assert_eq!(
+            out.status.code(),
+            Some(4),
+            "{backend}: a booked shipment needs --force"
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("--force"),
+            "{backend}"
+        );
+        let out = run(&db.url, &["shipments", "track", &refused.to_string()]).await;
+        assert_eq!(
+            out.status.code(),
+            Some(4),
+            "{backend}: no barcode, nothing to track"
+        );
+
+        let queued = stdout_json(
+            &run(
+                &db.url,
+                &[
+                    "shipments",
+                    "retry",
+                    &refused.to_string(),
+                    "--no-wait",
+                    "--json",
+                ],
+            )
+            .await,
+        );
+        assert_eq!(queued["job"], "retry_shipment", "{backend}");
+        assert_eq!(
+            adapters::testing::count(&database, "SELECT COUNT(*) FROM jobs").await,
+            1,
+            "{backend}: the action is a job for the workers"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_and_track_are_carried_out_by_a_worker_and_mailed() {
+    let sink = SmtpSink::start(None).await;
+    let fake = MockServer::start().await;
+    let pdf = b"%PDF-1.4 the new label";
+    Mock::given(method("POST"))
+        .and(path("/rekis/api/altaEnvios"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "respuesta": "101", "mensaje": "OK",
+            "envios": [{"numPedido": "33", "codBarras": "NEW1", "respuesta": "101", "mensaje": "OK",
+                        "etiqueta": base64::engine::general_purpose::STANDARD.encode(pdf)}]
+        })))
+        .expect(1)
+        .mount(&fake)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/wp-json/wc/v3/orders/33"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(ORDER))
+        .expect(1)
+        .mount(&fake)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/wp-json/wcfmmp/v1/settings/id/6"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(WCFM_6))
+        .mount(&fake)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/wp-json/wp/v2/users/6"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(WP_USER_6))
+        .mount(&fake)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/kis/api/v1/service/track/see"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "result": [
+                {"servicio": "111", "codEstado": "Envío entregado", "date": "2021-07-26T09:49:37+0000", "code": 108},
+                {"servicio": "111", "codEstado": "Envio en Reparto", "date": "2021-07-26T07:09:21+0000", "code": 901}
+            ]
+        })))
+        .expect(1)
+        .mount(&fake)
+        .await;
+
+    let db = TestDb::sqlite();
+    let database = database(&db.url).await;
+    let store = SqlShipmentStore::new(database.clone());
+    let id = shipment(&store, 33, 6, ShipmentStatus::ErrorFromBody, "", None).await;
+
+    let port = sink.port().to_string();
+    let settings: Settings = {
+        use figment::providers::Serialized;
+        let mut figment = Settings::figment(None).expect("figment");
+        for (k, v) in [
+            ("database.url", db.url.as_str()),
+            ("koiki.host", &fake.uri()),
+            ("koiki.tracking_host", &fake.uri()),
+            ("koiki.auth_token", "koiki-token"),
+            ("koiki.tracking_auth_token", "tracking-token"),
+            ("shop.host", &fake.uri()),
+            ("shop.user", "connector"),
+            ("shop.password", "secret"),
+            ("mail.host", "127.0.0.1"),
+            ("mail.port", &port),
+            ("mail.from", "lazona@example.coop"),
+            ("mail.admin_recipients", "admin@example.coop"),
+        ] {
+            figment = figment.merge(Serialized::default(k, v));
+        }
+        figment.extract().expect("settings")
+    };
+    let inbox = Arc::new(SqlInbox::start(database.clone(), &settings.inbox));
+    let queue = Queue::open(&settings, &database, None)
+        .await
+        .expect("queue");
+    let worker = app_worker::connector_worker(&settings, &database, inbox, queue.port.clone())
+        .expect("worker");
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move { worker.run(shutdown).await }
+    });
+
+    let out = stdout_json(&run(&db.url, &["shipments", "retry", &id.to_string(), "--json"]).await);
+    assert_eq!(out["status"], "LABEL_SENT");
+    assert_eq!(out["delivery_id"], "NEW1");
+    let mails = sink.wait_for(1, Duration::from_secs(20)).await;
+    let vendor: serde_json::Value = serde_json::from_str(WP_USER_6).expect("json");
+    assert_eq!(
+        mails[0].to,
+        vec![vendor["email"].as_str().expect("email").to_owned()]
+    );
+    assert!(
+        mails[0]
+            .text()
+            .replace("=\r\n", "")
+            .contains(r#"filename="NEW1.pdf""#)
+    );
+    assert_eq!(
+        store.label(id).await.expect("label").as_deref(),
+        Some(&pdf[..]),
+        "the new label is stored"
+    );
+    let out = run(&db.url, &["shipments", "retry", &id.to_string()]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "booked now: a second retry needs --force"
+    );
+
+    let out = stdout_json(&run(&db.url, &["shipments", "track", &id.to_string(), "--json"]).await);
+    assert_eq!(out["status"], "DELIVERED");
+    let mails = sink.wait_for(2, Duration::from_secs(20)).await;
+    assert_eq!(mails.len(), 2, "the label, then the tracking change");
+    assert_eq!(mails[1].to, vec!["admin@example.coop".to_owned()]);
+    // "Actualització" is sent as an RFC 2047 encoded word.
+    let subject = mails[1].header("subject").unwrap_or_default();
+    assert!(
+        subject.ends_with("estat Koiki per l'enviament: NEW1"),
+        "{subject}"
+    );
+    assert!(
+        mails[1].text().contains("DELIVERED"),
+        "the new status is in the mail"
+    );
+
+    shutdown.cancel();
+    let _ = running.await;
+    // The mocks' `expect(1)`: Koiki booked once, the order fetched once, tracking asked once.
+    fake.verify().await;
+}
