@@ -9,6 +9,7 @@
 //! - [`redis_queue`]: the job queue on Redis Streams, fed from the SQL jobs table as an outbox.
 //! - `sandbox` (feature `sandbox`): fake third parties and an SMTP sink, for `lazona sandbox`.
 //! - [`smtp_sink`]: a real SMTP server that keeps what it receives, for tests and the sandbox.
+//! - [`sugarcrm`]: the SugarCRM client (members' relationship roles) over the v4.1 REST API.
 //! - [`telemetry`]: tracing set-up for every binary.
 //! - [`wordpress`]: the shop client (WCFM vendors, WooCommerce orders, WordPress users).
 //! - `testing` (feature `testing`): throwaway databases for the workspace's test suites.
@@ -22,6 +23,7 @@ pub mod redis_queue;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod smtp_sink;
+pub mod sugarcrm;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;

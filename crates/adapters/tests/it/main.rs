@@ -10,3 +10,4 @@ mod queue;
 mod redis_queue;
 mod sandbox;
 mod shipments;
+mod sugarcrm;
