@@ -15,6 +15,10 @@ use domain::ports::WebhookInbox;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod sandbox;
+
+pub use sandbox::SandboxArgs;
+
 mod shipments;
 
 pub use shipments::{LabelsCommand, ShipmentsCommand};
@@ -47,6 +51,9 @@ pub enum Command {
     /// Look into the webhook inbox.
     #[command(subcommand)]
     Webhooks(WebhooksCommand),
+    /// Start fake Koiki, WCFM, WordPress and WooCommerce endpoints and an SMTP sink, and print
+    /// the environment that points lazona-http at them (a sandbox: nothing real is called).
+    Sandbox(SandboxArgs),
     /// Look at shipments; book one again or refresh its tracking (run by a worker).
     #[command(subcommand)]
     Shipments(ShipmentsCommand),
@@ -85,6 +92,10 @@ pub enum WebhooksCommand {
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Sandbox(args) = &cli.command {
+        // No configuration, no database: the sandbox stands alone.
+        return sandbox::run(args).await;
+    }
     let settings = Settings::load(cli.config.as_deref())?;
     let db = Database::connect(&settings.database).await?;
     match cli.command {
@@ -101,6 +112,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let inbox = SqlInbox::start(db, &settings.inbox);
             webhooks(&inbox, cmd, cli.json).await
         }
+        Command::Sandbox(_) => unreachable!("the sandbox returned above"),
         Command::Shipments(cmd) => shipments::shipments(&settings, db, cmd, cli.json).await,
         Command::Labels(cmd) => shipments::labels(db, cmd).await,
     }

@@ -2,6 +2,7 @@
 
 use std::process::Command;
 
+mod sandbox;
 mod shipments;
 
 pub(crate) fn lazona(db_url: &str, args: &[&str]) -> std::process::Output {
