@@ -19,7 +19,12 @@ mod sandbox;
 
 pub use sandbox::SandboxArgs;
 
+mod dead;
+mod replay;
 mod shipments;
+
+pub use dead::DeadCommand;
+pub use replay::ReplayArgs;
 
 pub use shipments::{LabelsCommand, ShipmentsCommand};
 
@@ -60,6 +65,12 @@ pub enum Command {
     /// Download label PDFs.
     #[command(subcommand)]
     Labels(LabelsCommand),
+    /// Process stored webhooks again (nothing already booked is booked again unless --force),
+    /// or re-send them to another connector with --to.
+    Replay(ReplayArgs),
+    /// Jobs the workers gave up on: list, show, requeue.
+    #[command(subcommand)]
+    Dead(DeadCommand),
 }
 
 /// `lazona webhooks ...`
@@ -73,9 +84,21 @@ pub enum WebhooksCommand {
         /// Only this endpoint (order, customer).
         #[arg(long)]
         resource: Option<Resource>,
-        /// Only this order or customer id.
+        /// Only this topic (order.created, customer.updated, ...).
         #[arg(long)]
+        topic: Option<String>,
+        /// Only this order or customer id.
+        #[arg(long, visible_alias = "order")]
         subject: Option<i64>,
+        /// Only this delivery id (X-WC-Webhook-Delivery-ID).
+        #[arg(long)]
+        delivery: Option<String>,
+        /// Received at or after this time (RFC 3339, e.g. 2026-11-20T08:00:00Z).
+        #[arg(long)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Received before this time (RFC 3339).
+        #[arg(long)]
+        until: Option<chrono::DateTime<chrono::Utc>>,
         /// Only ids below this one (the next page).
         #[arg(long)]
         before: Option<i64>,
@@ -115,6 +138,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sandbox(_) => unreachable!("the sandbox returned above"),
         Command::Shipments(cmd) => shipments::shipments(&settings, db, cmd, cli.json).await,
         Command::Labels(cmd) => shipments::labels(db, cmd).await,
+        Command::Replay(args) => replay::replay(&settings, db, args, cli.json).await,
+        Command::Dead(cmd) => dead::dead(&settings, db, cmd, cli.json).await,
     }
 }
 
@@ -123,17 +148,24 @@ async fn webhooks(inbox: &SqlInbox, cmd: WebhooksCommand, json: bool) -> anyhow:
         WebhooksCommand::List {
             status,
             resource,
+            topic,
             subject,
+            delivery,
+            since,
+            until,
             before,
             limit,
         } => {
             let filter = WebhookFilter {
                 status,
                 resource,
+                topic,
                 subject_id: subject,
+                delivery_id: delivery,
+                since,
+                until,
                 before_id: before.map(WebhookId),
                 limit,
-                ..Default::default()
             };
             let rows = inbox.list(&filter).await?;
             if json {

@@ -2,8 +2,10 @@
 
 use std::process::Command;
 
+mod dead_and_replay;
 mod sandbox;
 mod shipments;
+mod support;
 
 pub(crate) fn lazona(db_url: &str, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_lazona"))

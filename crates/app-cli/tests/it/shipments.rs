@@ -2,32 +2,20 @@
 //! operator's actions carried out by an in-process worker talking to fake Koiki and WooCommerce
 //! servers, with a real SMTP sink.
 
-use crate::lazona;
-use adapters::config::Settings;
-use adapters::db::{Database, SqlInbox, SqlShipmentStore};
-use adapters::queue::Queue;
+use crate::support::{database, run, start_worker, stdout_json};
+use adapters::db::SqlShipmentStore;
 use adapters::smtp_sink::SmtpSink;
 use adapters::testing::TestDb;
 use base64::Engine as _;
 use domain::model::{BookingOutcome, Claim, ShipmentMethod, ShipmentStatus};
 use domain::ports::ShipmentStore;
-use std::process::Output;
-use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const ORDER: &str = include_str!("../../../../tests/fixtures/order_minimal.json");
 const WCFM_6: &str = include_str!("../../../../tests/fixtures/wcfm_settings_6.json");
 const WP_USER_6: &str = include_str!("../../../../tests/fixtures/wp_user_6.json");
-
-async fn database(url: &str) -> Database {
-    let settings = adapters::testing::settings_for(url);
-    let db = Database::connect(&settings.database).await.expect("db");
-    db.migrate().await.expect("migrate");
-    db
-}
 
 async fn shipment(
     store: &SqlShipmentStore,
@@ -58,29 +46,6 @@ async fn shipment(
         .await
         .expect("record");
     s.id
-}
-
-/// Runs the binary off the async runtime's threads.
-async fn run(url: &str, args: &[&str]) -> Output {
-    let url = url.to_owned();
-    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        lazona(&url, &args)
-    })
-    .await
-    .expect("join")
-}
-
-fn stdout_json(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "exit {:?}: {}{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    serde_json::from_slice(&out.stdout).expect("json on stdout")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -262,39 +227,7 @@ async fn retry_and_track_are_carried_out_by_a_worker_and_mailed() {
     let store = SqlShipmentStore::new(database.clone());
     let id = shipment(&store, 33, 6, ShipmentStatus::ErrorFromBody, "", None).await;
 
-    let port = sink.port().to_string();
-    let settings: Settings = {
-        use figment::providers::Serialized;
-        let mut figment = Settings::figment(None).expect("figment");
-        for (k, v) in [
-            ("database.url", db.url.as_str()),
-            ("koiki.host", &fake.uri()),
-            ("koiki.tracking_host", &fake.uri()),
-            ("koiki.auth_token", "koiki-token"),
-            ("koiki.tracking_auth_token", "tracking-token"),
-            ("shop.host", &fake.uri()),
-            ("shop.user", "connector"),
-            ("shop.password", "secret"),
-            ("mail.host", "127.0.0.1"),
-            ("mail.port", &port),
-            ("mail.from", "lazona@example.coop"),
-            ("mail.admin_recipients", "admin@example.coop"),
-        ] {
-            figment = figment.merge(Serialized::default(k, v));
-        }
-        figment.extract().expect("settings")
-    };
-    let inbox = Arc::new(SqlInbox::start(database.clone(), &settings.inbox));
-    let queue = Queue::open(&settings, &database, None)
-        .await
-        .expect("queue");
-    let worker = app_worker::connector_worker(&settings, &database, inbox, queue.port.clone())
-        .expect("worker");
-    let shutdown = CancellationToken::new();
-    let running = tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move { worker.run(shutdown).await }
-    });
+    let (shutdown, running) = start_worker(&db.url, &database, &fake.uri(), sink.port()).await;
 
     let out = stdout_json(&run(&db.url, &["shipments", "retry", &id.to_string(), "--json"]).await);
     assert_eq!(out["status"], "LABEL_SENT");

@@ -1,0 +1,88 @@
+//! What the CLI tests share: a migrated database, the binary run off the runtime's threads, and
+//! an in-process worker pointed at fake third parties.
+
+use crate::lazona;
+use adapters::config::Settings;
+use adapters::db::{Database, SqlInbox};
+use adapters::queue::Queue;
+use std::process::Output;
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A migrated database at `url`.
+pub(crate) async fn database(url: &str) -> Database {
+    let settings = adapters::testing::settings_for(url);
+    let db = Database::connect(&settings.database).await.expect("db");
+    db.migrate().await.expect("migrate");
+    db
+}
+
+pub(crate) async fn run(url: &str, args: &[&str]) -> Output {
+    let url = url.to_owned();
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        lazona(&url, &args)
+    })
+    .await
+    .expect("join")
+}
+
+pub(crate) fn stdout_json(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    serde_json::from_slice(&out.stdout).expect("json on stdout")
+}
+
+/// Settings for a worker on `db_url` whose Koiki, shop and tracking are at `fake`, mailing
+/// through the SMTP server on `smtp_port`.
+pub(crate) fn worker_settings(db_url: &str, fake: &str, smtp_port: u16) -> Settings {
+    use figment::providers::Serialized;
+    let port = smtp_port.to_string();
+    let mut figment = Settings::figment(None).expect("figment");
+    for (k, v) in [
+        ("database.url", db_url),
+        ("koiki.host", fake),
+        ("koiki.tracking_host", fake),
+        ("koiki.auth_token", "koiki-token"),
+        ("koiki.tracking_auth_token", "tracking-token"),
+        ("shop.host", fake),
+        ("shop.user", "connector"),
+        ("shop.password", "secret"),
+        ("mail.host", "127.0.0.1"),
+        ("mail.port", &port),
+        ("mail.from", "lazona@example.coop"),
+        ("mail.admin_recipients", "admin@example.coop"),
+    ] {
+        figment = figment.merge(Serialized::default(k, v));
+    }
+    figment.extract().expect("settings")
+}
+
+/// Starts the connector's worker in-process; cancel the token and await the handle to stop it.
+pub(crate) async fn start_worker(
+    db_url: &str,
+    database: &Database,
+    fake: &str,
+    smtp_port: u16,
+) -> (CancellationToken, JoinHandle<()>) {
+    let settings = worker_settings(db_url, fake, smtp_port);
+    let inbox = Arc::new(SqlInbox::start(database.clone(), &settings.inbox));
+    let queue = Queue::open(&settings, database, None).await.expect("queue");
+    let worker = app_worker::connector_worker(&settings, database, inbox, queue.port.clone())
+        .expect("worker");
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            let _ = worker.run(shutdown).await;
+        }
+    });
+    (shutdown, running)
+}
