@@ -14,7 +14,8 @@ use async_trait::async_trait;
 use chrono::Utc;
 use domain::error::{JobError, QueueError};
 use domain::model::{Job, JobId, JobKind, NewJob, Resource};
-use domain::ports::{JobQueue, Mailer, ShipmentStore, ShippingProvider, Shop, WebhookInbox};
+use domain::ports::{Crm, JobQueue, Mailer, ShipmentStore, ShippingProvider, Shop, WebhookInbox};
+use domain::service::customers::CustomerJobs;
 use domain::service::process::process_webhook;
 use domain::service::shipment_jobs::ShipmentJobs;
 use domain::service::shipping::ShippingMethods;
@@ -99,11 +100,75 @@ impl ShippingRuntime {
     }
 }
 
+/// What the customer job needs: the CRM, the shop, and who is a member and what they become.
+#[derive(Clone)]
+pub struct CustomerRuntime {
+    /// The cooperative's CRM.
+    pub crm: Arc<dyn Crm>,
+    /// The shop (WordPress users).
+    pub shop: Arc<dyn Shop>,
+    /// The CRM relationship roles that make a member.
+    pub membership_roles: Vec<String>,
+    /// The WordPress role members get.
+    pub partner_role: String,
+}
+
+impl CustomerRuntime {
+    /// The settings customer processing needs that are not set, with their legacy names.
+    pub fn missing_settings(settings: &adapters::config::Settings) -> Vec<&'static str> {
+        let mut missing = Vec::new();
+        if settings.crm.rest_url.trim().is_empty() {
+            missing.push("crm.rest_url (SUGARCRM_REST_URL)");
+        }
+        if settings.shop.host.trim().is_empty() {
+            missing.push("shop.host (WCFMMP_HOST)");
+        }
+        if settings.shop.partner_role.trim().is_empty() {
+            missing.push("shop.partner_role (WP_PARTNER_ROLE)");
+        }
+        if settings
+            .crm
+            .membership_roles
+            .iter()
+            .all(|r| r.trim().is_empty())
+        {
+            missing.push("crm.membership_roles (SUGARCRM_MEMBERSHIP_ROLES)");
+        }
+        missing
+    }
+
+    /// The runtime the configuration describes, or `None` when one of
+    /// [`CustomerRuntime::missing_settings`] is not set: without a partner role a member's user
+    /// would lose their roles, and without membership roles nobody is a member.
+    ///
+    /// # Errors
+    /// When a client cannot be built (a bad TLS set-up).
+    pub fn from_settings(settings: &adapters::config::Settings) -> anyhow::Result<Option<Self>> {
+        if !Self::missing_settings(settings).is_empty() {
+            return Ok(None);
+        }
+        let timeout = settings.shipping.http_timeout_secs;
+        Ok(Some(CustomerRuntime {
+            crm: Arc::new(adapters::sugarcrm::SugarCrmClient::new(
+                &settings.crm,
+                timeout,
+            )?),
+            shop: Arc::new(adapters::wordpress::WordPressShop::new(
+                &settings.shop,
+                timeout,
+            )?),
+            membership_roles: settings.crm.membership_roles.clone(),
+            partner_role: settings.shop.partner_role.trim().to_owned(),
+        }))
+    }
+}
+
 /// The connector's worker as the configuration describes it: the connector's handler, with
-/// shipping (and its periodic tracking poll) when Koiki and the shop are configured.
+/// shipping (and its periodic tracking poll) when Koiki and the shop are configured, and
+/// customers upgraded to partners when the CRM and the shop are.
 ///
 /// # Errors
-/// When a shipping client cannot be built.
+/// When a shipping or CRM client cannot be built.
 pub fn connector_worker(
     settings: &adapters::config::Settings,
     db: &adapters::db::Database,
@@ -117,6 +182,13 @@ pub fn connector_worker(
         Some(rt) => handler = handler.with_shipping(rt),
         None => tracing::warn!("koiki.host or shop.host not set: orders are recorded, not shipped"),
     }
+    match CustomerRuntime::from_settings(settings)? {
+        Some(rt) => handler = handler.with_customers(rt),
+        None => tracing::warn!(
+            missing = %CustomerRuntime::missing_settings(settings).join(", "),
+            "customer webhooks are validated and recorded, no partner role is given: settings missing"
+        ),
+    }
     let mut worker = Worker::new(
         queue,
         Arc::new(handler),
@@ -129,10 +201,12 @@ pub fn connector_worker(
 }
 
 /// The connector's jobs: webhooks processed through the inbox (orders fulfilled when shipping is
-/// configured), shipment mails, tracking, no-ops.
+/// configured, members given their partner role when customers are), shipment mails, tracking,
+/// no-ops.
 pub struct ConnectorHandler {
     inbox: Arc<dyn WebhookInbox>,
     shipping: Option<ShippingRuntime>,
+    customers: Option<CustomerRuntime>,
 }
 
 impl ConnectorHandler {
@@ -142,6 +216,24 @@ impl ConnectorHandler {
         ConnectorHandler {
             inbox,
             shipping: None,
+            customers: None,
+        }
+    }
+
+    /// Gives members their partner role with `customers`; without it customer webhooks are only
+    /// validated and recorded.
+    pub fn with_customers(mut self, customers: CustomerRuntime) -> Self {
+        self.customers = Some(customers);
+        self
+    }
+
+    fn customer_jobs<'a>(&'a self, rt: &'a CustomerRuntime) -> CustomerJobs<'a> {
+        CustomerJobs {
+            inbox: self.inbox.as_ref(),
+            crm: rt.crm.as_ref(),
+            shop: rt.shop.as_ref(),
+            membership_roles: &rt.membership_roles,
+            partner_role: &rt.partner_role,
         }
     }
 
@@ -179,12 +271,19 @@ impl JobHandler for ConnectorHandler {
         match &job.kind {
             JobKind::ProcessWebhook { webhook_id } => {
                 tracing::Span::current().record("webhook_id", webhook_id.0);
-                if let Some(rt) = &self.shipping
+                if (self.shipping.is_some() || self.customers.is_some())
                     && let Some(webhook) = self.inbox.get(*webhook_id).await?
-                    && webhook.data.resource == Resource::Order
                 {
                     // The webhook read here is the one processed: no second read.
-                    return self.jobs(rt).process_order(&webhook).await;
+                    match (webhook.data.resource, &self.shipping, &self.customers) {
+                        (Resource::Order, Some(rt), _) => {
+                            return self.jobs(rt).process_order(&webhook).await;
+                        }
+                        (Resource::Customer, _, Some(rt)) => {
+                            return self.customer_jobs(rt).process_customer(&webhook).await;
+                        }
+                        _ => {}
+                    }
                 }
                 process_webhook(self.inbox.as_ref(), *webhook_id).await
             }
