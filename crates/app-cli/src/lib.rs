@@ -19,10 +19,12 @@ mod sandbox;
 
 pub use sandbox::SandboxArgs;
 
+mod config_check;
 mod dead;
 mod replay;
 mod shipments;
 
+pub use config_check::ConfigCommand;
 pub use dead::DeadCommand;
 pub use replay::ReplayArgs;
 
@@ -71,6 +73,9 @@ pub enum Command {
     /// Jobs the workers gave up on: list, show, requeue.
     #[command(subcommand)]
     Dead(DeadCommand),
+    /// The resolved configuration and a test of every connection.
+    #[command(subcommand)]
+    Config(ConfigCommand),
 }
 
 /// `lazona webhooks ...`
@@ -119,6 +124,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         // No configuration, no database: the sandbox stands alone.
         return sandbox::run(args).await;
     }
+    if let Command::Config(cmd) = cli.command {
+        // Checks the configuration itself: it must not need a valid one to start.
+        return config_check::check(cli.config.as_deref(), cmd, cli.json).await;
+    }
     let settings = Settings::load(cli.config.as_deref())?;
     let db = Database::connect(&settings.database).await?;
     match cli.command {
@@ -135,7 +144,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let inbox = SqlInbox::start(db, &settings.inbox);
             webhooks(&inbox, cmd, cli.json).await
         }
-        Command::Sandbox(_) => unreachable!("the sandbox returned above"),
+        Command::Sandbox(_) | Command::Config(_) => unreachable!("handled above"),
         Command::Shipments(cmd) => shipments::shipments(&settings, db, cmd, cli.json).await,
         Command::Labels(cmd) => shipments::labels(db, cmd).await,
         Command::Replay(args) => replay::replay(&settings, db, args, cli.json).await,

@@ -2,6 +2,7 @@
 
 use std::process::Command;
 
+mod config_check;
 mod dead_and_replay;
 mod sandbox;
 mod shipments;

@@ -1,0 +1,346 @@
+//! `lazona config check`: the resolved configuration, where each value comes from, secrets
+//! redacted, and a test of every connection the connector makes.
+
+use adapters::config::{LEGACY_ENV, Settings};
+use adapters::db::Database;
+use adapters::queue::Queue;
+use clap::Subcommand;
+use figment::value::{Dict, Value};
+use secrecy::ExposeSecret;
+use serde::Serialize;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// `lazona config ...`
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the resolved configuration (secrets redacted) with the source of each value, then
+    /// test the database, the queue, the SMTP server and the third-party hosts.
+    Check {
+        /// Only print the configuration; test nothing.
+        #[arg(long)]
+        no_connect: bool,
+        /// Seconds each connection test may take.
+        #[arg(long, default_value_t = 5)]
+        timeout: u64,
+    },
+}
+
+/// Keys whose values are never printed.
+fn is_secret(key: &str) -> bool {
+    let last = key.rsplit('.').next().unwrap_or(key);
+    matches!(
+        last,
+        "password" | "secret" | "auth_token" | "tracking_auth_token" | "token"
+    )
+}
+
+/// A URL with its password replaced (`postgres://user:***@host/db`).
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+    let slash = if rest.contains('/') { "/" } else { "" };
+    if userinfo.contains(':') {
+        format!("{scheme}://{user}:***@{host}{slash}{path}")
+    } else {
+        url.to_owned()
+    }
+}
+
+fn shown(key: &str, value: &Value) -> serde_json::Value {
+    let json = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
+    match &json {
+        serde_json::Value::String(s) if is_secret(key) && !s.is_empty() => "***".into(),
+        serde_json::Value::String(s) if key.ends_with("url") => redact_url(s).into(),
+        _ => json,
+    }
+}
+
+/// Where a key's value comes from: an environment variable, the file, or the defaults.
+fn source(figment: &figment::Figment, key: &str) -> String {
+    let Some(meta) = figment.find_metadata(key) else {
+        return "default".into();
+    };
+    let name = meta.name.to_string();
+    if name.contains("environment") {
+        return format!("env LAZONA_{}", key.replace('.', "__").to_ascii_uppercase());
+    }
+    if let Some(figment::Source::File(path)) = &meta.source {
+        return format!("file {}", path.display());
+    }
+    if name.starts_with("TOML") {
+        return "default".into();
+    }
+    // The original deployment's variables are merged one by one as serialized strings.
+    LEGACY_ENV
+        .iter()
+        .rev()
+        .find(|(var, k)| *k == key && std::env::var_os(var).is_some())
+        .map_or_else(|| "default".into(), |(var, _)| format!("env {var}"))
+}
+
+fn leaves(prefix: &str, dict: &Dict, out: &mut Vec<(String, Value)>) {
+    for (k, v) in dict {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            Value::Dict(_, inner) => leaves(&key, inner, out),
+            other => out.push((key, other.clone())),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Entry {
+    key: String,
+    value: serde_json::Value,
+    source: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Check {
+    name: &'static str,
+    target: String,
+    ok: bool,
+    detail: String,
+}
+
+/// Runs `lazona config check`.
+pub(crate) async fn check(
+    file: Option<&Path>,
+    cmd: ConfigCommand,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let ConfigCommand::Check {
+        no_connect,
+        timeout,
+    } = cmd;
+    let figment = Settings::figment(file)?;
+    let mut flat = Vec::new();
+    let dict: Dict = figment.extract()?;
+    leaves("", &dict, &mut flat);
+    let entries: Vec<Entry> = flat
+        .iter()
+        .map(|(key, value)| Entry {
+            key: key.clone(),
+            value: shown(key, value),
+            source: source(&figment, key),
+        })
+        .collect();
+    let settings = match Settings::load(file) {
+        Ok(s) => s,
+        Err(e) => {
+            print_entries(&entries, json, &[])?;
+            eprintln!("the configuration is invalid: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let checks = if no_connect {
+        Vec::new()
+    } else {
+        connections(&settings, Duration::from_secs(timeout)).await
+    };
+    print_entries(&entries, json, &checks)?;
+    Ok(if checks.iter().all(|c| c.ok) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn print_entries(entries: &[Entry], json: bool, checks: &[Check]) -> anyhow::Result<()> {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "settings": entries,
+                "checks": checks,
+            }))?
+        );
+        return Ok(());
+    }
+    let width = entries.iter().map(|e| e.key.len()).max().unwrap_or(0);
+    for e in entries {
+        let value = match &e.value {
+            serde_json::Value::String(s) => format!("{s:?}"),
+            other => other.to_string(),
+        };
+        println!("{:<width$}  {:<40}  ({})", e.key, value, e.source);
+    }
+    if !checks.is_empty() {
+        println!();
+        for c in checks {
+            println!(
+                "{}  {:<10} {:<40} {}",
+                if c.ok { "ok  " } else { "FAIL" },
+                c.name,
+                c.target,
+                c.detail
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn connections(settings: &Settings, timeout: Duration) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let db_url = redact_url(settings.database.url.expose_secret());
+    let db = match tokio::time::timeout(timeout, Database::connect(&settings.database)).await {
+        Ok(Ok(db)) => {
+            checks.push(Check {
+                name: "database",
+                target: db_url,
+                ok: true,
+                detail: "connected".into(),
+            });
+            Some(db)
+        }
+        Ok(Err(e)) => {
+            checks.push(fail(
+                "database",
+                db_url,
+                &format!("{:#}", anyhow::Error::from(e)),
+            ));
+            None
+        }
+        Err(_) => {
+            checks.push(fail("database", db_url, "timed out"));
+            None
+        }
+    };
+    if let Some(db) = &db {
+        let target = settings.queue.backend.clone();
+        let result = tokio::time::timeout(timeout, async {
+            let queue = Queue::open(settings, db, None).await?;
+            queue.port.stats().await
+        })
+        .await;
+        checks.push(match result {
+            Ok(Ok(stats)) => Check {
+                name: "queue",
+                target,
+                ok: true,
+                detail: format!("{stats:?}"),
+            },
+            Ok(Err(e)) => fail(
+                "queue",
+                target,
+                &format!("{:#} (has `lazona migrate` run?)", anyhow::Error::from(e)),
+            ),
+            Err(_) => fail("queue", target, "timed out"),
+        });
+    }
+    if !settings.mail.host.is_empty() {
+        let target = format!("{}:{}", settings.mail.host, settings.mail.port);
+        checks.push(smtp(&target, timeout).await);
+    }
+    let http = adapters::koiki::http_client(timeout).ok();
+    for (name, url) in [
+        ("koiki", &settings.koiki.host),
+        ("tracking", &settings.koiki.tracking_host),
+        ("shop", &settings.shop.host),
+        ("crm", &settings.crm.rest_url),
+    ] {
+        if url.is_empty() {
+            continue;
+        }
+        let Some(http) = &http else { break };
+        checks.push(match http.get(url.as_str()).send().await {
+            // Any answer means the host is there; credentials are not sent.
+            Ok(resp) => Check {
+                name,
+                target: url.clone(),
+                ok: true,
+                detail: format!("reachable (HTTP {})", resp.status().as_u16()),
+            },
+            Err(e) => fail(name, url.clone(), &format!("unreachable: {e}")),
+        });
+    }
+    checks
+}
+
+async fn smtp(target: &str, timeout: Duration) -> Check {
+    use tokio::io::AsyncReadExt;
+    let mut stream =
+        match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(target)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => return fail("smtp", target.into(), &e.to_string()),
+            Err(_) => return fail("smtp", target.into(), "timed out connecting"),
+        };
+    let mut greeting = [0u8; 512];
+    let ok = |detail: String| Check {
+        name: "smtp",
+        target: target.into(),
+        ok: true,
+        detail,
+    };
+    match tokio::time::timeout(Duration::from_secs(2), stream.read(&mut greeting)).await {
+        Ok(Ok(n)) => {
+            let text = String::from_utf8_lossy(&greeting[..n]).trim().to_owned();
+            if text.starts_with("220") {
+                ok(text.lines().next().unwrap_or("").to_owned())
+            } else if n == 0 {
+                fail(
+                    "smtp",
+                    target.into(),
+                    "closed the connection without a greeting",
+                )
+            } else {
+                fail(
+                    "smtp",
+                    target.into(),
+                    &format!("unexpected greeting {text:?}"),
+                )
+            }
+        }
+        Ok(Err(e)) => fail("smtp", target.into(), &e.to_string()),
+        // Implicit TLS (port 465) greets only after the handshake.
+        Err(_) => ok("connected; no plain-text greeting (implicit TLS?)".into()),
+    }
+}
+
+fn fail(name: &'static str, target: String, detail: &str) -> Check {
+    Check {
+        name,
+        target,
+        ok: false,
+        detail: detail.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_passwords_only() {
+        assert_eq!(
+            redact_url("postgres://lazona:s3cret@db:5432/lazona"),
+            "postgres://lazona:***@db:5432/lazona"
+        );
+        assert_eq!(redact_url("redis://:pw@cache"), "redis://:***@cache");
+        assert_eq!(
+            redact_url("sqlite://lazona.db?mode=rwc"),
+            "sqlite://lazona.db?mode=rwc"
+        );
+        assert_eq!(redact_url("https://shop.example"), "https://shop.example");
+    }
+
+    #[test]
+    fn secret_keys_are_recognised() {
+        assert!(is_secret("webhook.secret"));
+        assert!(is_secret("koiki.auth_token"));
+        assert!(is_secret("shop.password"));
+        assert!(!is_secret("shop.user"));
+    }
+}
