@@ -76,6 +76,20 @@ pub enum Command {
     /// The resolved configuration and a test of every connection.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Copy the original (Django) deployment's shipments, so that its history stays and no
+    /// order it shipped is booked again. Safe to run again: rows already here are skipped.
+    ImportDjango {
+        /// The Django database URL (postgres://... or sqlite://...).
+        #[arg(long = "from", value_name = "URL")]
+        from: String,
+        /// The Django media folder, where `label_url` (`pdf_barcodes/...`) points: the labels
+        /// are copied too.
+        #[arg(long)]
+        labels_dir: Option<PathBuf>,
+        /// Count what would be imported; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// `lazona webhooks ...`
@@ -149,6 +163,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Labels(cmd) => shipments::labels(db, cmd).await,
         Command::Replay(args) => replay::replay(&settings, db, args, cli.json).await,
         Command::Dead(cmd) => dead::dead(&settings, db, cmd, cli.json).await,
+        Command::ImportDjango {
+            from,
+            labels_dir,
+            dry_run,
+        } => {
+            let report =
+                adapters::db::import_django_shipments(&db, &from, labels_dir.as_deref(), dry_run)
+                    .await?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "{}read {}, imported {}, already here {}, duplicates skipped {}, labels {}, \
+                     unknown status (now BOOKING) {}",
+                    if dry_run { "dry run: " } else { "" },
+                    report.read,
+                    report.imported,
+                    report.already_here,
+                    report.duplicates,
+                    report.labels,
+                    report.unknown_status
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -3,11 +3,13 @@
 //! ([`migration::Migrator`]), and the shipments ([`SqlShipmentStore`]).
 
 pub mod entity;
+mod import;
 mod inbox;
 pub mod migration;
 mod queue;
 mod shipments;
 
+pub use import::{ImportReport, import_django_shipments};
 pub use inbox::SqlInbox;
 pub use queue::{NOTIFY_CHANNEL, SqlJobQueue};
 pub use shipments::SqlShipmentStore;

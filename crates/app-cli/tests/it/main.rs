@@ -4,6 +4,7 @@ use std::process::Command;
 
 mod config_check;
 mod dead_and_replay;
+mod import_django;
 mod sandbox;
 mod shipments;
 mod support;
