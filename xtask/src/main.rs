@@ -33,6 +33,13 @@ Commands:
       --warmup N              unmeasured requests first (default 5000)
       --url URL               use an already-running server, e.g. http://127.0.0.1:8000
       --database-url URL      with --url: that server's database, for the inbox check
+  bench orders [options]  end-to-end orders/s: a release lazona-http with its worker, pointed at
+                          the sandbox's fakes (Koiki, WCFM, WordPress, a counting SMTP sink),
+                          from webhook accepted to every label mailed.
+      --db sqlite|postgres    database (required; Postgres: a fresh database, dropped after)
+      --orders N              orders posted (default 10000)
+      --connections C         keep-alive connections (default 16)
+      --vendors 1|2|mix       Koiki vendors per order (default 1; mix: 2 for every 4th)
   help                    this text
 ";
 

@@ -35,6 +35,17 @@ impl Delivery {
     pub(crate) fn len(&self) -> usize {
         self.body.len()
     }
+
+    /// `body`, signed with [`SECRET`], to be sent with `delivery_id`.
+    pub(crate) fn signed(body: Vec<u8>, delivery_id: String) -> Result<Self> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).context("HMAC key")?;
+        mac.update(&body);
+        Ok(Delivery {
+            signature: BASE64.encode(mac.finalize().into_bytes()),
+            body: Bytes::from(body),
+            delivery_id,
+        })
+    }
 }
 
 /// Serializes and signs `count` orders (ids `first_id..`), before any timing starts: one

@@ -8,6 +8,7 @@
 
 mod load;
 mod order;
+mod orders;
 mod queue;
 
 use crate::cmd;
@@ -52,7 +53,8 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
         Some("ingest") => ingest(root, &IngestArgs::parse(&args[1..])?),
         Some("queue") => queue::run(&args[1..]),
-        Some(other) => bail!("unknown benchmark `{other}` (available: ingest, queue)"),
+        Some("orders") => orders::run(root, &args[1..]),
+        Some(other) => bail!("unknown benchmark `{other}` (available: ingest, queue, orders)"),
         None => bail!("which benchmark? `cargo xtask bench ingest --db sqlite|postgres`"),
     }
 }
