@@ -99,9 +99,14 @@ async fn processed_count(inbox: &SqlInbox, id: WebhookId) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replaying_an_order_books_nothing_twice_unless_forced() {
+    for (_, db) in TestDb::all().await {
+        replay_scenario(&db).await;
+    }
+}
+
+async fn replay_scenario(db: &TestDb) {
     let sink = SmtpSink::start(None).await;
     let fake = fake_shop().await;
-    let db = TestDb::sqlite();
     let database = database(&db.url).await;
     let settings = adapters::testing::settings_for(&db.url);
     let inbox = SqlInbox::start(database.clone(), &settings.inbox);

@@ -181,6 +181,12 @@ async fn shipments_are_listed_shown_and_labels_downloaded_and_unsafe_actions_ref
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_and_track_are_carried_out_by_a_worker_and_mailed() {
+    for (_, db) in TestDb::all().await {
+        retry_and_track(&db).await;
+    }
+}
+
+async fn retry_and_track(db: &TestDb) {
     let sink = SmtpSink::start(None).await;
     let fake = MockServer::start().await;
     let pdf = b"%PDF-1.4 the new label";
@@ -222,7 +228,6 @@ async fn retry_and_track_are_carried_out_by_a_worker_and_mailed() {
         .mount(&fake)
         .await;
 
-    let db = TestDb::sqlite();
     let database = database(&db.url).await;
     let store = SqlShipmentStore::new(database.clone());
     let id = shipment(&store, 33, 6, ShipmentStatus::ErrorFromBody, "", None).await;
