@@ -6,8 +6,8 @@ use adapters::db::Database;
 use adapters::queue::Queue;
 use anyhow::Context;
 use clap::Subcommand;
-use domain::error::QueueError;
 use domain::model::{DeadJob, JobId};
+use domain::service::operations::{self, OperationError};
 use std::process::ExitCode;
 
 /// `lazona dead ...`
@@ -97,9 +97,9 @@ pub(crate) async fn dead(
             let mut requeued = Vec::new();
             let mut missing = Vec::new();
             for id in ids {
-                match port.requeue_dead(JobId(id)).await {
+                match operations::requeue_dead(port, JobId(id)).await {
                     Ok(()) => requeued.push(id),
-                    Err(QueueError::NotFound(_)) => missing.push(id),
+                    Err(OperationError::NoDeadJob(_)) => missing.push(id),
                     Err(e) => return Err(e.into()),
                 }
             }

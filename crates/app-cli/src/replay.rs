@@ -7,11 +7,9 @@ use adapters::db::{Database, SqlInbox, SqlShipmentStore};
 use adapters::queue::Queue;
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
-use domain::model::{
-    JobKind, NewJob, Resource, ShipmentMethod, ShipmentStatus, Webhook, WebhookFilter, WebhookId,
-    WebhookStatus, WebhookSummary,
-};
-use domain::ports::{JobQueue, ShipmentStore, WebhookInbox};
+use domain::model::{Resource, Webhook, WebhookFilter, WebhookId, WebhookStatus, WebhookSummary};
+use domain::ports::{JobQueue, WebhookInbox};
+use domain::service::operations::{self, ReplayTarget};
 use domain::service::signature::WebhookSecret;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
@@ -356,8 +354,7 @@ fn exit(summary: &Summary) -> ExitCode {
     }
 }
 
-/// Back to `queued` (recorded in its history) with a new job. A failed enqueue puts the
-/// webhook back where it was.
+/// Back to `queued` with a new job, through the same operation as the API's replay.
 async fn requeue(
     inbox: &SqlInbox,
     queue: &dyn JobQueue,
@@ -365,50 +362,13 @@ async fn requeue(
     w: &WebhookSummary,
     force: bool,
 ) -> anyhow::Result<()> {
-    let moved = inbox
-        .transition(
-            w.id,
-            w.status,
-            WebhookStatus::Queued,
-            Some("replayed by an operator".into()),
-        )
-        .await?;
-    if !moved {
-        bail!("its status changed meanwhile (it was {})", w.status);
-    }
-    let job = NewJob {
-        kind: JobKind::ProcessWebhook { webhook_id: w.id },
-        run_at: None,
+    let target = ReplayTarget {
+        id: w.id,
+        resource: w.resource,
+        status: w.status,
+        subject_id: w.subject_id,
     };
-    if let Err(e) = queue.enqueue(job).await {
-        let _ = inbox
-            .transition(
-                w.id,
-                WebhookStatus::Queued,
-                w.status,
-                Some(format!("replay not enqueued: {e}")),
-            )
-            .await;
-        return Err(e.into());
-    }
-    if force
-        && w.resource == Resource::Order
-        && let Some(order_id) = w.subject_id
-    {
-        for s in store.of_order(order_id).await? {
-            if s.method == ShipmentMethod::Koiki && s.status != ShipmentStatus::Booking {
-                queue
-                    .enqueue(NewJob {
-                        kind: JobKind::RetryShipment {
-                            shipment_id: s.id,
-                            force: true,
-                        },
-                        run_at: None,
-                    })
-                    .await?;
-            }
-        }
-    }
+    operations::replay_webhook(inbox, queue, store, &target, force).await?;
     Ok(())
 }
 

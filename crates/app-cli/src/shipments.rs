@@ -7,10 +7,9 @@ use adapters::db::{Database, SqlShipmentStore};
 use adapters::queue::Queue;
 use anyhow::Context;
 use clap::Subcommand;
-use domain::model::{
-    JobId, JobKind, NewJob, ShipmentFilter, ShipmentMethod, ShipmentRecord, ShipmentStatus,
-};
+use domain::model::{JobId, ShipmentFilter, ShipmentRecord, ShipmentStatus};
 use domain::ports::{JobQueue, ShipmentStore};
+use domain::service::operations::{self, Enqueued, OperationError, Refusal};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -217,66 +216,54 @@ pub(crate) async fn shipments(
             Ok(ExitCode::SUCCESS)
         }
         ShipmentsCommand::Retry { id, force, wait } => {
-            let Some(s) = find(&store, id).await? else {
-                return Ok(ExitCode::from(NOT_FOUND));
-            };
-            if s.method == ShipmentMethod::LocalPickup {
-                eprintln!("shipment {id} is a local pickup: there is nothing to book");
-                return Ok(ExitCode::from(REFUSED));
-            }
-            if !force && s.status != ShipmentStatus::ErrorFromBody {
-                eprintln!(
-                    "shipment {id} is {}{}: the carrier already has a booking for it.\n\
-                     Booking again makes a second parcel; if that is what you want, add --force.",
-                    s.status,
-                    if s.delivery_id.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (barcode {})", s.delivery_id)
-                    }
-                );
-                return Ok(ExitCode::from(REFUSED));
-            }
-            let kind = JobKind::RetryShipment {
-                shipment_id: id,
-                force,
-            };
-            act(settings, &db, &store, s, kind, &wait, json).await
+            let queue = open_queue(settings, &db).await?;
+            let done = operations::retry_shipment(&store, queue.port.as_ref(), id, force).await;
+            act(&queue, &store, id, done, &wait, json).await
         }
         ShipmentsCommand::Track { id, wait } => {
-            let Some(s) = find(&store, id).await? else {
-                return Ok(ExitCode::from(NOT_FOUND));
-            };
-            if s.delivery_id.is_empty() {
-                eprintln!("shipment {id} has no barcode: there is nothing to track");
-                return Ok(ExitCode::from(REFUSED));
-            }
-            let kind = JobKind::TrackShipment { shipment_id: id };
-            act(settings, &db, &store, s, kind, &wait, json).await
+            let queue = open_queue(settings, &db).await?;
+            let done = operations::track_shipment(&store, queue.port.as_ref(), id).await;
+            act(&queue, &store, id, done, &wait, json).await
         }
     }
 }
 
-/// Enqueues an action's job and, unless told not to, waits for a worker to carry it out: the
-/// shipment changes, or the job is dead-lettered.
+async fn open_queue(settings: &Settings, db: &Database) -> anyhow::Result<Queue> {
+    Queue::open(settings, db, None)
+        .await
+        .context("opening the job queue")
+}
+
+/// Reports an action's job (enqueued by [`operations`], or refused) and, unless told not to,
+/// waits for a worker to carry it out: the shipment changes, or the job is dead-lettered.
 async fn act(
-    settings: &Settings,
-    db: &Database,
+    queue: &Queue,
     store: &SqlShipmentStore,
-    before: ShipmentRecord,
-    kind: JobKind,
+    id: i64,
+    done: Result<Enqueued, OperationError>,
     wait: &Wait,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let queue = Queue::open(settings, db, None)
-        .await
-        .context("opening the job queue")?;
+    let (job, kind, before) = match done {
+        Ok(Enqueued {
+            job_id,
+            kind,
+            shipment,
+        }) => (job_id, kind, shipment),
+        Err(OperationError::NoShipment(_)) => {
+            eprintln!("no shipment {id}");
+            return Ok(ExitCode::from(NOT_FOUND));
+        }
+        Err(OperationError::Refused(refusal)) => {
+            eprintln!("shipment {id} refused: {refusal}.");
+            if matches!(refusal, Refusal::NeedsForce { .. }) {
+                eprintln!("If a second parcel is what you want, add --force.");
+            }
+            return Ok(ExitCode::from(REFUSED));
+        }
+        Err(e) => return Err(e.into()),
+    };
     let name = kind.name();
-    let job = queue
-        .port
-        .enqueue(NewJob { kind, run_at: None })
-        .await
-        .context("enqueueing the job")?;
     if wait.no_wait {
         if json {
             println!("{}", serde_json::json!({ "job_id": job, "job": name }));

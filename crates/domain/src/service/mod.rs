@@ -4,6 +4,7 @@ pub mod customers;
 pub mod fulfilment;
 pub mod intake;
 pub mod mails;
+pub mod operations;
 pub mod process;
 pub mod shipment_jobs;
 pub mod shipping;
