@@ -278,6 +278,20 @@ impl Settings {
             .map_err(|e| ConfigError::Invalid(Box::new(e)))
     }
 
+    /// The built-in defaults with `toml` on top, and nothing from the environment or a file: a
+    /// configuration that does not depend on the process's variables, for embedders and tests.
+    /// `""` gives the defaults.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] when `toml` does not parse or a value has the wrong type.
+    pub fn from_toml(toml: &str) -> Result<Self, ConfigError> {
+        Figment::new()
+            .merge(Toml::string(DEFAULT_TOML))
+            .merge(Toml::string(toml))
+            .extract()
+            .map_err(|e| ConfigError::Invalid(Box::new(e)))
+    }
+
     /// The figment behind [`Settings::load`], for callers that add their own layers.
     ///
     /// # Errors

@@ -1,15 +1,24 @@
-//! An in-memory [`ShipmentStore`]: for tests, examples and embedders who keep shipments
-//! elsewhere. It holds everything in one mutex and loses it on drop; production uses the SQL
-//! store of the `adapters` crate.
+//! In-memory adapters, for tests, examples and embedders: a [`ShipmentStore`] (for those who
+//! keep shipments elsewhere), a [`Shop`] holding vendors, orders and users, and a [`Mailer`]
+//! that keeps what it is given. Each holds everything in one mutex and loses it on drop;
+//! production uses the SQL store, the WordPress shop and the SMTP mailer of the `adapters` crate.
 
-use crate::error::StoreError;
+use crate::error::{MailError, ShopError, StoreError};
+use crate::model::shipment::VendorProfile;
 use crate::model::{
-    BookingOutcome, Claim, ShipmentFilter, ShipmentMethod, ShipmentRecord, ShipmentStatus,
+    BookingOutcome, Claim, Order, ShipmentFilter, ShipmentMethod, ShipmentRecord, ShipmentStatus,
 };
-use crate::ports::ShipmentStore;
+use crate::ports::{Email, Mailer, ShipmentStore, Shop, WpUser};
 use async_trait::async_trait;
 use chrono::Utc;
+use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
+
+/// Locks `m`; a panic elsewhere cannot leave a value half-written: every change is one
+/// assignment or one push.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// Shipments in memory, unique per (order, vendor) like the SQL store.
 #[derive(Debug, Default)]
@@ -24,8 +33,7 @@ impl MemoryShipmentStore {
     }
 
     fn rows(&self) -> MutexGuard<'_, Vec<(ShipmentRecord, Option<Vec<u8>>)>> {
-        // A panic elsewhere cannot leave a row half-written: every change is one assignment.
-        self.rows.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.rows)
     }
 
     /// Every shipment, oldest first.
@@ -200,5 +208,165 @@ impl ShipmentStore for MemoryShipmentStore {
             .filter(|(r, _)| !r.delivery_id.is_empty() && r.status != ShipmentStatus::Delivered)
             .map(|(r, _)| r.clone())
             .collect())
+    }
+}
+
+#[derive(Debug, Default)]
+struct ShopData {
+    vendors: HashMap<i64, VendorProfile>,
+    orders: HashMap<i64, Order>,
+    users: Vec<WpUser>,
+}
+
+/// A shop in memory: the vendors, orders and WordPress users it is given.
+#[derive(Debug, Default)]
+pub struct MemoryShop {
+    data: Mutex<ShopData>,
+}
+
+impl MemoryShop {
+    /// A shop with nothing in it.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds (or replaces) the vendor `profile.id`.
+    pub fn with_vendor(self, profile: VendorProfile) -> Self {
+        lock(&self.data).vendors.insert(profile.id, profile);
+        self
+    }
+
+    /// Adds (or replaces) the order `order.id`, for [`Shop::order`].
+    pub fn with_order(self, order: Order) -> Self {
+        lock(&self.data).orders.insert(order.id, order);
+        self
+    }
+
+    /// Adds a WordPress user.
+    pub fn with_user(self, user: WpUser) -> Self {
+        lock(&self.data).users.push(user);
+        self
+    }
+
+    /// The WordPress users, as they are now (roles changed by [`Shop::set_user_roles`]).
+    pub fn users(&self) -> Vec<WpUser> {
+        lock(&self.data).users.clone()
+    }
+}
+
+#[async_trait]
+impl Shop for MemoryShop {
+    async fn vendor(&self, vendor_id: i64) -> Result<VendorProfile, ShopError> {
+        lock(&self.data)
+            .vendors
+            .get(&vendor_id)
+            .cloned()
+            .ok_or_else(|| ShopError::NotFound {
+                what: format!("vendor {vendor_id}"),
+            })
+    }
+
+    async fn order(&self, order_id: i64) -> Result<Order, ShopError> {
+        lock(&self.data)
+            .orders
+            .get(&order_id)
+            .cloned()
+            .ok_or_else(|| ShopError::NotFound {
+                what: format!("order {order_id}"),
+            })
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<WpUser>, ShopError> {
+        Ok(lock(&self.data)
+            .users
+            .iter()
+            .find(|u| u.email.eq_ignore_ascii_case(email))
+            .cloned())
+    }
+
+    async fn set_user_roles(&self, user_id: i64, roles: &[String]) -> Result<WpUser, ShopError> {
+        let mut data = lock(&self.data);
+        let user = data
+            .users
+            .iter_mut()
+            .find(|u| u.id == user_id)
+            .ok_or_else(|| ShopError::NotFound {
+                what: format!("user {user_id}"),
+            })?;
+        user.roles = roles.to_vec();
+        Ok(user.clone())
+    }
+}
+
+/// A mailer that sends nothing and keeps every message, in order.
+#[derive(Debug, Default)]
+pub struct MemoryMailer {
+    sent: Mutex<Vec<Email>>,
+}
+
+impl MemoryMailer {
+    /// A mailer that has sent nothing.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The messages sent so far, oldest first.
+    pub fn sent(&self) -> Vec<Email> {
+        lock(&self.sent).clone()
+    }
+}
+
+#[async_trait]
+impl Mailer for MemoryMailer {
+    async fn send(&self, email: &Email) -> Result<(), MailError> {
+        lock(&self.sent).push(email.clone());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_memory_shop_answers_what_it_holds_and_not_found_otherwise() {
+        let shop = MemoryShop::new()
+            .with_vendor(VendorProfile {
+                id: 6,
+                email: "v@example.com".into(),
+                ..VendorProfile::default()
+            })
+            .with_user(WpUser {
+                id: 9,
+                email: "Member@Example.com".into(),
+                roles: vec!["customer".into()],
+            });
+        assert_eq!(shop.vendor(6).await.expect("vendor").email, "v@example.com");
+        assert!(matches!(
+            shop.vendor(7).await,
+            Err(ShopError::NotFound { .. })
+        ));
+        assert!(matches!(
+            shop.order(1).await,
+            Err(ShopError::NotFound { .. })
+        ));
+        let user = shop
+            .user_by_email("member@example.com")
+            .await
+            .expect("lookup")
+            .expect("found, whatever the case");
+        let partner = vec!["partner".to_owned()];
+        assert_eq!(
+            shop.set_user_roles(user.id, &partner)
+                .await
+                .expect("set")
+                .roles,
+            partner
+        );
+        assert_eq!(shop.users()[0].roles, partner);
+        assert!(matches!(
+            shop.set_user_roles(10, &partner).await,
+            Err(ShopError::NotFound { .. })
+        ));
     }
 }
