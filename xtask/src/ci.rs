@@ -1,9 +1,9 @@
 //! `cargo xtask ci`: the whole gate, step by step, failing fast.
 //!
-//! fmt, clippy, the tests (nextest when installed, else `cargo test`), the doctests, rustdoc
-//! with warnings denied, then tidy. The tests get `TEST_DATABASE_URL` and `TEST_REDIS_URL`
-//! pointing at local Postgres and Redis; with `$CI` set those services must be up (they are
-//! started when they are not).
+//! fmt, clippy, the tests (nextest when installed, else `cargo test`), the doctests, the
+//! embedding example, rustdoc with warnings denied, then tidy. The tests get
+//! `TEST_DATABASE_URL` and `TEST_REDIS_URL` pointing at local Postgres and Redis; with `$CI`
+//! set those services must be up (they are started when they are not).
 
 use crate::cmd::{self, cargo};
 use anyhow::{Context, Result, bail};
@@ -91,6 +91,11 @@ pub(crate) fn run(root: &Path) -> Result<()> {
         })?;
     }
 
+    // The embedding example (app-worker's `examples/embed.rs`) runs: a library API that only
+    // compiles is not enough.
+    steps.run("example", || {
+        cmd::run(cargo(root).args(["run", "-p", "app-worker", "--example", "embed"]))
+    })?;
     steps.run("doc", || {
         cmd::run(
             cargo(root)

@@ -1,13 +1,13 @@
 //! The webhook endpoints.
 
 use crate::{ApiError, AppState, Metrics};
+use app_worker::{IngestError, IngestOutcome};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use domain::model::{RecordOutcome, Resource, WebhookStatus};
-use domain::service::intake::{AuthFailure, Intake, intake};
+use domain::model::Resource;
 use serde_json::json;
 
 pub(crate) async fn order(
@@ -62,87 +62,74 @@ async fn receive(
         })
         .collect();
 
-    let decision = intake(
+    // The same path as an embedded connector's `Connector::ingest` (which also logs).
+    let ingested = app_worker::ingest(
+        state.inbox.as_ref(),
+        state.secret.as_deref(),
         resource,
         &headers,
         body,
-        state.secret.as_deref(),
-        chrono::Utc::now(),
-    );
-    let (webhook, rejection) = match decision {
-        Intake::Ping { webhook_id } => {
+        state.commit_timeout,
+    )
+    .await;
+    let (webhook_id, shown) = match ingested {
+        Ok(IngestOutcome::Ping { .. }) => {
             Metrics::inc(&m.pings);
-            tracing::info!(%resource, wc_webhook_id = webhook_id, "WooCommerce webhook ping");
             return Ok((StatusCode::OK, axum::Json(json!({ "status": "pong" }))).into_response());
         }
-        Intake::Unauthenticated(failure) => {
-            Metrics::inc(&m.signature_failures);
-            tracing::warn!(%resource, ?failure, "webhook refused: bad signature");
-            return Err(match failure {
-                AuthFailure::MissingSignature => ApiError::MissingSignature,
-                AuthFailure::InvalidSignature => ApiError::InvalidSignature,
+        Ok(IngestOutcome::Rejected {
+            webhook_id,
+            field,
+            message,
+        }) => {
+            Metrics::inc(&m.rejected[slot]);
+            return Err(ApiError::Invalid {
+                field,
+                message,
+                webhook_id: webhook_id.0,
             });
         }
-        Intake::Unconfigured => {
-            Metrics::inc(&m.unavailable);
-            tracing::error!(%resource, "signed webhook refused: no webhook secret configured");
-            return Err(ApiError::Unconfigured);
+        Ok(IngestOutcome::Duplicate { webhook_id }) => {
+            Metrics::inc(&m.duplicates[slot]);
+            (webhook_id, "duplicate")
         }
-        Intake::Accept(webhook) => (webhook, None),
-        Intake::Reject(webhook, rejection) => (webhook, Some(rejection)),
+        Ok(IngestOutcome::Stored { webhook_id, status }) => {
+            Metrics::inc(&m.accepted[slot]);
+            (webhook_id, status.as_str())
+        }
+        Err(e) => {
+            return Err(match e {
+                IngestError::MissingSignature => {
+                    Metrics::inc(&m.signature_failures);
+                    ApiError::MissingSignature
+                }
+                IngestError::InvalidSignature => {
+                    Metrics::inc(&m.signature_failures);
+                    ApiError::InvalidSignature
+                }
+                IngestError::Unconfigured => {
+                    Metrics::inc(&m.unavailable);
+                    ApiError::Unconfigured
+                }
+                IngestError::Unavailable(e) => {
+                    Metrics::inc(&m.unavailable);
+                    ApiError::Unavailable(e.to_string())
+                }
+                IngestError::CommitTimeout => {
+                    Metrics::inc(&m.unavailable);
+                    ApiError::Unavailable("the database did not commit in time".into())
+                }
+            });
+        }
     };
-
-    let status = webhook.status;
-    let delivery_id = webhook.delivery_id.clone();
-    let recorded = match tokio::time::timeout(state.commit_timeout, state.inbox.record(webhook))
-        .await
-    {
-        Ok(Ok(recorded)) => recorded,
-        Ok(Err(e)) => {
-            Metrics::inc(&m.unavailable);
-            tracing::error!(%resource, error = %domain::error::error_chain(&e), "webhook not stored");
-            return Err(ApiError::Unavailable(e.to_string()));
-        }
-        Err(_) => {
-            Metrics::inc(&m.unavailable);
-            tracing::error!(%resource, "webhook not committed in time");
-            return Err(ApiError::Unavailable(
-                "the database did not commit in time".into(),
-            ));
-        }
-    };
-    let duplicate = recorded.outcome == RecordOutcome::Duplicate;
-
-    if let Some(rejection) = rejection {
-        Metrics::inc(&m.rejected[slot]);
-        tracing::warn!(%resource, webhook_id = %recorded.id, field = ?rejection.field, message = %rejection.message, "webhook rejected and kept");
-        return Err(ApiError::Invalid {
-            field: rejection.field,
-            message: rejection.message,
-            webhook_id: recorded.id.0,
-        });
-    }
-    if duplicate {
-        Metrics::inc(&m.duplicates[slot]);
-        tracing::info!(%resource, webhook_id = %recorded.id, ?delivery_id, "duplicate delivery: nothing new stored");
-    } else {
-        Metrics::inc(&m.accepted[slot]);
-        tracing::info!(%resource, webhook_id = %recorded.id, ?delivery_id, %status, "webhook stored");
-    }
     // As the original: 201 for orders, 200 for customers.
     let code = match resource {
         Resource::Order => StatusCode::CREATED,
         Resource::Customer => StatusCode::OK,
     };
-    let shown = if duplicate {
-        "duplicate"
-    } else {
-        status.as_str()
-    };
-    debug_assert!(status != WebhookStatus::Rejected);
     Ok((
         code,
-        axum::Json(json!({ "webhook_id": recorded.id.0, "status": shown })),
+        axum::Json(json!({ "webhook_id": webhook_id.0, "status": shown })),
     )
         .into_response())
 }
