@@ -42,13 +42,39 @@ pub enum ApiError {
     /// No such route (404).
     #[error("no such endpoint")]
     NotFound,
+    /// No valid `Authorization: Bearer` token on an operations API request (401).
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    /// A vendor's token on an admin-only endpoint (403).
+    #[error("this endpoint needs an admin token")]
+    Forbidden,
+    /// A query or path parameter that does not parse (400).
+    #[error("{message}")]
+    BadParameter {
+        /// The parameter at fault.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// No such resource, or none this token may see (404).
+    #[error("{0}")]
+    Missing(String),
+    /// An action refused as things stand (409).
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl ApiError {
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::MissingSignature | ApiError::InvalidSignature => StatusCode::UNAUTHORIZED,
+            ApiError::MissingSignature
+            | ApiError::InvalidSignature
+            | ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::BadParameter { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Missing(_) => StatusCode::NOT_FOUND,
+            ApiError::Refused(_) => StatusCode::CONFLICT,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BadBody(_) | ApiError::Invalid { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unconfigured | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -66,7 +92,11 @@ impl ApiError {
             ApiError::Invalid { .. } => "invalid_payload",
             ApiError::Unconfigured => "not_configured",
             ApiError::Unavailable(_) => "storage_unavailable",
-            ApiError::NotFound => "not_found",
+            ApiError::NotFound | ApiError::Missing(_) => "not_found",
+            ApiError::Unauthenticated(_) => "unauthorized",
+            ApiError::Forbidden => "forbidden",
+            ApiError::BadParameter { .. } => "invalid_parameter",
+            ApiError::Refused(_) => "refused",
         }
     }
 }
@@ -74,7 +104,11 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let bearer = matches!(self, ApiError::Unauthenticated(_));
         let mut error = json!({ "code": self.code(), "message": self.to_string() });
+        if let ApiError::BadParameter { field, .. } = &self {
+            error["field"] = json!(field);
+        }
         if let ApiError::Invalid {
             field, webhook_id, ..
         } = &self
@@ -91,7 +125,11 @@ impl IntoResponse for ApiError {
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("X-WC-Webhook-Signature"),
+                HeaderValue::from_static(if bearer {
+                    "Bearer realm=\"lazona\""
+                } else {
+                    "X-WC-Webhook-Signature"
+                }),
             );
         }
         response
