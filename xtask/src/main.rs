@@ -40,6 +40,7 @@ Commands:
       --orders N              orders posted (default 10000)
       --connections C         keep-alive connections (default 16)
       --vendors 1|2|mix       Koiki vendors per order (default 1; mix: 2 for every 4th)
+      --set KEY=VALUE         a server setting for the run (worker.concurrency=64), repeatable
   help                    this text
 ";
 

@@ -60,6 +60,8 @@ struct OrdersArgs {
     orders: usize,
     connections: usize,
     vendors: Vendors,
+    /// Server settings for this run (`worker.concurrency=64`), as `LAZONA_*` variables.
+    set: Vec<(String, String)>,
 }
 
 impl OrdersArgs {
@@ -70,6 +72,7 @@ impl OrdersArgs {
             orders: 10_000,
             connections: 16,
             vendors: Vendors::One,
+            set: Vec::new(),
         };
         let mut it = args.iter();
         while let Some(flag) = it.next() {
@@ -109,6 +112,13 @@ impl OrdersArgs {
                         other => bail!("--vendors: `{other}` (expected 1, 2 or mix)"),
                     };
                 }
+                "--set" => {
+                    let setting = value()?;
+                    let (key, v) = setting
+                        .split_once('=')
+                        .with_context(|| format!("--set: `{setting}` is not key=value"))?;
+                    a.set.push((key.to_owned(), v.to_owned()));
+                }
                 other => bail!("bench orders: unknown option `{other}` (see `cargo xtask help`)"),
             }
         }
@@ -121,13 +131,17 @@ impl OrdersArgs {
 
     /// The command line that reproduces this run.
     fn command(&self) -> String {
-        format!(
+        let mut c = format!(
             "cargo xtask bench orders --db {} --orders {} --connections {} --vendors {}",
             self.db.name(),
             self.orders,
             self.connections,
             self.vendors.name()
-        )
+        );
+        for (key, value) in &self.set {
+            c += &format!(" --set {key}={value}");
+        }
+        c
     }
 
     /// Label mails (= shipments) the run makes.
@@ -189,7 +203,7 @@ async fn measure(args: &OrdersArgs, bin: &Path, db_url: &str) -> Result<()> {
     );
 
     let authority = format!("127.0.0.1:{}", free_port()?);
-    let mut server = start_server(bin, &authority, db_url, &fakes)?;
+    let mut server = start_server(bin, &authority, db_url, &fakes, &args.set)?;
     server.wait_ready(&authority).await?;
 
     let tag = run_tag();
@@ -358,7 +372,13 @@ async fn measure(args: &OrdersArgs, bin: &Path, db_url: &str) -> Result<()> {
 }
 
 /// Starts the release `lazona-http` on `db_url`, its worker in-process, pointed at `fakes`.
-fn start_server(bin: &Path, listen: &str, db_url: &str, fakes: &Sandbox) -> Result<Server> {
+fn start_server(
+    bin: &Path,
+    listen: &str,
+    db_url: &str,
+    fakes: &Sandbox,
+    set: &[(String, String)],
+) -> Result<Server> {
     let mut command = Command::new(bin);
     // The caller's own configuration must not leak into the benchmark.
     for (key, _) in std::env::vars_os() {
@@ -379,6 +399,9 @@ fn start_server(bin: &Path, listen: &str, db_url: &str, fakes: &Sandbox) -> Resu
         .env("LAZONA_WORKER__EMBEDDED", "true")
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null());
+    for (key, value) in set {
+        command.env(adapters::sandbox::env_name(key), value);
+    }
     eprintln!("$ {}", cmd::display(&command));
     let child = command
         .spawn()
@@ -448,7 +471,7 @@ mod tests {
     #[test]
     fn parses_orders_options() {
         let a = OrdersArgs::parse(&args(
-            "--db postgres --orders 2_000 --connections=8 --vendors mix",
+            "--db postgres --orders 2_000 --connections=8 --vendors mix --set worker.concurrency=64",
         ))
         .expect("parses");
         assert!(a.db == Db::Postgres);
@@ -459,7 +482,8 @@ mod tests {
         assert_eq!(a.shipments(), 2500);
         assert_eq!(
             a.command(),
-            "cargo xtask bench orders --db postgres --orders 2000 --connections 8 --vendors mix"
+            "cargo xtask bench orders --db postgres --orders 2000 --connections 8 --vendors mix \
+             --set worker.concurrency=64"
         );
         assert!(
             OrdersArgs::parse(&args("--orders 5")).is_err(),
