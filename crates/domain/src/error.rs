@@ -46,6 +46,20 @@ pub enum StoreError {
     Unexpected(#[source] BoxError),
 }
 
+/// Errors of the API token store ([`crate::ports::TokenStore`]).
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// The database cannot be reached.
+    #[error("token store unavailable")]
+    Unavailable(#[source] BoxError),
+    /// No such token.
+    #[error("token {0} not found")]
+    NotFound(i64),
+    /// Anything else.
+    #[error("token store error")]
+    Unexpected(#[source] BoxError),
+}
+
 /// Errors of a job queue ([`crate::ports::JobQueue`]).
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {

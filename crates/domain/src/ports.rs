@@ -4,13 +4,13 @@
 //! Every method's `# Errors` section says which variant an implementation must return when.
 
 use crate::error::{
-    CrmError, InboxError, MailError, QueueError, ShippingError, ShopError, StoreError,
+    CrmError, InboxError, MailError, QueueError, ShippingError, ShopError, StoreError, TokenError,
 };
 use crate::model::shipment::{BookingRequest, BookingResult, TrackingReport, VendorProfile};
 use crate::model::{
-    BookingOutcome, Claim, DeadJob, Job, JobId, NewJob, NewWebhook, Order, Recorded,
-    ShipmentFilter, ShipmentMethod, ShipmentRecord, ShipmentStatus, Webhook, WebhookEvent,
-    WebhookFilter, WebhookId, WebhookStatus, WebhookSummary,
+    ApiToken, BookingOutcome, Claim, DeadJob, Job, JobId, NewJob, NewWebhook, Order, Principal,
+    Recorded, ShipmentFilter, ShipmentMethod, ShipmentRecord, ShipmentStatus, TokenSecret, Webhook,
+    WebhookEvent, WebhookFilter, WebhookId, WebhookStatus, WebhookSummary,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -273,6 +273,42 @@ pub trait ShipmentStore: Send + Sync {
     /// # Errors
     /// [`StoreError::Unavailable`] when the database cannot be reached.
     async fn to_track(&self) -> Result<Vec<ShipmentRecord>, StoreError>;
+}
+
+/// The operations API's tokens. Only a hash of each secret is stored; the secret is shown once,
+/// when the token is created.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait TokenStore: Send + Sync {
+    /// Creates a token for `principal`, with a new secret drawn from the operating system's
+    /// random generator; stores its hash and returns the secret, which cannot be had again.
+    ///
+    /// # Errors
+    /// [`TokenError::Unavailable`] when the database cannot be reached.
+    async fn create(
+        &self,
+        name: &str,
+        principal: Principal,
+    ) -> Result<(ApiToken, TokenSecret), TokenError>;
+
+    /// Every token, revoked ones included, oldest first.
+    ///
+    /// # Errors
+    /// [`TokenError::Unavailable`] when the database cannot be reached.
+    async fn list(&self) -> Result<Vec<ApiToken>, TokenError>;
+
+    /// Revokes a token: from now on it is refused. Revoking a revoked token changes nothing.
+    ///
+    /// # Errors
+    /// [`TokenError::NotFound`] for an unknown id.
+    async fn revoke(&self, id: i64) -> Result<ApiToken, TokenError>;
+
+    /// Whom the presented secret acts for: `None` when it is unknown or revoked. Records the use
+    /// (at most once a minute per token).
+    ///
+    /// # Errors
+    /// [`TokenError::Unavailable`] when the database cannot be reached.
+    async fn authenticate(&self, presented: &str) -> Result<Option<Principal>, TokenError>;
 }
 
 /// A carrier that books shipments and tracks them (Koiki).

@@ -4,6 +4,8 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
+mod m0005_tokens;
+
 /// The connector's migrations, in order.
 #[derive(Debug)]
 pub struct Migrator;
@@ -16,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0002LeasesAndSchedules),
             Box::new(M0003WebhookEvents),
             Box::new(M0004Shipments),
+            Box::new(m0005_tokens::M0005Tokens),
         ]
     }
 }

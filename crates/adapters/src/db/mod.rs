@@ -1,6 +1,7 @@
 //! SQL storage through sea-orm, on SQLite (the embedded default) or Postgres: the webhook inbox
 //! ([`SqlInbox`]), the jobs table and its queue ([`SqlJobQueue`]), and the migrations
-//! ([`migration::Migrator`]), and the shipments ([`SqlShipmentStore`]).
+//! ([`migration::Migrator`]), the shipments ([`SqlShipmentStore`]) and the API tokens
+//! ([`SqlTokenStore`]).
 
 pub mod entity;
 mod import;
@@ -8,11 +9,13 @@ mod inbox;
 pub mod migration;
 mod queue;
 mod shipments;
+mod tokens;
 
 pub use import::{ImportReport, import_django_shipments};
 pub use inbox::SqlInbox;
 pub use queue::{NOTIFY_CHANNEL, SqlJobQueue};
 pub use shipments::SqlShipmentStore;
+pub use tokens::SqlTokenStore;
 
 use crate::config::DatabaseConfig;
 use domain::error::BoxError;

@@ -11,3 +11,4 @@ mod redis_queue;
 mod sandbox;
 mod shipments;
 mod sugarcrm;
+mod tokens;

@@ -7,6 +7,7 @@ pub mod job;
 pub mod order;
 pub mod shipment;
 pub mod shipment_record;
+pub mod token;
 pub mod webhook;
 
 pub use customer::Customer;
@@ -14,6 +15,7 @@ pub use job::{DeadJob, Job, JobId, JobKind, Lease, NewJob};
 pub use order::{Address, Billing, LineItem, MetaData, Order, ShippingLine};
 pub use shipment::{ShipmentMethod, ShipmentStatus};
 pub use shipment_record::{BookingOutcome, Claim, ShipmentFilter, ShipmentRecord};
+pub use token::{ApiToken, Principal, TokenHash, TokenSecret};
 pub use webhook::{
     NewWebhook, RecordOutcome, Recorded, Resource, Webhook, WebhookEvent, WebhookFilter, WebhookId,
     WebhookStatus, WebhookSummary,
