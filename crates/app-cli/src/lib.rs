@@ -23,12 +23,14 @@ mod config_check;
 mod dead;
 mod replay;
 mod shipments;
+mod tokens;
 
 pub use config_check::ConfigCommand;
 pub use dead::DeadCommand;
 pub use replay::ReplayArgs;
 
 pub use shipments::{LabelsCommand, ShipmentsCommand};
+pub use tokens::TokensCommand;
 
 /// Exit code: the thing asked for does not exist.
 pub(crate) const NOT_FOUND: u8 = 3;
@@ -76,6 +78,9 @@ pub enum Command {
     /// The resolved configuration and a test of every connection.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// The operations API's tokens: create (the secret is shown once), list, revoke.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
     /// Copy the original (Django) deployment's shipments, so that its history stays and no
     /// order it shipped is booked again. Safe to run again: rows already here are skipped.
     ImportDjango {
@@ -163,6 +168,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Labels(cmd) => shipments::labels(db, cmd).await,
         Command::Replay(args) => replay::replay(&settings, db, args, cli.json).await,
         Command::Dead(cmd) => dead::dead(&settings, db, cmd, cli.json).await,
+        Command::Tokens(cmd) => tokens::tokens(db, cmd, cli.json).await,
         Command::ImportDjango {
             from,
             labels_dir,

@@ -8,6 +8,7 @@ mod import_django;
 mod sandbox;
 mod shipments;
 mod support;
+mod tokens;
 
 pub(crate) fn lazona(db_url: &str, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_lazona"))
