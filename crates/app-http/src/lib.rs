@@ -2,10 +2,15 @@
 //! customers to `/api/customers/`; each signed webhook is written to the inbox with its job in
 //! one transaction before it is acknowledged.
 //!
+//! The operations API ([`api`], under `/api/v1/`, with bearer tokens) reads the inbox, the
+//! shipments and the dead jobs and enqueues the operators' actions; `/docs` shows its OpenAPI
+//! document.
+//!
 //! [`router`] builds the axum router from an [`AppState`] (tests drive it directly);
 //! [`start`] wires the configured adapters, runs the migrations and serves, with the worker
 //! in-process when configured (the embedded default).
 
+pub mod api;
 mod error;
 mod metrics;
 mod webhooks;
@@ -14,7 +19,7 @@ pub use error::ApiError;
 pub use metrics::Metrics;
 
 use adapters::config::Settings;
-use adapters::db::{Database, SqlInbox};
+use adapters::db::{Database, SqlInbox, SqlJobQueue, SqlShipmentStore, SqlTokenStore};
 use adapters::queue::Queue;
 use app_worker::connector_worker;
 use axum::Router;
@@ -43,6 +48,9 @@ pub struct AppState {
     pub commit_timeout: Duration,
     /// Bodies over this size are answered 413.
     pub max_body_bytes: usize,
+    /// What the operations API needs; `None` answers it 503. (One `Arc`: the state is cloned
+    /// for every request, the webhooks' included.)
+    pub api: Option<Arc<api::ApiDeps>>,
 }
 
 impl AppState {
@@ -55,15 +63,20 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             commit_timeout: Duration::from_secs(10),
             max_body_bytes: 1024 * 1024,
+            api: None,
         }
     }
 }
 
 /// The routes: the two webhook endpoints (with and without the trailing slash), `/healthz`,
-/// `/readyz` and `/metrics`. Bodies over `state.max_body_bytes` are answered 413.
+/// `/readyz`, `/metrics`, the operations API under `/api/v1/` and `/docs`. Bodies over
+/// `state.max_body_bytes` are answered 413.
 pub fn router(state: AppState) -> Router {
     let max_body_bytes = state.max_body_bytes;
+    let (operations, _) = api::routes().split_for_parts();
     Router::new()
+        .merge(operations)
+        .route("/docs", get(api::openapi::docs))
         .route("/api/deliveries/", post(webhooks::order))
         .route("/api/deliveries", post(webhooks::order))
         .route("/api/customers/", post(webhooks::customer))
@@ -137,15 +150,31 @@ pub async fn start(
              signed webhooks will be answered 503 until one is set"
         );
     }
+    let queue = if settings.embedded_worker() {
+        Some(
+            Queue::open(settings, &db, Some(inbox.jobs_ready()))
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot open the job queue: {e}"))?,
+        )
+    } else {
+        None
+    };
     let mut state = AppState::new(inbox.clone(), secret);
     state.max_body_bytes = settings.webhook.max_body_bytes;
+    state.api = Some(Arc::new(api::ApiDeps {
+        shipments: Arc::new(SqlShipmentStore::new(db.clone())),
+        // The API only enqueues and reads dead letters, which every backend keeps in the jobs
+        // table (Redis's relay picks new rows up): without an embedded worker it needs no Redis.
+        queue: match &queue {
+            Some(queue) => queue.port.clone(),
+            None => Arc::new(SqlJobQueue::new(db.clone())),
+        },
+        tokens: Arc::new(SqlTokenStore::new(db.clone())),
+    }));
     let app = router(state);
     let addr = listener.local_addr()?;
 
-    let worker = if settings.embedded_worker() {
-        let queue = Queue::open(settings, &db, Some(inbox.jobs_ready()))
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot open the job queue: {e}"))?;
+    let worker = if let Some(queue) = queue {
         queue.spawn_background(shutdown.clone());
         let worker = connector_worker(settings, &db, inbox.clone(), queue.port.clone())?;
         let token = shutdown.clone();

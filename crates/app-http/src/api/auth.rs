@@ -1,0 +1,58 @@
+//! Authentication of the operations API: `Authorization: Bearer <token>` becomes a
+//! [`Principal`] (an extractor any handler of this server can take, the API's and later ones
+//! alike), and [`Admin`] lets through only admin tokens.
+//!
+//! A missing, malformed, unknown or revoked token is answered 401 (`unauthorized`); a vendor's
+//! token on an admin-only endpoint 403 (`forbidden`). Which of the two a token is never depends
+//! on the resource asked for, so a 401 or 403 reveals nothing about what exists.
+
+use crate::{ApiError, AppState};
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use domain::model::Principal;
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or(ApiError::Unauthenticated(
+                "an `Authorization: Bearer <token>` header is required",
+            ))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                let (scheme, rest) = v.trim().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+            })
+            .filter(|t| !t.is_empty())
+            .ok_or(ApiError::Unauthenticated(
+                "the Authorization header must be `Bearer <token>`",
+            ))?;
+        let tokens = &state.api()?.tokens;
+        match tokens.authenticate(token).await {
+            Ok(Some(principal)) => Ok(principal),
+            Ok(None) => Err(ApiError::Unauthenticated("unknown or revoked token")),
+            Err(e) => Err(super::unavailable(e)),
+        }
+    }
+}
+
+/// An admin's request: a vendor's token is answered 403.
+#[derive(Debug, Clone, Copy)]
+pub struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match Principal::from_request_parts(parts, state).await? {
+            Principal::Admin => Ok(Admin),
+            Principal::Vendor { .. } => Err(ApiError::Forbidden),
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! The OpenAPI 3.1 document of the operations API, generated from the handlers' `#[utoipa::path]`
+//! attributes and served at `/api/v1/openapi.json`; `/docs` is a Swagger UI page over it.
+//!
+//! `/docs` is a small HTML page that loads `swagger-ui-dist` from a CDN in the reader's browser:
+//! nothing is bundled into the binary, and the build downloads nothing (`utoipa-swagger-ui`
+//! fetches its assets from GitHub at build time, which CI cannot reach). Without internet access
+//! the page shows nothing, and the JSON document still works with any OpenAPI tool.
+
+use crate::AppState;
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{Html, IntoResponse};
+use std::sync::OnceLock;
+use utoipa::Modify;
+use utoipa::openapi::OpenApi;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+
+/// The document's static part: title, version, tags and the bearer scheme every operation
+/// requires (but the document itself). The paths come from the router ([`super::routes`]).
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "La Zona connector operations API",
+        description = "Stored webhooks, shipments and labels, dead jobs, and the operators' \
+                       actions. Send `Authorization: Bearer <token>` (`lazona tokens create`): an \
+                       admin token sees and operates everything, a vendor's token sees only that \
+                       vendor's shipments and labels. Errors are \
+                       `{\"error\": {\"code\", \"message\", \"field\"}}`."
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags(
+        (name = "webhooks", description = "The webhook inbox (admin)"),
+        (name = "shipments", description = "Shipments and labels (admin: all; vendor: their own)"),
+        (name = "dead jobs", description = "Jobs the workers gave up on (admin)"),
+        (name = "meta", description = "This document"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// The document, built once.
+pub(crate) fn spec() -> &'static OpenApi {
+    static DOC: OnceLock<OpenApi> = OnceLock::new();
+    DOC.get_or_init(|| super::routes().split_for_parts().1)
+}
+
+/// This OpenAPI document (no token needed).
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    operation_id = "openapi_document",
+    tag = "meta",
+    security(()),
+    responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json", body = Object))
+)]
+pub(super) async fn document(State(_): State<AppState>) -> Json<&'static OpenApi> {
+    Json(spec())
+}
+
+const DOCS_PAGE: &str = r##"<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <title>La Zona connector: operations API</title>
+  <link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css">
+</head>
+<body>
+  <div id="swagger-ui"></div>
+  <noscript>The interactive documentation needs JavaScript; the document itself is at
+    <a href="/api/v1/openapi.json">/api/v1/openapi.json</a>.</noscript>
+  <script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js" crossorigin></script>
+  <script>
+    window.ui = SwaggerUIBundle({ url: "/api/v1/openapi.json", dom_id: "#swagger-ui" });
+  </script>
+</body>
+</html>
+"##;
+
+/// `/docs`: Swagger UI over the document.
+pub(crate) async fn docs() -> impl IntoResponse {
+    ([(header::CACHE_CONTROL, "no-cache")], Html(DOCS_PAGE))
+}

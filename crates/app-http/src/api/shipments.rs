@@ -1,0 +1,312 @@
+//! `/api/v1/shipments`: listing (an admin sees all, a vendor their own), one shipment, its label
+//! PDF, and the admin's actions (book again, refresh tracking). A vendor asking for another
+//! vendor's shipment or label is answered 404, exactly as for one that does not exist.
+
+use super::auth::Admin;
+use super::{Accepted, ErrorBody, Listing, Params, operation_error, page, path_id, unavailable};
+use crate::{ApiError, AppState};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use domain::model::{Principal, ShipmentFilter, ShipmentRecord, ShipmentStatus};
+use domain::service::operations::{self, Enqueued};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// A shipment: one vendor's part of an order.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ShipmentView {
+    /// Its id.
+    pub(crate) id: i64,
+    /// The WooCommerce order.
+    pub(crate) order_id: i64,
+    /// The vendor (WordPress user id).
+    pub(crate) vendor_id: i64,
+    /// `KOIKI` or `LOCAL_PICKUP`.
+    pub(crate) method: String,
+    /// `BOOKING`, `ERROR_FROM_BODY`, `LABEL_SENT`, `IN_PROCESS`, `ON_HOLD`,
+    /// `ERROR_FROM_TRACKING` or `DELIVERED`.
+    pub(crate) status: String,
+    /// The carrier's barcode, empty when none.
+    pub(crate) barcode: String,
+    /// The carrier's or the tracking API's message.
+    pub(crate) message: String,
+    /// The tracking notes.
+    pub(crate) notes: String,
+    /// Whether a label PDF is stored (`GET /api/v1/shipments/{id}/label`).
+    pub(crate) has_label: bool,
+    /// Date of the latest tracking event, as the carrier sent it.
+    pub(crate) tracking_status_created_at: Option<String>,
+    /// When tracking last looked.
+    pub(crate) tracking_updated_at: Option<DateTime<Utc>>,
+    /// When the label was mailed to the vendor.
+    pub(crate) mailed_at: Option<DateTime<Utc>>,
+    /// When it was created.
+    pub(crate) created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub(crate) updated_at: DateTime<Utc>,
+    /// The request sent to the carrier (JSON; in `GET /api/v1/shipments/{id}` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) request: Option<String>,
+}
+
+impl ShipmentView {
+    fn of(s: ShipmentRecord, with_request: bool) -> Self {
+        ShipmentView {
+            id: s.id,
+            order_id: s.order_id,
+            vendor_id: s.vendor_id,
+            method: s.method.as_str().to_owned(),
+            status: s.status.as_str().to_owned(),
+            barcode: s.delivery_id,
+            message: s.message,
+            notes: s.notes,
+            has_label: s.has_label,
+            tracking_status_created_at: s.tracking_status_created_at,
+            tracking_updated_at: s.tracking_updated_at,
+            mailed_at: s.mailed_at,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+            request: with_request.then_some(s.request),
+        }
+    }
+}
+
+/// A page of shipments, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ShipmentPage {
+    /// The shipments.
+    pub(crate) items: Vec<ShipmentView>,
+    /// Pass it as `?cursor=` for the next page; `null` on the last one.
+    pub(crate) next_cursor: Option<String>,
+}
+
+/// The shipment `id` if `principal` may see it; 404 alike for a missing one and another
+/// vendor's.
+async fn visible(
+    state: &AppState,
+    principal: Principal,
+    id: i64,
+) -> Result<ShipmentRecord, ApiError> {
+    let found = state.api()?.shipments.get(id).await.map_err(unavailable)?;
+    found
+        .filter(|s| principal.sees_vendor(s.vendor_id))
+        .ok_or_else(|| ApiError::Missing(format!("no shipment {id}")))
+}
+
+/// List shipments, newest first: all of them for an admin, only the vendor's own for a vendor.
+#[utoipa::path(
+    get,
+    path = "/api/v1/shipments",
+    operation_id = "list_shipments",
+    tag = "shipments",
+    params(
+        ("order" = Option<i64>, Query, description = "Only this order"),
+        ("vendor" = Option<i64>, Query, description = "Only this vendor (a vendor's token sees only its own anyway)"),
+        ("status" = Option<String>, Query, description = "Only this status (`LABEL_SENT`, `ERROR_FROM_BODY`, ...; any case)"),
+        ("barcode" = Option<String>, Query, description = "Only this carrier barcode"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("before" = Option<i64>, Query, description = "Only ids below this one (instead of `cursor`)"),
+        ("limit" = Option<u64>, Query, description = "Page size, 1 to 500 (default 50)"),
+    ),
+    responses(
+        (status = 200, description = "A page of shipments", body = ShipmentPage),
+        (status = 400, description = "A parameter does not parse (`field` names it)", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+    )
+)]
+pub(super) async fn list(
+    principal: Principal,
+    State(state): State<AppState>,
+    uri: Uri,
+) -> Result<Json<ShipmentPage>, ApiError> {
+    let mut p = Params::of(&uri)?;
+    let limit = p.limit()?;
+    let mut filter = ShipmentFilter {
+        order_id: p.take("order")?,
+        vendor_id: p.take("vendor")?,
+        status: p.take_with("status", |s| {
+            s.to_ascii_uppercase().parse::<ShipmentStatus>()
+        })?,
+        delivery_id: p.take("barcode")?,
+        before_id: p.before_id(Listing::Shipments)?,
+        limit: limit + 1,
+    };
+    p.finish()?;
+    if let Principal::Vendor { vendor_id } = principal {
+        if filter.vendor_id.is_some_and(|v| v != vendor_id) {
+            // Another vendor's shipments: none that this token may see.
+            return Ok(Json(ShipmentPage {
+                items: Vec::new(),
+                next_cursor: None,
+            }));
+        }
+        filter.vendor_id = Some(vendor_id);
+    }
+    let rows = state
+        .api()?
+        .shipments
+        .list(&filter)
+        .await
+        .map_err(unavailable)?;
+    let (rows, next_cursor) = page(rows, limit, Listing::Shipments, |s| s.id);
+    Ok(Json(ShipmentPage {
+        items: rows
+            .into_iter()
+            .map(|s| ShipmentView::of(s, false))
+            .collect(),
+        next_cursor,
+    }))
+}
+
+/// One shipment, with the request sent to the carrier.
+#[utoipa::path(
+    get,
+    path = "/api/v1/shipments/{id}",
+    operation_id = "get_shipment",
+    tag = "shipments",
+    params(("id" = i64, Path, description = "The shipment's id")),
+    responses(
+        (status = 200, description = "The shipment", body = ShipmentView),
+        (status = 400, description = "The id is not an integer", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such shipment, or another vendor's", body = ErrorBody),
+    )
+)]
+pub(super) async fn show(
+    principal: Principal,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ShipmentView>, ApiError> {
+    let s = visible(&state, principal, path_id(&id)?).await?;
+    Ok(Json(ShipmentView::of(s, true)))
+}
+
+/// The shipment's label PDF.
+#[utoipa::path(
+    get,
+    path = "/api/v1/shipments/{id}/label",
+    operation_id = "get_label",
+    tag = "shipments",
+    params(("id" = i64, Path, description = "The shipment's id")),
+    responses(
+        (status = 200, description = "The label", content_type = "application/pdf", body = String),
+        (status = 400, description = "The id is not an integer", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such shipment, another vendor's, or no label stored", body = ErrorBody),
+    )
+)]
+pub(super) async fn label(
+    principal: Principal,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let s = visible(&state, principal, path_id(&id)?).await?;
+    let pdf = state
+        .api()?
+        .shipments
+        .label(s.id)
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(|| ApiError::Missing(format!("shipment {} has no stored label", s.id)))?;
+    let name = if s.delivery_id.is_empty() {
+        format!("shipment-{}", s.id)
+    } else {
+        s.delivery_id
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+            .collect()
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/pdf".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}.pdf\""),
+            ),
+        ],
+        pdf,
+    )
+        .into_response())
+}
+
+fn accepted(done: Enqueued) -> (StatusCode, Json<Accepted>) {
+    (
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            job_id: done.job_id.0,
+            job: done.kind.name().to_owned(),
+            retry_job_ids: Vec::new(),
+        }),
+    )
+}
+
+/// Book the shipment again (a worker fetches the order again from the shop) and mail the new
+/// label. Only a refused booking (`ERROR_FROM_BODY`) is booked again unless `force=true`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/shipments/{id}/retry",
+    operation_id = "retry_shipment",
+    tag = "shipments",
+    params(
+        ("id" = i64, Path, description = "The shipment's id"),
+        ("force" = Option<bool>, Query, description = "Book even though the carrier has a booking (a second parcel)"),
+    ),
+    responses(
+        (status = 202, description = "Its job is enqueued", body = Accepted),
+        (status = 400, description = "A parameter does not parse", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "Not an admin token", body = ErrorBody),
+        (status = 404, description = "No such shipment", body = ErrorBody),
+        (status = 409, description = "Booked already (needs `force=true`), or a local pickup", body = ErrorBody),
+    )
+)]
+pub(super) async fn retry(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let id = path_id(&id)?;
+    let mut p = Params::of(&uri)?;
+    let force = p.force()?;
+    p.finish()?;
+    let api = state.api()?;
+    let done = operations::retry_shipment(api.shipments.as_ref(), api.queue.as_ref(), id, force)
+        .await
+        .map_err(operation_error)?;
+    tracing::info!(shipment_id = id, force, job_id = %done.job_id, "shipment retry enqueued through the API");
+    Ok(accepted(done))
+}
+
+/// Ask the carrier for the shipment's tracking now.
+#[utoipa::path(
+    post,
+    path = "/api/v1/shipments/{id}/track",
+    operation_id = "track_shipment",
+    tag = "shipments",
+    params(("id" = i64, Path, description = "The shipment's id")),
+    responses(
+        (status = 202, description = "Its job is enqueued", body = Accepted),
+        (status = 400, description = "The id is not an integer", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "Not an admin token", body = ErrorBody),
+        (status = 404, description = "No such shipment", body = ErrorBody),
+        (status = 409, description = "No barcode: nothing to track", body = ErrorBody),
+    )
+)]
+pub(super) async fn track(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let id = path_id(&id)?;
+    let api = state.api()?;
+    let done = operations::track_shipment(api.shipments.as_ref(), api.queue.as_ref(), id)
+        .await
+        .map_err(operation_error)?;
+    tracing::info!(shipment_id = id, job_id = %done.job_id, "shipment tracking enqueued through the API");
+    Ok(accepted(done))
+}
