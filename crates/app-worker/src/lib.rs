@@ -403,7 +403,8 @@ impl JobHandler for ConnectorHandler {
                     .retry_shipment(*shipment_id, *force)
                     .await
             }
-            JobKind::Noop { .. } => Ok(()),
+            // Pruned by the observed worker's handler (`Worker::observed`); nothing to do here.
+            JobKind::PruneEvents | JobKind::Noop { .. } => Ok(()),
         }
     }
 }

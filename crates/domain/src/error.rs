@@ -276,3 +276,14 @@ impl From<InboxError> for JobError {
         }
     }
 }
+
+/// Errors of the event log ([`crate::ports::EventLog`]).
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    /// The database cannot be reached.
+    #[error("event log unavailable")]
+    Unavailable(#[source] BoxError),
+    /// Anything else (a row that does not decode).
+    #[error("event log error")]
+    Unexpected(#[source] BoxError),
+}

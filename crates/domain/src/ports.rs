@@ -4,13 +4,15 @@
 //! Every method's `# Errors` section says which variant an implementation must return when.
 
 use crate::error::{
-    CrmError, InboxError, MailError, QueueError, ShippingError, ShopError, StoreError, TokenError,
+    CrmError, EventError, InboxError, MailError, QueueError, ShippingError, ShopError, StoreError,
+    TokenError,
 };
 use crate::model::shipment::{BookingRequest, BookingResult, TrackingReport, VendorProfile};
 use crate::model::{
-    ApiToken, BookingOutcome, Claim, DeadJob, Job, JobId, NewJob, NewWebhook, Order, Principal,
-    Recorded, ShipmentFilter, ShipmentMethod, ShipmentRecord, ShipmentStatus, TokenSecret, Webhook,
-    WebhookEvent, WebhookFilter, WebhookId, WebhookStatus, WebhookSummary,
+    ApiToken, BookingOutcome, Claim, DeadJob, Event, EventId, Job, JobId, NewEvent, NewJob,
+    NewWebhook, Order, Principal, Recorded, ShipmentFilter, ShipmentMethod, ShipmentRecord,
+    ShipmentStatus, TokenSecret, Webhook, WebhookEvent, WebhookFilter, WebhookId, WebhookStatus,
+    WebhookSummary,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -421,4 +423,47 @@ pub trait Mailer: Send + Sync {
     /// [`MailError::Rejected`] when the server refuses it for good, [`MailError::Unavailable`]
     /// when it cannot be reached or defers it.
     async fn send(&self, email: &Email) -> Result<(), MailError>;
+}
+
+/// The event log: what the connector did, for the live stream (`/api/v1/events`). Every server
+/// and worker process appends to one log; readers follow it by id. Writing is best-effort: the
+/// connector's work never depends on an event being written.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait EventLog: Send + Sync {
+    /// Appends `events`, in order.
+    ///
+    /// # Errors
+    /// [`EventError::Unavailable`] when the log cannot be reached: none, or only some, of the
+    /// events were written.
+    async fn append(&self, events: &[NewEvent]) -> Result<(), EventError>;
+
+    /// Up to `limit` events with an id above `after`, in id order; only those with this
+    /// `vendor_id` when one is given.
+    ///
+    /// # Errors
+    /// [`EventError::Unavailable`] when the log cannot be reached.
+    async fn read(
+        &self,
+        after: EventId,
+        vendor_id: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<Event>, EventError>;
+
+    /// The id of the latest event (`EventId(0)` when there is none): where a stream that starts
+    /// "now" begins.
+    ///
+    /// # Errors
+    /// [`EventError::Unavailable`] when the log cannot be reached.
+    async fn last_id(&self) -> Result<EventId, EventError>;
+
+    /// Deletes the events that happened before `before`; returns how many.
+    ///
+    /// # Errors
+    /// [`EventError::Unavailable`] when the log cannot be reached.
+    async fn prune(&self, before: DateTime<Utc>) -> Result<u64, EventError>;
+
+    /// Waits until events may have been appended (in this process, where the log can tell), or
+    /// `timeout` at most: readers call it between reads instead of sleeping.
+    async fn wait(&self, timeout: Duration);
 }

@@ -7,14 +7,15 @@
 //! connections with small batches; SQLite has a single writer.
 
 use super::entity::webhook;
+use super::events::{EVENT_COLUMNS, event_values};
 use super::{Database, boxed, from_millis, millis};
 use crate::config::InboxConfig;
 use async_trait::async_trait;
 use bytes::Bytes;
 use domain::error::InboxError;
 use domain::model::{
-    JobKind, NewWebhook, RecordOutcome, Recorded, Resource, Webhook, WebhookEvent, WebhookFilter,
-    WebhookId, WebhookStatus, WebhookSummary,
+    EventKind, JobKind, NewEvent, NewWebhook, RecordOutcome, Recorded, Resource, Webhook,
+    WebhookEvent, WebhookFilter, WebhookId, WebhookStatus, WebhookSummary,
 };
 use domain::ports::WebhookInbox;
 use sea_orm::{
@@ -136,6 +137,9 @@ async fn writer(
         }
         match write_batch(&db, &batch).await {
             Ok((recorded, queued)) => {
+                if recorded.iter().any(|r| r.outcome == RecordOutcome::Stored) {
+                    super::events::notify_written();
+                }
                 for (req, rec) in batch.drain(..).zip(recorded) {
                     let _ = req.reply.send(Ok(rec));
                 }
@@ -335,6 +339,7 @@ async fn insert_postgres(
     batch: &[WriteRequest],
 ) -> Result<HashMap<String, i64>, DbErr> {
     let mut insert = insert_webhooks(DbBackend::Postgres, batch);
+    insert.sql.push_str(", resource, topic, subject_id");
     let now = millis(chrono::Utc::now());
     insert.sql.insert_str(0, "WITH ins AS (");
     insert.sql.push_str(
@@ -347,11 +352,21 @@ async fn insert_postgres(
     insert.param(now.into());
     insert.sql.push_str(", ");
     insert.param(now.into());
-    // The notification wakes idle workers (`LISTEN lazona_jobs`) once the statement commits.
+    // The `webhook_received` events, as `received_event` writes them on SQLite.
+    insert.sql.push_str(&format!(
+        " FROM ins WHERE status = 'queued'), \
+         ev AS (INSERT INTO events ({EVENT_COLUMNS}) SELECT "
+    ));
+    insert.param(now.into());
     insert.sql.push_str(
-        " FROM ins WHERE status = 'queued') \
-         SELECT id, dedupe_key, (SELECT pg_notify('lazona_jobs', '')) IS NULL FROM ins",
+        ", 'webhook_received', id, NULL, NULL, \
+         CASE WHEN resource = 'order' THEN subject_id END, NULL, \
+         COALESCE(topic, resource) || ' ' || status FROM ins)",
     );
+    // The notification wakes idle workers (`LISTEN lazona_jobs`) once the statement commits.
+    insert
+        .sql
+        .push_str(" SELECT id, dedupe_key, (SELECT pg_notify('lazona_jobs', '')) IS NULL FROM ins");
     let mut inserted = HashMap::with_capacity(batch.len());
     for row in db.conn().query_all_raw(insert.build()).await? {
         inserted.insert(row.try_get_by_index(1)?, row.try_get_by_index(0)?);
@@ -406,8 +421,53 @@ async fn insert_in_transaction(
         }
         txn.execute_raw(insert.build()).await?;
     }
+    if !inserted.is_empty() {
+        txn.execute_raw(received_events(backend, batch, &inserted).build())
+            .await?;
+    }
     txn.commit().await?;
     Ok(inserted)
+}
+
+/// The `webhook_received` events of the webhooks just inserted (`inserted`: dedupe key to id),
+/// one row each, written in the batch's transaction: the event costs no round trip of its own.
+fn received_events(
+    backend: DbBackend,
+    batch: &[WriteRequest],
+    inserted: &HashMap<String, i64>,
+) -> SqlBuilder {
+    let now = chrono::Utc::now();
+    let mut insert = SqlBuilder::new(
+        backend,
+        format!("INSERT INTO events ({EVENT_COLUMNS}) VALUES "),
+    );
+    let mut n = 0;
+    let mut seen = std::collections::HashSet::with_capacity(inserted.len());
+    for req in batch {
+        let Some(id) = inserted.get(&req.key) else {
+            continue;
+        };
+        if !seen.insert(*id) {
+            continue; // a copy of the same delivery in this batch
+        }
+        let w = &req.webhook;
+        let mut event = NewEvent::now(
+            EventKind::WebhookReceived,
+            format!(
+                "{} {}",
+                w.topic.as_deref().unwrap_or(w.resource.as_str()),
+                w.status.as_str()
+            ),
+        )
+        .webhook(*id);
+        event.at = now;
+        if w.resource == Resource::Order {
+            event.order_id = w.subject_id;
+        }
+        insert.row(n, event_values(&event));
+        n += 1;
+    }
+    insert
 }
 
 /// Builds a statement with bound values: `$n` placeholders on Postgres, `?` on SQLite.

@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
 mod m0005_tokens;
+mod m0006_events;
 
 /// The connector's migrations, in order.
 #[derive(Debug)]
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0003WebhookEvents),
             Box::new(M0004Shipments),
             Box::new(m0005_tokens::M0005Tokens),
+            Box::new(m0006_events::M0006Events),
         ]
     }
 }

@@ -4,6 +4,7 @@
 //! ([`SqlTokenStore`]).
 
 pub mod entity;
+mod events;
 mod import;
 mod inbox;
 pub mod migration;
@@ -11,6 +12,7 @@ mod queue;
 mod shipments;
 mod tokens;
 
+pub use events::SqlEventLog;
 pub use import::{ImportReport, import_django_shipments};
 pub use inbox::SqlInbox;
 pub use queue::{NOTIFY_CHANNEL, SqlJobQueue};

@@ -52,6 +52,9 @@ pub enum JobKind {
         #[serde(default)]
         force: bool,
     },
+    /// Deletes the events older than the retention (`events.retention_days`): the hourly
+    /// schedule of workers that record events.
+    PruneEvents,
     /// Does nothing: measures the queue and checks that workers are alive. `tag` lets a caller
     /// tell its no-ops apart.
     Noop {
@@ -70,6 +73,7 @@ impl JobKind {
             JobKind::TrackShipments => "track_shipments",
             JobKind::TrackShipment { .. } => "track_shipment",
             JobKind::RetryShipment { .. } => "retry_shipment",
+            JobKind::PruneEvents => "prune_events",
             JobKind::Noop { .. } => "noop",
         }
     }

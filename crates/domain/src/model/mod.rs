@@ -3,6 +3,7 @@
 //! connector stores webhooks byte for byte and parses them only when it processes them.
 
 pub mod customer;
+pub mod event;
 pub mod job;
 pub mod order;
 pub mod shipment;
@@ -11,6 +12,7 @@ pub mod token;
 pub mod webhook;
 
 pub use customer::Customer;
+pub use event::{Event, EventId, EventKind, NewEvent};
 pub use job::{DeadJob, Job, JobId, JobKind, Lease, NewJob};
 pub use order::{Address, Billing, LineItem, MetaData, Order, ShippingLine};
 pub use shipment::{ShipmentMethod, ShipmentStatus};
