@@ -87,6 +87,8 @@ pub struct Settings {
     pub crm: CrmConfig,
     /// Logging.
     pub log: LogConfig,
+    /// The event log (`/api/v1/events`).
+    pub events: EventsConfig,
 }
 
 /// Webhook intake.
@@ -160,6 +162,9 @@ pub struct WorkerConfig {
     /// How long shutdown waits for jobs in flight.
     #[serde(deserialize_with = "seconds")]
     pub shutdown_timeout_secs: Duration,
+    /// Where `lazona-worker` serves `/metrics`, `/healthz` and `/readyz`; none when unset.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Koiki.
@@ -254,6 +259,20 @@ pub struct CrmConfig {
 pub struct LogConfig {
     /// `text` or `json` (`LOG_FORMAT`).
     pub format: String,
+}
+
+/// The event log.
+#[derive(Debug, Clone, Deserialize)]
+pub struct EventsConfig {
+    /// Days events are kept; older ones are pruned every hour.
+    pub retention_days: u64,
+}
+
+impl EventsConfig {
+    /// How long events are kept.
+    pub fn retention(&self) -> Duration {
+        Duration::from_secs(self.retention_days.max(1).saturating_mul(86_400))
+    }
 }
 
 /// Why the configuration could not be loaded.
@@ -490,6 +509,44 @@ mod tests {
             );
             assert_eq!(s.listen.to_string(), "127.0.0.1:9999");
             assert!(!s.embedded_worker());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn json_logs_come_from_log_format_or_lazona_log_format() {
+        Jail::expect_with(|jail| {
+            assert_eq!(Settings::load(None).expect("defaults").log.format, "text");
+            jail.set_env("LOG_FORMAT", "json");
+            let s = Settings::load(None).expect("legacy name");
+            assert!(crate::telemetry::is_json(&s.log.format));
+            jail.set_env("LAZONA_LOG__FORMAT", "text");
+            let s = Settings::load(None).expect("both");
+            assert_eq!(s.log.format, "text", "LAZONA_ wins over the legacy name");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("LAZONA_LOG__FORMAT", "JSON");
+            let s = Settings::load(None).expect("LAZONA_ name");
+            assert!(crate::telemetry::is_json(&s.log.format));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn events_retention_and_the_worker_metrics_address_are_settings() {
+        Jail::expect_with(|jail| {
+            let s = Settings::load(None).expect("defaults");
+            assert_eq!(s.events.retention(), Duration::from_secs(7 * 86_400));
+            assert_eq!(s.worker.metrics_listen, None);
+            jail.set_env("LAZONA_EVENTS__RETENTION_DAYS", "2");
+            jail.set_env("LAZONA_WORKER__METRICS_LISTEN", "127.0.0.1:9091");
+            let s = Settings::load(None).expect("set");
+            assert_eq!(s.events.retention(), Duration::from_secs(2 * 86_400));
+            assert_eq!(
+                s.worker.metrics_listen.map(|a| a.to_string()).as_deref(),
+                Some("127.0.0.1:9091")
+            );
             Ok(())
         });
     }
