@@ -99,6 +99,8 @@
 
 mod connector;
 mod ingest;
+mod observe;
+mod prometheus;
 
 /// The adapters: the configuration ([`adapters::config::Settings`]), SQL storage, the clients.
 pub use adapters;
@@ -106,12 +108,16 @@ pub use connector::{Connector, ConnectorBuilder};
 /// The domain: models, ports (to implement your own adapters) and use cases.
 pub use domain;
 pub use ingest::{IngestError, IngestOutcome, ingest};
+pub use observe::{EventRecorder, PRUNE_EVERY};
+pub use prometheus::{prometheus, render as render_metrics, sample_queue, serve_metrics};
 
 use async_trait::async_trait;
 use chrono::Utc;
 use domain::error::{JobError, QueueError};
 use domain::model::{Job, JobId, JobKind, NewJob, Resource};
-use domain::ports::{Crm, JobQueue, Mailer, ShipmentStore, ShippingProvider, Shop, WebhookInbox};
+use domain::ports::{
+    Crm, EventLog, JobQueue, Mailer, ShipmentStore, ShippingProvider, Shop, WebhookInbox,
+};
 use domain::service::customers::CustomerJobs;
 use domain::service::process::process_webhook;
 use domain::service::shipment_jobs::ShipmentJobs;
@@ -273,14 +279,16 @@ pub fn connector_worker(
     queue: Arc<dyn JobQueue>,
 ) -> anyhow::Result<Worker> {
     let mut handler = ConnectorHandler::new(inbox);
+    let log: Arc<dyn EventLog> = Arc::new(adapters::db::SqlEventLog::new(db.clone()));
+    let events = EventRecorder::start(log.clone());
     let shipping = ShippingRuntime::from_settings(settings, db, queue.clone())?;
     let fulfils = shipping.is_some();
     match shipping {
-        Some(rt) => handler = handler.with_shipping(rt),
+        Some(rt) => handler = handler.with_shipping(rt.observed(Some(events.clone()))),
         None => tracing::warn!("koiki.host or shop.host not set: orders are recorded, not shipped"),
     }
     match CustomerRuntime::from_settings(settings)? {
-        Some(rt) => handler = handler.with_customers(rt),
+        Some(rt) => handler = handler.with_customers(rt.observed(Some(events.clone()))),
         None => tracing::warn!(
             missing = %CustomerRuntime::missing_settings(settings).join(", "),
             "customer webhooks are validated and recorded, no partner role is given: settings missing"
@@ -290,7 +298,8 @@ pub fn connector_worker(
         queue,
         Arc::new(handler),
         WorkerOptions::from_config(&settings.worker),
-    );
+    )
+    .observed(Some(events), Some((log, settings.events.retention())));
     if fulfils {
         worker = worker.with_periodic(ShippingRuntime::tracking_schedule(settings));
     }

@@ -31,7 +31,24 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = tokio_util::sync::CancellationToken::new();
     tokio::spawn(app_worker::shutdown_on_signal(shutdown.clone()));
     queue.spawn_background(shutdown.clone());
+    let metrics = match settings.worker.metrics_listen {
+        Some(addr) => Some(
+            app_worker::serve_metrics(
+                addr,
+                queue.port.clone(),
+                queue.backend(),
+                inbox.clone(),
+                shutdown.clone(),
+            )
+            .await?
+            .1,
+        ),
+        None => None,
+    };
     let worker = app_worker::connector_worker(&settings, &db, inbox, queue.port.clone())?;
     worker.run(shutdown).await;
+    if let Some(metrics) = metrics {
+        let _ = metrics.await;
+    }
     Ok(())
 }
