@@ -12,6 +12,7 @@
 
 pub mod api;
 mod error;
+pub mod events;
 mod metrics;
 mod webhooks;
 
@@ -26,7 +27,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use domain::ports::WebhookInbox;
+use domain::ports::{EventLog, JobQueue, WebhookInbox};
 use domain::service::signature::WebhookSecret;
 use secrecy::ExposeSecret as _;
 use std::net::SocketAddr;
@@ -51,6 +52,13 @@ pub struct AppState {
     /// What the operations API needs; `None` answers it 503. (One `Arc`: the state is cloned
     /// for every request, the webhooks' included.)
     pub api: Option<Arc<api::ApiDeps>>,
+    /// The event log behind `/api/v1/events`; `None` answers it 503.
+    pub events: Option<Arc<dyn EventLog>>,
+    /// The queue whose depth `/metrics` shows, and its backend's name (`sql`, `redis`).
+    pub queue_stats: Option<(Arc<dyn JobQueue>, &'static str)>,
+    /// Cancelled when the server shuts down: ends the event streams, which would hold up a
+    /// graceful shutdown otherwise.
+    pub shutdown: CancellationToken,
 }
 
 impl AppState {
@@ -64,6 +72,9 @@ impl AppState {
             commit_timeout: Duration::from_secs(10),
             max_body_bytes: 1024 * 1024,
             api: None,
+            events: None,
+            queue_stats: None,
+            shutdown: CancellationToken::new(),
         }
     }
 }
@@ -77,6 +88,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(operations)
         .route("/docs", get(api::openapi::docs))
+        .route("/api/v1/events", get(events::handler))
         .route("/api/deliveries/", post(webhooks::order))
         .route("/api/deliveries", post(webhooks::order))
         .route("/api/customers/", post(webhooks::customer))
@@ -171,6 +183,19 @@ pub async fn start(
         },
         tokens: Arc::new(SqlTokenStore::new(db.clone())),
     }));
+    // The process's Prometheus recorder, before anything records.
+    app_worker::prometheus();
+    state.events = Some(Arc::new(adapters::db::SqlEventLog::new(db.clone())));
+    state.shutdown = shutdown.clone();
+    state.queue_stats = match &queue {
+        Some(queue) => Some((queue.port.clone(), queue.backend())),
+        // Without an embedded worker the jobs table still tells the SQL queue's depth; a Redis
+        // queue's is shown by the workers (`worker.metrics_listen`).
+        None if settings.queue.backend == "sql" => {
+            Some((Arc::new(SqlJobQueue::new(db.clone())), "sql"))
+        }
+        None => None,
+    };
     let app = router(state);
     let addr = listener.local_addr()?;
 

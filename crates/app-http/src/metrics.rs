@@ -85,9 +85,54 @@ impl Metrics {
     }
 }
 
+/// `/metrics`: the intake counters above, then the process's `metrics` facade (the embedded
+/// worker's jobs and third-party calls, webhooks by topic) with the queue gauges sampled now.
 pub(crate) async fn render(State(state): State<crate::AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
+    if let Some((queue, backend)) = &state.queue_stats {
+        app_worker::sample_queue(queue.as_ref(), backend).await;
+    }
+    let mut page = state.metrics.render();
+    page.push_str(&app_worker::render_metrics());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], page)
+}
+
+/// Counts a webhook request in `lazona_webhooks_received_total{topic,result}` (`result`:
+/// `queued`, `ignored`, `duplicate`, `rejected`, `ping`, `missing_signature`,
+/// `invalid_signature`, `unconfigured`, `unavailable`). The topic is WooCommerce's
+/// `X-WC-Webhook-Topic` (`order.created`, ...) of signed requests only (`unauthenticated`
+/// otherwise), and `other` when it does not look like one, so that no sender can make up label
+/// values.
+pub(crate) fn webhook_received(
+    topic: Option<&str>,
+    ingested: &Result<app_worker::IngestOutcome, app_worker::IngestError>,
+) {
+    use app_worker::{IngestError as E, IngestOutcome as O};
+    let (signed, result) = match ingested {
+        Ok(O::Ping { .. }) => (false, "ping"),
+        Ok(O::Stored { status, .. }) => (true, status.as_str()),
+        Ok(O::Duplicate { .. }) => (true, "duplicate"),
+        Ok(O::Rejected { .. }) => (true, "rejected"),
+        Err(E::MissingSignature) => (false, "missing_signature"),
+        Err(E::InvalidSignature) => (false, "invalid_signature"),
+        Err(E::Unconfigured) => (false, "unconfigured"),
+        Err(E::Unavailable(_) | E::CommitTimeout) => (true, "unavailable"),
+    };
+    let topic = match topic {
+        _ if !signed => "unauthenticated",
+        Some(t) if looks_like_a_topic(t) => t,
+        _ => "other",
+    };
+    metrics::counter!("lazona_webhooks_received_total", "topic" => topic.to_owned(), "result" => result)
+        .increment(1);
+}
+
+/// `resource.event`, lowercase letters and underscores, short.
+fn looks_like_a_topic(t: &str) -> bool {
+    t.len() <= 40
+        && t.split_once('.').is_some_and(|(a, b)| {
+            !a.is_empty()
+                && !b.is_empty()
+                && t.bytes()
+                    .all(|c| c.is_ascii_lowercase() || c == b'.' || c == b'_')
+        })
 }

@@ -72,6 +72,11 @@ async fn receive(
         state.commit_timeout,
     )
     .await;
+    let topic = headers
+        .iter()
+        .find(|(k, _)| k == "x-wc-webhook-topic")
+        .map(|(_, v)| v.as_str());
+    crate::metrics::webhook_received(topic, &ingested);
     let (webhook_id, shown) = match ingested {
         Ok(IngestOutcome::Ping { .. }) => {
             Metrics::inc(&m.pings);
