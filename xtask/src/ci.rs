@@ -61,6 +61,7 @@ pub(crate) fn run(root: &Path) -> Result<()> {
         test_env = services(in_ci)?;
         Ok(())
     })?;
+    steps.run("browser", || crate::browser::prepare(root, in_ci))?;
 
     let nextest = cmd::succeeds(cargo(root).args(["nextest", "--version"]));
     if nextest {

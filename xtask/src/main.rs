@@ -8,6 +8,7 @@
 #![allow(clippy::print_stdout)]
 
 mod bench;
+mod browser;
 mod ci;
 mod cmd;
 mod tidy;

@@ -11,6 +11,7 @@
 //! in-process when configured (the embedded default).
 
 pub mod api;
+mod dashboard;
 mod error;
 pub mod events;
 mod metrics;
@@ -87,6 +88,7 @@ pub fn router(state: AppState) -> Router {
     let (operations, _) = api::routes().split_for_parts();
     Router::new()
         .merge(operations)
+        .route("/", get(dashboard::page))
         .route("/docs", get(api::openapi::docs))
         .route("/api/v1/events", get(events::handler))
         .route("/api/deliveries/", post(webhooks::order))

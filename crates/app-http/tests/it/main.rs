@@ -3,6 +3,7 @@
 
 mod api;
 mod customers;
+mod dashboard;
 mod events;
 mod helpers;
 mod intake;
