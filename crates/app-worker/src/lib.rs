@@ -114,7 +114,7 @@ pub use prometheus::{prometheus, render as render_metrics, sample_queue, serve_m
 use async_trait::async_trait;
 use chrono::Utc;
 use domain::error::{JobError, QueueError};
-use domain::model::{Job, JobId, JobKind, NewJob, Resource};
+use domain::model::{Job, JobId, JobKind, NewJob, Resource, WebhookStatus};
 use domain::ports::{
     Crm, EventLog, JobQueue, Mailer, ShipmentStore, ShippingProvider, Shop, WebhookInbox,
 };
@@ -137,6 +137,11 @@ pub trait JobHandler: Send + Sync {
     /// # Errors
     /// [`JobError::Transient`] to be retried later, [`JobError::Permanent`] to be dead-lettered.
     async fn handle(&self, job: &Job) -> Result<(), JobError>;
+
+    /// Called once a job has been dead-lettered (its retries exhausted, or a permanent failure),
+    /// so that what the job stood for can be marked as failed for good. Best-effort: errors are
+    /// logged, not returned.
+    async fn dead_lettered(&self, _job: &Job, _reason: &str) {}
 }
 
 /// What the shipment jobs need: the ports beyond the inbox, and the shop's settings.
@@ -373,6 +378,27 @@ impl ConnectorHandler {
 
 #[async_trait]
 impl JobHandler for ConnectorHandler {
+    /// A webhook whose processing was given up is `failed`, with the reason, rather than left
+    /// `queued` for ever: operators find it with `lazona webhooks list --status failed` and can
+    /// replay it.
+    async fn dead_lettered(&self, job: &Job, reason: &str) {
+        if let JobKind::ProcessWebhook { webhook_id } = &job.kind {
+            let detail = format!("given up after {} attempt(s): {reason}", job.attempt);
+            if let Err(e) = self
+                .inbox
+                .transition(
+                    *webhook_id,
+                    WebhookStatus::Queued,
+                    WebhookStatus::Failed,
+                    Some(detail),
+                )
+                .await
+            {
+                tracing::warn!(%webhook_id, error = %e, "webhook not marked failed");
+            }
+        }
+    }
+
     async fn handle(&self, job: &Job) -> Result<(), JobError> {
         match &job.kind {
             JobKind::ProcessWebhook { webhook_id } => {
@@ -814,7 +840,11 @@ impl Worker {
             None => {
                 tracing::error!(job_id = %job.id, kind = job.kind.name(), attempt = job.attempt, %reason, "job dead-lettered");
                 outcome.dead = 1;
-                self.queue.dead_letter(job, &reason).await
+                let recorded = self.queue.dead_letter(job, &reason).await;
+                if recorded.is_ok() {
+                    self.handler.dead_lettered(job, &reason).await;
+                }
+                recorded
             }
         };
         match result {

@@ -184,6 +184,10 @@ struct ObservedHandler {
 
 #[async_trait]
 impl JobHandler for ObservedHandler {
+    async fn dead_lettered(&self, job: &Job, reason: &str) {
+        self.inner.dead_lettered(job, reason).await;
+    }
+
     async fn handle(&self, job: &Job) -> Result<(), JobError> {
         let kind = job.kind.name();
         let started = Instant::now();

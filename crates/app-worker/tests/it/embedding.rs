@@ -391,3 +391,77 @@ async fn from_configuration_alone_orders_are_recorded_and_a_missing_secret_refus
         .expect("a ping");
     assert_eq!(ping, IngestOutcome::Ping { wc_webhook_id: 7 });
 }
+
+/// A carrier that can never be reached.
+struct DownCarrier;
+
+#[async_trait]
+impl domain::ports::ShippingProvider for DownCarrier {
+    async fn book(&self, _: &BookingRequest) -> Result<Vec<BookingResult>, ShippingError> {
+        Err(ShippingError::Unavailable {
+            reason: "koiki is down".into(),
+            retry_after: None,
+        })
+    }
+
+    async fn track(&self, _barcode: &str) -> Result<TrackingReport, ShippingError> {
+        Err(ShippingError::Unavailable {
+            reason: "koiki is down".into(),
+            retry_after: None,
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_webhook_whose_retries_run_out_is_failed_with_the_reason_not_left_queued() {
+    let db = TestDb::sqlite();
+    let settings = Settings::from_toml(&format!(
+        r#"
+        webhook.secret = "{SECRET}"
+        database.url = "{}"
+        worker.retry_schedule_secs = []
+        "#,
+        db.url
+    ))
+    .expect("settings");
+    let vendor = VendorProfile {
+        id: 6,
+        city: "Barcelona".into(),
+        state: "B".into(),
+        email: "vendor6@example.com".into(),
+        ..VendorProfile::default()
+    };
+    let c = Connector::builder(settings)
+        .carrier(Arc::new(DownCarrier))
+        .shop(Arc::new(MemoryShop::new().with_vendor(vendor)))
+        .mailer(Arc::new(MemoryMailer::new()))
+        .build()
+        .await
+        .expect("builds");
+    let outcome = c
+        .ingest(
+            Resource::Order,
+            signed(ORDER, "down-1", "order.created"),
+            ORDER,
+        )
+        .await
+        .expect("ingested");
+    let webhook_id = outcome.webhook_id().expect("stored");
+    let drained = c.drain().await.expect("drain");
+    assert_eq!(drained.dead, 1, "no retry left: dead-lettered at once");
+    let webhook = c.inbox().get(webhook_id).await.expect("get").expect("row");
+    assert_eq!(webhook.data.status, WebhookStatus::Failed);
+    let error = webhook.last_error.unwrap_or_default();
+    assert!(
+        error.contains("given up after 1 attempt") && error.contains("koiki is down"),
+        "{error}"
+    );
+    assert!(
+        c.shipments()
+            .of_order(ORDER_ID)
+            .await
+            .expect("rows")
+            .is_empty(),
+        "the claim was released: a replay can book"
+    );
+}
