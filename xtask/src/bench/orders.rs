@@ -215,6 +215,10 @@ async fn measure(args: &OrdersArgs, bin: &Path, db_url: &str) -> Result<()> {
         deliveries.push(Delivery::signed(body, format!("orders-{tag}-{id}"))?);
     }
     let expected = args.shipments();
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        // Other work on the machine shares its cores with the run: say how much there was.
+        println!("load average before the run: {}", load.trim());
+    }
     println!(
         "posting {} signed orders ({expected} Koiki shipments, ~{} bytes each) to http://{authority}{DELIVERIES_PATH} over {} connections",
         args.orders,
@@ -226,6 +230,7 @@ async fn measure(args: &OrdersArgs, bin: &Path, db_url: &str) -> Result<()> {
         authority: authority.clone(),
         path: DELIVERIES_PATH.to_owned(),
     };
+    let commits_before = committed(db_url, args.db).await?;
     let cpu_before = (cpu_secs(server.child.id()), cpu_secs(std::process::id()));
     let started_ms = now_ms();
     let start = Instant::now();
@@ -289,6 +294,10 @@ async fn measure(args: &OrdersArgs, bin: &Path, db_url: &str) -> Result<()> {
     let latencies = order_latencies(&conn).await?;
     conn.close().await.ok();
     server.stop()?;
+    let commits = match (commits_before, committed(db_url, args.db).await?) {
+        (Some(before), Some(after)) => Some(after - before),
+        _ => None,
+    };
 
     let calls = fakes.calls();
     if shipments as usize != expected || calls.koiki_envios as usize != expected {
@@ -350,6 +359,12 @@ async fn measure(args: &OrdersArgs, bin: &Path, db_url: &str) -> Result<()> {
         cpu((cpu_before.1, cpu_after.1)),
         server_rss.map_or("?".to_owned(), |kib| format!("{} MiB", kib / 1024))
     );
+    if let Some(commits) = commits {
+        println!(
+            "  Postgres transactions committed: {commits} ({:.1} per order)",
+            commits as f64 / args.orders as f64
+        );
+    }
     println!("  fakes saw: {calls:?}");
     println!();
     println!(
@@ -416,6 +431,22 @@ async fn count(conn: &DatabaseConnection, sql: &str) -> Result<i64> {
         .with_context(|| sql.to_owned())?
         .context("no row")?;
     Ok(row.try_get_by_index::<Option<i64>>(0)?.unwrap_or(0))
+}
+
+/// Transactions committed in the Postgres database so far (`pg_stat_database`), read on a
+/// connection of its own; `None` on SQLite.
+async fn committed(db_url: &str, db: Db) -> Result<Option<i64>> {
+    if db != Db::Postgres {
+        return Ok(None);
+    }
+    let conn = connect(db_url).await?;
+    let n = count(
+        &conn,
+        "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .await?;
+    conn.close().await.ok();
+    Ok(Some(n))
 }
 
 /// Each order's webhook `received_at` to its last shipment's `mailed_at`, in ms, sorted.
