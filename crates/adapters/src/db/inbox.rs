@@ -7,15 +7,15 @@
 //! connections with small batches; SQLite has a single writer.
 
 use super::entity::webhook;
-use super::events::{EVENT_COLUMNS, event_values};
+use super::events::EVENT_COLUMNS;
 use super::{Database, boxed, from_millis, millis};
 use crate::config::InboxConfig;
 use async_trait::async_trait;
 use bytes::Bytes;
 use domain::error::InboxError;
 use domain::model::{
-    EventKind, JobKind, NewEvent, NewWebhook, RecordOutcome, Recorded, Resource, Webhook,
-    WebhookEvent, WebhookFilter, WebhookId, WebhookStatus, WebhookSummary,
+    JobKind, NewWebhook, RecordOutcome, Recorded, Resource, Webhook, WebhookEvent, WebhookFilter,
+    WebhookId, WebhookStatus, WebhookSummary,
 };
 use domain::ports::WebhookInbox;
 use sea_orm::{
@@ -421,53 +421,27 @@ async fn insert_in_transaction(
         }
         txn.execute_raw(insert.build()).await?;
     }
-    if !inserted.is_empty() {
-        txn.execute_raw(received_events(backend, batch, &inserted).build())
-            .await?;
+    // The `webhook_received` events, as the Postgres statement writes them. The rows just
+    // inserted have the ids from the lowest to the highest returned: SQLite has one writer, and
+    // the write lock is held until the commit.
+    if let (Some(first), Some(last)) = (inserted.values().min(), inserted.values().max()) {
+        let mut events = SqlBuilder::new(
+            backend,
+            format!("INSERT INTO events ({EVENT_COLUMNS}) SELECT "),
+        );
+        events.param(millis(chrono::Utc::now()).into());
+        events.sql.push_str(
+            ", 'webhook_received', id, NULL, NULL, \
+             CASE WHEN resource = 'order' THEN subject_id END, NULL, \
+             COALESCE(topic, resource) || ' ' || status FROM webhooks WHERE id BETWEEN ",
+        );
+        events.param((*first).into());
+        events.sql.push_str(" AND ");
+        events.param((*last).into());
+        txn.execute_raw(events.build()).await?;
     }
     txn.commit().await?;
     Ok(inserted)
-}
-
-/// The `webhook_received` events of the webhooks just inserted (`inserted`: dedupe key to id),
-/// one row each, written in the batch's transaction: the event costs no round trip of its own.
-fn received_events(
-    backend: DbBackend,
-    batch: &[WriteRequest],
-    inserted: &HashMap<String, i64>,
-) -> SqlBuilder {
-    let now = chrono::Utc::now();
-    let mut insert = SqlBuilder::new(
-        backend,
-        format!("INSERT INTO events ({EVENT_COLUMNS}) VALUES "),
-    );
-    let mut n = 0;
-    let mut seen = std::collections::HashSet::with_capacity(inserted.len());
-    for req in batch {
-        let Some(id) = inserted.get(&req.key) else {
-            continue;
-        };
-        if !seen.insert(*id) {
-            continue; // a copy of the same delivery in this batch
-        }
-        let w = &req.webhook;
-        let mut event = NewEvent::now(
-            EventKind::WebhookReceived,
-            format!(
-                "{} {}",
-                w.topic.as_deref().unwrap_or(w.resource.as_str()),
-                w.status.as_str()
-            ),
-        )
-        .webhook(*id);
-        event.at = now;
-        if w.resource == Resource::Order {
-            event.order_id = w.subject_id;
-        }
-        insert.row(n, event_values(&event));
-        n += 1;
-    }
-    insert
 }
 
 /// Builds a statement with bound values: `$n` placeholders on Postgres, `?` on SQLite.
