@@ -9,7 +9,10 @@
 //! processes them in your own tokio runtime.
 
 use crate::ingest::{IngestError, IngestOutcome, ingest};
-use crate::{ConnectorHandler, CustomerRuntime, Outcome, ShippingRuntime, Worker, WorkerOptions};
+use crate::{
+    ConnectorHandler, CustomerRuntime, EventRecorder, Outcome, ShippingRuntime, Worker,
+    WorkerOptions,
+};
 use adapters::config::Settings;
 use adapters::db::{Database, SqlInbox, SqlShipmentStore};
 use adapters::queue::Queue;
@@ -17,7 +20,9 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use domain::error::QueueError;
 use domain::model::Resource;
-use domain::ports::{Crm, JobQueue, Mailer, ShipmentStore, ShippingProvider, Shop, WebhookInbox};
+use domain::ports::{
+    Crm, EventLog, JobQueue, Mailer, ShipmentStore, ShippingProvider, Shop, WebhookInbox,
+};
 use domain::service::shipping::ShippingMethods;
 use domain::service::signature::WebhookSecret;
 use secrecy::ExposeSecret as _;
@@ -148,25 +153,32 @@ impl ConnectorBuilder {
             .unwrap_or_else(|| Arc::new(SqlShipmentStore::new(db.clone())));
 
         let mut handler = ConnectorHandler::new(inbox.clone());
+        // Events and metrics as the binaries record them: the live stream and /metrics see an
+        // embedded connector's work too.
+        let log: Arc<dyn EventLog> = Arc::new(adapters::db::SqlEventLog::new(db.clone()));
+        let events = EventRecorder::start(log.clone());
         let fulfils_orders = match (&carrier, &shop) {
             (Some(carrier), Some(shop)) => {
                 let mailer: Arc<dyn Mailer> = match self.mailer {
                     Some(mailer) => mailer,
                     None => Arc::new(adapters::mail::SmtpMailer::new(&settings.mail, timeout)?),
                 };
-                handler = handler.with_shipping(ShippingRuntime {
-                    store: shipments.clone(),
-                    carrier: carrier.clone(),
-                    shop: shop.clone(),
-                    mailer,
-                    queue: queue.port.clone(),
-                    methods: ShippingMethods {
-                        koiki: settings.shipping.koiki_methods.clone(),
-                        local_pickup: settings.shipping.local_pickup_methods.clone(),
-                    },
-                    shop_host: settings.shop.host.trim_end_matches('/').to_owned(),
-                    admins: settings.mail.admin_recipients.clone(),
-                });
+                handler = handler.with_shipping(
+                    ShippingRuntime {
+                        store: shipments.clone(),
+                        carrier: carrier.clone(),
+                        shop: shop.clone(),
+                        mailer,
+                        queue: queue.port.clone(),
+                        methods: ShippingMethods {
+                            koiki: settings.shipping.koiki_methods.clone(),
+                            local_pickup: settings.shipping.local_pickup_methods.clone(),
+                        },
+                        shop_host: settings.shop.host.trim_end_matches('/').to_owned(),
+                        admins: settings.mail.admin_recipients.clone(),
+                    }
+                    .observed(Some(events.clone())),
+                );
                 true
             }
             _ => {
@@ -184,12 +196,15 @@ impl ConnectorBuilder {
             .collect();
         let handles_customers = match (&crm, &shop) {
             (Some(crm), Some(shop)) if missing.is_empty() => {
-                handler = handler.with_customers(CustomerRuntime {
-                    crm: crm.clone(),
-                    shop: shop.clone(),
-                    membership_roles: settings.crm.membership_roles.clone(),
-                    partner_role: settings.shop.partner_role.trim().to_owned(),
-                });
+                handler = handler.with_customers(
+                    CustomerRuntime {
+                        crm: crm.clone(),
+                        shop: shop.clone(),
+                        membership_roles: settings.crm.membership_roles.clone(),
+                        partner_role: settings.shop.partner_role.trim().to_owned(),
+                    }
+                    .observed(Some(events.clone())),
+                );
                 true
             }
             _ => {
@@ -205,7 +220,8 @@ impl ConnectorBuilder {
             queue.port.clone(),
             Arc::new(handler),
             WorkerOptions::from_config(&settings.worker),
-        );
+        )
+        .observed(Some(events), Some((log, settings.events.retention())));
         if fulfils_orders {
             worker = worker.with_periodic(ShippingRuntime::tracking_schedule(&settings));
         }
