@@ -161,6 +161,21 @@ pub fn stream(
 }
 
 /// `GET /api/v1/events`: an admin's token sees every event, a vendor's only its own.
+#[utoipa::path(
+    get,
+    path = "/api/v1/events",
+    operation_id = "events_stream",
+    tag = "events",
+    params(
+        ("after" = Option<i64>, Query, description = "Resume after this event id (or send Last-Event-ID); without either, events from now on"),
+        ("Last-Event-ID" = Option<String>, Header, description = "The id of the last event received, as EventSource sends it on reconnection")
+    ),
+    responses(
+        (status = 200, description = "Server-Sent Events: each event's `data` is its JSON (kind, at, webhook, job, shipment, order and vendor ids, message), its `id` the cursor to resume from; keep-alive comments in between", content_type = "text/event-stream", body = String),
+        (status = 401, description = "No token, or an unknown or revoked one", body = crate::api::ErrorBody),
+        (status = 503, description = "The event log is not configured", body = crate::api::ErrorBody),
+    )
+)]
 pub(crate) async fn handler(
     principal: domain::model::Principal,
     axum::extract::State(state): axum::extract::State<crate::AppState>,

@@ -90,7 +90,6 @@ pub fn router(state: AppState) -> Router {
         .merge(operations)
         .route("/", get(dashboard::page))
         .route("/docs", get(api::openapi::docs))
-        .route("/api/v1/events", get(events::handler))
         .route("/api/deliveries/", post(webhooks::order))
         .route("/api/deliveries", post(webhooks::order))
         .route("/api/customers/", post(webhooks::customer))

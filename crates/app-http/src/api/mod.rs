@@ -66,6 +66,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(shipments::track))
         .routes(routes!(dead::list))
         .routes(routes!(dead::requeue))
+        .routes(routes!(crate::events::handler))
         .routes(routes!(openapi::document))
 }
 

@@ -903,6 +903,7 @@ async fn the_openapi_document_is_valid_and_matches_the_routes() {
         ("GET", "/api/v1/dead"),
         ("POST", "/api/v1/dead/{id}/requeue"),
         ("GET", "/api/v1/openapi.json"),
+        ("GET", "/api/v1/events"),
     ]
     .into_iter()
     .map(|(m, p)| (m.to_owned(), p.to_owned()))
