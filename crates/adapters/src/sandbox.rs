@@ -60,6 +60,18 @@ pub const SHOP_PASSWORD: &str = "sandbox-password";
 pub const MAIL_FROM: &str = "lazona@sandbox.invalid";
 /// The admins' address (booking errors, tracking changes).
 pub const ADMIN_EMAIL: &str = "admin@sandbox.invalid";
+/// The fake SugarCRM's user.
+pub const CRM_USER: &str = "sandbox";
+/// The fake SugarCRM's password.
+pub const CRM_PASSWORD: &str = "sandbox-crm-password";
+/// Where the fake SugarCRM answers (v4.1 REST), under the sandbox's URL.
+pub const CRM_PATH: &str = "/crm/service/v4_1/rest.php";
+/// The role members get (`shop.partner_role`).
+pub const PARTNER_ROLE: &str = "partner";
+/// The fake CRM's members: the e-mails whose local part starts with this (`member1@...`) belong
+/// to a Contact with the relationship role `^member^`; anyone else is unknown to the CRM. The
+/// shop finds a `customer` WordPress user for any such e-mail.
+pub const MEMBER_PREFIX: &str = "member";
 
 /// A WooCommerce order with two Koiki vendors (6 and 7): the sample order, and the answer of
 /// `GET wc/v3/orders/{id}`.
@@ -117,6 +129,8 @@ pub struct Calls {
     pub wp_user_updates: u64,
     /// WooCommerce `orders/{id}` calls.
     pub wc_orders: u64,
+    /// SugarCRM calls (login, search, get_entry).
+    pub crm_calls: u64,
     /// Requests refused for a missing or wrong token or password.
     pub refused: u64,
 }
@@ -131,6 +145,7 @@ struct Counters {
     wp_user_searches: AtomicU64,
     wp_user_updates: AtomicU64,
     wc_orders: AtomicU64,
+    crm_calls: AtomicU64,
     refused: AtomicU64,
 }
 
@@ -150,6 +165,7 @@ impl Counters {
             wp_user_searches: get(&self.wp_user_searches),
             wp_user_updates: get(&self.wp_user_updates),
             wc_orders: get(&self.wc_orders),
+            crm_calls: get(&self.crm_calls),
             refused: get(&self.refused),
         }
     }
@@ -312,6 +328,7 @@ impl Sandbox {
             .route("/wp-json/wp/v2/users", get(search_users))
             .route("/wp-json/wp/v2/users/{id}", get(user).post(set_roles))
             .route("/wp-json/wc/v3/orders/{id}", get(order))
+            .route(CRM_PATH, post(crm))
             .fallback(not_found)
             .with_state(fakes.clone());
         let stop = CancellationToken::new();
@@ -381,6 +398,16 @@ impl Sandbox {
         id
     }
 
+    /// The WordPress user with this e-mail, if the shop has one (members appear once searched).
+    #[must_use]
+    pub fn user_by_email(&self, email: &str) -> Option<SandboxUser> {
+        self.fakes
+            .users()
+            .values()
+            .find(|u| u.email.eq_ignore_ascii_case(email))
+            .cloned()
+    }
+
     /// WordPress user `id` as the fake shows it now (any id is a vendor unless added).
     #[must_use]
     pub fn user(&self, id: i64) -> SandboxUser {
@@ -407,6 +434,11 @@ impl Sandbox {
             ("mail.use_ssl", "false".to_owned()),
             ("mail.from", MAIL_FROM.to_owned()),
             ("mail.admin_recipients", ADMIN_EMAIL.to_owned()),
+            ("crm.rest_url", format!("{}{CRM_PATH}", self.url())),
+            ("crm.user", CRM_USER.to_owned()),
+            ("crm.password", CRM_PASSWORD.to_owned()),
+            ("crm.membership_roles", "^member^".to_owned()),
+            ("shop.partner_role", PARTNER_ROLE.to_owned()),
         ]
     }
 
@@ -608,6 +640,23 @@ async fn search_users(
         })
         .cloned()
         .collect();
+    // A member of the fake CRM is a customer of the shop (created on first search).
+    if found.is_empty() && is_member(&needle) {
+        drop(found);
+        let mut users = fakes.users();
+        let id = users
+            .keys()
+            .next_back()
+            .map_or(FIRST_USER_ID, |last| (last + 1).max(FIRST_USER_ID));
+        let user = SandboxUser {
+            id,
+            username: needle.split('@').next().unwrap_or(&needle).to_owned(),
+            email: needle.clone(),
+            roles: vec!["customer".to_owned()],
+        };
+        users.insert(id, user.clone());
+        found = vec![user];
+    }
     // Vendors exist for any id: `vendor{id}@sandbox.invalid` finds vendor `id`.
     if let Some(id) = needle
         .strip_prefix("vendor")
@@ -773,5 +822,73 @@ mod tests {
         let order: Value = serde_json::from_str(&sample_order(4242)).expect("JSON");
         assert_eq!(order["id"], 4242);
         assert_eq!(order["shipping_lines"].as_array().map(Vec::len), Some(2));
+    }
+}
+
+fn is_member(email: &str) -> bool {
+    email.trim().to_lowercase().starts_with(MEMBER_PREFIX) && email.contains('@')
+}
+
+#[derive(Deserialize)]
+struct CrmForm {
+    method: String,
+    rest_data: String,
+}
+
+/// SugarCRM v4.1's REST endpoint, as far as the connector uses it: `login` (user and md5 of the
+/// password), `search_by_module` (Accounts, Contacts by e-mail) and `get_entry` (the
+/// relationship roles).
+async fn crm(State(fakes): State<Arc<Fakes>>, Form(form): Form<CrmForm>) -> Response {
+    bump(&fakes.calls.crm_calls);
+    let args: Value = serde_json::from_str(&form.rest_data).unwrap_or(Value::Null);
+    let fault = |number: &str, name: &str| {
+        axum::Json(json!({"name": name, "number": number, "description": name})).into_response()
+    };
+    const SESSION: &str = "sandbox-crm-session";
+    if form.method == "login" {
+        let auth = &args["user_auth"];
+        let expected = crate::sugarcrm::md5_hex(CRM_PASSWORD);
+        if auth["user_name"] != CRM_USER || auth["password"] != expected.as_str() {
+            return fault("10", "Invalid Login");
+        }
+        return axum::Json(json!({"id": SESSION, "module_name": "Users"})).into_response();
+    }
+    if args.get(0).and_then(Value::as_str) != Some(SESSION) {
+        return fault("11", "Invalid Session ID");
+    }
+    match form.method.as_str() {
+        "search_by_module" => {
+            let email = args.get(1).and_then(Value::as_str).unwrap_or_default();
+            let contacts: Vec<Value> = if is_member(email) {
+                vec![
+                    json!({"id": {"name": "id", "value": format!("contact-{}", email.to_lowercase())}}),
+                ]
+            } else {
+                Vec::new()
+            };
+            axum::Json(json!({"entry_list": [
+                {"name": "Accounts", "records": []},
+                {"name": "Contacts", "records": contacts},
+            ]}))
+            .into_response()
+        }
+        "get_entry" => {
+            let module = args.get(1).and_then(Value::as_str).unwrap_or_default();
+            let id = args.get(2).and_then(Value::as_str).unwrap_or_default();
+            let roles = if id.starts_with("contact-member") {
+                "^member^"
+            } else {
+                ""
+            };
+            axum::Json(json!({"entry_list": [{
+                "id": id,
+                "module_name": module,
+                "name_value_list": {
+                    "stic_relationship_type_c": {"name": "stic_relationship_type_c", "value": roles}
+                }
+            }]}))
+            .into_response()
+        }
+        other => fault("1000", &format!("unknown method {other}")),
     }
 }

@@ -143,7 +143,7 @@ impl Fault {
 }
 
 /// `md5_hex(text)`, as the v4.1 `login` wants the password.
-fn md5_hex(text: &str) -> String {
+pub(crate) fn md5_hex(text: &str) -> String {
     let digest = Md5::digest(text.as_bytes());
     let mut out = String::with_capacity(32);
     for byte in digest.iter() {

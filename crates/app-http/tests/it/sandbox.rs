@@ -103,3 +103,59 @@ async fn a_two_vendor_order_becomes_one_label_mail_per_vendor_in_the_sandbox() {
     assert_eq!(calls.refused, 0);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_of_the_sandbox_crm_becomes_a_partner_and_a_stranger_stays_a_customer() {
+    let fakes = Sandbox::start(SandboxOptions::default())
+        .await
+        .expect("sandbox starts");
+    let db = TestDb::sqlite();
+    let config: Vec<(&str, String)> = fakes.config();
+    let mut extra: Vec<(&str, &str)> = config.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    extra.push(("worker.embedded", "true"));
+    let app = TestApp::spawn(&settings(&db.url, &extra)).await;
+    let stranger = fakes.add_user("stranger@example.coop", &["customer"]);
+
+    for (id, email) in [
+        (501, "member1@example.coop"),
+        (502, "stranger@example.coop"),
+    ] {
+        let body = serde_json::json!({"id": id, "email": email, "role": "customer"}).to_string();
+        let signature = WebhookSecret::new(sandbox::WEBHOOK_SECRET).sign(body.as_bytes());
+        let resp = app
+            .client
+            .post(app.url("/api/customers/"))
+            .header("content-type", "application/json")
+            .header("x-wc-webhook-signature", signature)
+            .header("x-wc-webhook-topic", "customer.created")
+            .header("x-wc-webhook-delivery-id", format!("sandbox-customer-{id}"))
+            .body(body)
+            .send()
+            .await
+            .expect("posted");
+        assert_eq!(resp.status(), 200);
+    }
+    let mut member = None;
+    for _ in 0..200 {
+        member = fakes.user_by_email("member1@example.coop");
+        let processed = app
+            .count("SELECT COUNT(*) FROM webhooks WHERE status = 'processed'")
+            .await;
+        if processed == 2
+            && member
+                .as_ref()
+                .is_some_and(|m| m.roles.contains(&"partner".to_owned()))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let member = member.expect("the member's user");
+    assert_eq!(
+        member.roles,
+        vec![sandbox::PARTNER_ROLE.to_owned()],
+        "customer became partner"
+    );
+    assert_eq!(fakes.user(stranger).roles, vec!["customer".to_owned()]);
+    assert!(fakes.calls().crm_calls >= 3, "login, search, get_entry");
+}
