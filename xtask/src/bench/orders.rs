@@ -232,6 +232,7 @@ async fn measure(args: &OrdersArgs, bin: &Path, db_url: &str) -> Result<()> {
     };
     let commits_before = committed(db_url, args.db).await?;
     let cpu_before = (cpu_secs(server.child.id()), cpu_secs(std::process::id()));
+    let machine_before = machine_ticks();
     let started_ms = now_ms();
     let start = Instant::now();
     let (_, posted) = load::run(&target, args.connections, Vec::new(), deliveries).await?;
@@ -288,6 +289,12 @@ async fn measure(args: &OrdersArgs, bin: &Path, db_url: &str) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let cpu_after = (cpu_secs(server.child.id()), cpu_secs(std::process::id()));
+    let machine_busy = match (machine_before, machine_ticks()) {
+        (Some((busy0, all0)), Some((busy1, all1))) if all1 > all0 => {
+            Some(100.0 * (busy1 - busy0) as f64 / (all1 - all0) as f64)
+        }
+        _ => None,
+    };
     let server_rss = peak_rss_kib(server.child.id());
     let last_mailed = count(&conn, "SELECT MAX(mailed_at) FROM shipments").await?;
     let shipments = count(&conn, "SELECT COUNT(*) FROM shipments").await?;
@@ -359,6 +366,10 @@ async fn measure(args: &OrdersArgs, bin: &Path, db_url: &str) -> Result<()> {
         cpu((cpu_before.1, cpu_after.1)),
         server_rss.map_or("?".to_owned(), |kib| format!("{} MiB", kib / 1024))
     );
+    if let Some(busy) = machine_busy {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        println!("  machine CPU busy (every process, {cores} cores): {busy:.0}%");
+    }
     if let Some(commits) = commits {
         println!(
             "  Postgres transactions committed: {commits} ({:.1} per order)",
@@ -478,6 +489,21 @@ fn cpu_secs(pid: u32) -> Option<f64> {
     Some(ticks / 100.0)
 }
 
+/// The machine's busy and total CPU ticks so far (`/proc/stat`; idle and iowait are not busy).
+fn machine_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    let all: u64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3)? + ticks.get(4)?;
+    Some((all - idle, all))
+}
+
 /// The peak resident set size of process `pid` (`VmHWM`), in KiB (Linux only).
 fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -541,5 +567,6 @@ mod tests {
     fn reads_this_process_from_proc() {
         assert!(peak_rss_kib(std::process::id()).is_some_and(|kib| kib > 0));
         assert!(cpu_secs(std::process::id()).is_some());
+        assert!(machine_ticks().is_some_and(|(busy, all)| busy <= all && all > 0));
     }
 }
