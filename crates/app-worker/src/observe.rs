@@ -585,29 +585,27 @@ impl ShipmentStore for ObservedStore {
         Ok(s)
     }
 
-    async fn mark_mailed(&self, id: i64) -> Result<(), StoreError> {
-        self.inner.mark_mailed(id).await?;
-        if let Ok(Some(s)) = self.inner.get(id).await {
-            let (kind, message) = if s.status == ShipmentStatus::ErrorFromBody {
-                (
-                    EventKind::BookingErrorMailed,
-                    format!(
-                        "order {}: the refused booking mailed to the admins",
-                        s.order_id
-                    ),
-                )
-            } else {
-                (
-                    EventKind::LabelMailed,
-                    format!(
-                        "order {}: label mailed to vendor {}",
-                        s.order_id, s.vendor_id
-                    ),
-                )
-            };
-            self.record(kind, &s, message);
-        }
-        Ok(())
+    async fn mark_mailed(&self, id: i64) -> Result<ShipmentRecord, StoreError> {
+        let s = self.inner.mark_mailed(id).await?;
+        let (kind, message) = if s.status == ShipmentStatus::ErrorFromBody {
+            (
+                EventKind::BookingErrorMailed,
+                format!(
+                    "order {}: the refused booking mailed to the admins",
+                    s.order_id
+                ),
+            )
+        } else {
+            (
+                EventKind::LabelMailed,
+                format!(
+                    "order {}: label mailed to vendor {}",
+                    s.order_id, s.vendor_id
+                ),
+            )
+        };
+        self.record(kind, &s, message);
+        Ok(s)
     }
 
     async fn get(&self, id: i64) -> Result<Option<ShipmentRecord>, StoreError> {

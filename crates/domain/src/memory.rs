@@ -136,8 +136,11 @@ impl ShipmentStore for MemoryShipmentStore {
         })
     }
 
-    async fn mark_mailed(&self, id: i64) -> Result<(), StoreError> {
-        self.update(id, |r, _| r.mailed_at = Some(Utc::now()))
+    async fn mark_mailed(&self, id: i64) -> Result<ShipmentRecord, StoreError> {
+        self.update(id, |r, _| {
+            r.mailed_at = Some(Utc::now());
+            r.clone()
+        })
     }
 
     async fn get(&self, id: i64) -> Result<Option<ShipmentRecord>, StoreError> {

@@ -228,11 +228,12 @@ pub trait ShipmentStore: Send + Sync {
         event_date: Option<String>,
     ) -> Result<ShipmentRecord, StoreError>;
 
-    /// Marks the label as mailed to the vendor.
+    /// Marks the shipment's mail (its label to the vendor, or its refusal to the admins) as sent;
+    /// returns the shipment as recorded.
     ///
     /// # Errors
     /// [`StoreError::NotFound`] for an unknown id.
-    async fn mark_mailed(&self, id: i64) -> Result<(), StoreError>;
+    async fn mark_mailed(&self, id: i64) -> Result<ShipmentRecord, StoreError>;
 
     /// One shipment.
     ///

@@ -5,6 +5,7 @@
 
 pub mod entity;
 mod events;
+mod group;
 mod import;
 mod inbox;
 pub mod migration;

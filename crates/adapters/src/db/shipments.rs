@@ -1,5 +1,9 @@
 //! The shipment store on SQL: one row per (order, vendor), unique; the label PDF kept in the row.
+//!
+//! Writes go through a [`GroupWriter`]: the claims, bookings and mail marks of many jobs at once
+//! share one commit. Each write returns the row it wrote (`RETURNING`), so nothing is read back.
 
+use super::group::GroupWriter;
 use super::inbox::SqlBuilder;
 use super::{Database, boxed, from_millis, millis};
 use async_trait::async_trait;
@@ -10,6 +14,7 @@ use domain::model::{
 };
 use domain::ports::ShipmentStore;
 use sea_orm::{ConnectionTrait, DbErr, QueryResult, Value};
+use std::sync::{Arc, OnceLock};
 
 const COLUMNS: &str = "id, order_id, vendor_id, method, status, delivery_id, request, message, \
      notes, label_pdf IS NOT NULL, tracking_status_created_at, tracking_updated_at, mailed_at, \
@@ -19,23 +24,33 @@ const COLUMNS: &str = "id, order_id, vendor_id, method, status, delivery_id, req
 #[derive(Debug, Clone)]
 pub struct SqlShipmentStore {
     db: Database,
+    /// Started on the first write (so that a store can be made outside a runtime).
+    writer: Arc<OnceLock<GroupWriter>>,
 }
 
 impl SqlShipmentStore {
     /// A store on `db`.
     pub fn new(db: Database) -> Self {
-        SqlShipmentStore { db }
+        SqlShipmentStore {
+            db,
+            writer: Arc::default(),
+        }
     }
 
-    /// Runs a statement; returns the rows it affected.
-    async fn exec(&self, b: SqlBuilder) -> Result<u64, StoreError> {
-        let res = self
-            .db
-            .conn()
-            .execute_raw(b.build())
-            .await
-            .map_err(unavailable)?;
-        Ok(res.rows_affected())
+    /// Runs a write (group-committed with other callers'); returns the rows it returned.
+    async fn write(&self, b: SqlBuilder) -> Result<Vec<QueryResult>, StoreError> {
+        let writer = self
+            .writer
+            .get_or_init(|| GroupWriter::start(self.db.clone()));
+        let mut rows = writer.run(vec![b.build()]).await.map_err(unavailable)?;
+        Ok(rows.pop().unwrap_or_default())
+    }
+
+    /// Runs a write that returns the shipment's columns; the shipment it wrote, if any.
+    async fn write_record(&self, mut b: SqlBuilder) -> Result<Option<ShipmentRecord>, StoreError> {
+        b.sql.push_str(" RETURNING ");
+        b.sql.push_str(COLUMNS);
+        self.write(b).await?.first().map(record).transpose()
     }
 
     async fn one(&self, b: SqlBuilder) -> Result<Option<ShipmentRecord>, StoreError> {
@@ -63,12 +78,6 @@ impl SqlShipmentStore {
             self.db.backend(),
             format!("SELECT {COLUMNS} FROM shipments {tail}"),
         )
-    }
-
-    async fn by_id(&self, id: i64) -> Result<ShipmentRecord, StoreError> {
-        let mut b = self.select("WHERE id = ");
-        b.param(id.into());
-        self.one(b).await?.ok_or(StoreError::NotFound(id))
     }
 }
 
@@ -141,13 +150,10 @@ impl ShipmentStore for SqlShipmentStore {
         );
         insert
             .sql
-            .push_str(" ON CONFLICT (order_id, vendor_id) DO NOTHING RETURNING id");
-        let inserted = self
-            .db
-            .conn()
-            .query_one_raw(insert.build())
-            .await
-            .map_err(unavailable)?;
+            .push_str(" ON CONFLICT (order_id, vendor_id) DO NOTHING");
+        if let Some(claimed) = self.write_record(insert).await? {
+            return Ok(Claim::Claimed(claimed));
+        }
         let mut b = self.select("WHERE order_id = ");
         b.param(order_id.into());
         b.sql.push_str(" AND vendor_id = ");
@@ -156,11 +162,7 @@ impl ShipmentStore for SqlShipmentStore {
             .one(b)
             .await?
             .ok_or_else(|| StoreError::Unexpected("claimed shipment not found".into()))?;
-        Ok(if inserted.is_some() {
-            Claim::Claimed(existing)
-        } else {
-            Claim::Exists(existing)
-        })
+        Ok(Claim::Exists(existing))
     }
 
     async fn release(&self, id: i64) -> Result<(), StoreError> {
@@ -171,7 +173,8 @@ impl ShipmentStore for SqlShipmentStore {
         b.param(id.into());
         b.sql.push_str(" AND status = ");
         b.param(ShipmentStatus::Booking.as_str().into());
-        self.exec(b).await?;
+        b.sql.push_str(" RETURNING id");
+        self.write(b).await?;
         Ok(())
     }
 
@@ -194,8 +197,7 @@ impl ShipmentStore for SqlShipmentStore {
         b.param(millis(Utc::now()).into());
         b.sql.push_str(" WHERE id = ");
         b.param(id.into());
-        self.exec(b).await?;
-        self.by_id(id).await
+        self.write_record(b).await?.ok_or(StoreError::NotFound(id))
     }
 
     async fn record_tracking(
@@ -221,11 +223,10 @@ impl ShipmentStore for SqlShipmentStore {
         b.param(now.into());
         b.sql.push_str(" WHERE id = ");
         b.param(id.into());
-        self.exec(b).await?;
-        self.by_id(id).await
+        self.write_record(b).await?.ok_or(StoreError::NotFound(id))
     }
 
-    async fn mark_mailed(&self, id: i64) -> Result<(), StoreError> {
+    async fn mark_mailed(&self, id: i64) -> Result<ShipmentRecord, StoreError> {
         let mut b = SqlBuilder::new(
             self.db.backend(),
             "UPDATE shipments SET mailed_at = ".into(),
@@ -233,10 +234,7 @@ impl ShipmentStore for SqlShipmentStore {
         b.param(millis(Utc::now()).into());
         b.sql.push_str(" WHERE id = ");
         b.param(id.into());
-        if self.exec(b).await? == 0 {
-            return Err(StoreError::NotFound(id));
-        }
-        Ok(())
+        self.write_record(b).await?.ok_or(StoreError::NotFound(id))
     }
 
     async fn get(&self, id: i64) -> Result<Option<ShipmentRecord>, StoreError> {
@@ -286,7 +284,8 @@ impl ShipmentStore for SqlShipmentStore {
         b.param(id.into());
         b.sql.push_str(" AND status = ");
         b.param(from.as_str().into());
-        Ok(self.exec(b).await? == 1)
+        b.sql.push_str(" RETURNING id");
+        Ok(!self.write(b).await?.is_empty())
     }
 
     async fn list(&self, filter: &ShipmentFilter) -> Result<Vec<ShipmentRecord>, StoreError> {

@@ -2,18 +2,17 @@
 //! in one call (one envio each) and each answer is recorded on the shipment of the vendor it was
 //! requested for, before anything is mailed.
 //!
-//! Idempotency: every shipment is first *claimed* in the store, unique per (order, vendor). A
-//! repeated delivery, an `order.updated`, a replay or a second worker finds the claim and books
-//! nothing. Claims are released when the carrier could not be reached, so the job's retry can
-//! book them; a worker that dies between the claim and the record leaves the shipment in
+//! Idempotency: every shipment is first *claimed* in the store, unique per (order, vendor), before
+//! the shop or the carrier is asked anything. A repeated delivery, an `order.updated`, a replay or
+//! a second worker finds the claim and books nothing. Claims are released when the shop or the
+//! carrier could not be reached, so the job's retry can book them; a worker that dies between the claim and the record leaves the shipment in
 //! `BOOKING` for an operator (Koiki has no idempotency key, so whether it booked cannot be known).
 
-use super::shipping::{ShippingMethods, VendorGroup, build_envio, pair_results, plan};
+use super::shipping::{ShippingMethods, build_envio, pair_results, plan};
 use crate::error::{JobError, ShopError, Transience, error_chain};
 use crate::model::shipment::{BookingRequest, BookingResult, Envio};
-use crate::model::{BookingOutcome, Claim, Order, ShipmentMethod, ShipmentStatus};
+use crate::model::{BookingOutcome, Claim, Order, ShipmentMethod, ShipmentRecord, ShipmentStatus};
 use crate::ports::{ShipmentStore, ShippingProvider, Shop};
-use std::collections::HashMap;
 
 /// The ports fulfilment uses.
 pub struct FulfilmentDeps<'a> {
@@ -28,7 +27,7 @@ pub struct FulfilmentDeps<'a> {
 }
 
 /// What fulfilling an order did, by shipment id (vendor id for `ignored`).
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct FulfilmentReport {
     /// Booked now: their labels are to be mailed to the vendors.
     pub booked: Vec<i64>,
@@ -40,6 +39,36 @@ pub struct FulfilmentReport {
     pub existing: Vec<i64>,
     /// Vendors whose shipping method the connector does not handle.
     pub ignored: Vec<i64>,
+    /// The shipments whose mail (label or refusal) is still to be sent: those booked or refused
+    /// now, with what their mail needs, and those found not mailed yet (a repeat after a crash
+    /// between the booking and the mail).
+    pub to_mail: Vec<ToMail>,
+}
+
+/// A shipment whose mail is still to be sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToMail {
+    /// The shipment as recorded.
+    pub shipment: ShipmentRecord,
+    /// Its label, when it was booked now.
+    pub label_pdf: Option<Vec<u8>>,
+    /// Its vendor's address, when the vendor's profile was read now.
+    pub vendor_email: Option<String>,
+}
+
+impl ToMail {
+    fn found(shipment: ShipmentRecord) -> Option<Self> {
+        let pending = shipment.mailed_at.is_none()
+            && matches!(
+                shipment.status,
+                ShipmentStatus::LabelSent | ShipmentStatus::ErrorFromBody
+            );
+        pending.then_some(ToMail {
+            shipment,
+            label_pdf: None,
+            vendor_email: None,
+        })
+    }
 }
 
 pub(crate) fn failed_outcome(request: String, message: String) -> BookingOutcome {
@@ -118,29 +147,41 @@ pub async fn fulfil_order(
         return Ok(report);
     }
 
-    // Vendors that already have a shipment are left alone before anyone is asked anything.
-    let known: HashMap<i64, i64> = deps
-        .store
-        .of_order(order.id)
-        .await?
-        .into_iter()
-        .map(|s| (s.vendor_id, s.id))
-        .collect();
-    let mut candidates: Vec<(VendorGroup, Envio)> = Vec::new();
+    // Each vendor's shipment is claimed before anyone is asked anything: a vendor that has one
+    // already is left alone.
+    let mut groups = Vec::new();
+    let mut envios = Vec::new();
+    let mut claims = Vec::new();
+    let mut emails = Vec::new();
     for group in &plan.koiki {
-        if let Some(id) = known.get(&group.vendor_id) {
-            report.existing.push(*id);
-            continue;
-        }
+        let s = match deps
+            .store
+            .claim(order.id, group.vendor_id, ShipmentMethod::Koiki)
+            .await?
+        {
+            Claim::Claimed(s) => s,
+            Claim::Exists(s) => {
+                report.existing.push(s.id);
+                report.to_mail.extend(ToMail::found(s));
+                continue;
+            }
+        };
         let problem = match deps.shop.vendor(group.vendor_id).await {
             Ok(profile) => match build_envio(order, group, &profile) {
                 Ok(envio) => {
-                    candidates.push((group.clone(), envio));
+                    claims.push(s.id);
+                    groups.push(group.clone());
+                    envios.push(envio);
+                    emails.push(profile.email);
                     continue;
                 }
                 Err(e) => e.to_string(),
             },
             Err(e @ (ShopError::Unavailable { .. } | ShopError::InvalidResponse { .. })) => {
+                // Nothing was booked: the claims made here are released for the retry.
+                for id in claims.iter().chain([&s.id]) {
+                    deps.store.release(*id).await?;
+                }
                 return Err(JobError::Transient {
                     reason: format!("vendor {}: {}", group.vendor_id, error_chain(&e)),
                     retry_after: match e {
@@ -152,34 +193,12 @@ pub async fn fulfil_order(
             Err(e) => format!("vendor {}: {}", group.vendor_id, error_chain(&e)),
         };
         // Bad vendor data: an error shipment for this vendor, the others are booked.
-        if let Claim::Claimed(s) = deps
+        let recorded = deps
             .store
-            .claim(order.id, group.vendor_id, ShipmentMethod::Koiki)
-            .await?
-        {
-            deps.store
-                .record_booking(s.id, &failed_outcome(String::new(), problem))
-                .await?;
-            report.failed.push(s.id);
-        }
-    }
-
-    let mut groups = Vec::new();
-    let mut envios = Vec::new();
-    let mut claims = Vec::new();
-    for (group, envio) in candidates {
-        match deps
-            .store
-            .claim(order.id, group.vendor_id, ShipmentMethod::Koiki)
-            .await?
-        {
-            Claim::Claimed(s) => {
-                claims.push(s.id);
-                groups.push(group);
-                envios.push(envio);
-            }
-            Claim::Exists(s) => report.existing.push(s.id),
-        }
+            .record_booking(s.id, &failed_outcome(String::new(), problem))
+            .await?;
+        report.failed.push(s.id);
+        report.to_mail.extend(ToMail::found(recorded));
     }
     if claims.is_empty() {
         return Ok(report);
@@ -202,33 +221,45 @@ pub async fn fulfil_order(
             }
             let message = error_chain(&e);
             for (id, envio) in claims.iter().zip(&envios) {
-                deps.store
+                let recorded = deps
+                    .store
                     .record_booking(*id, &failed_outcome(request_json(envio), message.clone()))
                     .await?;
                 report.failed.push(*id);
+                report.to_mail.extend(ToMail::found(recorded));
             }
             return Ok(report);
         }
     };
     match pair_results(&groups, &envios, results) {
         Ok(paired) => {
-            for ((_, envio, result), id) in paired.into_iter().zip(&claims) {
+            for (((_, envio, result), id), email) in paired.into_iter().zip(&claims).zip(emails) {
                 let outcome = outcome_of(&envio, &result);
-                deps.store.record_booking(*id, &outcome).await?;
-                if outcome.status == ShipmentStatus::LabelSent {
+                let label_pdf = outcome.label_pdf.clone();
+                let recorded = deps.store.record_booking(*id, &outcome).await?;
+                if recorded.status == ShipmentStatus::LabelSent {
                     report.booked.push(*id);
                 } else {
                     report.failed.push(*id);
                 }
+                report
+                    .to_mail
+                    .extend(ToMail::found(recorded).map(|m| ToMail {
+                        label_pdf,
+                        vendor_email: Some(email),
+                        ..m
+                    }));
             }
         }
         Err(e) => {
             let message = format!("the carrier's answer does not match the request: {e}");
             for (id, envio) in claims.iter().zip(&envios) {
-                deps.store
+                let recorded = deps
+                    .store
                     .record_booking(*id, &failed_outcome(request_json(envio), message.clone()))
                     .await?;
                 report.failed.push(*id);
+                report.to_mail.extend(ToMail::found(recorded));
             }
         }
     }

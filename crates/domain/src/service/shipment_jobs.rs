@@ -4,7 +4,9 @@
 //! that fails is sent again without booking again; one shipment whose tracking fails does not
 //! stop the others.
 
-use super::fulfilment::{FulfilmentDeps, failed_outcome, fulfil_order, outcome_of, request_json};
+use super::fulfilment::{
+    FulfilmentDeps, ToMail, failed_outcome, fulfil_order, outcome_of, request_json,
+};
 use super::mails::{booking_error_mail, label_mail, tracking_changed_mail};
 use super::shipping::{ShippingMethods, build_envio, pair_results, plan, tracking_status};
 use crate::error::{JobError, MailError, ShopError, StoreError, Transience, error_chain};
@@ -12,7 +14,7 @@ use crate::model::shipment::BookingRequest;
 use crate::model::{
     JobKind, NewJob, Order, ShipmentMethod, ShipmentRecord, ShipmentStatus, Webhook, WebhookStatus,
 };
-use crate::ports::{JobQueue, Mailer, ShipmentStore, ShippingProvider, Shop, WebhookInbox};
+use crate::ports::{Email, JobQueue, Mailer, ShipmentStore, ShippingProvider, Shop, WebhookInbox};
 
 /// The ports and settings the shipment jobs use.
 pub struct ShipmentJobs<'a> {
@@ -34,6 +36,15 @@ pub struct ShipmentJobs<'a> {
     pub shop_host: &'a str,
     /// The admins, who get booking errors and tracking changes.
     pub admins: &'a [String],
+}
+
+/// The label's attachment name: its barcode, or the shipment's id when it has none.
+fn label_filename(s: &ShipmentRecord) -> String {
+    if s.delivery_id.is_empty() {
+        format!("{}.pdf", s.id)
+    } else {
+        format!("{}.pdf", s.delivery_id)
+    }
 }
 
 fn store_gone(id: i64) -> JobError {
@@ -77,9 +88,10 @@ impl ShipmentJobs<'_> {
         self.store.get(id).await?.ok_or_else(|| store_gone(id))
     }
 
-    /// Fulfils the order of a stored order webhook (as the caller read it), enqueues the mails its shipments need, and
-    /// records the webhook as processed. A repeat finds the shipments and books nothing; labels
-    /// not mailed yet are mailed then.
+    /// Fulfils the order of a stored order webhook (as the caller read it), mails each new label
+    /// to its vendor and each refusal to the admins, and records the webhook as processed. A
+    /// mail that cannot be sent now becomes a job of its own (retried without booking again). A
+    /// repeat finds the shipments and books nothing; labels not mailed yet are mailed then.
     ///
     /// # Errors
     /// [`JobError::Permanent`] for a body that is not an order or an order that cannot be split;
@@ -125,30 +137,8 @@ impl ShipmentJobs<'_> {
             }
             Err(e) => return Err(e),
         };
-        for id in &report.booked {
-            self.enqueue(JobKind::SendLabelMail { shipment_id: *id })
-                .await?;
-        }
-        for id in &report.failed {
-            self.enqueue(JobKind::SendBookingErrorMail { shipment_id: *id })
-                .await?;
-        }
-        // A repeat after a crash between the booking and the mails: mail what was not mailed.
-        for id in &report.existing {
-            let s = self.shipment(*id).await?;
-            if s.mailed_at.is_none() {
-                match s.status {
-                    ShipmentStatus::LabelSent => {
-                        self.enqueue(JobKind::SendLabelMail { shipment_id: s.id })
-                            .await?
-                    }
-                    ShipmentStatus::ErrorFromBody => {
-                        self.enqueue(JobKind::SendBookingErrorMail { shipment_id: s.id })
-                            .await?;
-                    }
-                    _ => {}
-                }
-            }
+        for mail in report.to_mail {
+            self.mail_now_or_later(mail).await?;
         }
         let summary = format!(
             "booked {}, refused {}, picked up {}, already there {}, other methods {}",
@@ -168,6 +158,65 @@ impl ShipmentJobs<'_> {
             )
             .await?;
         Ok(())
+    }
+
+    /// Sends the mail of a shipment just recorded (its label to the vendor, or its refusal to the
+    /// admins) and marks it mailed; when that cannot be done now, or the shipment was found not
+    /// mailed (a repeat), enqueues the job that does it on its own.
+    async fn mail_now_or_later(&self, mail: ToMail) -> Result<(), JobError> {
+        let s = &mail.shipment;
+        let (email, job) = match s.status {
+            ShipmentStatus::LabelSent => {
+                let job = JobKind::SendLabelMail { shipment_id: s.id };
+                match (mail.vendor_email, mail.label_pdf) {
+                    (Some(to), Some(pdf)) => {
+                        tracing::info!(
+                            vendor_id = s.vendor_id,
+                            "Sending Koiki pdf to vendor with id {}",
+                            s.vendor_id
+                        );
+                        let email =
+                            label_mail(self.shop_host, s.order_id, &to, pdf, &label_filename(s));
+                        (email, job)
+                    }
+                    _ => return self.enqueue(job).await,
+                }
+            }
+            ShipmentStatus::ErrorFromBody if !self.admins.is_empty() => {
+                let job = JobKind::SendBookingErrorMail { shipment_id: s.id };
+                (self.booking_error_email(s), job)
+            }
+            _ => return Ok(()),
+        };
+        match self.mailer.send(&email).await {
+            Ok(()) => {
+                self.store.mark_mailed(s.id).await?;
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(
+                    shipment_id = s.id,
+                    error = %error_chain(&e),
+                    "mail not sent now; a job will send it"
+                );
+                self.enqueue(job).await
+            }
+        }
+    }
+
+    fn booking_error_email(&self, s: &ShipmentRecord) -> Email {
+        tracing::info!(
+            order_id = s.order_id,
+            "Sending Koiki error to admins for order {}",
+            s.order_id
+        );
+        booking_error_mail(
+            self.shop_host,
+            s.order_id,
+            self.admins,
+            Some(&s.message),
+            &s.request,
+        )
     }
 
     /// Mails a shipment's label to its vendor, unless it was mailed already.
@@ -195,15 +244,13 @@ impl ShipmentJobs<'_> {
             "Sending Koiki pdf to vendor with id {}",
             s.vendor_id
         );
-        let filename = format!(
-            "{}.pdf",
-            if s.delivery_id.is_empty() {
-                s.id.to_string()
-            } else {
-                s.delivery_id.clone()
-            }
+        let email = label_mail(
+            self.shop_host,
+            s.order_id,
+            &vendor.email,
+            pdf,
+            &label_filename(&s),
         );
-        let email = label_mail(self.shop_host, s.order_id, &vendor.email, pdf, &filename);
         self.mailer.send(&email).await.map_err(|e| mail_error(&e))?;
         self.store.mark_mailed(shipment_id).await?;
         Ok(())
@@ -218,18 +265,7 @@ impl ShipmentJobs<'_> {
         if s.mailed_at.is_some() || self.admins.is_empty() {
             return Ok(());
         }
-        tracing::info!(
-            order_id = s.order_id,
-            "Sending Koiki error to admins for order {}",
-            s.order_id
-        );
-        let email = booking_error_mail(
-            self.shop_host,
-            s.order_id,
-            self.admins,
-            Some(&s.message),
-            &s.request,
-        );
+        let email = self.booking_error_email(&s);
         self.mailer.send(&email).await.map_err(|e| mail_error(&e))?;
         self.store.mark_mailed(shipment_id).await?;
         Ok(())
@@ -642,5 +678,127 @@ mod tests {
             matches!(&err, JobError::Permanent { reason } if reason.contains("no Koiki shipping for vendor 9")),
             "{err:?}"
         );
+    }
+
+    fn order_webhook() -> Webhook {
+        use crate::model::{NewWebhook, Resource, WebhookId};
+        Webhook {
+            id: WebhookId(1),
+            data: NewWebhook {
+                resource: Resource::Order,
+                topic: Some("order.created".into()),
+                event: None,
+                delivery_id: None,
+                wc_webhook_id: None,
+                source: None,
+                subject_id: Some(33),
+                headers: Vec::new(),
+                body: bytes::Bytes::from_static(ORDER.as_bytes()),
+                received_at: chrono::Utc::now(),
+                status: WebhookStatus::Queued,
+                error: None,
+            },
+            last_error: None,
+            processed_at: None,
+        }
+    }
+
+    fn processed(inbox: &mut MockWebhookInbox, times: usize) {
+        inbox
+            .expect_transition()
+            .withf(|_, from, to, _| {
+                (*from, *to) == (WebhookStatus::Queued, WebhookStatus::Processed)
+            })
+            .times(times)
+            .returning(|_, _, _, _| Ok(true));
+    }
+
+    #[tokio::test]
+    async fn an_order_is_booked_and_its_label_mailed_in_the_same_job_once() {
+        let mut once = MockShippingProvider::new();
+        once.expect_book().times(1).returning(|_| {
+            Ok(vec![BookingResult {
+                code: "101".into(),
+                message: "OK".into(),
+                barcode: "NEW1".into(),
+                reference: String::new(),
+                label_pdf: b"%PDF-new".to_vec(),
+            }])
+        });
+        let mut f = Fixture::new(once);
+        processed(&mut f.inbox, 2);
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let log = sent.clone();
+        f.mailer.expect_send().returning(move |e| {
+            log.lock().expect("lock").push(e.clone());
+            Ok(())
+        });
+        f.jobs()
+            .process_order(&order_webhook())
+            .await
+            .expect("processed");
+        // The same delivery again: nothing booked, nothing mailed.
+        f.jobs()
+            .process_order(&order_webhook())
+            .await
+            .expect("repeat");
+
+        let all = f.store.all();
+        assert_eq!(all.len(), 1);
+        assert_eq!(
+            (all[0].status, all[0].delivery_id.as_str()),
+            (ShipmentStatus::LabelSent, "NEW1")
+        );
+        assert!(all[0].mailed_at.is_some(), "marked mailed");
+        let sent = sent.lock().expect("lock");
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].to, vec!["vendor6@example.coop".to_owned()]);
+        assert_eq!(sent[0].attachments[0].filename, "NEW1.pdf");
+        assert_eq!(sent[0].attachments[0].content, b"%PDF-new");
+        assert!(f.log.lock().expect("lock").is_empty(), "no mail job");
+    }
+
+    #[tokio::test]
+    async fn a_label_mail_that_cannot_be_sent_now_becomes_a_job_and_the_booking_stands() {
+        let mut f = Fixture::new(carrier("NEW1"));
+        processed(&mut f.inbox, 1);
+        f.mailer.expect_send().times(1).returning(|_| {
+            Err(MailError::Unavailable {
+                reason: "connection refused".into(),
+            })
+        });
+        f.jobs()
+            .process_order(&order_webhook())
+            .await
+            .expect("processed");
+        let all = f.store.all();
+        assert_eq!(all[0].status, ShipmentStatus::LabelSent);
+        assert!(all[0].mailed_at.is_none(), "not mailed");
+        assert_eq!(
+            *f.log.lock().expect("lock"),
+            vec![JobKind::SendLabelMail {
+                shipment_id: all[0].id
+            }]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_shop_that_cannot_be_reached_leaves_no_claim_behind() {
+        let mut f = Fixture::new(MockShippingProvider::new()); // any booking panics
+        let mut shop = MockShop::new();
+        shop.expect_vendor().returning(|_| {
+            Err(ShopError::Unavailable {
+                reason: "timeout".into(),
+                retry_after: None,
+            })
+        });
+        f.shop = shop;
+        let err = f
+            .jobs()
+            .process_order(&order_webhook())
+            .await
+            .expect_err("retry");
+        assert!(matches!(err, JobError::Transient { .. }), "{err:?}");
+        assert!(f.store.all().is_empty(), "the claim is released");
     }
 }
