@@ -6,55 +6,79 @@
 //! `fsync` on SQLite, one WAL flush on Postgres) serves many jobs' writes instead of one each;
 //! alone, a request runs as it would have without the writer.
 //!
+//! What a batch does is the [`Batch`] implementation's: it may run each request as its own
+//! statement, or merge requests of one kind into one statement (a multi-row `INSERT`, an
+//! `UPDATE ... WHERE id IN (...)`). Requests waiting together are concurrent, so any order of
+//! them is a valid one.
+//!
 //! A batch that fails is run again request by request, each in its own transaction, so that one
 //! bad request fails alone and its neighbours are written.
 
 use super::Database;
-use sea_orm::TransactionTrait;
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, QueryResult, Statement};
+use async_trait::async_trait;
+use sea_orm::{DatabaseTransaction, DbBackend, DbErr, TransactionTrait};
 use std::sync::Arc;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-/// The rows each statement of a request returned, in order.
-pub(crate) type Rows = Vec<Vec<QueryResult>>;
+/// How a batch of requests is written.
+#[async_trait]
+pub(crate) trait Batch: Send + Sync + 'static {
+    /// One caller's write.
+    type Request: Send + Sync + 'static;
+    /// What the caller gets back.
+    type Output: Send + 'static;
 
-struct Request {
-    statements: Vec<Statement>,
-    reply: oneshot::Sender<Result<Rows, DbErr>>,
+    /// Writes `requests` in `txn`; one output per request, in order.
+    async fn write(
+        &self,
+        txn: &DatabaseTransaction,
+        requests: &[Self::Request],
+    ) -> Result<Vec<Self::Output>, DbErr>;
+}
+
+struct Pending<B: Batch> {
+    request: B::Request,
+    reply: oneshot::Sender<Result<B::Output, DbErr>>,
 }
 
 /// The handle to the writer tasks; they stop when the last handle is dropped, after writing what
 /// they were given.
-#[derive(Debug, Clone)]
-pub(crate) struct GroupWriter {
-    tx: mpsc::Sender<Request>,
+pub(crate) struct GroupWriter<B: Batch> {
+    tx: mpsc::Sender<Pending<B>>,
 }
 
-impl GroupWriter {
+impl<B: Batch> std::fmt::Debug for GroupWriter<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupWriter").finish_non_exhaustive()
+    }
+}
+
+impl<B: Batch> GroupWriter<B> {
     /// Starts the writers on the current tokio runtime: one on SQLite (it has a single writer),
     /// a few on Postgres, each on its own pooled connection while it writes.
-    pub(crate) fn start(db: Database) -> Self {
+    pub(crate) fn start(db: Database, batch: B) -> Self {
         let (writers, max_batch) = match db.backend() {
-            DbBackend::Sqlite => (1, 64),
-            _ => (4, 32),
+            DbBackend::Sqlite => (1, 128),
+            _ => (4, 64),
         };
-        let (tx, rx) = mpsc::channel::<Request>(writers * max_batch * 4);
+        let (tx, rx) = mpsc::channel::<Pending<B>>(writers * max_batch * 4);
         let rx = Arc::new(Mutex::new(rx));
+        let batch = Arc::new(batch);
         for _ in 0..writers {
-            tokio::spawn(writer(db.clone(), rx.clone(), max_batch));
+            tokio::spawn(writer(db.clone(), batch.clone(), rx.clone(), max_batch));
         }
         GroupWriter { tx }
     }
 
-    /// Runs `statements` (in one transaction with other callers' statements) and returns the rows
-    /// each returned, once committed.
+    /// Writes `request` (in one transaction with other callers' requests) and returns its
+    /// output, once committed.
     ///
     /// # Errors
     /// The database's error when the request could not be committed.
-    pub(crate) async fn run(&self, statements: Vec<Statement>) -> Result<Rows, DbErr> {
+    pub(crate) async fn run(&self, request: B::Request) -> Result<B::Output, DbErr> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Request { statements, reply })
+            .send(Pending { request, reply })
             .await
             .map_err(|_| DbErr::Custom("the database writer has stopped".into()))?;
         answer
@@ -63,8 +87,13 @@ impl GroupWriter {
     }
 }
 
-async fn writer(db: Database, rx: Arc<Mutex<mpsc::Receiver<Request>>>, max_batch: usize) {
-    let mut batch: Vec<Request> = Vec::with_capacity(max_batch);
+async fn writer<B: Batch>(
+    db: Database,
+    how: Arc<B>,
+    rx: Arc<Mutex<mpsc::Receiver<Pending<B>>>>,
+    max_batch: usize,
+) {
+    let mut batch: Vec<Pending<B>> = Vec::with_capacity(max_batch);
     loop {
         {
             let mut rx = rx.lock().await;
@@ -80,49 +109,53 @@ async fn writer(db: Database, rx: Arc<Mutex<mpsc::Receiver<Request>>>, max_batch
             }
         }
         if batch.len() > 1 {
-            match run_batch(&db, &batch).await {
-                Ok(rows) => {
-                    for (req, rows) in batch.drain(..).zip(rows) {
-                        let _ = req.reply.send(Ok(rows));
+            let (requests, replies): (Vec<B::Request>, Vec<_>) =
+                batch.drain(..).map(|p| (p.request, p.reply)).unzip();
+            match write_in_transaction(&db, how.as_ref(), &requests).await {
+                Ok(outputs) => {
+                    for (reply, out) in replies.into_iter().zip(outputs) {
+                        let _ = reply.send(Ok(out));
                     }
-                    continue;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, requests = batch.len(), "write batch failed; writing its requests one by one");
+                    tracing::warn!(
+                        error = %e,
+                        requests = requests.len(),
+                        "write batch failed; writing its requests one by one"
+                    );
+                    for (request, reply) in requests.into_iter().zip(replies) {
+                        let out = write_one(&db, how.as_ref(), request).await;
+                        let _ = reply.send(out);
+                    }
                 }
             }
+            continue;
         }
-        for req in batch.drain(..) {
-            let rows = run_alone(&db, &req.statements).await;
-            let _ = req.reply.send(rows);
+        for p in batch.drain(..) {
+            let out = write_one(&db, how.as_ref(), p.request).await;
+            let _ = p.reply.send(out);
         }
     }
 }
 
-async fn run_batch(db: &Database, batch: &[Request]) -> Result<Vec<Rows>, DbErr> {
+async fn write_in_transaction<B: Batch>(
+    db: &Database,
+    how: &B,
+    requests: &[B::Request],
+) -> Result<Vec<B::Output>, DbErr> {
     let txn = db.conn().begin().await?;
-    let mut out = Vec::with_capacity(batch.len());
-    for req in batch {
-        out.push(run_all(&txn, &req.statements).await?);
-    }
+    let outputs = how.write(&txn, requests).await?;
     txn.commit().await?;
-    Ok(out)
+    Ok(outputs)
 }
 
-async fn run_all(txn: &DatabaseTransaction, statements: &[Statement]) -> Result<Rows, DbErr> {
-    let mut rows = Vec::with_capacity(statements.len());
-    for stmt in statements {
-        rows.push(txn.query_all_raw(stmt.clone()).await?);
-    }
-    Ok(rows)
-}
-
-async fn run_alone(db: &Database, statements: &[Statement]) -> Result<Rows, DbErr> {
-    if let [stmt] = statements {
-        return Ok(vec![db.conn().query_all_raw(stmt.clone()).await?]);
-    }
-    let txn = db.conn().begin().await?;
-    let rows = run_all(&txn, statements).await?;
-    txn.commit().await?;
-    Ok(rows)
+async fn write_one<B: Batch>(
+    db: &Database,
+    how: &B,
+    request: B::Request,
+) -> Result<B::Output, DbErr> {
+    let mut outputs = write_in_transaction(db, how, std::slice::from_ref(&request)).await?;
+    outputs
+        .pop()
+        .ok_or_else(|| DbErr::Custom("a write returned nothing".into()))
 }

@@ -194,17 +194,30 @@ async fn transition_writer(
 }
 
 /// Applies each compare-and-set move, with its history row when it moved, in one transaction.
+/// Moves with the same `from`, `to` and error (most of a busy batch: "processed" with the same
+/// summary) share one `UPDATE ... WHERE id IN (...) RETURNING id`.
 async fn apply_transitions(db: &Database, batch: &[TransitionRequest]) -> Result<Vec<bool>, DbErr> {
     let backend = db.backend();
     let now = millis(chrono::Utc::now());
     let txn = db.conn().begin().await?;
-    let mut moved = Vec::with_capacity(batch.len());
+    let mut moved = vec![false; batch.len()];
     let mut events = SqlBuilder::new(
         backend,
         "INSERT INTO webhook_events (webhook_id, at, status, detail) VALUES ".into(),
     );
     let mut n_events = 0;
-    for t in batch {
+    // The requests of each (from, to, error), in order of first appearance.
+    let mut groups: Vec<(&TransitionRequest, Vec<usize>)> = Vec::new();
+    for (i, t) in batch.iter().enumerate() {
+        match groups
+            .iter_mut()
+            .find(|(g, _)| (g.from, g.to, &g.error) == (t.from, t.to, &t.error))
+        {
+            Some((_, members)) => members.push(i),
+            None => groups.push((t, vec![i])),
+        }
+    }
+    for (t, members) in groups {
         let done = matches!(t.to, WebhookStatus::Processed | WebhookStatus::Failed);
         let mut update = SqlBuilder::new(backend, "UPDATE webhooks SET status = ".into());
         update.param(t.to.as_str().into());
@@ -212,24 +225,32 @@ async fn apply_transitions(db: &Database, batch: &[TransitionRequest]) -> Result
         update.param(t.error.clone().into());
         update.sql.push_str(", processed_at = ");
         update.param(done.then_some(now).into());
-        update.sql.push_str(" WHERE id = ");
-        update.param(t.id.0.into());
-        update.sql.push_str(" AND status = ");
+        update.sql.push_str(" WHERE status = ");
         update.param(t.from.as_str().into());
-        let ok = txn.execute_raw(update.build()).await?.rows_affected() == 1;
-        if ok {
-            events.row(
-                n_events,
-                [
-                    t.id.0.into(),
-                    now.into(),
-                    t.to.as_str().into(),
-                    t.error.clone().into(),
-                ],
-            );
-            n_events += 1;
+        update.sql.push_str(" AND id IN ");
+        update.row(0, members.iter().map(|i| batch[*i].id.0.into()));
+        update.sql.push_str(" RETURNING id");
+        let rows = txn.query_all_raw(update.build()).await?;
+        let mut ids = std::collections::HashSet::with_capacity(rows.len());
+        for row in rows {
+            ids.insert(row.try_get_by_index::<i64>(0)?);
         }
-        moved.push(ok);
+        for i in members {
+            // A webhook named twice in the batch moves once: the first request gets it.
+            if ids.remove(&batch[i].id.0) {
+                moved[i] = true;
+                events.row(
+                    n_events,
+                    [
+                        batch[i].id.0.into(),
+                        now.into(),
+                        t.to.as_str().into(),
+                        t.error.clone().into(),
+                    ],
+                );
+                n_events += 1;
+            }
+        }
     }
     if n_events > 0 {
         txn.execute_raw(events.build()).await?;

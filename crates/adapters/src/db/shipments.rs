@@ -1,9 +1,10 @@
 //! The shipment store on SQL: one row per (order, vendor), unique; the label PDF kept in the row.
 //!
 //! Writes go through a [`GroupWriter`]: the claims, bookings and mail marks of many jobs at once
-//! share one commit. Each write returns the row it wrote (`RETURNING`), so nothing is read back.
+//! share one commit, the claims waiting together are one multi-row `INSERT` and the mail marks one
+//! `UPDATE`. Each write returns the row it wrote (`RETURNING`), so nothing is read back.
 
-use super::group::GroupWriter;
+use super::group::{Batch, GroupWriter};
 use super::inbox::SqlBuilder;
 use super::{Database, boxed, from_millis, millis};
 use async_trait::async_trait;
@@ -13,19 +14,154 @@ use domain::model::{
     BookingOutcome, Claim, ShipmentFilter, ShipmentMethod, ShipmentRecord, ShipmentStatus,
 };
 use domain::ports::ShipmentStore;
-use sea_orm::{ConnectionTrait, DbErr, QueryResult, Value};
+use sea_orm::{
+    ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, QueryResult, Statement, Value,
+};
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 const COLUMNS: &str = "id, order_id, vendor_id, method, status, delivery_id, request, message, \
      notes, label_pdf IS NOT NULL, tracking_status_created_at, tracking_updated_at, mailed_at, \
      created_at, updated_at";
 
+/// A write to the shipments table, as the group writer takes it.
+enum Write {
+    /// Creates the shipment of (order, vendor) in `BOOKING` unless one exists.
+    Claim {
+        order_id: i64,
+        vendor_id: i64,
+        method: ShipmentMethod,
+    },
+    /// Sets `mailed_at`.
+    Mailed { id: i64 },
+    /// Any other write: one statement.
+    Statement(Statement),
+}
+
+/// What a [`Write`] returned.
+enum Written {
+    /// The shipment a claim created (none when it existed) or a mail mark updated.
+    Record(Option<ShipmentRecord>),
+    /// The rows a statement returned.
+    Rows(Vec<QueryResult>),
+}
+
+/// Writes a batch: its statements one by one, its claims as one multi-row `INSERT ... ON
+/// CONFLICT DO NOTHING`, its mail marks as one `UPDATE ... WHERE id IN (...)`.
+struct ShipmentWrites {
+    backend: DbBackend,
+}
+
+fn corrupt(e: StoreError) -> DbErr {
+    DbErr::Custom(e.to_string())
+}
+
+#[async_trait]
+impl Batch for ShipmentWrites {
+    type Request = Write;
+    type Output = Written;
+
+    async fn write(
+        &self,
+        txn: &DatabaseTransaction,
+        requests: &[Write],
+    ) -> Result<Vec<Written>, DbErr> {
+        let now = millis(Utc::now());
+        let mut out: Vec<Option<Written>> = requests.iter().map(|_| None).collect();
+        for (i, w) in requests.iter().enumerate() {
+            if let Write::Statement(stmt) = w {
+                out[i] = Some(Written::Rows(txn.query_all_raw(stmt.clone()).await?));
+            }
+        }
+
+        // Claims: the first request for a pair goes into the INSERT; a later one in the same batch
+        // finds the shipment the first created.
+        let mut insert = SqlBuilder::new(
+            self.backend,
+            "INSERT INTO shipments (order_id, vendor_id, method, status, created_at, updated_at) \
+             VALUES "
+                .into(),
+        );
+        let mut claimants: HashMap<(i64, i64), usize> = HashMap::new();
+        for (i, w) in requests.iter().enumerate() {
+            let Write::Claim {
+                order_id,
+                vendor_id,
+                method,
+            } = w
+            else {
+                continue;
+            };
+            if claimants.contains_key(&(*order_id, *vendor_id)) {
+                out[i] = Some(Written::Record(None));
+                continue;
+            }
+            insert.row(
+                claimants.len(),
+                [
+                    (*order_id).into(),
+                    (*vendor_id).into(),
+                    method.as_str().into(),
+                    ShipmentStatus::Booking.as_str().into(),
+                    now.into(),
+                    now.into(),
+                ],
+            );
+            claimants.insert((*order_id, *vendor_id), i);
+        }
+        if !claimants.is_empty() {
+            insert
+                .sql
+                .push_str(" ON CONFLICT (order_id, vendor_id) DO NOTHING RETURNING ");
+            insert.sql.push_str(COLUMNS);
+            let mut created = HashMap::new();
+            for row in txn.query_all_raw(insert.build()).await? {
+                let r = record(&row).map_err(corrupt)?;
+                created.insert((r.order_id, r.vendor_id), r);
+            }
+            for (pair, i) in claimants {
+                out[i] = Some(Written::Record(created.remove(&pair)));
+            }
+        }
+
+        // Mail marks.
+        let mut update = SqlBuilder::new(self.backend, "UPDATE shipments SET mailed_at = ".into());
+        update.param(now.into());
+        update.sql.push_str(" WHERE id IN ");
+        let ids: Vec<Value> = requests
+            .iter()
+            .filter_map(|w| match w {
+                Write::Mailed { id } => Some((*id).into()),
+                _ => None,
+            })
+            .collect();
+        if !ids.is_empty() {
+            update.row(0, ids);
+            update.sql.push_str(" RETURNING ");
+            update.sql.push_str(COLUMNS);
+            let mut mailed = HashMap::new();
+            for row in txn.query_all_raw(update.build()).await? {
+                let r = record(&row).map_err(corrupt)?;
+                mailed.insert(r.id, r);
+            }
+            for (i, w) in requests.iter().enumerate() {
+                if let Write::Mailed { id } = w {
+                    out[i] = Some(Written::Record(mailed.get(id).cloned()));
+                }
+            }
+        }
+        out.into_iter()
+            .map(|o| o.ok_or_else(|| DbErr::Custom("a write was not written".into())))
+            .collect()
+    }
+}
+
 /// The shipments on the connector's SQL database.
 #[derive(Debug, Clone)]
 pub struct SqlShipmentStore {
     db: Database,
     /// Started on the first write (so that a store can be made outside a runtime).
-    writer: Arc<OnceLock<GroupWriter>>,
+    writer: Arc<OnceLock<GroupWriter<ShipmentWrites>>>,
 }
 
 impl SqlShipmentStore {
@@ -37,20 +173,36 @@ impl SqlShipmentStore {
         }
     }
 
-    /// Runs a write (group-committed with other callers'); returns the rows it returned.
-    async fn write(&self, b: SqlBuilder) -> Result<Vec<QueryResult>, StoreError> {
-        let writer = self
-            .writer
-            .get_or_init(|| GroupWriter::start(self.db.clone()));
-        let mut rows = writer.run(vec![b.build()]).await.map_err(unavailable)?;
-        Ok(rows.pop().unwrap_or_default())
+    /// Runs a write, group-committed with other callers'.
+    async fn write(&self, w: Write) -> Result<Written, StoreError> {
+        let writer = self.writer.get_or_init(|| {
+            GroupWriter::start(
+                self.db.clone(),
+                ShipmentWrites {
+                    backend: self.db.backend(),
+                },
+            )
+        });
+        writer.run(w).await.map_err(unavailable)
     }
 
-    /// Runs a write that returns the shipment's columns; the shipment it wrote, if any.
+    /// Runs a statement; the rows it returned.
+    async fn write_statement(&self, b: SqlBuilder) -> Result<Vec<QueryResult>, StoreError> {
+        match self.write(Write::Statement(b.build())).await? {
+            Written::Rows(rows) => Ok(rows),
+            Written::Record(_) => Err(StoreError::Unexpected("rows expected".into())),
+        }
+    }
+
+    /// Runs a statement that returns the shipment's columns; the shipment it wrote, if any.
     async fn write_record(&self, mut b: SqlBuilder) -> Result<Option<ShipmentRecord>, StoreError> {
         b.sql.push_str(" RETURNING ");
         b.sql.push_str(COLUMNS);
-        self.write(b).await?.first().map(record).transpose()
+        self.write_statement(b)
+            .await?
+            .first()
+            .map(record)
+            .transpose()
     }
 
     async fn one(&self, b: SqlBuilder) -> Result<Option<ShipmentRecord>, StoreError> {
@@ -130,28 +282,12 @@ impl ShipmentStore for SqlShipmentStore {
         vendor_id: i64,
         method: ShipmentMethod,
     ) -> Result<Claim, StoreError> {
-        let now = millis(Utc::now());
-        let mut insert = SqlBuilder::new(
-            self.db.backend(),
-            "INSERT INTO shipments (order_id, vendor_id, method, status, created_at, updated_at) \
-             VALUES "
-                .into(),
-        );
-        insert.row(
-            0,
-            [
-                order_id.into(),
-                vendor_id.into(),
-                method.as_str().into(),
-                ShipmentStatus::Booking.as_str().into(),
-                now.into(),
-                now.into(),
-            ],
-        );
-        insert
-            .sql
-            .push_str(" ON CONFLICT (order_id, vendor_id) DO NOTHING");
-        if let Some(claimed) = self.write_record(insert).await? {
+        let claim = Write::Claim {
+            order_id,
+            vendor_id,
+            method,
+        };
+        if let Written::Record(Some(claimed)) = self.write(claim).await? {
             return Ok(Claim::Claimed(claimed));
         }
         let mut b = self.select("WHERE order_id = ");
@@ -174,7 +310,7 @@ impl ShipmentStore for SqlShipmentStore {
         b.sql.push_str(" AND status = ");
         b.param(ShipmentStatus::Booking.as_str().into());
         b.sql.push_str(" RETURNING id");
-        self.write(b).await?;
+        self.write_statement(b).await?;
         Ok(())
     }
 
@@ -227,14 +363,10 @@ impl ShipmentStore for SqlShipmentStore {
     }
 
     async fn mark_mailed(&self, id: i64) -> Result<ShipmentRecord, StoreError> {
-        let mut b = SqlBuilder::new(
-            self.db.backend(),
-            "UPDATE shipments SET mailed_at = ".into(),
-        );
-        b.param(millis(Utc::now()).into());
-        b.sql.push_str(" WHERE id = ");
-        b.param(id.into());
-        self.write_record(b).await?.ok_or(StoreError::NotFound(id))
+        match self.write(Write::Mailed { id }).await? {
+            Written::Record(Some(r)) => Ok(r),
+            _ => Err(StoreError::NotFound(id)),
+        }
     }
 
     async fn get(&self, id: i64) -> Result<Option<ShipmentRecord>, StoreError> {
@@ -285,7 +417,7 @@ impl ShipmentStore for SqlShipmentStore {
         b.sql.push_str(" AND status = ");
         b.param(from.as_str().into());
         b.sql.push_str(" RETURNING id");
-        Ok(!self.write(b).await?.is_empty())
+        Ok(!self.write_statement(b).await?.is_empty())
     }
 
     async fn list(&self, filter: &ShipmentFilter) -> Result<Vec<ShipmentRecord>, StoreError> {

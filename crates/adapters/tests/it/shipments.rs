@@ -42,6 +42,72 @@ async fn racing_claims_on_one_vendor_give_exactly_one_booking() {
     }
 }
 
+/// Writes waiting together are committed together (claims in one `INSERT`, mail marks in one
+/// `UPDATE`): each caller still gets its own row, a pair claimed twice in one batch is claimed
+/// once, and an unknown id is not found.
+#[tokio::test]
+async fn many_jobs_writing_at_once_each_get_their_own_row() {
+    for (backend, db) in TestDb::all().await {
+        let (database, _, _, _) = open(&db).await;
+        let store = SqlShipmentStore::new(database);
+        let mut set = tokio::task::JoinSet::new();
+        for order in 0..40_i64 {
+            for _ in 0..2 {
+                let store = store.clone();
+                set.spawn(async move {
+                    let claim = store
+                        .claim(1000 + order, order % 3, ShipmentMethod::Koiki)
+                        .await
+                        .expect("claim");
+                    (order, claim)
+                });
+            }
+        }
+        let claims = set.join_all().await;
+        let mut won = std::collections::HashMap::new();
+        for (order, claim) in &claims {
+            let s = match claim {
+                Claim::Claimed(s) => {
+                    assert!(
+                        won.insert(*order, s.id).is_none(),
+                        "{backend}: {order} won twice"
+                    );
+                    s
+                }
+                Claim::Exists(s) => s,
+            };
+            assert_eq!(
+                (s.order_id, s.vendor_id, s.status),
+                (1000 + order, order % 3, ShipmentStatus::Booking),
+                "{backend}"
+            );
+        }
+        assert_eq!(won.len(), 40, "{backend}: one claim won per order");
+
+        let mut set = tokio::task::JoinSet::new();
+        for (order, id) in won.clone() {
+            let store = store.clone();
+            set.spawn(async move {
+                let s = store.mark_mailed(id).await.expect("mailed");
+                assert_eq!((s.id, s.order_id), (id, 1000 + order));
+                assert!(s.mailed_at.is_some());
+            });
+        }
+        let store2 = store.clone();
+        set.spawn(async move {
+            assert!(matches!(
+                store2.mark_mailed(999_999).await,
+                Err(domain::error::StoreError::NotFound(999_999))
+            ));
+        });
+        set.join_all().await;
+        for id in won.values() {
+            let s = store.get(*id).await.expect("get").expect("row");
+            assert!(s.mailed_at.is_some(), "{backend}: {id} mailed");
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_booking_is_recorded_with_its_label_then_tracked() {
     for (backend, db) in TestDb::all().await {
