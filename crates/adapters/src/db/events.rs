@@ -130,7 +130,7 @@ impl EventLog for SqlEventLog {
         select.param(i64::try_from(limit.max(1)).unwrap_or(i64::MAX).into());
         let rows = self
             .db
-            .conn()
+            .reader()
             .query_all_raw(select.build())
             .await
             .map_err(unavailable)?;
@@ -144,7 +144,7 @@ impl EventLog for SqlEventLog {
         );
         let row = self
             .db
-            .conn()
+            .reader()
             .query_one_raw(select.build())
             .await
             .map_err(unavailable)?

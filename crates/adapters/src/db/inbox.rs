@@ -556,7 +556,7 @@ impl WebhookInbox for SqlInbox {
 
     async fn get(&self, id: WebhookId) -> Result<Option<Webhook>, InboxError> {
         let Some(m) = webhook::Entity::find_by_id(id.0)
-            .one(self.db.conn())
+            .one(self.db.reader())
             .await
             .map_err(unavailable)?
         else {
@@ -635,7 +635,7 @@ impl WebhookInbox for SqlInbox {
             .order_by_desc(C::Id)
             .limit(limit)
             .into_model::<ListRow>()
-            .all(self.db.conn())
+            .all(self.db.reader())
             .await
             .map_err(unavailable)?;
         rows.into_iter().map(summary).collect()
@@ -671,7 +671,7 @@ impl WebhookInbox for SqlInbox {
         select.sql.push_str(" ORDER BY id");
         let rows = self
             .db
-            .conn()
+            .reader()
             .query_all_raw(select.build())
             .await
             .map_err(unavailable)?;
@@ -690,7 +690,7 @@ impl WebhookInbox for SqlInbox {
 
     async fn count(&self) -> Result<u64, InboxError> {
         webhook::Entity::find()
-            .count(self.db.conn())
+            .count(self.db.reader())
             .await
             .map_err(unavailable)
     }

@@ -38,7 +38,13 @@ const MIGRATION_LOCK: i64 = 0x6c61_7a6f_6e61;
 #[derive(Debug, Clone)]
 pub struct Database {
     conn: DatabaseConnection,
+    /// Read-only work on a SQLite file: connections of their own, so that reads neither wait for
+    /// the single writing connection nor hold it (WAL lets them run beside the writer).
+    readers: Option<DatabaseConnection>,
 }
+
+/// Connections for reads beside the writer on a SQLite file.
+const SQLITE_READERS: u32 = 4;
 
 impl Database {
     /// Connects. SQLite files are created when missing and opened in WAL mode with
@@ -52,6 +58,7 @@ impl Database {
         opts.sqlx_logging(false)
             .acquire_timeout(cfg.acquire_timeout_secs)
             .connect_timeout(cfg.acquire_timeout_secs);
+        let mut readers = None;
         if cfg.is_sqlite() {
             // One connection: SQLite has one write lock, and writers that contend for it on
             // several connections wait in SQLite's busy handler, which sleeps up to 100 ms at a
@@ -66,12 +73,22 @@ impl Database {
                     .busy_timeout(Duration::from_secs(10))
                     .create_if_missing(true)
             });
+            // Readers on a file (an in-memory database is one per connection: it has none).
+            if !url.contains(":memory:") && !url.contains("mode=memory") {
+                let mut read = opts.clone();
+                read.max_connections(SQLITE_READERS).min_connections(0);
+                readers = Some(read);
+            }
         } else {
             opts.max_connections(cfg.max_connections.max(2))
                 .min_connections(1);
         }
         let conn = sea_orm::Database::connect(opts).await?;
-        Ok(Database { conn })
+        let readers = match readers {
+            Some(opts) => Some(sea_orm::Database::connect(opts).await?),
+            None => None,
+        };
+        Ok(Database { conn, readers })
     }
 
     /// Applies the pending migrations.
@@ -97,6 +114,12 @@ impl Database {
         &self.conn
     }
 
+    /// The connections for reads that need not see uncommitted writes: the SQLite file's
+    /// readers, else the pool itself.
+    pub fn reader(&self) -> &DatabaseConnection {
+        self.readers.as_ref().unwrap_or(&self.conn)
+    }
+
     /// SQLite or Postgres.
     pub fn backend(&self) -> DbBackend {
         self.conn.get_database_backend()
@@ -107,6 +130,9 @@ impl Database {
     /// # Errors
     /// The driver's error.
     pub async fn close(self) -> Result<(), DbErr> {
+        if let Some(readers) = self.readers {
+            readers.close().await?;
+        }
         self.conn.close().await
     }
 }

@@ -208,7 +208,7 @@ impl SqlShipmentStore {
     async fn one(&self, b: SqlBuilder) -> Result<Option<ShipmentRecord>, StoreError> {
         let row = self
             .db
-            .conn()
+            .reader()
             .query_one_raw(b.build())
             .await
             .map_err(unavailable)?;
@@ -218,7 +218,7 @@ impl SqlShipmentStore {
     async fn many(&self, b: SqlBuilder) -> Result<Vec<ShipmentRecord>, StoreError> {
         let rows = self
             .db
-            .conn()
+            .reader()
             .query_all_raw(b.build())
             .await
             .map_err(unavailable)?;
@@ -383,7 +383,7 @@ impl ShipmentStore for SqlShipmentStore {
         b.param(id.into());
         let row = self
             .db
-            .conn()
+            .reader()
             .query_one_raw(b.build())
             .await
             .map_err(unavailable)?;
