@@ -99,11 +99,7 @@ impl EventLog for SqlEventLog {
             for (i, e) in chunk.iter().enumerate() {
                 insert.row(i, event_values(e));
             }
-            self.db
-                .conn()
-                .execute_raw(insert.build())
-                .await
-                .map_err(unavailable)?;
+            self.db.write(insert.build()).await.map_err(unavailable)?;
         }
         if !events.is_empty() {
             notify_written();

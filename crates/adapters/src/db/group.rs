@@ -16,15 +16,15 @@
 
 use super::Database;
 use async_trait::async_trait;
-use sea_orm::{DatabaseTransaction, DbBackend, DbErr, TransactionTrait};
+use sea_orm::{DatabaseTransaction, DbBackend, DbErr};
 use std::sync::Arc;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 /// How a batch of requests is written.
 #[async_trait]
 pub(crate) trait Batch: Send + Sync + 'static {
-    /// One caller's write.
-    type Request: Send + Sync + 'static;
+    /// One caller's write (cloned to write it again alone when its batch fails).
+    type Request: Clone + Send + Sync + 'static;
     /// What the caller gets back.
     type Output: Send + 'static;
 
@@ -108,54 +108,46 @@ async fn writer<B: Batch>(
                 }
             }
         }
-        if batch.len() > 1 {
-            let (requests, replies): (Vec<B::Request>, Vec<_>) =
-                batch.drain(..).map(|p| (p.request, p.reply)).unzip();
-            match write_in_transaction(&db, how.as_ref(), &requests).await {
-                Ok(outputs) => {
-                    for (reply, out) in replies.into_iter().zip(outputs) {
-                        let _ = reply.send(Ok(out));
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(
-                        error = %e,
-                        requests = requests.len(),
-                        "write batch failed; writing its requests one by one"
-                    );
-                    for (request, reply) in requests.into_iter().zip(replies) {
-                        let out = write_one(&db, how.as_ref(), request).await;
-                        let _ = reply.send(out);
-                    }
+        let (requests, replies): (Vec<B::Request>, Vec<_>) =
+            batch.drain(..).map(|p| (p.request, p.reply)).unzip();
+        let n = requests.len();
+        match write_in_transaction(&db, how.clone(), requests.clone()).await {
+            Ok(outputs) => {
+                for (reply, out) in replies.into_iter().zip(outputs) {
+                    let _ = reply.send(Ok(out));
                 }
             }
-            continue;
-        }
-        for p in batch.drain(..) {
-            let out = write_one(&db, how.as_ref(), p.request).await;
-            let _ = p.reply.send(out);
+            Err(e) if n == 1 => {
+                if let Some(reply) = replies.into_iter().next() {
+                    let _ = reply.send(Err(e));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    requests = n,
+                    "write batch failed; writing its requests one by one"
+                );
+                for (request, reply) in requests.into_iter().zip(replies) {
+                    let out = write_in_transaction(&db, how.clone(), vec![request])
+                        .await
+                        .and_then(|mut outs| {
+                            outs.pop()
+                                .ok_or_else(|| DbErr::Custom("a write returned nothing".into()))
+                        });
+                    let _ = reply.send(out);
+                }
+            }
         }
     }
 }
 
+/// Writes `requests` in a transaction (on SQLite, the one shared by every write waiting).
 async fn write_in_transaction<B: Batch>(
     db: &Database,
-    how: &B,
-    requests: &[B::Request],
+    how: Arc<B>,
+    requests: Vec<B::Request>,
 ) -> Result<Vec<B::Output>, DbErr> {
-    let txn = db.conn().begin().await?;
-    let outputs = how.write(&txn, requests).await?;
-    txn.commit().await?;
-    Ok(outputs)
-}
-
-async fn write_one<B: Batch>(
-    db: &Database,
-    how: &B,
-    request: B::Request,
-) -> Result<B::Output, DbErr> {
-    let mut outputs = write_in_transaction(db, how, std::slice::from_ref(&request)).await?;
-    outputs
-        .pop()
-        .ok_or_else(|| DbErr::Custom("a write returned nothing".into()))
+    db.transact(move |txn| Box::pin(async move { how.write(txn, &requests).await }))
+        .await
 }

@@ -20,7 +20,7 @@ use domain::model::{
 use domain::ports::WebhookInbox;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Statement, TransactionTrait, Value,
+    QueryOrder, QuerySelect, Statement, Value,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -197,66 +197,86 @@ async fn transition_writer(
 /// Moves with the same `from`, `to` and error (most of a busy batch: "processed" with the same
 /// summary) share one `UPDATE ... WHERE id IN (...) RETURNING id`.
 async fn apply_transitions(db: &Database, batch: &[TransitionRequest]) -> Result<Vec<bool>, DbErr> {
+    /// A move, without its reply.
+    struct Move {
+        id: i64,
+        from: WebhookStatus,
+        to: WebhookStatus,
+        error: Option<String>,
+    }
+    let moves: Vec<Move> = batch
+        .iter()
+        .map(|t| Move {
+            id: t.id.0,
+            from: t.from,
+            to: t.to,
+            error: t.error.clone(),
+        })
+        .collect();
     let backend = db.backend();
-    let now = millis(chrono::Utc::now());
-    let txn = db.conn().begin().await?;
-    let mut moved = vec![false; batch.len()];
-    let mut events = SqlBuilder::new(
-        backend,
-        "INSERT INTO webhook_events (webhook_id, at, status, detail) VALUES ".into(),
-    );
-    let mut n_events = 0;
-    // The requests of each (from, to, error), in order of first appearance.
-    let mut groups: Vec<(&TransitionRequest, Vec<usize>)> = Vec::new();
-    for (i, t) in batch.iter().enumerate() {
-        match groups
-            .iter_mut()
-            .find(|(g, _)| (g.from, g.to, &g.error) == (t.from, t.to, &t.error))
-        {
-            Some((_, members)) => members.push(i),
-            None => groups.push((t, vec![i])),
-        }
-    }
-    for (t, members) in groups {
-        let done = matches!(t.to, WebhookStatus::Processed | WebhookStatus::Failed);
-        let mut update = SqlBuilder::new(backend, "UPDATE webhooks SET status = ".into());
-        update.param(t.to.as_str().into());
-        update.sql.push_str(", error = ");
-        update.param(t.error.clone().into());
-        update.sql.push_str(", processed_at = ");
-        update.param(done.then_some(now).into());
-        update.sql.push_str(" WHERE status = ");
-        update.param(t.from.as_str().into());
-        update.sql.push_str(" AND id IN ");
-        update.row(0, members.iter().map(|i| batch[*i].id.0.into()));
-        update.sql.push_str(" RETURNING id");
-        let rows = txn.query_all_raw(update.build()).await?;
-        let mut ids = std::collections::HashSet::with_capacity(rows.len());
-        for row in rows {
-            ids.insert(row.try_get_by_index::<i64>(0)?);
-        }
-        for i in members {
-            // A webhook named twice in the batch moves once: the first request gets it.
-            if ids.remove(&batch[i].id.0) {
-                moved[i] = true;
-                events.row(
-                    n_events,
-                    [
-                        batch[i].id.0.into(),
-                        now.into(),
-                        t.to.as_str().into(),
-                        t.error.clone().into(),
-                    ],
-                );
-                n_events += 1;
+    db.transact(move |txn| {
+        Box::pin(async move {
+            let batch = moves;
+            let now = millis(chrono::Utc::now());
+            let mut moved = vec![false; batch.len()];
+            let mut events = SqlBuilder::new(
+                backend,
+                "INSERT INTO webhook_events (webhook_id, at, status, detail) VALUES ".into(),
+            );
+            let mut n_events = 0;
+            // The requests of each (from, to, error), in order of first appearance.
+            let mut groups: Vec<(&Move, Vec<usize>)> = Vec::new();
+            for (i, t) in batch.iter().enumerate() {
+                match groups
+                    .iter_mut()
+                    .find(|(g, _)| (g.from, g.to, &g.error) == (t.from, t.to, &t.error))
+                {
+                    Some((_, members)) => members.push(i),
+                    None => groups.push((t, vec![i])),
+                }
             }
-        }
-    }
-    if n_events > 0 {
-        txn.execute_raw(events.build()).await?;
-    }
-    txn.commit().await?;
-    Ok(moved)
+            for (t, members) in groups {
+                let done = matches!(t.to, WebhookStatus::Processed | WebhookStatus::Failed);
+                let mut update = SqlBuilder::new(backend, "UPDATE webhooks SET status = ".into());
+                update.param(t.to.as_str().into());
+                update.sql.push_str(", error = ");
+                update.param(t.error.clone().into());
+                update.sql.push_str(", processed_at = ");
+                update.param(done.then_some(now).into());
+                update.sql.push_str(" WHERE status = ");
+                update.param(t.from.as_str().into());
+                update.sql.push_str(" AND id IN ");
+                update.row(0, members.iter().map(|i| batch[*i].id.into()));
+                update.sql.push_str(" RETURNING id");
+                let rows = txn.query_all_raw(update.build()).await?;
+                let mut ids = std::collections::HashSet::with_capacity(rows.len());
+                for row in rows {
+                    ids.insert(row.try_get_by_index::<i64>(0)?);
+                }
+                for i in members {
+                    // A webhook named twice in the batch moves once: the first request gets it.
+                    if ids.remove(&batch[i].id) {
+                        moved[i] = true;
+                        events.row(
+                            n_events,
+                            [
+                                batch[i].id.into(),
+                                now.into(),
+                                t.to.as_str().into(),
+                                t.error.clone().into(),
+                            ],
+                        );
+                        n_events += 1;
+                    }
+                }
+            }
+            if n_events > 0 {
+                txn.execute_raw(events.build()).await?;
+            }
+            Ok(moved)
+        })
+    })
+    .await
 }
 
 const INSERT_COLUMNS: &str = "dedupe_key, resource, topic, event, delivery_id, wc_webhook_id, \
@@ -401,13 +421,19 @@ async fn insert_in_transaction(
     batch: &[WriteRequest],
 ) -> Result<HashMap<String, i64>, DbErr> {
     let backend = db.backend();
-    let txn = db.conn().begin().await?;
-    let mut inserted: HashMap<String, i64> = HashMap::with_capacity(batch.len());
+    let insert = insert_webhooks(backend, batch).build();
+    db.transact(move |txn| Box::pin(insert_webhooks_and_jobs(txn, backend, insert)))
+        .await
+}
+
+async fn insert_webhooks_and_jobs(
+    txn: &sea_orm::DatabaseTransaction,
+    backend: DbBackend,
+    insert: Statement,
+) -> Result<HashMap<String, i64>, DbErr> {
+    let mut inserted: HashMap<String, i64> = HashMap::new();
     let mut jobs = Vec::new();
-    for row in txn
-        .query_all_raw(insert_webhooks(backend, batch).build())
-        .await?
-    {
+    for row in txn.query_all_raw(insert).await? {
         let id: i64 = row.try_get_by_index(0)?;
         let status: String = row.try_get_by_index(2)?;
         if status == WebhookStatus::Queued.as_str() {
@@ -461,7 +487,6 @@ async fn insert_in_transaction(
         events.param((*last).into());
         txn.execute_raw(events.build()).await?;
     }
-    txn.commit().await?;
     Ok(inserted)
 }
 

@@ -3,6 +3,7 @@
 //! ([`migration::Migrator`]), the shipments ([`SqlShipmentStore`]) and the API tokens
 //! ([`SqlTokenStore`]).
 
+mod commit;
 pub mod entity;
 mod events;
 mod group;
@@ -41,6 +42,8 @@ pub struct Database {
     /// Read-only work on a SQLite file: connections of their own, so that reads neither wait for
     /// the single writing connection nor hold it (WAL lets them run beside the writer).
     readers: Option<DatabaseConnection>,
+    /// On SQLite, the task that commits every waiting write in one transaction.
+    committer: Option<commit::Committer>,
 }
 
 /// Connections for reads beside the writer on a SQLite file.
@@ -88,7 +91,13 @@ impl Database {
             Some(opts) => Some(sea_orm::Database::connect(opts).await?),
             None => None,
         };
-        Ok(Database { conn, readers })
+        let committer = (conn.get_database_backend() == DbBackend::Sqlite)
+            .then(|| commit::Committer::start(conn.clone()));
+        Ok(Database {
+            conn,
+            readers,
+            committer,
+        })
     }
 
     /// Applies the pending migrations.
@@ -118,6 +127,36 @@ impl Database {
     /// readers, else the pool itself.
     pub fn reader(&self) -> &DatabaseConnection {
         self.readers.as_ref().unwrap_or(&self.conn)
+    }
+
+    /// Runs `work` in a transaction and commits it; on SQLite, in the one transaction of every
+    /// write waiting (see [`commit`]), in a savepoint of its own. `work` must use only the
+    /// transaction it is given.
+    pub(crate) async fn transact<T, F>(&self, work: F) -> Result<T, DbErr>
+    where
+        T: Send + 'static,
+        F: for<'t> FnOnce(&'t sea_orm::DatabaseTransaction) -> commit::TxFuture<'t, T>
+            + Send
+            + 'static,
+    {
+        match &self.committer {
+            Some(c) => c.run(work).await,
+            None => {
+                let txn = self.conn.begin().await?;
+                let out = work(&txn).await?;
+                txn.commit().await?;
+                Ok(out)
+            }
+        }
+    }
+
+    /// Runs one write statement (committed with the others waiting, on SQLite); the rows it
+    /// returned.
+    pub(crate) async fn write(
+        &self,
+        stmt: sea_orm::Statement,
+    ) -> Result<Vec<sea_orm::QueryResult>, DbErr> {
+        commit::write_statement(self.committer.as_ref(), &self.conn, stmt).await
     }
 
     /// SQLite or Postgres.

@@ -67,14 +67,12 @@ impl SqlJobQueue {
         self.db.backend()
     }
 
-    async fn exec(&self, b: SqlBuilder) -> Result<u64, QueueError> {
-        let res = self
-            .db
-            .conn()
-            .execute_raw(b.build())
-            .await
-            .map_err(unavailable)?;
-        Ok(res.rows_affected())
+    /// Runs an `UPDATE` or `DELETE` of jobs (committed with the other writes waiting, on
+    /// SQLite); the number of jobs it changed.
+    async fn exec(&self, mut b: SqlBuilder) -> Result<u64, QueueError> {
+        b.sql.push_str(" RETURNING id");
+        let rows = self.db.write(b.build()).await.map_err(unavailable)?;
+        Ok(u64::try_from(rows.len()).unwrap_or(u64::MAX))
     }
 
     /// Claims up to `max` due jobs under a new lease.
@@ -105,12 +103,7 @@ impl SqlJobQueue {
             b.sql.push_str(" FOR UPDATE SKIP LOCKED");
         }
         b.sql.push_str(") RETURNING id, payload, attempts");
-        let rows = self
-            .db
-            .conn()
-            .query_all_raw(b.build())
-            .await
-            .map_err(unavailable)?;
+        let rows = self.db.write(b.build()).await.map_err(unavailable)?;
         let mut jobs = Vec::with_capacity(rows.len());
         for row in rows {
             let id = JobId(row.try_get_by_index(0).map_err(unavailable)?);
@@ -259,7 +252,9 @@ pub(crate) async fn insert_job<C: ConnectionTrait>(conn: &C, job: &NewJob) -> Re
 #[async_trait]
 impl JobQueue for SqlJobQueue {
     async fn enqueue(&self, job: NewJob) -> Result<JobId, QueueError> {
-        let id = insert_job(self.db.conn(), &job)
+        let id = self
+            .db
+            .transact(move |txn| Box::pin(async move { insert_job(txn, &job).await }))
             .await
             .map_err(unavailable)?;
         self.wake.notify_one();

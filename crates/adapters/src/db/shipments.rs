@@ -25,6 +25,7 @@ const COLUMNS: &str = "id, order_id, vendor_id, method, status, delivery_id, req
      created_at, updated_at";
 
 /// A write to the shipments table, as the group writer takes it.
+#[derive(Clone)]
 enum Write {
     /// Creates the shipment of (order, vendor) in `BOOKING` unless one exists.
     Claim {
