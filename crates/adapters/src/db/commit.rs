@@ -4,9 +4,13 @@
 //! project's machines, several under load). The process's writers (the inbox, the status
 //! changes, the shipment store, the queue, the event log) each group their own requests, but
 //! each group was still its own commit. Here they hand their transaction's work to one task,
-//! which runs every piece of work waiting in **one transaction**, each in a savepoint of its own
-//! (a piece that fails is rolled back alone), commits once, and then answers each caller. Nothing
-//! is answered before the commit, so every write is as durable as before.
+//! which runs every piece of work waiting in **one transaction**, commits once, and then answers
+//! each caller. Nothing is answered before the commit, so every write is as durable as before.
+//!
+//! When a piece of work fails, the whole transaction is rolled back and every piece is run again
+//! alone, in a transaction of its own: the failing one gets its error, the others are written.
+//! A piece of work is therefore a function that can run twice (`Fn`), writing only through the
+//! transaction it is given.
 //!
 //! Postgres has no committer: its writers run on their own connections, and its commits are
 //! grouped by the server.
@@ -15,6 +19,7 @@ use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, QueryResult, Statement,
     TransactionTrait,
 };
+use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
 use tokio::sync::{mpsc, oneshot};
@@ -22,16 +27,13 @@ use tokio::sync::{mpsc, oneshot};
 /// The future of a piece of work in a transaction.
 pub(crate) type TxFuture<'t, T> = Pin<Box<dyn Future<Output = Result<T, DbErr>> + Send + 't>>;
 
-/// Answers a caller once the commit is known.
-type Finisher = Box<dyn FnOnce(Result<(), String>) + Send>;
+type Output = Box<dyn Any + Send>;
 
-/// A caller's work, type-erased: whether it succeeded, and its finisher.
-type Work = Box<
-    dyn for<'t> FnOnce(
-            &'t DatabaseTransaction,
-        ) -> Pin<Box<dyn Future<Output = (bool, Finisher)> + Send + 't>>
-        + Send,
->;
+/// A caller's work, type-erased: what it runs, and how its result reaches the caller.
+struct Work {
+    run: Box<dyn for<'t> Fn(&'t DatabaseTransaction) -> TxFuture<'t, Output> + Send + Sync>,
+    deliver: Box<dyn FnOnce(Result<Output, DbErr>) + Send + Sync>,
+}
 
 /// Most pieces of work in one transaction.
 const MAX_BATCH: usize = 256;
@@ -54,24 +56,25 @@ impl Committer {
     pub(crate) async fn run<T, F>(&self, work: F) -> Result<T, DbErr>
     where
         T: Send + 'static,
-        F: for<'t> FnOnce(&'t DatabaseTransaction) -> TxFuture<'t, T> + Send + 'static,
+        F: for<'t> Fn(&'t DatabaseTransaction) -> TxFuture<'t, T> + Send + Sync + 'static,
     {
         let (reply, answer) = oneshot::channel::<Result<T, DbErr>>();
-        let erased: Work = Box::new(move |txn| {
-            Box::pin(async move {
-                let result = work(txn).await;
-                let ok = result.is_ok();
-                let finish: Finisher = Box::new(move |commit| {
-                    let _ = reply.send(match commit {
-                        Ok(()) => result,
-                        Err(e) => Err(DbErr::Custom(e)),
-                    });
-                });
-                (ok, finish)
-            })
+        let run: Box<
+            dyn for<'t> Fn(&'t DatabaseTransaction) -> TxFuture<'t, Output> + Send + Sync,
+        > = Box::new(move |txn| {
+            let fut = work(txn);
+            Box::pin(async move { fut.await.map(|t| Box::new(t) as Output) })
+        });
+        let deliver = Box::new(move |result: Result<Output, DbErr>| {
+            let typed = result.and_then(|out| {
+                out.downcast::<T>()
+                    .map(|t| *t)
+                    .map_err(|_| DbErr::Custom("a write's result has the wrong type".into()))
+            });
+            let _ = reply.send(typed);
         });
         self.tx
-            .send(erased)
+            .send(Work { run, deliver })
             .await
             .map_err(|_| DbErr::Custom("the database committer has stopped".into()))?;
         answer
@@ -90,37 +93,62 @@ async fn commit_loop(conn: DatabaseConnection, mut rx: mpsc::Receiver<Work>) {
                 Err(_) => break,
             }
         }
-        let mut finishers = Vec::with_capacity(batch.len());
-        let committed = run_batch(&conn, &mut batch, &mut finishers).await;
-        if let Err(e) = &committed {
-            tracing::error!(error = %e, writes = finishers.len(), "shared write transaction not committed");
+        match run_together(&conn, &batch).await {
+            Ok(outputs) => {
+                for (work, out) in batch.drain(..).zip(outputs) {
+                    (work.deliver)(Ok(out));
+                }
+            }
+            Err(e) if batch.len() == 1 => {
+                if let Some(work) = batch.pop() {
+                    (work.deliver)(Err(e));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    writes = batch.len(),
+                    "shared write transaction failed; writing each alone"
+                );
+                for work in batch.drain(..) {
+                    let out = run_alone(&conn, &work).await;
+                    (work.deliver)(out);
+                }
+            }
         }
-        let outcome = committed.map_err(|e| e.to_string());
-        for finish in finishers {
-            finish(outcome.clone());
-        }
-        // Work never started (the transaction failed first) is dropped: its caller is told.
-        batch.clear();
     }
 }
 
-async fn run_batch(
-    conn: &DatabaseConnection,
-    batch: &mut Vec<Work>,
-    finishers: &mut Vec<Finisher>,
-) -> Result<(), DbErr> {
+/// Runs every piece of work in one transaction and commits it.
+async fn run_together(conn: &DatabaseConnection, batch: &[Work]) -> Result<Vec<Output>, DbErr> {
     let txn = conn.begin().await?;
-    for work in batch.drain(..) {
-        let savepoint = txn.begin().await?;
-        let (ok, finish) = work(&savepoint).await;
-        finishers.push(finish);
-        if ok {
-            savepoint.commit().await?;
-        } else {
-            savepoint.rollback().await?;
+    let mut outputs = Vec::with_capacity(batch.len());
+    for work in batch {
+        match (work.run)(&txn).await {
+            Ok(out) => outputs.push(out),
+            Err(e) => {
+                let _ = txn.rollback().await;
+                return Err(e);
+            }
         }
     }
-    txn.commit().await
+    txn.commit().await?;
+    Ok(outputs)
+}
+
+/// Runs one piece of work in a transaction of its own.
+async fn run_alone(conn: &DatabaseConnection, work: &Work) -> Result<Output, DbErr> {
+    let txn = conn.begin().await?;
+    match (work.run)(&txn).await {
+        Ok(out) => {
+            txn.commit().await?;
+            Ok(out)
+        }
+        Err(e) => {
+            let _ = txn.rollback().await;
+            Err(e)
+        }
+    }
 }
 
 /// Runs one statement through `committer` when there is one, else on `conn` (its own commit);
@@ -132,8 +160,11 @@ pub(crate) async fn write_statement(
 ) -> Result<Vec<QueryResult>, DbErr> {
     match committer {
         Some(c) => {
-            c.run(move |txn| Box::pin(async move { txn.query_all_raw(stmt).await }))
-                .await
+            c.run(move |txn| {
+                let stmt = stmt.clone();
+                Box::pin(async move { txn.query_all_raw(stmt).await })
+            })
+            .await
         }
         None => conn.query_all_raw(stmt).await,
     }
@@ -148,8 +179,8 @@ mod tests {
         Statement::from_string(DbBackend::Sqlite, sql.to_owned())
     }
 
-    /// Writes waiting together share a transaction, but one that fails is rolled back alone: its
-    /// caller gets its error, the others' rows are committed.
+    /// Writes waiting together share a transaction, but one that fails is rolled back: its caller
+    /// gets its error, the others' rows are committed (written again alone).
     #[tokio::test]
     async fn a_failing_write_is_rolled_back_alone_and_the_others_are_committed() {
         let conn = sea_orm::Database::connect("sqlite::memory:")
@@ -180,10 +211,16 @@ mod tests {
                 (i, r)
             });
         }
+        let c = committer.clone();
+        let conn2 = conn.clone();
+        set.spawn(async move {
+            let r = write_statement(Some(&c), &conn2, stmt("INSERT INTO t VALUES (NULL)")).await;
+            (-1, r.map(|_| -1))
+        });
         for (i, r) in set.join_all().await {
             match r {
                 Ok(v) => assert_eq!(v, i),
-                Err(e) => assert_eq!(i, 7, "only 7 fails: {e}"),
+                Err(e) => assert!(i == 7 || i == -1, "only 7 and the NULL fail: {e}"),
             }
         }
         let rows = write_statement(None, &conn, stmt("SELECT x FROM t ORDER BY x"))

@@ -148,6 +148,10 @@ async fn write_in_transaction<B: Batch>(
     how: Arc<B>,
     requests: Vec<B::Request>,
 ) -> Result<Vec<B::Output>, DbErr> {
-    db.transact(move |txn| Box::pin(async move { how.write(txn, &requests).await }))
-        .await
+    db.transact(move |txn| {
+        let how = how.clone();
+        let requests = requests.clone();
+        Box::pin(async move { how.write(txn, &requests).await })
+    })
+    .await
 }

@@ -198,6 +198,7 @@ async fn transition_writer(
 /// summary) share one `UPDATE ... WHERE id IN (...) RETURNING id`.
 async fn apply_transitions(db: &Database, batch: &[TransitionRequest]) -> Result<Vec<bool>, DbErr> {
     /// A move, without its reply.
+    #[derive(Clone)]
     struct Move {
         id: i64,
         from: WebhookStatus,
@@ -215,8 +216,8 @@ async fn apply_transitions(db: &Database, batch: &[TransitionRequest]) -> Result
         .collect();
     let backend = db.backend();
     db.transact(move |txn| {
+        let batch = moves.clone();
         Box::pin(async move {
-            let batch = moves;
             let now = millis(chrono::Utc::now());
             let mut moved = vec![false; batch.len()];
             let mut events = SqlBuilder::new(
@@ -422,7 +423,7 @@ async fn insert_in_transaction(
 ) -> Result<HashMap<String, i64>, DbErr> {
     let backend = db.backend();
     let insert = insert_webhooks(backend, batch).build();
-    db.transact(move |txn| Box::pin(insert_webhooks_and_jobs(txn, backend, insert)))
+    db.transact(move |txn| Box::pin(insert_webhooks_and_jobs(txn, backend, insert.clone())))
         .await
 }
 

@@ -130,13 +130,14 @@ impl Database {
     }
 
     /// Runs `work` in a transaction and commits it; on SQLite, in the one transaction of every
-    /// write waiting (see [`commit`]), in a savepoint of its own. `work` must use only the
-    /// transaction it is given.
+    /// write waiting (see [`commit`]). `work` must write only through the transaction it is
+    /// given, and may be run twice (the first run rolled back).
     pub(crate) async fn transact<T, F>(&self, work: F) -> Result<T, DbErr>
     where
         T: Send + 'static,
-        F: for<'t> FnOnce(&'t sea_orm::DatabaseTransaction) -> commit::TxFuture<'t, T>
+        F: for<'t> Fn(&'t sea_orm::DatabaseTransaction) -> commit::TxFuture<'t, T>
             + Send
+            + Sync
             + 'static,
     {
         match &self.committer {

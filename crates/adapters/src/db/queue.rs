@@ -254,7 +254,10 @@ impl JobQueue for SqlJobQueue {
     async fn enqueue(&self, job: NewJob) -> Result<JobId, QueueError> {
         let id = self
             .db
-            .transact(move |txn| Box::pin(async move { insert_job(txn, &job).await }))
+            .transact(move |txn| {
+                let job = job.clone();
+                Box::pin(async move { insert_job(txn, &job).await })
+            })
             .await
             .map_err(unavailable)?;
         self.wake.notify_one();

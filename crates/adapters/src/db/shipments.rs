@@ -33,6 +33,11 @@ enum Write {
         vendor_id: i64,
         method: ShipmentMethod,
     },
+    /// Records a booking's outcome (the label dropped from the row's copy afterwards).
+    Record {
+        id: i64,
+        outcome: Arc<BookingOutcome>,
+    },
     /// Sets `mailed_at`.
     Mailed { id: i64 },
     /// Any other write: one statement.
@@ -48,9 +53,43 @@ enum Written {
 }
 
 /// Writes a batch: its statements one by one, its claims as one multi-row `INSERT ... ON
-/// CONFLICT DO NOTHING`, its mail marks as one `UPDATE ... WHERE id IN (...)`.
+/// CONFLICT DO NOTHING`, its bookings as one `UPDATE ... FROM` a list of values, its mail marks
+/// as one `UPDATE ... WHERE id IN (...)`.
 struct ShipmentWrites {
     backend: DbBackend,
+}
+
+/// `UPDATE shipments SET <the outcome> WHERE id = <id>`.
+fn record_booking_statement(
+    backend: DbBackend,
+    id: i64,
+    outcome: &BookingOutcome,
+    now: i64,
+) -> SqlBuilder {
+    let mut b = SqlBuilder::new(backend, "UPDATE shipments SET status = ".into());
+    b.param(outcome.status.as_str().into());
+    b.sql.push_str(", delivery_id = ");
+    b.param(outcome.delivery_id.clone().into());
+    b.sql.push_str(", request = ");
+    b.param(outcome.request.clone().into());
+    b.sql.push_str(", message = ");
+    b.param(outcome.message.clone().into());
+    b.sql.push_str(", label_pdf = ");
+    b.param(Value::Bytes(outcome.label_pdf.clone()));
+    b.sql.push_str(", mailed_at = NULL, updated_at = ");
+    b.param(now.into());
+    b.sql.push_str(" WHERE id = ");
+    b.param(id.into());
+    b
+}
+
+/// [`COLUMNS`] qualified with the table's name (for statements that join another).
+fn qualified_columns() -> String {
+    COLUMNS
+        .split(", ")
+        .map(|c| format!("shipments.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn corrupt(e: StoreError) -> DbErr {
@@ -122,6 +161,67 @@ impl Batch for ShipmentWrites {
             }
             for (pair, i) in claimants {
                 out[i] = Some(Written::Record(created.remove(&pair)));
+            }
+        }
+
+        // Bookings: one UPDATE from a list of values (a shipment named twice is written again
+        // alone, after).
+        let mut values = SqlBuilder::new(
+            self.backend,
+            "WITH v (v_id, v_status, v_delivery_id, v_request, v_message, v_label, v_at) AS \
+             (VALUES "
+                .into(),
+        );
+        let mut bookings: HashMap<i64, usize> = HashMap::new();
+        let mut again = Vec::new();
+        for (i, w) in requests.iter().enumerate() {
+            let Write::Record { id, outcome } = w else {
+                continue;
+            };
+            if bookings.contains_key(id) {
+                again.push(i);
+                continue;
+            }
+            values.row(
+                bookings.len(),
+                [
+                    (*id).into(),
+                    outcome.status.as_str().into(),
+                    outcome.delivery_id.clone().into(),
+                    outcome.request.clone().into(),
+                    outcome.message.clone().into(),
+                    Value::Bytes(outcome.label_pdf.clone()),
+                    now.into(),
+                ],
+            );
+            bookings.insert(*id, i);
+        }
+        if !bookings.is_empty() {
+            values.sql.push_str(
+                ") UPDATE shipments SET status = v.v_status, delivery_id = v.v_delivery_id, \
+                 request = v.v_request, message = v.v_message, label_pdf = v.v_label, \
+                 mailed_at = NULL, updated_at = v.v_at FROM v WHERE shipments.id = v.v_id \
+                 RETURNING ",
+            );
+            values.sql.push_str(&qualified_columns());
+            let mut recorded = HashMap::new();
+            for row in txn.query_all_raw(values.build()).await? {
+                let r = record(&row).map_err(corrupt)?;
+                recorded.insert(r.id, r);
+            }
+            for (id, i) in bookings {
+                out[i] = Some(Written::Record(recorded.remove(&id)));
+            }
+        }
+        for i in again {
+            if let Write::Record { id, outcome } = &requests[i] {
+                let mut b = record_booking_statement(self.backend, *id, outcome, now);
+                b.sql.push_str(" RETURNING ");
+                b.sql.push_str(COLUMNS);
+                let row = txn.query_all_raw(b.build()).await?;
+                out[i] = Some(Written::Record(
+                    row.first().map(record).transpose().map_err(corrupt)?,
+                ));
             }
         }
 
@@ -320,21 +420,11 @@ impl ShipmentStore for SqlShipmentStore {
         id: i64,
         outcome: &BookingOutcome,
     ) -> Result<ShipmentRecord, StoreError> {
-        let mut b = SqlBuilder::new(self.db.backend(), "UPDATE shipments SET status = ".into());
-        b.param(outcome.status.as_str().into());
-        b.sql.push_str(", delivery_id = ");
-        b.param(outcome.delivery_id.clone().into());
-        b.sql.push_str(", request = ");
-        b.param(outcome.request.clone().into());
-        b.sql.push_str(", message = ");
-        b.param(outcome.message.clone().into());
-        b.sql.push_str(", label_pdf = ");
-        b.param(Value::Bytes(outcome.label_pdf.clone()));
-        b.sql.push_str(", mailed_at = NULL, updated_at = ");
-        b.param(millis(Utc::now()).into());
-        b.sql.push_str(" WHERE id = ");
-        b.param(id.into());
-        self.write_record(b).await?.ok_or(StoreError::NotFound(id))
+        let outcome = Arc::new(outcome.clone());
+        match self.write(Write::Record { id, outcome }).await? {
+            Written::Record(Some(r)) => Ok(r),
+            _ => Err(StoreError::NotFound(id)),
+        }
     }
 
     async fn record_tracking(

@@ -84,6 +84,42 @@ async fn many_jobs_writing_at_once_each_get_their_own_row() {
         }
         assert_eq!(won.len(), 40, "{backend}: one claim won per order");
 
+        // Bookings at once (one UPDATE from a list of values): each row gets its own outcome.
+        let mut set = tokio::task::JoinSet::new();
+        for (order, id) in won.clone() {
+            let store = store.clone();
+            set.spawn(async move {
+                let outcome = BookingOutcome {
+                    status: if order % 5 == 0 {
+                        ShipmentStatus::ErrorFromBody
+                    } else {
+                        ShipmentStatus::LabelSent
+                    },
+                    delivery_id: format!("CODE{order}"),
+                    request: format!("{{\"order\": {order}}}"),
+                    message: format!("answer {order}"),
+                    label_pdf: (order % 5 != 0).then(|| format!("%PDF {order}").into_bytes()),
+                };
+                let s = store.record_booking(id, &outcome).await.expect("recorded");
+                assert_eq!(
+                    (
+                        s.id,
+                        s.delivery_id.as_str(),
+                        s.message.as_str(),
+                        s.has_label
+                    ),
+                    (
+                        id,
+                        outcome.delivery_id.as_str(),
+                        outcome.message.as_str(),
+                        order % 5 != 0
+                    )
+                );
+                assert_eq!(store.label(id).await.expect("label"), outcome.label_pdf);
+            });
+        }
+        set.join_all().await;
+
         let mut set = tokio::task::JoinSet::new();
         for (order, id) in won.clone() {
             let store = store.clone();
