@@ -29,9 +29,12 @@ pub(crate) type TxFuture<'t, T> = Pin<Box<dyn Future<Output = Result<T, DbErr>> 
 
 type Output = Box<dyn Any + Send>;
 
+/// A piece of work, type-erased.
+type Run = Box<dyn for<'t> Fn(&'t DatabaseTransaction) -> TxFuture<'t, Output> + Send + Sync>;
+
 /// A caller's work, type-erased: what it runs, and how its result reaches the caller.
 struct Work {
-    run: Box<dyn for<'t> Fn(&'t DatabaseTransaction) -> TxFuture<'t, Output> + Send + Sync>,
+    run: Run,
     deliver: Box<dyn FnOnce(Result<Output, DbErr>) + Send + Sync>,
 }
 
@@ -59,9 +62,7 @@ impl Committer {
         F: for<'t> Fn(&'t DatabaseTransaction) -> TxFuture<'t, T> + Send + Sync + 'static,
     {
         let (reply, answer) = oneshot::channel::<Result<T, DbErr>>();
-        let run: Box<
-            dyn for<'t> Fn(&'t DatabaseTransaction) -> TxFuture<'t, Output> + Send + Sync,
-        > = Box::new(move |txn| {
+        let run: Run = Box::new(move |txn| {
             let fut = work(txn);
             Box::pin(async move { fut.await.map(|t| Box::new(t) as Output) })
         });
