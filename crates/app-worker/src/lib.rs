@@ -515,7 +515,7 @@ pub struct WorkerOptions {
 impl Default for WorkerOptions {
     fn default() -> Self {
         WorkerOptions {
-            concurrency: 16,
+            concurrency: 64,
             batch: 64,
             lease: Duration::from_secs(300),
             poll_interval: Duration::from_secs(1),

@@ -44,10 +44,59 @@ struct TransitionRequest {
     reply: oneshot::Sender<Result<bool, InboxError>>,
 }
 
+/// A read of one webhook, waiting for the reader task.
+struct GetRequest {
+    id: i64,
+    reply: oneshot::Sender<Result<Option<webhook::Model>, InboxError>>,
+}
+
+/// Most webhooks read in one statement.
+const MAX_GET_BATCH: usize = 64;
+
+/// Reads the webhooks asked for together in one `SELECT ... WHERE id IN (...)`: under load every
+/// job starts by reading its webhook, and one statement for all those waiting is one round trip
+/// (and, on Postgres, one transaction) instead of one each.
+async fn get_reader(db: Database, mut rx: mpsc::Receiver<GetRequest>) {
+    use sea_orm::ColumnTrait as _;
+    let mut batch: Vec<GetRequest> = Vec::with_capacity(MAX_GET_BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_GET_BATCH {
+            match rx.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let ids: Vec<i64> = batch.iter().map(|g| g.id).collect();
+        let found = webhook::Entity::find()
+            .filter(webhook::Column::Id.is_in(ids))
+            .all(db.reader())
+            .await;
+        match found {
+            Ok(models) => {
+                let by_id: HashMap<i64, webhook::Model> =
+                    models.into_iter().map(|m| (m.id, m)).collect();
+                for g in batch.drain(..) {
+                    let _ = g.reply.send(Ok(by_id.get(&g.id).cloned()));
+                }
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                for g in batch.drain(..) {
+                    let _ = g
+                        .reply
+                        .send(Err(InboxError::Unavailable(reason.clone().into())));
+                }
+            }
+        }
+    }
+}
+
 /// The inbox on the connector's SQL database.
 #[derive(Clone)]
 pub struct SqlInbox {
     db: Database,
+    gets: mpsc::Sender<GetRequest>,
     tx: mpsc::Sender<WriteRequest>,
     transitions: mpsc::Sender<TransitionRequest>,
     jobs_ready: Arc<Notify>,
@@ -86,9 +135,12 @@ impl SqlInbox {
         // own writer: on SQLite one fsync then serves a whole batch of finished jobs.
         let (transitions, transitions_rx) = mpsc::channel(max_batch * 4);
         tokio::spawn(transition_writer(db.clone(), transitions_rx, max_batch));
+        let (gets, gets_rx) = mpsc::channel(MAX_GET_BATCH * 4);
+        tokio::spawn(get_reader(db.clone(), gets_rx));
         let nonce = super::process_nonce();
         SqlInbox {
             db,
+            gets,
             tx,
             transitions,
             jobs_ready,
@@ -581,11 +633,12 @@ impl WebhookInbox for SqlInbox {
     }
 
     async fn get(&self, id: WebhookId) -> Result<Option<Webhook>, InboxError> {
-        let Some(m) = webhook::Entity::find_by_id(id.0)
-            .one(self.db.reader())
+        let (reply, answer) = oneshot::channel();
+        self.gets
+            .send(GetRequest { id: id.0, reply })
             .await
-            .map_err(unavailable)?
-        else {
+            .map_err(|_| InboxError::ShuttingDown)?;
+        let Some(m) = answer.await.map_err(|_| InboxError::ShuttingDown)?? else {
             return Ok(None);
         };
         let headers: Vec<(String, String)> =
