@@ -86,14 +86,7 @@ impl Committer {
 
 async fn commit_loop(conn: DatabaseConnection, mut rx: mpsc::Receiver<Work>) {
     let mut batch: Vec<Work> = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         match run_together(&conn, &batch).await {
             Ok(outputs) => {
                 for (work, out) in batch.drain(..).zip(outputs) {

@@ -95,18 +95,8 @@ async fn writer<B: Batch>(
 ) {
     let mut batch: Vec<Pending<B>> = Vec::with_capacity(max_batch);
     loop {
-        {
-            let mut rx = rx.lock().await;
-            match rx.recv().await {
-                Some(first) => batch.push(first),
-                None => return,
-            }
-            while batch.len() < max_batch {
-                match rx.try_recv() {
-                    Ok(next) => batch.push(next),
-                    Err(_) => break,
-                }
-            }
+        if rx.lock().await.recv_many(&mut batch, max_batch).await == 0 {
+            return;
         }
         let (requests, replies): (Vec<B::Request>, Vec<_>) =
             batch.drain(..).map(|p| (p.request, p.reply)).unzip();

@@ -59,14 +59,7 @@ const MAX_GET_BATCH: usize = 64;
 async fn get_reader(db: Database, mut rx: mpsc::Receiver<GetRequest>) {
     use sea_orm::ColumnTrait as _;
     let mut batch: Vec<GetRequest> = Vec::with_capacity(MAX_GET_BATCH);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
-        while batch.len() < MAX_GET_BATCH {
-            match rx.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
+    while rx.recv_many(&mut batch, MAX_GET_BATCH).await > 0 {
         let ids: Vec<i64> = batch.iter().map(|g| g.id).collect();
         let found = webhook::Entity::find()
             .filter(webhook::Column::Id.is_in(ids))
@@ -174,18 +167,8 @@ async fn writer(
 ) {
     let mut batch = Vec::with_capacity(max_batch);
     loop {
-        {
-            let mut rx = rx.lock().await;
-            match rx.recv().await {
-                Some(first) => batch.push(first),
-                None => return,
-            }
-            while batch.len() < max_batch {
-                match rx.try_recv() {
-                    Ok(next) => batch.push(next),
-                    Err(_) => break,
-                }
-            }
+        if rx.lock().await.recv_many(&mut batch, max_batch).await == 0 {
+            return;
         }
         match write_batch(&db, &batch).await {
             Ok((recorded, queued)) => {
@@ -218,14 +201,7 @@ async fn transition_writer(
     max_batch: usize,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
-        while batch.len() < max_batch {
-            match rx.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
+    while rx.recv_many(&mut batch, max_batch).await > 0 {
         match apply_transitions(&db, &batch).await {
             Ok(moved) => {
                 for (req, moved) in batch.drain(..).zip(moved) {
