@@ -100,6 +100,7 @@ async fn writer<B: Batch>(
         }
         let (requests, replies): (Vec<B::Request>, Vec<_>) =
             batch.drain(..).map(|p| (p.request, p.reply)).unzip();
+        let requests: Arc<[B::Request]> = requests.into();
         let n = requests.len();
         match write_in_transaction(&db, how.clone(), requests.clone()).await {
             Ok(outputs) => {
@@ -118,8 +119,9 @@ async fn writer<B: Batch>(
                     requests = n,
                     "write batch failed; writing its requests one by one"
                 );
-                for (request, reply) in requests.into_iter().zip(replies) {
-                    let out = write_in_transaction(&db, how.clone(), vec![request])
+                for (request, reply) in requests.iter().zip(replies) {
+                    let alone: Arc<[B::Request]> = Arc::new([request.clone()]);
+                    let out = write_in_transaction(&db, how.clone(), alone)
                         .await
                         .and_then(|mut outs| {
                             outs.pop()
@@ -132,11 +134,12 @@ async fn writer<B: Batch>(
     }
 }
 
-/// Writes `requests` in a transaction (on SQLite, the one shared by every write waiting).
+/// Writes `requests` in a transaction (on SQLite, the one shared by every write waiting; the
+/// work may run twice, so it shares the requests rather than copying them).
 async fn write_in_transaction<B: Batch>(
     db: &Database,
     how: Arc<B>,
-    requests: Vec<B::Request>,
+    requests: Arc<[B::Request]>,
 ) -> Result<Vec<B::Output>, DbErr> {
     db.transact(move |txn| {
         let how = how.clone();
