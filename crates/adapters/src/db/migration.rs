@@ -6,6 +6,7 @@ use sea_orm_migration::schema::*;
 
 mod m0005_tokens;
 mod m0006_events;
+mod m0007_jobs_due_index;
 
 /// The connector's migrations, in order.
 #[derive(Debug)]
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0004Shipments),
             Box::new(m0005_tokens::M0005Tokens),
             Box::new(m0006_events::M0006Events),
+            Box::new(m0007_jobs_due_index::M0007JobsDueIndex),
         ]
     }
 }

@@ -84,25 +84,7 @@ impl SqlJobQueue {
             self.nonce,
             self.leases.fetch_add(1, Ordering::Relaxed)
         );
-        let mut b = SqlBuilder::new(
-            backend,
-            "UPDATE jobs SET status = 'running', attempts = attempts + 1, due_at = ".into(),
-        );
-        b.param((now + lease_ms(lease)).into());
-        b.sql.push_str(", updated_at = ");
-        b.param(now.into());
-        b.sql.push_str(", lease_token = ");
-        b.param(token.clone().into());
-        b.sql.push_str(
-            " WHERE id IN (SELECT id FROM jobs WHERE status IN ('ready', 'running') AND due_at <= ",
-        );
-        b.param(now.into());
-        b.sql.push_str(" ORDER BY due_at LIMIT ");
-        b.param(i64::try_from(max).unwrap_or(i64::MAX).into());
-        if backend == DbBackend::Postgres {
-            b.sql.push_str(" FOR UPDATE SKIP LOCKED");
-        }
-        b.sql.push_str(") RETURNING id, payload, attempts");
+        let b = claim_statement(backend, now, lease, &token, max);
         let rows = self.db.write(b.build()).await.map_err(unavailable)?;
         let mut jobs = Vec::with_capacity(rows.len());
         for row in rows {
@@ -192,6 +174,39 @@ impl SqlJobQueue {
             _ => Ok(()),
         }
     }
+}
+
+/// The reservation: the `max` earliest due jobs, ready or with an ended lease, under the lease
+/// `token` until `now + lease`. Its `WHERE` is the predicate of the partial index
+/// `idx_jobs_active_due` (M0007), which it walks in `due_at` order, reading only the rows it
+/// takes however long the backlog.
+fn claim_statement(
+    backend: DbBackend,
+    now: i64,
+    lease: Duration,
+    token: &str,
+    max: usize,
+) -> SqlBuilder {
+    let mut b = SqlBuilder::new(
+        backend,
+        "UPDATE jobs SET status = 'running', attempts = attempts + 1, due_at = ".into(),
+    );
+    b.param((now + lease_ms(lease)).into());
+    b.sql.push_str(", updated_at = ");
+    b.param(now.into());
+    b.sql.push_str(", lease_token = ");
+    b.param(token.into());
+    b.sql.push_str(
+        " WHERE id IN (SELECT id FROM jobs WHERE status IN ('ready', 'running') AND due_at <= ",
+    );
+    b.param(now.into());
+    b.sql.push_str(" ORDER BY due_at LIMIT ");
+    b.param(i64::try_from(max).unwrap_or(i64::MAX).into());
+    if backend == DbBackend::Postgres {
+        b.sql.push_str(" FOR UPDATE SKIP LOCKED");
+    }
+    b.sql.push_str(") RETURNING id, payload, attempts");
+    b
 }
 
 fn unavailable(e: DbErr) -> QueueError {
@@ -442,5 +457,67 @@ impl JobQueue for SqlJobQueue {
             dead: count(2)?,
             oldest_due: oldest.map(from_millis),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{TestDb, settings_for};
+
+    /// The reservation's plan on a backlog of 3,000 ready jobs: it walks `idx_jobs_active_due`
+    /// and sorts nothing, so its cost does not grow with the backlog.
+    #[tokio::test]
+    async fn a_reservation_walks_the_due_index_whatever_the_backlog() {
+        for (name, test_db) in TestDb::all().await {
+            let db = Database::connect(&settings_for(&test_db.url).database)
+                .await
+                .expect("connect");
+            db.migrate().await.expect("migrate");
+            db.conn()
+                .execute_unprepared(
+                    "INSERT INTO jobs (kind, payload, status, attempts, due_at, created_at, \
+                     updated_at) \
+                     WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n \
+                     WHERE i < 3000) \
+                     SELECT 'noop', '{}', 'ready', 0, i, i, i FROM n",
+                )
+                .await
+                .expect("backlog");
+            db.conn()
+                .execute_unprepared("ANALYZE jobs")
+                .await
+                .expect("analyze");
+            let stmt =
+                claim_statement(db.backend(), 5_000, Duration::from_secs(300), "t", 64).build();
+            let explain = match db.backend() {
+                DbBackend::Postgres => "EXPLAIN ",
+                _ => "EXPLAIN QUERY PLAN ",
+            };
+            let stmt = sea_orm::Statement {
+                sql: format!("{explain}{}", stmt.sql),
+                ..stmt
+            };
+            let plan: Vec<String> = db
+                .conn()
+                .query_all_raw(stmt)
+                .await
+                .expect("explain")
+                .iter()
+                .map(|row| {
+                    // Postgres: one text column; SQLite: (id, parent, notused, detail).
+                    row.try_get_by_index::<String>(0)
+                        .or_else(|_| row.try_get_by_index::<String>(3))
+                        .expect("plan line")
+                })
+                .collect();
+            let plan = plan.join("\n");
+            assert!(plan.contains("idx_jobs_active_due"), "{name}:\n{plan}");
+            assert!(
+                !plan.contains("Sort") && !plan.contains("TEMP B-TREE"),
+                "{name}:\n{plan}"
+            );
+            db.close().await.expect("close");
+        }
     }
 }
