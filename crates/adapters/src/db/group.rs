@@ -16,7 +16,7 @@
 
 use super::Database;
 use async_trait::async_trait;
-use sea_orm::{DatabaseTransaction, DbBackend, DbErr};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr};
 use std::sync::Arc;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
@@ -28,10 +28,18 @@ pub(crate) trait Batch: Send + Sync + 'static {
     /// What the caller gets back.
     type Output: Send + 'static;
 
-    /// Writes `requests` in `txn`; one output per request, in order.
-    async fn write(
+    /// Whether [`Batch::write`] runs exactly one statement for `requests`. One statement is
+    /// atomic by itself, so on Postgres such a batch runs without `BEGIN` and `COMMIT`: two
+    /// round trips fewer (most batches under load are one kind of write, one statement).
+    fn single_statement(&self, _requests: &[Self::Request]) -> bool {
+        false
+    }
+
+    /// Writes `requests` on `conn` (a transaction, or on Postgres the pool itself when
+    /// [`Batch::single_statement`] said so); one output per request, in order.
+    async fn write<C: ConnectionTrait>(
         &self,
-        txn: &DatabaseTransaction,
+        conn: &C,
         requests: &[Self::Request],
     ) -> Result<Vec<Self::Output>, DbErr>;
 }
@@ -55,11 +63,12 @@ impl<B: Batch> std::fmt::Debug for GroupWriter<B> {
 
 impl<B: Batch> GroupWriter<B> {
     /// Starts the writers on the current tokio runtime: one on SQLite (it has a single writer),
-    /// a few on Postgres, each on its own pooled connection while it writes.
+    /// two on Postgres, each on its own pooled connection while it writes (two overlap their
+    /// round trips; four made smaller batches, more statements and 4% fewer orders/s).
     pub(crate) fn start(db: Database, batch: B) -> Self {
         let (writers, max_batch) = match db.backend() {
             DbBackend::Sqlite => (1, 128),
-            _ => (4, 64),
+            _ => (2, 64),
         };
         let (tx, rx) = mpsc::channel::<Pending<B>>(writers * max_batch * 4);
         let rx = Arc::new(Mutex::new(rx));
@@ -135,12 +144,16 @@ async fn writer<B: Batch>(
 }
 
 /// Writes `requests` in a transaction (on SQLite, the one shared by every write waiting; the
-/// work may run twice, so it shares the requests rather than copying them).
+/// work may run twice, so it shares the requests rather than copying them), or on Postgres as
+/// the single statement they are, committed by itself.
 async fn write_in_transaction<B: Batch>(
     db: &Database,
     how: Arc<B>,
     requests: Arc<[B::Request]>,
 ) -> Result<Vec<B::Output>, DbErr> {
+    if db.backend() == DbBackend::Postgres && how.single_statement(&requests) {
+        return how.write(db.conn(), &requests).await;
+    }
     db.transact(move |txn| {
         let how = how.clone();
         let requests = requests.clone();

@@ -14,10 +14,8 @@ use domain::model::{
     BookingOutcome, Claim, ShipmentFilter, ShipmentMethod, ShipmentRecord, ShipmentStatus,
 };
 use domain::ports::ShipmentStore;
-use sea_orm::{
-    ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, QueryResult, Statement, Value,
-};
-use std::collections::HashMap;
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, Value};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 
 const COLUMNS: &str = "id, order_id, vendor_id, method, status, delivery_id, request, message, \
@@ -101,9 +99,30 @@ impl Batch for ShipmentWrites {
     type Request = Write;
     type Output = Written;
 
-    async fn write(
+    fn single_statement(&self, requests: &[Write]) -> bool {
+        // One statement per `Statement`, per kind of merged write present, and per booking of a
+        // shipment already booked in the batch (written again alone).
+        let (mut claims, mut bookings, mut marks, mut alone) = (false, false, false, 0);
+        let mut booked = HashSet::new();
+        for w in requests {
+            match w {
+                Write::Statement(_) => alone += 1,
+                Write::Claim { .. } => claims = true,
+                Write::Record { id, .. } => {
+                    bookings = true;
+                    if !booked.insert(*id) {
+                        alone += 1;
+                    }
+                }
+                Write::Mailed { .. } => marks = true,
+            }
+        }
+        alone + usize::from(claims) + usize::from(bookings) + usize::from(marks) == 1
+    }
+
+    async fn write<C: ConnectionTrait>(
         &self,
-        txn: &DatabaseTransaction,
+        txn: &C,
         requests: &[Write],
     ) -> Result<Vec<Written>, DbErr> {
         let now = millis(Utc::now());
