@@ -237,6 +237,8 @@ pub struct MailConfig {
     /// `KOIKI_ERROR_MAIL_RECIPIENTS`: the admins.
     #[serde(deserialize_with = "string_list")]
     pub admin_recipients: Vec<String>,
+    /// The most connections open to the SMTP server at once; they are kept open between sends.
+    pub max_connections: usize,
 }
 
 /// SugarCRM.

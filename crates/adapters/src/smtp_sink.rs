@@ -79,6 +79,8 @@ struct Shared {
     arrived: Notify,
     /// Messages received, kept or not.
     count: AtomicUsize,
+    /// Connections accepted.
+    connections: AtomicUsize,
     /// Count the messages without keeping them.
     discard: bool,
 }
@@ -139,6 +141,7 @@ impl SmtpSink {
             let shared = Arc::clone(&shared);
             async move {
                 while let Ok((socket, _)) = listener.accept().await {
+                    shared.connections.fetch_add(1, Ordering::AcqRel);
                     let _ = socket.set_nodelay(true);
                     let shared = Arc::clone(&shared);
                     let dir = dir.clone();
@@ -173,6 +176,13 @@ impl SmtpSink {
     #[must_use]
     pub fn count(&self) -> usize {
         self.shared.count.load(Ordering::Acquire)
+    }
+
+    /// How many connections were accepted so far: a sender that keeps its connections opens
+    /// few.
+    #[must_use]
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::Acquire)
     }
 
     /// The messages received so far, in arrival order.

@@ -376,6 +376,11 @@ async fn measure(args: &OrdersArgs, bin: &Path, db_url: &str) -> Result<()> {
             commits as f64 / args.orders as f64
         );
     }
+    println!(
+        "  SMTP connections opened: {} for {} mails",
+        fakes.smtp().connections(),
+        fakes.smtp().count()
+    );
     println!("  fakes saw: {calls:?}");
     println!();
     println!(

@@ -26,6 +26,7 @@ fn config(port: u16) -> MailConfig {
         use_ssl: false,
         from: "La Zona <noreply@lazona.coop>".into(),
         admin_recipients: vec!["admin@lazona.coop".into()],
+        max_connections: 4,
     }
 }
 
@@ -324,6 +325,38 @@ async fn a_server_that_never_answers_times_out_as_unavailable() {
     let e = m.send(&simple("v@example.com")).await.unwrap_err();
     assert!(matches!(e, MailError::Unavailable { .. }), "{e:?}");
     assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn a_burst_of_mails_shares_the_configured_connections() {
+    let sink = SmtpSink::start_counting().await;
+    let m = std::sync::Arc::new(mailer(sink.port()));
+    let email = label_mail(
+        "https://lazona.coop",
+        42,
+        "v@example.com",
+        PDF.to_vec(),
+        "l.pdf",
+    );
+    let mut sends = tokio::task::JoinSet::new();
+    for _ in 0..32 {
+        let (m, email) = (m.clone(), email.clone());
+        sends.spawn(async move {
+            for _ in 0..10 {
+                m.send(&email).await.expect("sent");
+            }
+        });
+    }
+    while let Some(done) = sends.join_next().await {
+        done.expect("sender");
+    }
+    assert_eq!(sink.count(), 320);
+    // 32 senders at once on `max_connections = 4`: they wait for the four, kept between sends.
+    assert!(
+        (1..=4).contains(&sink.connections()),
+        "{} connections for 320 mails",
+        sink.connections()
+    );
 }
 
 /// Sends `n` mails one after the other on one mailer (one kept connection) and returns the
