@@ -30,6 +30,17 @@ fn config(port: u16) -> MailConfig {
     }
 }
 
+/// A label mail to one vendor, for the tests that count or time sends.
+fn small_label() -> Email {
+    label_mail(
+        "https://lazona.coop",
+        42,
+        "v@example.com",
+        PDF.to_vec(),
+        "l.pdf",
+    )
+}
+
 fn mailer(port: u16) -> SmtpMailer {
     SmtpMailer::new(&config(port), Duration::from_secs(5)).expect("mailer")
 }
@@ -331,13 +342,7 @@ async fn a_server_that_never_answers_times_out_as_unavailable() {
 async fn a_burst_of_mails_shares_the_configured_connections() {
     let sink = SmtpSink::start_counting().await;
     let m = std::sync::Arc::new(mailer(sink.port()));
-    let email = label_mail(
-        "https://lazona.coop",
-        42,
-        "v@example.com",
-        PDF.to_vec(),
-        "l.pdf",
-    );
+    let email = small_label();
     let mut sends = tokio::task::JoinSet::new();
     for _ in 0..32 {
         let (m, email) = (m.clone(), email.clone());
@@ -364,13 +369,7 @@ async fn a_burst_of_mails_shares_the_configured_connections() {
 async fn time_sends(nodelay: bool, n: usize) -> Duration {
     let sink = SmtpSink::start(None).await;
     let m = mailer(sink.port()).with_nodelay(nodelay);
-    let email = label_mail(
-        "https://lazona.coop",
-        42,
-        "v@example.com",
-        PDF.to_vec(),
-        "l.pdf",
-    );
+    let email = small_label();
     m.send(&email).await.expect("warm-up");
     let started = Instant::now();
     for _ in 0..n {
