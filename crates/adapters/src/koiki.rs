@@ -9,8 +9,11 @@
 //!   `{"code":"<barcode>","token":"..."}`; the first entry of `result` is the newest event.
 //!
 //! Unlike the original (spec §12 #4/#5) every call has a timeout, and every answer is classified
-//! instead of crashing: timeouts, connection errors, 5xx and 429 (with its `Retry-After`) are
-//! [`ShippingError::Unavailable`]; other 4xx, and a 200 that books nothing (`envios` missing or
+//! instead of crashing: a connection that fails, 429 and 503 (with their `Retry-After`) are
+//! [`ShippingError::Unavailable`], and so are timeouts and other 5xx of a tracking call; a booking
+//! that was sent and got no answer (a timeout, a connection broken after sending, a 5xx other
+//! than 503) is [`ShippingError::Indeterminate`]: Koiki may have booked it, and since it takes no
+//! idempotency key it is not sent again on its own (it could ship twice); other 4xx, and a 200 that books nothing (`envios` missing or
 //! empty, e.g. `102 TOKEN NOT FOUND`), are [`ShippingError::Rejected`]; a body that is not JSON or
 //! does not follow the API is [`ShippingError::InvalidResponse`].
 //!
@@ -131,7 +134,7 @@ impl KoikiClient {
     }
 
     /// Sends `body` to `url` and returns the status and the whole answer.
-    async fn post(&self, url: &str, body: Vec<u8>) -> Result<Exchange, ShippingError> {
+    async fn post(&self, call: Call, url: &str, body: Vec<u8>) -> Result<Exchange, ShippingError> {
         let response = self
             .http
             .post(url)
@@ -139,13 +142,13 @@ impl KoikiClient {
             .body(body)
             .send()
             .await
-            .map_err(|e| unreachable_error(url, &e))?;
+            .map_err(|e| unreachable_error(call, url, &e))?;
         let status = response.status();
         let retry_after = retry_after(&response);
         let text = response
             .text()
             .await
-            .map_err(|e| unreachable_error(url, &e))?;
+            .map_err(|e| unreachable_error(call, url, &e))?;
         Ok(Exchange {
             status,
             retry_after,
@@ -169,7 +172,7 @@ impl KoikiClient {
     }
 
     /// Classifies a non-2xx answer (logging it), or parses a 2xx one as JSON.
-    fn json_or_error(&self, exchange: &Exchange) -> Result<Value, ShippingError> {
+    fn json_or_error(&self, call: Call, exchange: &Exchange) -> Result<Value, ShippingError> {
         let status = exchange.status;
         let body = self.scrub(&exchange.text);
         if !status.is_success() {
@@ -178,7 +181,7 @@ impl KoikiClient {
                 status.as_u16(),
                 cut(&body, LOGGED_BODY_CHARS)
             );
-            return Err(status_error(status, exchange.retry_after, &body));
+            return Err(status_error(call, status, exchange.retry_after, &body));
         }
         serde_json::from_str(&exchange.text).map_err(|e| {
             tracing::error!(
@@ -195,6 +198,14 @@ impl KoikiClient {
             }
         })
     }
+}
+
+/// Which API a request calls: a booking that may have happened is not the same failure as a
+/// tracking call that did not answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Call {
+    Booking,
+    Tracking,
 }
 
 /// One HTTP answer, read in full.
@@ -235,8 +246,8 @@ impl ShippingProvider for KoikiClient {
             reason: format!("cannot encode the booking: {e}"),
         })?;
 
-        let exchange = self.post(url, body).await?;
-        let answer = self.json_or_error(&exchange)?;
+        let exchange = self.post(Call::Booking, url, body).await?;
+        let answer = self.json_or_error(Call::Booking, &exchange)?;
         let status = exchange.status.as_u16();
         let envios = match answer.get("envios") {
             Some(Value::Array(envios)) if !envios.is_empty() => envios,
@@ -312,8 +323,8 @@ impl ShippingProvider for KoikiClient {
             reason: format!("cannot encode the tracking request: {e}"),
         })?;
 
-        let exchange = self.post(url, body).await?;
-        let answer = self.json_or_error(&exchange)?;
+        let exchange = self.post(Call::Tracking, url, body).await?;
+        let answer = self.json_or_error(Call::Tracking, &exchange)?;
         let status = exchange.status.as_u16();
         let body = self.scrub(&exchange.text);
 
@@ -469,31 +480,50 @@ fn truncate_label(envio: &mut Map<String, Value>) {
     }
 }
 
-/// The error for a request that got no answer.
-fn unreachable_error(url: &str, e: &reqwest::Error) -> ShippingError {
-    let what = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
+/// The error for a request that got no answer. A booking that could not connect was not sent
+/// and can be sent again; one that was sent (or may have been) and got no answer may have booked.
+fn unreachable_error(call: Call, url: &str, e: &reqwest::Error) -> ShippingError {
+    // A connect timeout is both `is_connect` and `is_timeout`: nothing was sent.
+    let what = if e.is_connect() {
         "connection failed"
+    } else if e.is_timeout() {
+        "timed out"
     } else {
         "request failed"
     };
     // reqwest's message names the URL, which holds no secret (the tokens travel in the body).
     tracing::error!("Koiki request to {url} {what}: {e}");
-    ShippingError::Unavailable {
-        reason: format!("{what}: {}", domain::error::error_chain(e)),
-        retry_after: None,
+    let reason = format!("{what}: {}", domain::error::error_chain(e));
+    if call == Call::Booking && !e.is_connect() {
+        ShippingError::Indeterminate { reason }
+    } else {
+        ShippingError::Unavailable {
+            reason,
+            retry_after: None,
+        }
     }
 }
 
-/// The error for a non-2xx answer.
-fn status_error(status: StatusCode, retry_after: Option<Duration>, body: &str) -> ShippingError {
+/// The error for a non-2xx answer. 429 and 503 say the request was not taken; another 5xx to a
+/// booking does not say whether it was booked.
+fn status_error(
+    call: Call,
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    body: &str,
+) -> ShippingError {
     let reason = format!(
         "status {}: {}",
         status.as_u16(),
         cut(body, QUOTED_BODY_CHARS)
     );
-    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+    let not_taken = matches!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+    );
+    if call == Call::Booking && status.is_server_error() && !not_taken {
+        ShippingError::Indeterminate { reason }
+    } else if status.is_server_error() || not_taken {
         ShippingError::Unavailable {
             reason,
             retry_after,

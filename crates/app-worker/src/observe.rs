@@ -340,6 +340,7 @@ impl ErrorClass for ShippingError {
             ShippingError::Rejected { .. } => "rejected",
             ShippingError::Unavailable { .. } => "unavailable",
             ShippingError::InvalidResponse { .. } => "invalid_response",
+            ShippingError::Indeterminate { .. } => "indeterminate",
         }
     }
 }

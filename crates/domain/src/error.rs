@@ -109,6 +109,18 @@ pub enum ShippingError {
         /// What was wrong.
         reason: String,
     },
+    /// A booking was sent but its answer never came (a timeout while waiting for it, a
+    /// connection broken after sending, a 5xx other than 503): the carrier may have booked.
+    /// Koiki takes no idempotency key, so booking again could ship twice: this is not retried on
+    /// its own, and the shipment is left for an operator to check with the carrier.
+    #[error(
+        "no answer from the carrier after the booking was sent, so it may have booked: check \
+         with the carrier before booking again ({reason})"
+    )]
+    Indeterminate {
+        /// What happened.
+        reason: String,
+    },
 }
 
 impl ShippingError {
@@ -118,9 +130,9 @@ impl ShippingError {
             ShippingError::Unavailable { retry_after, .. } => Transience::Transient {
                 retry_after: *retry_after,
             },
-            ShippingError::Rejected { .. } | ShippingError::InvalidResponse { .. } => {
-                Transience::Permanent
-            }
+            ShippingError::Rejected { .. }
+            | ShippingError::InvalidResponse { .. }
+            | ShippingError::Indeterminate { .. } => Transience::Permanent,
         }
     }
 }

@@ -322,15 +322,19 @@ pub trait ShippingProvider: Send + Sync {
     /// result answers the i-th envio.
     ///
     /// # Errors
-    /// [`ShippingError::Unavailable`] for timeouts, connection errors, 5xx and 429;
-    /// [`ShippingError::Rejected`] for other 4xx; [`ShippingError::InvalidResponse`] for a body
-    /// that does not follow the API.
+    /// [`ShippingError::Unavailable`] when the booking certainly did not happen (the carrier
+    /// could not be reached, 429, 503), so it can be sent again;
+    /// [`ShippingError::Indeterminate`] when it was sent and may have happened (no answer in
+    /// time, a connection broken after sending, another 5xx); [`ShippingError::Rejected`] for
+    /// other 4xx; [`ShippingError::InvalidResponse`] for a body that does not follow the API.
     async fn book(&self, request: &BookingRequest) -> Result<Vec<BookingResult>, ShippingError>;
 
     /// The latest tracking state of a shipment, by its barcode.
     ///
     /// # Errors
-    /// As for [`ShippingProvider::book`].
+    /// [`ShippingError::Unavailable`] for timeouts, connection errors, 5xx and 429 (a tracking
+    /// call changes nothing, so it is always safe to repeat); otherwise as for
+    /// [`ShippingProvider::book`].
     async fn track(&self, barcode: &str) -> Result<TrackingReport, ShippingError>;
 }
 

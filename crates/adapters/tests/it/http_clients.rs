@@ -4,7 +4,7 @@
 use adapters::config::{KoikiConfig, ShopConfig};
 use adapters::koiki::KoikiClient;
 use adapters::wordpress::WordPressShop;
-use domain::error::{ShippingError, ShopError};
+use domain::error::{ShippingError, ShopError, Transience};
 use domain::model::shipment::{BookingRequest, Envio, TrackingReport, VendorProfile};
 use domain::ports::{ShippingProvider, Shop, WpUser};
 use secrecy::SecretString;
@@ -356,8 +356,26 @@ async fn a_body_that_is_not_json_is_invalid() {
 }
 
 #[tokio::test]
-async fn server_errors_and_throttling_are_unavailable() {
-    let err = book_with(ResponseTemplate::new(500).set_body_string("oops"))
+async fn a_booking_answered_by_a_server_error_may_have_happened() {
+    // A 500, 502 or 504 says nothing of whether Koiki booked: not to be sent again on its own.
+    for status in [500, 502, 504] {
+        let err = book_with(ResponseTemplate::new(status).set_body_string("oops"))
+            .await
+            .unwrap_err();
+        match &err {
+            ShippingError::Indeterminate { reason } => {
+                assert!(reason.contains(&format!("status {status}")), "{reason}")
+            }
+            other => panic!("{status}: {other:?}"),
+        }
+        assert_eq!(err.transience(), Transience::Permanent);
+        assert!(err.to_string().contains("may have booked"), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn throttling_and_503_are_unavailable() {
+    let err = book_with(ResponseTemplate::new(503).set_body_string("down for maintenance"))
         .await
         .unwrap_err();
     assert!(
@@ -396,7 +414,7 @@ async fn other_client_errors_are_rejections() {
 }
 
 #[tokio::test]
-async fn a_slow_answer_times_out_as_unavailable() {
+async fn a_booking_without_an_answer_in_time_may_have_happened() {
     let server = MockServer::start().await;
     mock_booking(
         &server,
@@ -410,6 +428,24 @@ async fn a_slow_answer_times_out_as_unavailable() {
     let client =
         KoikiClient::new(&koiki_config(&server), Duration::from_millis(200)).expect("client");
     let err = client.book(&one_envio()).await.unwrap_err();
+    match err {
+        ShippingError::Indeterminate { reason } => {
+            assert!(reason.contains("timed out"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_tracking_call_without_an_answer_in_time_is_unavailable() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(2)))
+        .mount(&server)
+        .await;
+    let client =
+        KoikiClient::new(&koiki_config(&server), Duration::from_millis(200)).expect("client");
+    let err = client.track("BARCODE").await.unwrap_err();
     match err {
         ShippingError::Unavailable { reason, .. } => {
             assert!(reason.contains("timed out"), "{reason}")

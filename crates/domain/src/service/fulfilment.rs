@@ -442,6 +442,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_booking_that_may_have_happened_is_not_booked_again() {
+        let store = MemoryStore::default();
+        let mut carrier = MockShippingProvider::new();
+        carrier.expect_book().times(1).returning(|_| {
+            Err(ShippingError::Indeterminate {
+                reason: "timed out: operation timed out".into(),
+            })
+        });
+        let shop = shop();
+        let methods = ShippingMethods::default();
+        let deps = FulfilmentDeps {
+            store: &store,
+            carrier: &carrier,
+            shop: &shop,
+            methods: &methods,
+        };
+        let report = fulfil_order(&deps, &order()).await.expect("recorded");
+        assert_eq!(report.failed.len(), 2, "{report:?}");
+        for vendor in [5, 6] {
+            let s = store.by_vendor(vendor);
+            assert_eq!(s.status, ShipmentStatus::ErrorFromBody);
+            assert!(s.message.contains("may have booked"), "{}", s.message);
+            assert!(!s.request.is_empty(), "the envio sent is kept");
+        }
+        // The admins are told (the error mail); a repeat finds the shipments and books nothing.
+        assert_eq!(report.to_mail.len(), 2);
+        let again = fulfil_order(&deps, &order()).await.expect("repeat");
+        assert!(again.booked.is_empty() && again.failed.is_empty());
+    }
+
+    #[tokio::test]
     async fn a_refused_envio_is_recorded_as_an_error_with_the_carriers_message() {
         let store = MemoryStore::default();
         let mut carrier = MockShippingProvider::new();
