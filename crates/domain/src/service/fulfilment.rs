@@ -311,6 +311,21 @@ mod tests {
         .expect("order")
     }
 
+    /// Fulfils [`order`] with [`shop`] and the default methods.
+    async fn fulfil(
+        store: &MemoryStore,
+        carrier: &MockShippingProvider,
+    ) -> Result<FulfilmentReport, JobError> {
+        let (shop, methods) = (shop(), ShippingMethods::default());
+        let deps = FulfilmentDeps {
+            store,
+            carrier,
+            shop: &shop,
+            methods: &methods,
+        };
+        fulfil_order(&deps, &order()).await
+    }
+
     fn shop() -> MockShop {
         let mut shop = MockShop::new();
         shop.expect_vendor().returning(|id| {
@@ -350,15 +365,7 @@ mod tests {
                 .map(|e| booked(&format!("code-{}", e.nombre_remi)))
                 .collect())
         });
-        let shop = shop();
-        let methods = ShippingMethods::default();
-        let deps = FulfilmentDeps {
-            store: &store,
-            carrier: &carrier,
-            shop: &shop,
-            methods: &methods,
-        };
-        let report = fulfil_order(&deps, &order()).await.expect("fulfilled");
+        let report = fulfil(&store, &carrier).await.expect("fulfilled");
         assert_eq!(report.booked.len(), 2);
         assert_eq!(report.picked_up.len(), 1);
         let a = store.by_vendor(5);
@@ -382,16 +389,8 @@ mod tests {
             .expect_book()
             .times(1)
             .returning(|req| Ok(req.envios.iter().map(|_| booked("c")).collect()));
-        let shop = shop();
-        let methods = ShippingMethods::default();
-        let deps = FulfilmentDeps {
-            store: &store,
-            carrier: &carrier,
-            shop: &shop,
-            methods: &methods,
-        };
-        fulfil_order(&deps, &order()).await.expect("first");
-        let again = fulfil_order(&deps, &order()).await.expect("second");
+        fulfil(&store, &carrier).await.expect("first");
+        let again = fulfil(&store, &carrier).await.expect("second");
         assert!(again.booked.is_empty() && again.picked_up.is_empty());
         assert_eq!(
             again.existing.len(),
@@ -416,15 +415,7 @@ mod tests {
                 Ok(req.envios.iter().map(|_| booked("c")).collect())
             }
         });
-        let shop = shop();
-        let methods = ShippingMethods::default();
-        let deps = FulfilmentDeps {
-            store: &store,
-            carrier: &carrier,
-            shop: &shop,
-            methods: &methods,
-        };
-        let first = fulfil_order(&deps, &order()).await;
+        let first = fulfil(&store, &carrier).await;
         assert!(
             matches!(first, Err(JobError::Transient { .. })),
             "{first:?}"
@@ -437,7 +428,7 @@ mod tests {
                 .iter()
                 .all(|s| s.method == ShipmentMethod::LocalPickup)
         );
-        let retry = fulfil_order(&deps, &order()).await.expect("retry");
+        let retry = fulfil(&store, &carrier).await.expect("retry");
         assert_eq!(retry.booked.len(), 2);
     }
 
@@ -450,15 +441,7 @@ mod tests {
                 reason: "timed out: operation timed out".into(),
             })
         });
-        let shop = shop();
-        let methods = ShippingMethods::default();
-        let deps = FulfilmentDeps {
-            store: &store,
-            carrier: &carrier,
-            shop: &shop,
-            methods: &methods,
-        };
-        let report = fulfil_order(&deps, &order()).await.expect("recorded");
+        let report = fulfil(&store, &carrier).await.expect("recorded");
         assert_eq!(report.failed.len(), 2, "{report:?}");
         for vendor in [5, 6] {
             let s = store.by_vendor(vendor);
@@ -468,7 +451,7 @@ mod tests {
         }
         // The admins are told (the error mail); a repeat finds the shipments and books nothing.
         assert_eq!(report.to_mail.len(), 2);
-        let again = fulfil_order(&deps, &order()).await.expect("repeat");
+        let again = fulfil(&store, &carrier).await.expect("repeat");
         assert!(again.booked.is_empty() && again.failed.is_empty());
     }
 
@@ -495,15 +478,7 @@ mod tests {
                 })
                 .collect())
         });
-        let shop = shop();
-        let methods = ShippingMethods::default();
-        let deps = FulfilmentDeps {
-            store: &store,
-            carrier: &carrier,
-            shop: &shop,
-            methods: &methods,
-        };
-        let report = fulfil_order(&deps, &order()).await.expect("fulfilled");
+        let report = fulfil(&store, &carrier).await.expect("fulfilled");
         assert_eq!((report.booked.len(), report.failed.len()), (1, 1));
         let b = store.by_vendor(6);
         assert_eq!(b.status, ShipmentStatus::ErrorFromBody);
