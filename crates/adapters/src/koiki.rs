@@ -13,9 +13,10 @@
 //! [`ShippingError::Unavailable`], and so are timeouts and other 5xx of a tracking call; a booking
 //! that was sent and got no answer (a timeout, a connection broken after sending, a 5xx other
 //! than 503) is [`ShippingError::Indeterminate`]: Koiki may have booked it, and since it takes no
-//! idempotency key it is not sent again on its own (it could ship twice); other 4xx, and a 200 that books nothing (`envios` missing or
-//! empty, e.g. `102 TOKEN NOT FOUND`), are [`ShippingError::Rejected`]; a body that is not JSON or
-//! does not follow the API is [`ShippingError::InvalidResponse`].
+//! idempotency key it is not sent again on its own (it could ship twice); other 4xx, and a 200
+//! that books nothing (`envios` missing or empty, e.g. `102 TOKEN NOT FOUND`), are
+//! [`ShippingError::Rejected`]; a body that is not JSON or does not follow the API is
+//! [`ShippingError::InvalidResponse`].
 //!
 //! The log lines are the original's (spec §10): `Koiki request to {url}. body=...` without the
 //! token, and `Koiki response. status=..., body=...` with each label cut to 10 characters. The
@@ -517,17 +518,18 @@ fn status_error(
         status.as_u16(),
         cut(body, QUOTED_BODY_CHARS)
     );
-    let not_taken = matches!(
+    // Safe to send again: a request that was not taken, or any tracking call.
+    let again = matches!(
         status,
         StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
-    );
-    if call == Call::Booking && status.is_server_error() && !not_taken {
-        ShippingError::Indeterminate { reason }
-    } else if status.is_server_error() || not_taken {
+    ) || (call == Call::Tracking && status.is_server_error());
+    if again {
         ShippingError::Unavailable {
             reason,
             retry_after,
         }
+    } else if status.is_server_error() {
+        ShippingError::Indeterminate { reason }
     } else if status.is_client_error() {
         ShippingError::Rejected { reason }
     } else {

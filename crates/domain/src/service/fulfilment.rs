@@ -5,8 +5,11 @@
 //! Idempotency: every shipment is first *claimed* in the store, unique per (order, vendor), before
 //! the shop or the carrier is asked anything. A repeated delivery, an `order.updated`, a replay or
 //! a second worker finds the claim and books nothing. Claims are released when the shop or the
-//! carrier could not be reached, so the job's retry can book them; a worker that dies between the claim and the record leaves the shipment in
-//! `BOOKING` for an operator (Koiki has no idempotency key, so whether it booked cannot be known).
+//! carrier could not be reached, so the job's retry can book them. Koiki has no idempotency key,
+//! so a booking that may have happened is never sent again on its own: one sent without an answer
+//! ([`crate::error::ShippingError::Indeterminate`]) is recorded as an error for the admins, and a
+//! worker that dies between the claim and the record leaves the shipment in `BOOKING` for an
+//! operator.
 
 use super::shipping::{ShippingMethods, build_envio, pair_results, plan};
 use crate::error::{JobError, ShopError, Transience, error_chain};
