@@ -148,9 +148,11 @@ impl SqlInbox {
         self.jobs_ready.clone()
     }
 
+    /// [`NewWebhook::dedupe_key`] (delivery id and body), or a key of this process's own, unique,
+    /// when WooCommerce sent no delivery id.
     fn dedupe_key(&self, webhook: &NewWebhook) -> String {
-        match &webhook.delivery_id {
-            Some(id) => id.clone(),
+        match webhook.dedupe_key() {
+            Some(key) => key,
             None => {
                 let n = self.local_keys.fetch_add(1, Ordering::Relaxed);
                 format!("{}{n}", self.key_prefix)

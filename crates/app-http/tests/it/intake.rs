@@ -204,6 +204,41 @@ async fn a_repeated_delivery_id_is_acknowledged_once_and_queued_once() {
     }
 }
 
+/// WooCommerce's delivery id has a resolution of one second (`wp_hash($webhook_id .
+/// strtotime('now'))`): two orders delivered by one webhook within a second share it, and both
+/// must be stored and processed. Only the same id with the same bytes is a duplicate.
+#[tokio::test]
+async fn two_orders_sharing_a_delivery_id_are_both_stored_and_queued() {
+    for (backend, db) in TestDb::all().await {
+        let app = TestApp::spawn(&settings(&db.url, &[("worker.embedded", "false")])).await;
+        let mut ids = Vec::new();
+        for body in [r#"{"id":5001,"line_items":[]}"#, r#"{"id":5002,"line_items":[]}"#] {
+            let resp = app.post_signed("/api/deliveries/", body, Some("same")).await;
+            assert_eq!(resp.status(), 201, "{backend}");
+            let answer = json(resp).await;
+            assert_eq!(answer["status"], "queued", "{backend}: {body}");
+            ids.push(answer["webhook_id"].as_i64().expect("id"));
+        }
+        assert_ne!(ids[0], ids[1], "{backend}");
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM webhooks WHERE subject_id IN (5001, 5002)")
+                .await,
+            2,
+            "{backend}: order 5002 is stored"
+        );
+        assert_eq!(app.count("SELECT COUNT(*) FROM jobs").await, 2, "{backend}");
+        // The first again, byte for byte: that one is a redelivery.
+        let again = app
+            .post_signed("/api/deliveries/", r#"{"id":5001,"line_items":[]}"#, Some("same"))
+            .await;
+        let answer = json(again).await;
+        assert_eq!(answer["status"], "duplicate", "{backend}");
+        assert_eq!(answer["webhook_id"], ids[0], "{backend}");
+        assert_eq!(app.count("SELECT COUNT(*) FROM jobs").await, 2, "{backend}");
+        app.stop().await;
+    }
+}
+
 async fn futures_join(app: &TestApp, body: &str, n: usize) -> Vec<(u16, Value)> {
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..n {

@@ -117,7 +117,9 @@ pub struct NewWebhook {
     pub topic: Option<String>,
     /// `X-WC-Webhook-Event`, for example `created`.
     pub event: Option<String>,
-    /// `X-WC-Webhook-Delivery-ID`: unique per delivery, the deduplication key.
+    /// `X-WC-Webhook-Delivery-ID`. Not unique on its own: WooCommerce derives it from the
+    /// webhook's id and the current second, so two deliveries in one second share it (see
+    /// [`NewWebhook::dedupe_key`]).
     pub delivery_id: Option<String>,
     /// `X-WC-Webhook-ID`: WooCommerce's id of the webhook configuration.
     pub wc_webhook_id: Option<i64>,
@@ -152,12 +154,51 @@ impl fmt::Debug for NewWebhook {
     }
 }
 
+impl NewWebhook {
+    /// The inbox's deduplication key: the SHA-256 (hex) of the delivery id, the endpoint, the
+    /// topic and the exact body; `None` when WooCommerce sent no delivery id (then every copy
+    /// is kept).
+    ///
+    /// The delivery id alone is not enough: WooCommerce computes it as
+    /// `wp_hash($webhook_id . strtotime('now'))` (`WC_Webhook::get_new_delivery_id`), with a
+    /// resolution of one second, so two orders delivered by one webhook within the same second
+    /// share it. A true redelivery (the same delivery, the same bytes) has the same key and is a
+    /// duplicate; the same id with another body is another webhook. Hashing also bounds the
+    /// key's size whatever a client sends in the header.
+    pub fn dedupe_key(&self) -> Option<String> {
+        use sha2::{Digest as _, Sha256};
+        let delivery_id = self.delivery_id.as_deref()?;
+        let mut hash = Sha256::new();
+        for part in [
+            delivery_id.as_bytes(),
+            self.resource.as_str().as_bytes(),
+            self.topic.as_deref().unwrap_or_default().as_bytes(),
+        ] {
+            // Each part's length first, so that no two different triples hash the same bytes.
+            hash.update((part.len() as u64).to_be_bytes());
+            hash.update(part);
+        }
+        hash.update(&self.body);
+        let digest = hash.finalize();
+        let mut key = String::with_capacity(3 + 64);
+        key.push_str("wc:");
+        for b in digest {
+            key.push(char::from(HEX[usize::from(b >> 4)]));
+            key.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+        Some(key)
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
 /// What the inbox did with a [`NewWebhook`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecordOutcome {
     /// Stored now (and its job enqueued when its status is `Queued`).
     Stored,
-    /// A webhook with the same delivery id was already stored: nothing was written.
+    /// The same delivery (the same [`NewWebhook::dedupe_key`]: delivery id, endpoint, topic and
+    /// body) was already stored: nothing was written.
     Duplicate,
 }
 
@@ -247,4 +288,59 @@ pub struct WebhookEvent {
     pub status: WebhookStatus,
     /// The error or note recorded with it.
     pub detail: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(id: Option<&str>, topic: &str, body: &str) -> NewWebhook {
+        NewWebhook {
+            resource: Resource::Order,
+            topic: Some(topic.to_owned()),
+            event: None,
+            delivery_id: id.map(str::to_owned),
+            wc_webhook_id: Some(3),
+            source: None,
+            subject_id: None,
+            headers: Vec::new(),
+            body: Bytes::from(body.to_owned()),
+            received_at: Utc::now(),
+            status: WebhookStatus::Queued,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn one_delivery_id_in_one_second_for_two_orders_gives_two_keys() {
+        let a = delivery(Some("same"), "order.created", r#"{"id":5001}"#);
+        let b = delivery(Some("same"), "order.created", r#"{"id":5002}"#);
+        assert_ne!(a.dedupe_key(), b.dedupe_key());
+        let updated = delivery(Some("same"), "order.updated", r#"{"id":5001}"#);
+        assert_ne!(a.dedupe_key(), updated.dedupe_key());
+    }
+
+    #[test]
+    fn a_true_redelivery_has_the_same_key_whatever_else_differs() {
+        let a = delivery(Some("same"), "order.created", r#"{"id":5001}"#);
+        let mut again = a.clone();
+        again.received_at += chrono::Duration::seconds(30);
+        again.headers.push(("x-forwarded-for".into(), "10.0.0.1".into()));
+        assert_eq!(a.dedupe_key(), again.dedupe_key());
+        let key = a.dedupe_key().expect("a key");
+        assert!(key.starts_with("wc:") && key.len() == 67, "{key}");
+    }
+
+    #[test]
+    fn no_delivery_id_no_key_and_the_key_is_bounded() {
+        assert_eq!(delivery(None, "order.created", "{}").dedupe_key(), None);
+        let long = "x".repeat(100_000);
+        assert_eq!(
+            delivery(Some(&long), "order.created", "{}")
+                .dedupe_key()
+                .expect("a key")
+                .len(),
+            67
+        );
+    }
 }
