@@ -1,9 +1,11 @@
 //! `cargo xtask ci`: the whole gate, step by step, failing fast.
 //!
 //! fmt, clippy, the tests (nextest when installed, else `cargo test`), the doctests, the
-//! embedding example, rustdoc with warnings denied, then tidy. The tests get
+//! embedding example, rustdoc with warnings denied, tidy, then fuzzing. The tests get
 //! `TEST_DATABASE_URL` and `TEST_REDIS_URL` pointing at local Postgres and Redis; with `$CI`
-//! set those services must be up (they are started when they are not).
+//! set those services must be up (they are started when they are not), and each fuzz target
+//! runs for [`crate::fuzz::CI_SECONDS`] (nightly needed); without `$CI` the fuzz step is
+//! reported SKIPPED, never passed.
 
 use crate::cmd::{self, cargo};
 use anyhow::{Context, Result, bail};
@@ -42,7 +44,9 @@ const SERVICE_START_TIMEOUT: Duration = Duration::from_secs(20);
 pub(crate) fn run(root: &Path) -> Result<()> {
     let mut steps = Steps::default();
     steps.run("fmt", || {
-        cmd::run(cargo(root).args(["fmt", "--all", "--check"]))
+        cmd::run(cargo(root).args(["fmt", "--all", "--check"]))?;
+        // The fuzz crate is a workspace of its own (`fuzz/`).
+        cmd::run(cargo(root).args(["fmt", "--check", "--manifest-path", "fuzz/Cargo.toml"]))
     })?;
     steps.run("clippy", || {
         cmd::run(cargo(root).args([
@@ -105,28 +109,45 @@ pub(crate) fn run(root: &Path) -> Result<()> {
         )
     })?;
     steps.run("tidy", || crate::tidy::run(root))?;
+    // Last: the slowest step, and the only one that needs nightly.
+    steps.run_or_skip("fuzz", || crate::fuzz::ci_step(root, in_ci))?;
     steps.summary();
     Ok(())
 }
 
-/// The steps run so far, with their durations.
+/// The steps run so far, with their durations, and those skipped, with why.
 #[derive(Default)]
 struct Steps {
     done: Vec<(&'static str, Duration)>,
+    skipped: Vec<(&'static str, String)>,
     started: Option<Instant>,
 }
 
 impl Steps {
     fn run(&mut self, name: &'static str, step: impl FnOnce() -> Result<()>) -> Result<()> {
+        self.run_or_skip(name, || step().map(|()| None))
+    }
+
+    /// Runs a step that may decline to run: `Ok(Some(reason))` is reported SKIPPED, not passed.
+    fn run_or_skip(
+        &mut self,
+        name: &'static str,
+        step: impl FnOnce() -> Result<Option<String>>,
+    ) -> Result<()> {
         let start = Instant::now();
         self.started.get_or_insert(start);
         println!("\n==> [ci] {name}");
         let outcome = step();
         let took = start.elapsed();
         match outcome {
-            Ok(()) => {
+            Ok(None) => {
                 println!("<== [ci] {name}: ok in {}", secs(took));
                 self.done.push((name, took));
+                Ok(())
+            }
+            Ok(Some(reason)) => {
+                println!("<== [ci] {name}: SKIPPED ({reason})");
+                self.skipped.push((name, reason));
                 Ok(())
             }
             Err(e) => {
@@ -143,6 +164,12 @@ impl Steps {
         }
         if let Some(start) = self.started {
             println!("  {:<16} {:>9}", "total", secs(start.elapsed()));
+        }
+        if !self.skipped.is_empty() {
+            println!("[ci] steps SKIPPED (not run, not passed):");
+            for (name, reason) in &self.skipped {
+                println!("  {name:<16} {reason}");
+            }
         }
     }
 }

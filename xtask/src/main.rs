@@ -2,6 +2,7 @@
 //!
 //! - `ci`: the whole gate (format, clippy, tests, doctests, rustdoc, tidy), as `.ci/run` runs it.
 //! - `tidy`: the repository's own rules (module docs, layering, no `dbg!`/`todo!`).
+//! - `fuzz`: the cargo-fuzz targets of `fuzz/`, each for a given time.
 //! - `bench ingest`: the webhook-intake load benchmark against a release `lazona-http`.
 
 // A command-line tool: printing its report on stdout is its job.
@@ -11,6 +12,7 @@ mod bench;
 mod browser;
 mod ci;
 mod cmd;
+mod fuzz;
 mod tidy;
 
 use anyhow::{Result, bail};
@@ -22,10 +24,18 @@ cargo xtask <command>
 
 Commands:
   ci                      fmt --check, clippy -D warnings, tests (nextest when installed),
-                          doctests, rustdoc -D warnings, tidy. With $CI set, checks (and
-                          starts) Postgres and Redis first.
+                          doctests, rustdoc -D warnings, tidy, then fuzzing. With $CI set,
+                          checks (and starts) Postgres and Redis first, and fuzzes each
+                          target for 30 s (without $CI the fuzz step is SKIPPED).
   tidy                    repository rules: `//!` docs on every module, domain/adapters
-                          layering, no `dbg!(` / `todo!(` under crates/.
+                          layering, no `dbg!(` / `todo!(` under crates/ and fuzz/, seeds
+                          for every fuzz target.
+  fuzz [options]          run the cargo-fuzz targets of fuzz/ (nightly; installs cargo-fuzz
+                          when missing): builds them, runs each in turn, fails on a crash.
+      --seconds N             how long each target runs (default 60)
+      --target NAME           only this target (signature, intake, order)
+      --keep-going            libFuzzer's fork mode: record crashes and go on (still fails)
+      --sanitizer S           none (default), address, ...
   bench ingest [options]  webhook-intake load benchmark (builds and starts a release
                           lazona-http on a fresh database unless --url is given).
       --db sqlite|postgres    database to benchmark (required without --url)
@@ -73,6 +83,7 @@ fn run(args: &[String]) -> Result<()> {
             println!("tidy: ok");
             Ok(())
         }
+        Some("fuzz") => fuzz::run(&root, &fuzz::FuzzArgs::parse(&args[1..])?),
         Some("bench") => bench::run(&root, &args[1..]),
         Some(other) => {
             print!("{HELP}");

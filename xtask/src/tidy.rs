@@ -5,7 +5,10 @@
 //! - `domain` stays free of I/O and frameworks: none of [`DOMAIN_FORBIDDEN`] in its
 //!   `[dependencies]`;
 //! - `adapters` never depends on an app crate ([`ADAPTERS_FORBIDDEN`]);
-//! - no `dbg!(` or `todo!(` in any `.rs` file under `crates/`.
+//! - no `dbg!(` or `todo!(` in any `.rs` file under `crates/`;
+//! - the fuzz crate (`fuzz/`, a workspace of its own that clippy and rustdoc do not see): every
+//!   source file opens with a `//!` doc saying what it fuzzes and checks, no `dbg!(` or `todo!(`,
+//!   and every target has committed seeds in `fuzz/seeds/<target>/`.
 
 use anyhow::{Context, Result, bail};
 use std::fs;
@@ -38,6 +41,10 @@ pub(crate) fn run(root: &Path) -> Result<()> {
             rust_files(&krate, &mut sources)?;
         }
     }
+    let fuzz = root.join("fuzz");
+    let mut fuzz_sources = Vec::new();
+    rust_files(&fuzz, &mut fuzz_sources)?;
+    sources.extend(fuzz_sources);
     for file in &sources {
         let text =
             fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
@@ -48,7 +55,8 @@ pub(crate) fn run(root: &Path) -> Result<()> {
                 .is_some_and(|c| c.as_os_str() == "src")
         });
         let in_tests = file.components().any(|c| c.as_os_str() == "tests");
-        if in_src && !in_tests && !starts_with_module_doc(&text) {
+        let in_fuzz = file.starts_with(&fuzz);
+        if ((in_src && !in_tests) || in_fuzz) && !starts_with_module_doc(&text) {
             problems.push(format!(
                 "{shown}: does not start with a `//!` module doc comment"
             ));
@@ -71,6 +79,16 @@ pub(crate) fn run(root: &Path) -> Result<()> {
         ADAPTERS_FORBIDDEN,
         true,
     )?);
+    if fuzz.join("Cargo.toml").is_file() {
+        for target in crate::fuzz::targets(root)? {
+            let seeds = fuzz.join("seeds").join(&target);
+            if sorted_dir(&seeds)?.is_empty() {
+                problems.push(format!(
+                    "fuzz/seeds/{target}/: the fuzz target `{target}` has no seeds"
+                ));
+            }
+        }
+    }
 
     if problems.is_empty() {
         return Ok(());
