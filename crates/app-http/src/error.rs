@@ -27,7 +27,7 @@ pub enum ApiError {
     #[error("{message}")]
     Invalid {
         /// The field at fault.
-        field: Option<&'static str>,
+        field: Option<String>,
         /// What is wrong.
         message: String,
         /// The inbox id of the stored rejection.

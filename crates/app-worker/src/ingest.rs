@@ -29,20 +29,22 @@ pub enum IngestOutcome {
         /// `Queued` or `Ignored`.
         status: WebhookStatus,
     },
-    /// A webhook with this `X-WC-Webhook-Delivery-ID` was stored before: nothing new was stored
-    /// and no second job was enqueued.
+    /// This delivery was stored before (the same `X-WC-Webhook-Delivery-ID` with the same body:
+    /// [`domain::model::NewWebhook::dedupe_key`]): nothing new was stored and no second job was
+    /// enqueued.
     Duplicate {
         /// The webhook stored the first time.
         webhook_id: WebhookId,
     },
-    /// Signed, but the body is not a webhook the connector can use (not JSON, no integer `id`,
-    /// a customer without `email`): kept with the status `Rejected` for an operator, no job
+    /// Signed, but the body is not a webhook the connector can use (it does not parse as its
+    /// resource: not JSON, no integer `id`, a customer without `email`, a field of the wrong
+    /// type): kept with the status `Rejected` for an operator, no job
     /// (`lazona-http` answers 400).
     Rejected {
         /// The stored webhook.
         webhook_id: WebhookId,
-        /// The body field at fault, when one is.
-        field: Option<&'static str>,
+        /// The body field at fault (a path such as `line_items[0].quantity`), when one is.
+        field: Option<String>,
         /// What is wrong.
         message: String,
     },

@@ -212,8 +212,13 @@ async fn two_orders_sharing_a_delivery_id_are_both_stored_and_queued() {
     for (backend, db) in TestDb::all().await {
         let app = TestApp::spawn(&settings(&db.url, &[("worker.embedded", "false")])).await;
         let mut ids = Vec::new();
-        for body in [r#"{"id":5001,"line_items":[]}"#, r#"{"id":5002,"line_items":[]}"#] {
-            let resp = app.post_signed("/api/deliveries/", body, Some("same")).await;
+        for body in [
+            r#"{"id":5001,"line_items":[]}"#,
+            r#"{"id":5002,"line_items":[]}"#,
+        ] {
+            let resp = app
+                .post_signed("/api/deliveries/", body, Some("same"))
+                .await;
             assert_eq!(resp.status(), 201, "{backend}");
             let answer = json(resp).await;
             assert_eq!(answer["status"], "queued", "{backend}: {body}");
@@ -229,12 +234,90 @@ async fn two_orders_sharing_a_delivery_id_are_both_stored_and_queued() {
         assert_eq!(app.count("SELECT COUNT(*) FROM jobs").await, 2, "{backend}");
         // The first again, byte for byte: that one is a redelivery.
         let again = app
-            .post_signed("/api/deliveries/", r#"{"id":5001,"line_items":[]}"#, Some("same"))
+            .post_signed(
+                "/api/deliveries/",
+                r#"{"id":5001,"line_items":[]}"#,
+                Some("same"),
+            )
             .await;
         let answer = json(again).await;
         assert_eq!(answer["status"], "duplicate", "{backend}");
         assert_eq!(answer["webhook_id"], ids[0], "{backend}");
         assert_eq!(app.count("SELECT COUNT(*) FROM jobs").await, 2, "{backend}");
+        app.stop().await;
+    }
+}
+
+/// Intake and processing parse with one function: what is acknowledged is processed (a
+/// numeric string id is an id), and what processing could not parse is refused at the door with
+/// the documented 400 and kept as rejected, instead of acknowledged and then dead-lettered.
+#[tokio::test]
+async fn what_is_acknowledged_is_processed_and_what_is_not_is_refused_at_the_door() {
+    for (backend, db) in TestDb::all().await {
+        let app = TestApp::spawn(&settings(&db.url, &[("worker.embedded", "true")])).await;
+        let resp = app
+            .post_signed(
+                "/api/deliveries/",
+                r#"{"id":"5003","line_items":[]}"#,
+                Some("a"),
+            )
+            .await;
+        assert_eq!(resp.status(), 201, "{backend}");
+        let id = json(resp).await["webhook_id"].as_i64().expect("id");
+        let processed = format!(
+            "SELECT COUNT(*) FROM webhooks WHERE id = {id} AND status = 'processed' \
+             AND subject_id = 5003"
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while app.count(&processed).await == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{backend}: not processed"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM jobs WHERE status = 'dead'")
+                .await,
+            0,
+            "{backend}"
+        );
+
+        let mut invalid_utf8 = br#"{"id":5004,"shipping":{"city":""#.to_vec();
+        invalid_utf8.extend_from_slice(&[0xff, 0xfe]);
+        invalid_utf8.extend_from_slice(br#""}}"#);
+        let wrong_type = br#"{"id":5005,"line_items":[{"quantity":"two"}]}"#.to_vec();
+        for (body, subject, field) in [
+            (invalid_utf8, 5004, None),
+            (wrong_type, 5005, Some("line_items[0].quantity")),
+        ] {
+            let resp = app
+                .client
+                .post(app.url("/api/deliveries/"))
+                .header("x-wc-webhook-signature", sign(&body))
+                .header("x-wc-webhook-topic", "order.created")
+                .body(body)
+                .send()
+                .await
+                .expect("sent");
+            assert_eq!(resp.status(), 400, "{backend} {subject}");
+            let answer = json(resp).await;
+            assert_eq!(answer["error"]["code"], "invalid_payload", "{backend}");
+            assert_eq!(
+                answer["error"]["field"].as_str(),
+                field,
+                "{backend} {subject}"
+            );
+            assert_eq!(
+                app.count(&format!(
+                    "SELECT COUNT(*) FROM webhooks WHERE status = 'rejected' \
+                     AND subject_id = {subject}"
+                ))
+                .await,
+                1,
+                "{backend} {subject}: kept as rejected"
+            );
+        }
         app.stop().await;
     }
 }

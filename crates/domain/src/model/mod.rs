@@ -5,7 +5,9 @@
 pub mod customer;
 pub mod event;
 pub mod job;
+mod lenient;
 pub mod order;
+pub mod payload;
 pub mod shipment;
 pub mod shipment_record;
 pub mod token;
@@ -15,6 +17,7 @@ pub use customer::Customer;
 pub use event::{Event, EventId, EventKind, NewEvent};
 pub use job::{DeadJob, Job, JobId, JobKind, Lease, NewJob};
 pub use order::{Address, Billing, LineItem, MetaData, Order, ShippingLine};
+pub use payload::PayloadError;
 pub use shipment::{ShipmentMethod, ShipmentStatus};
 pub use shipment_record::{BookingOutcome, Claim, ShipmentFilter, ShipmentRecord};
 pub use token::{ApiToken, Principal, TokenHash, TokenSecret};

@@ -1,34 +1,36 @@
 //! A WooCommerce order (REST API v3 shape), lenient: every field the connector does not need may
 //! be missing, and meta values may be any JSON (WooCommerce sends arrays and objects there).
 
+use super::lenient;
 use serde::Deserialize;
 use serde_json::Value;
 
 /// The parts of a WooCommerce order the connector uses. Unknown fields are ignored.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Order {
-    /// The order id.
+    /// The order id (a string holding an integer is read as one).
+    #[serde(deserialize_with = "lenient::int")]
     pub id: i64,
     /// The order key (`wc_order_...`), sent to Koiki as `numPedido`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::string")]
     pub order_key: String,
     /// The WooCommerce order status (`processing`, ...).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::string")]
     pub status: String,
     /// The customer's note, sent to Koiki as `observaciones`.
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "lenient::string")]
     pub customer_note: String,
     /// Where the parcel goes.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::or_default")]
     pub shipping: Address,
     /// The customer's contact data.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::or_default")]
     pub billing: Billing,
     /// The products, each with its vendor in `_vendor_id` meta.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::or_default")]
     pub line_items: Vec<LineItem>,
     /// The shipping methods, each with its vendor in `vendor_id` meta (WCFM).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::or_default")]
     pub shipping_lines: Vec<ShippingLine>,
 }
 
@@ -37,20 +39,28 @@ pub struct Order {
 #[serde(default)]
 pub struct Address {
     /// First name.
+    #[serde(deserialize_with = "lenient::string")]
     pub first_name: String,
     /// Last name.
+    #[serde(deserialize_with = "lenient::string")]
     pub last_name: String,
     /// Street and number.
+    #[serde(deserialize_with = "lenient::string")]
     pub address_1: String,
     /// More address.
+    #[serde(deserialize_with = "lenient::string")]
     pub address_2: String,
     /// Postcode.
+    #[serde(deserialize_with = "lenient::string")]
     pub postcode: String,
     /// City.
+    #[serde(deserialize_with = "lenient::string")]
     pub city: String,
     /// State or province (a WooCommerce code such as `B`).
+    #[serde(deserialize_with = "lenient::string")]
     pub state: String,
     /// ISO 3166 alpha-2 country.
+    #[serde(deserialize_with = "lenient::string")]
     pub country: String,
 }
 
@@ -59,8 +69,10 @@ pub struct Address {
 #[serde(default)]
 pub struct Billing {
     /// Phone, as typed by the customer.
+    #[serde(deserialize_with = "lenient::string")]
     pub phone: String,
     /// E-mail.
+    #[serde(deserialize_with = "lenient::string")]
     pub email: String,
 }
 
@@ -68,16 +80,16 @@ pub struct Billing {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct LineItem {
     /// The line id.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::int_or_zero")]
     pub id: i64,
     /// The product name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::string")]
     pub name: String,
     /// How many.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::int_or_zero")]
     pub quantity: i64,
     /// Meta entries (WCFM puts the vendor in `_vendor_id`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::or_default")]
     pub meta_data: Vec<MetaData>,
 }
 
@@ -85,16 +97,16 @@ pub struct LineItem {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct ShippingLine {
     /// The line id.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::int_or_zero")]
     pub id: i64,
     /// The method's title, for people.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::string")]
     pub method_title: String,
     /// The method's id (`flat_rate`, `local_pickup`, ...).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::string")]
     pub method_id: String,
     /// Meta entries (WCFM puts the vendor in `vendor_id`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::or_default")]
     pub meta_data: Vec<MetaData>,
 }
 
@@ -102,24 +114,20 @@ pub struct ShippingLine {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct MetaData {
     /// The entry id.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::int_or_zero")]
     pub id: i64,
     /// The key (`_vendor_id`, `vendor_id`, ...).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::string")]
     pub key: String,
     /// The value, any JSON.
     #[serde(default)]
     pub value: Value,
     /// The key for people.
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "lenient::string")]
     pub display_key: String,
     /// The value for people (for `_vendor_id`, the store name).
     #[serde(default, deserialize_with = "display_value")]
     pub display_value: String,
-}
-
-fn null_as_default<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
 }
 
 /// `display_value` is usually a string but WooCommerce sends whatever the value was.

@@ -325,7 +325,9 @@ mod tests {
         let a = delivery(Some("same"), "order.created", r#"{"id":5001}"#);
         let mut again = a.clone();
         again.received_at += chrono::Duration::seconds(30);
-        again.headers.push(("x-forwarded-for".into(), "10.0.0.1".into()));
+        again
+            .headers
+            .push(("x-forwarded-for".into(), "10.0.0.1".into()));
         assert_eq!(a.dedupe_key(), again.dedupe_key());
         let key = a.dedupe_key().expect("a key");
         assert!(key.starts_with("wc:") && key.len() == 67, "{key}");

@@ -15,7 +15,8 @@
 //! while the user lacks it.
 
 use crate::error::{CrmError, JobError, ShopError, Transience};
-use crate::model::{Customer, Webhook, WebhookStatus};
+use crate::model::payload;
+use crate::model::{Webhook, WebhookStatus};
 use crate::ports::{Crm, Shop, WebhookInbox};
 use std::fmt;
 
@@ -154,14 +155,11 @@ impl CustomerJobs<'_> {
         if webhook.data.status != WebhookStatus::Queued {
             return Ok(());
         }
-        let result = match serde_json::from_slice::<Customer>(&webhook.data.body) {
+        let result = match payload::customer(&webhook.data.body) {
+            Ok(customer) => self.upgrade_if_member(customer.email.trim()).await,
             Err(e) => Err(JobError::Permanent {
                 reason: format!("the customer body does not parse: {e}"),
             }),
-            Ok(customer) if customer.email.trim().is_empty() => Err(JobError::Permanent {
-                reason: format!("customer {} has no e-mail", customer.id),
-            }),
-            Ok(customer) => self.upgrade_if_member(customer.email.trim()).await,
         };
         match result {
             Ok(outcome) => {

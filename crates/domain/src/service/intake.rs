@@ -2,17 +2,20 @@
 //! WooCommerce's creation ping, an unauthenticated attempt, or a webhook to store (queued for
 //! processing, rejected for bad data, or ignored).
 //!
-//! Validation here is deliberately minimal: a JSON object with an integer `id` (and, for
-//! customers, an `email`). Field lengths and shapes are the processing step's business, so a real
-//! order is never refused at the door (the original answered 400 to long notes, odd postcodes and
-//! array meta values, and WooCommerce disabled the webhook after five of those).
+//! A webhook is accepted when its body parses as its resource with the very function processing
+//! uses ([`crate::model::payload::parse`]): a UTF-8 JSON object with an integer `id` (a string
+//! holding one is an id), a customer's non-empty `email`, and fields of a plausible type. So
+//! what is acknowledged can be processed, and what could not be is refused now (400, kept as
+//! rejected) rather than dead-lettered later. That parser is lenient: field lengths and odd
+//! values are never a reason to refuse a real order (the original answered 400 to long notes,
+//! odd postcodes and array meta values, and WooCommerce disabled the webhook after five of those).
 
 use super::signature::WebhookSecret;
+use crate::model::payload::{self, PayloadError};
 use crate::model::{NewWebhook, Resource, WebhookStatus};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use serde::de::IgnoredAny;
 
 /// Header names (lowercase) WooCommerce sends with a delivery.
 pub mod header {
@@ -44,8 +47,8 @@ pub enum AuthFailure {
 /// Why a signed webhook was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
-    /// The body field at fault, when one is.
-    pub field: Option<&'static str>,
+    /// The body field at fault (a path such as `line_items[0].quantity`), when one is.
+    pub field: Option<String>,
     /// What is wrong, for the sender and the operator.
     pub message: String,
 }
@@ -124,54 +127,60 @@ pub fn intake(
         error: None,
     };
 
-    let probe = match probe(&webhook.body) {
-        Ok(probe) => probe,
-        Err(rejection) => return reject(webhook, rejection),
-    };
-    webhook.subject_id = probe.id;
-
     // A topic of another resource posted here (say `product.updated` to the order endpoint) is
-    // the shop's configuration error, not the payload's: keep it, acknowledge it, do nothing.
-    if let Some(topic) = webhook.topic.as_deref() {
-        let topic_resource = topic.split('.').next().unwrap_or_default();
-        if topic_resource != resource.as_str() {
-            let reason = format!("topic {topic:?} is not handled by the {resource} endpoint");
-            return ignore(webhook, reason);
+    // the shop's configuration error, not the payload's: keep it, acknowledge it, do nothing. A
+    // deletion needs nothing either. Their bodies need only be JSON objects.
+    let topic_resource = webhook
+        .topic
+        .as_deref()
+        .map(|t| t.split('.').next().unwrap_or_default());
+    let ignored = match (topic_resource, webhook.event.as_deref()) {
+        (Some(other), _) if other != resource.as_str() => Some(format!(
+            "topic {:?} is not handled by the {resource} endpoint",
+            webhook.topic.as_deref().unwrap_or_default()
+        )),
+        (_, Some("deleted")) => Some("deleted: nothing to do".to_owned()),
+        _ => None,
+    };
+    if let Some(reason) = ignored {
+        return match payload::parse_as::<IdProbe>(&webhook.body) {
+            Ok(probe) => {
+                webhook.subject_id = probe.id();
+                ignore(webhook, reason)
+            }
+            Err(e) => reject(webhook, e.into()),
+        };
+    }
+
+    // What processing will parse, parsed here by the same function: what is acknowledged can
+    // be processed, and what cannot is refused now (400) and kept as rejected.
+    match payload::parse(resource, &webhook.body) {
+        Ok(id) => {
+            webhook.subject_id = Some(id);
+            Intake::Accept(webhook)
+        }
+        Err(e) => {
+            // The id still names the order for an operator, when it can be read.
+            webhook.subject_id = serde_json::from_slice::<IdProbe>(&webhook.body)
+                .ok()
+                .and_then(|p| p.id());
+            reject(webhook, e.into())
         }
     }
-    if probe.id.is_none() {
-        let message = match probe.id_error {
-            Some(e) => e,
-            None => "this field is required".to_owned(),
-        };
-        return reject(
-            webhook,
-            Rejection {
-                field: Some("id"),
-                message,
-            },
-        );
+}
+
+impl From<PayloadError> for Rejection {
+    fn from(e: PayloadError) -> Self {
+        Rejection {
+            field: e.field,
+            message: e.message,
+        }
     }
-    if webhook.event.as_deref() == Some("deleted") {
-        return ignore(webhook, "deleted: nothing to do".to_owned());
-    }
-    if resource == Resource::Customer && probe.email.as_deref().is_none_or(|e| e.trim().is_empty())
-    {
-        let message = "this field is required and must be a non-empty string".to_owned();
-        return reject(
-            webhook,
-            Rejection {
-                field: Some("email"),
-                message,
-            },
-        );
-    }
-    Intake::Accept(webhook)
 }
 
 fn reject(mut webhook: NewWebhook, rejection: Rejection) -> Intake {
     webhook.status = WebhookStatus::Rejected;
-    webhook.error = Some(match rejection.field {
+    webhook.error = Some(match &rejection.field {
         Some(field) => format!("{field}: {}", rejection.message),
         None => rejection.message.clone(),
     });
@@ -191,71 +200,22 @@ fn parse_ping(body: &[u8]) -> Option<i64> {
     value.parse().ok()
 }
 
-/// What intake reads of a body, without building the whole document.
-struct Probe {
-    id: Option<i64>,
-    id_error: Option<String>,
-    email: Option<String>,
+/// The `id` of a body that need not be an order or a customer (an ignored topic), when it has
+/// one that reads as an integer.
+#[derive(Deserialize)]
+struct IdProbe {
+    #[serde(default)]
+    id: Option<serde_json::Value>,
 }
 
-fn probe(body: &[u8]) -> Result<Probe, Rejection> {
-    #[derive(Deserialize)]
-    struct Raw {
-        #[serde(default)]
-        id: Option<RawId>,
-        #[serde(default)]
-        email: Option<RawString>,
+impl IdProbe {
+    fn id(&self) -> Option<i64> {
+        match self.id.as_ref()? {
+            serde_json::Value::Number(n) => n.as_i64(),
+            serde_json::Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        }
     }
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum RawId {
-        Int(i64),
-        Str(String),
-        Other(IgnoredAny),
-    }
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum RawString {
-        Str(String),
-        Other(IgnoredAny),
-    }
-
-    let first = body.iter().find(|b| !b.is_ascii_whitespace());
-    if first != Some(&b'{') {
-        let message = if first.is_none() {
-            "the body is empty; a JSON object was expected"
-        } else if serde_json::from_slice::<IgnoredAny>(body).is_ok() {
-            "the body is JSON but not an object"
-        } else {
-            "the body is not JSON"
-        };
-        return Err(Rejection {
-            field: None,
-            message: message.to_owned(),
-        });
-    }
-    let raw: Raw = serde_json::from_slice(body).map_err(|e| Rejection {
-        field: None,
-        message: format!("the body is not valid JSON: {e}"),
-    })?;
-    let (id, id_error) = match raw.id {
-        None => (None, None),
-        Some(RawId::Int(id)) => (Some(id), None),
-        Some(RawId::Str(s)) => match s.trim().parse::<i64>() {
-            Ok(id) => (Some(id), None),
-            Err(_) => (None, Some(format!("must be an integer, got {s:?}"))),
-        },
-        Some(RawId::Other(_)) => (None, Some("must be an integer".to_owned())),
-    };
-    let email = match raw.email {
-        Some(RawString::Str(s)) => Some(s),
-        _ => None,
-    };
-    Ok(Probe {
-        id,
-        id_error,
-        email,
-    })
 }
 
 #[cfg(test)]
@@ -365,7 +325,7 @@ mod tests {
         for (body, field, words) in cases {
             match run(Resource::Order, body, &signed(body, None)) {
                 Intake::Reject(w, r) => {
-                    assert_eq!(r.field, field, "case {body:?}");
+                    assert_eq!(r.field.as_deref(), field, "case {body:?}");
                     assert!(r.message.contains(words), "case {body:?}: {}", r.message);
                     assert_eq!(w.status, WebhookStatus::Rejected, "case {body:?}");
                     assert!(w.error.is_some(), "case {body:?}");
@@ -390,7 +350,7 @@ mod tests {
         let Intake::Reject(_, r) = run(Resource::Customer, body, &signed(body, None)) else {
             panic!("rejection expected");
         };
-        assert_eq!(r.field, Some("email"));
+        assert_eq!(r.field.as_deref(), Some("email"));
         let body =
             r#"{"id":1,"email":"partner@email.com","username":"test.test","role":"customer"}"#;
         assert!(matches!(

@@ -7,7 +7,8 @@
 //! processed.
 
 use crate::error::JobError;
-use crate::model::{Customer, Order, Resource, WebhookId, WebhookStatus};
+use crate::model::payload;
+use crate::model::{WebhookId, WebhookStatus};
 use crate::ports::WebhookInbox;
 
 /// Processes one stored webhook. Idempotent: a webhook already processed is left alone.
@@ -24,11 +25,7 @@ pub async fn process_webhook(inbox: &dyn WebhookInbox, id: WebhookId) -> Result<
     if webhook.data.status != WebhookStatus::Queued {
         return Ok(());
     }
-    let parsed = match webhook.data.resource {
-        Resource::Order => serde_json::from_slice::<Order>(&webhook.data.body).map(|_| ()),
-        Resource::Customer => serde_json::from_slice::<Customer>(&webhook.data.body).map(|_| ()),
-    };
-    if let Err(e) = parsed {
+    if let Err(e) = payload::parse(webhook.data.resource, &webhook.data.body) {
         let reason = format!("the {} body does not parse: {e}", webhook.data.resource);
         inbox
             .transition(

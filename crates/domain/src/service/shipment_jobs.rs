@@ -10,6 +10,7 @@ use super::fulfilment::{
 use super::mails::{booking_error_mail, label_mail, tracking_changed_mail};
 use super::shipping::{ShippingMethods, build_envio, pair_results, plan, tracking_status};
 use crate::error::{JobError, MailError, ShopError, StoreError, Transience, error_chain};
+use crate::model::payload;
 use crate::model::shipment::BookingRequest;
 use crate::model::{
     JobKind, NewJob, Order, ShipmentMethod, ShipmentRecord, ShipmentStatus, Webhook, WebhookStatus,
@@ -101,7 +102,7 @@ impl ShipmentJobs<'_> {
         if webhook.data.status != WebhookStatus::Queued {
             return Ok(());
         }
-        let order: Order = match serde_json::from_slice(&webhook.data.body) {
+        let order: Order = match payload::order(&webhook.data.body) {
             Ok(order) => order,
             Err(e) => {
                 let reason = format!("the order body does not parse: {e}");
