@@ -433,9 +433,13 @@ impl JobHandler for ConnectorHandler {
             JobKind::TrackShipment { shipment_id } => {
                 self.jobs(self.shipping()?).track_one(*shipment_id).await
             }
-            JobKind::RetryShipment { shipment_id, force } => {
+            JobKind::RetryShipment {
+                shipment_id,
+                force,
+                held,
+            } => {
                 self.jobs(self.shipping()?)
-                    .retry_shipment(*shipment_id, *force)
+                    .retry_shipment(*shipment_id, *force, *held)
                     .await
             }
             // Pruned by the observed worker's handler (`Worker::observed`); nothing to do here.

@@ -25,8 +25,8 @@ use domain::error::{
 };
 use domain::model::shipment::{BookingRequest, BookingResult, TrackingReport, VendorProfile};
 use domain::model::{
-    BookingOutcome, Claim, DeadJob, EventKind, Job, JobId, JobKind, NewEvent, NewJob, Order,
-    ShipmentFilter, ShipmentMethod, ShipmentRecord, ShipmentStatus,
+    BookingOutcome, BookingRecorded, Claim, DeadJob, EventKind, Job, JobId, JobKind, NewEvent,
+    NewJob, Order, PastBooking, ShipmentFilter, ShipmentMethod, ShipmentRecord, ShipmentStatus,
 };
 use domain::ports::{
     Crm, Email, EventLog, JobQueue, Mailer, QueueStats, ShipmentStore, ShippingProvider, Shop,
@@ -533,18 +533,35 @@ impl ShipmentStore for ObservedStore {
     async fn record_booking(
         &self,
         id: i64,
+        attempt: i64,
         outcome: &BookingOutcome,
-    ) -> Result<ShipmentRecord, StoreError> {
-        let s = self.inner.record_booking(id, outcome).await?;
+    ) -> Result<BookingRecorded, StoreError> {
+        let recorded = self.inner.record_booking(id, attempt, outcome).await?;
+        let s = match &recorded {
+            BookingRecorded::Current(s) => s,
+            BookingRecorded::Aside(s) => {
+                self.record(
+                    EventKind::BookingKeptAside,
+                    s,
+                    format!(
+                        "order {} vendor {}: a booking came back after another had started \
+                         (barcode {:?}): a second parcel, kept among the shipment's past \
+                         bookings",
+                        s.order_id, s.vendor_id, outcome.delivery_id
+                    ),
+                );
+                return Ok(recorded);
+            }
+        };
         match s.status {
             ShipmentStatus::Delivered if s.method == ShipmentMethod::LocalPickup => self.record(
                 EventKind::ShipmentPickedUp,
-                &s,
+                s,
                 format!("order {} vendor {}: local pickup", s.order_id, s.vendor_id),
             ),
             ShipmentStatus::ErrorFromBody => self.record(
                 EventKind::ShipmentRefused,
-                &s,
+                s,
                 format!(
                     "order {} vendor {}: booking refused: {}",
                     s.order_id, s.vendor_id, s.message
@@ -552,14 +569,52 @@ impl ShipmentStore for ObservedStore {
             ),
             _ => self.record(
                 EventKind::ShipmentBooked,
-                &s,
+                s,
                 format!(
                     "order {} vendor {}: booked, barcode {}",
                     s.order_id, s.vendor_id, s.delivery_id
                 ),
             ),
         }
-        Ok(s)
+        Ok(recorded)
+    }
+
+    async fn reserve_booking(
+        &self,
+        id: i64,
+        from: ShipmentStatus,
+        attempt: i64,
+        stale_before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<ShipmentRecord>, StoreError> {
+        self.inner
+            .reserve_booking(id, from, attempt, stale_before)
+            .await
+    }
+
+    async fn start_booking(
+        &self,
+        id: i64,
+        attempt: i64,
+        from: ShipmentStatus,
+    ) -> Result<bool, StoreError> {
+        self.inner.start_booking(id, attempt, from).await
+    }
+
+    async fn end_booking(
+        &self,
+        id: i64,
+        attempt: i64,
+        to: ShipmentStatus,
+    ) -> Result<bool, StoreError> {
+        self.inner.end_booking(id, attempt, to).await
+    }
+
+    async fn past_bookings(&self, id: i64) -> Result<Vec<PastBooking>, StoreError> {
+        self.inner.past_bookings(id).await
+    }
+
+    async fn past_label(&self, id: i64, past_id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.past_label(id, past_id).await
     }
 
     async fn record_tracking(
@@ -753,7 +808,10 @@ mod tests {
             message: "OK".into(),
             label_pdf: Some(b"%PDF".to_vec()),
         };
-        store.record_booking(s.id, &booked).await.expect("booked");
+        store
+            .record_booking(s.id, 0, &booked)
+            .await
+            .expect("booked");
         store.mark_mailed(s.id).await.expect("mailed");
         store
             .record_tracking(s.id, ShipmentStatus::InProcess, "on its way", "", None)
@@ -778,7 +836,10 @@ mod tests {
             message: "bad zip".into(),
             label_pdf: None,
         };
-        store.record_booking(r.id, &refused).await.expect("refused");
+        store
+            .record_booking(r.id, 0, &refused)
+            .await
+            .expect("refused");
         events.flush().await;
 
         assert_eq!(

@@ -6,11 +6,12 @@
 use crate::error::{MailError, ShopError, StoreError};
 use crate::model::shipment::VendorProfile;
 use crate::model::{
-    BookingOutcome, Claim, Order, ShipmentFilter, ShipmentMethod, ShipmentRecord, ShipmentStatus,
+    BookingOutcome, BookingRecorded, Claim, Order, PastBooking, PastBookingReason, ShipmentFilter,
+    ShipmentMethod, ShipmentRecord, ShipmentStatus,
 };
 use crate::ports::{Email, Mailer, ShipmentStore, Shop, WpUser};
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
@@ -24,6 +25,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Debug, Default)]
 pub struct MemoryShipmentStore {
     rows: Mutex<Vec<(ShipmentRecord, Option<Vec<u8>>)>>,
+    past: Mutex<Vec<(PastBooking, Option<Vec<u8>>)>>,
 }
 
 impl MemoryShipmentStore {
@@ -90,32 +92,150 @@ impl ShipmentStore for MemoryShipmentStore {
             mailed_at: None,
             created_at: now,
             updated_at: now,
+            booking_attempt: 0,
         };
         rows.push((r.clone(), None));
         Ok(Claim::Claimed(r))
     }
 
     async fn release(&self, id: i64) -> Result<(), StoreError> {
-        self.rows()
-            .retain(|(r, _)| !(r.id == id && r.status == ShipmentStatus::Booking));
+        self.rows().retain(|(r, _)| {
+            !(r.id == id && r.status == ShipmentStatus::Booking && r.booking_attempt == 0)
+        });
         Ok(())
     }
 
     async fn record_booking(
         &self,
         id: i64,
+        attempt: i64,
         o: &BookingOutcome,
-    ) -> Result<ShipmentRecord, StoreError> {
-        self.update(id, |r, label| {
-            r.status = o.status;
-            r.delivery_id = o.delivery_id.clone();
-            r.request = o.request.clone();
-            r.message = o.message.clone();
-            r.has_label = o.label_pdf.is_some();
-            r.mailed_at = None;
-            *label = o.label_pdf.clone();
-            r.clone()
+    ) -> Result<BookingRecorded, StoreError> {
+        let mut rows = self.rows();
+        let (r, label) = rows
+            .iter_mut()
+            .find(|(r, _)| r.id == id)
+            .ok_or(StoreError::NotFound(id))?;
+        let mut past = lock(&self.past);
+        let mut keep = |reason, status, delivery_id: &str, message: &str, pdf: Option<Vec<u8>>| {
+            let next = past.iter().map(|(p, _)| p.id).max().unwrap_or(0) + 1;
+            past.push((
+                PastBooking {
+                    id: next,
+                    shipment_id: id,
+                    delivery_id: delivery_id.to_owned(),
+                    status,
+                    message: message.to_owned(),
+                    has_label: pdf.is_some(),
+                    kept_at: Utc::now(),
+                    reason,
+                },
+                pdf,
+            ));
+        };
+        if r.booking_attempt != attempt {
+            keep(
+                PastBookingReason::Late,
+                o.status,
+                &o.delivery_id,
+                &o.message,
+                o.label_pdf.clone(),
+            );
+            return Ok(BookingRecorded::Aside(r.clone()));
+        }
+        if !r.delivery_id.is_empty() {
+            keep(
+                PastBookingReason::Superseded,
+                r.status,
+                &r.delivery_id,
+                &r.message,
+                label.clone(),
+            );
+        }
+        r.status = o.status;
+        r.delivery_id = o.delivery_id.clone();
+        r.request = o.request.clone();
+        r.message = o.message.clone();
+        r.has_label = o.label_pdf.is_some();
+        r.mailed_at = None;
+        r.updated_at = Utc::now();
+        *label = o.label_pdf.clone();
+        Ok(BookingRecorded::Current(r.clone()))
+    }
+
+    async fn reserve_booking(
+        &self,
+        id: i64,
+        from: ShipmentStatus,
+        attempt: i64,
+        stale_before: DateTime<Utc>,
+    ) -> Result<Option<ShipmentRecord>, StoreError> {
+        let mut rows = self.rows();
+        Ok(match rows.iter_mut().find(|(r, _)| r.id == id) {
+            Some((r, _))
+                if r.status == from
+                    && r.booking_attempt == attempt
+                    && (r.status != ShipmentStatus::Booking || r.updated_at < stale_before) =>
+            {
+                r.status = ShipmentStatus::Booking;
+                r.booking_attempt += 1;
+                r.updated_at = Utc::now();
+                Some(r.clone())
+            }
+            _ => None,
         })
+    }
+
+    async fn start_booking(
+        &self,
+        id: i64,
+        attempt: i64,
+        from: ShipmentStatus,
+    ) -> Result<bool, StoreError> {
+        let mut rows = self.rows();
+        Ok(match rows.iter_mut().find(|(r, _)| r.id == id) {
+            Some((r, _))
+                if r.booking_attempt == attempt
+                    && (r.status == ShipmentStatus::Booking || r.status == from) =>
+            {
+                r.status = ShipmentStatus::Booking;
+                r.updated_at = Utc::now();
+                true
+            }
+            _ => false,
+        })
+    }
+
+    async fn end_booking(
+        &self,
+        id: i64,
+        attempt: i64,
+        to: ShipmentStatus,
+    ) -> Result<bool, StoreError> {
+        let mut rows = self.rows();
+        Ok(match rows.iter_mut().find(|(r, _)| r.id == id) {
+            Some((r, _)) if r.booking_attempt == attempt && r.status == ShipmentStatus::Booking => {
+                r.status = to;
+                r.updated_at = Utc::now();
+                true
+            }
+            _ => false,
+        })
+    }
+
+    async fn past_bookings(&self, id: i64) -> Result<Vec<PastBooking>, StoreError> {
+        Ok(lock(&self.past)
+            .iter()
+            .filter(|(p, _)| p.shipment_id == id)
+            .map(|(p, _)| p.clone())
+            .collect())
+    }
+
+    async fn past_label(&self, id: i64, past_id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(lock(&self.past)
+            .iter()
+            .find(|(p, _)| p.shipment_id == id && p.id == past_id)
+            .and_then(|(_, pdf)| pdf.clone()))
     }
 
     async fn record_tracking(
@@ -126,14 +246,20 @@ impl ShipmentStore for MemoryShipmentStore {
         notes: &str,
         event_date: Option<String>,
     ) -> Result<ShipmentRecord, StoreError> {
-        self.update(id, |r, _| {
+        let mut rows = self.rows();
+        let (r, _) = rows
+            .iter_mut()
+            .find(|(r, _)| r.id == id)
+            .ok_or(StoreError::NotFound(id))?;
+        if r.status != ShipmentStatus::Booking {
             r.status = status;
             r.message = message.to_owned();
             r.notes = notes.to_owned();
             r.tracking_status_created_at = event_date;
             r.tracking_updated_at = Some(Utc::now());
-            r.clone()
-        })
+            r.updated_at = Utc::now();
+        }
+        Ok(r.clone())
     }
 
     async fn mark_mailed(&self, id: i64) -> Result<ShipmentRecord, StoreError> {
@@ -208,7 +334,13 @@ impl ShipmentStore for MemoryShipmentStore {
         Ok(self
             .rows()
             .iter()
-            .filter(|(r, _)| !r.delivery_id.is_empty() && r.status != ShipmentStatus::Delivered)
+            .filter(|(r, _)| {
+                !r.delivery_id.is_empty()
+                    && !matches!(
+                        r.status,
+                        ShipmentStatus::Delivered | ShipmentStatus::Booking
+                    )
+            })
             .map(|(r, _)| r.clone())
             .collect())
     }

@@ -9,10 +9,10 @@ use crate::error::{
 };
 use crate::model::shipment::{BookingRequest, BookingResult, TrackingReport, VendorProfile};
 use crate::model::{
-    ApiToken, BookingOutcome, Claim, DeadJob, Event, EventId, Job, JobId, NewEvent, NewJob,
-    NewWebhook, Order, Principal, Recorded, ShipmentFilter, ShipmentMethod, ShipmentRecord,
-    ShipmentStatus, TokenSecret, Webhook, WebhookEvent, WebhookFilter, WebhookId, WebhookStatus,
-    WebhookSummary,
+    ApiToken, BookingOutcome, BookingRecorded, Claim, DeadJob, Event, EventId, Job, JobId,
+    NewEvent, NewJob, NewWebhook, Order, PastBooking, Principal, Recorded, ShipmentFilter,
+    ShipmentMethod, ShipmentRecord, ShipmentStatus, TokenSecret, Webhook, WebhookEvent,
+    WebhookFilter, WebhookId, WebhookStatus, WebhookSummary,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -197,25 +197,87 @@ pub trait ShipmentStore: Send + Sync {
         method: ShipmentMethod,
     ) -> Result<Claim, StoreError>;
 
-    /// Deletes a shipment still in `BOOKING` (its booking was not attempted, or failed in a way
-    /// that made no shipment), so that a retry can claim it again. Anything else is left alone.
+    /// Deletes a shipment still in `BOOKING` from its claim (booking attempt 0: its booking was
+    /// not attempted, or failed in a way that made no shipment), so that a retry can claim it
+    /// again. Anything else is left alone.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] when the database cannot be reached.
     async fn release(&self, id: i64) -> Result<(), StoreError>;
 
-    /// Records what a booking came to (status, barcode, request, message, label), saved before
-    /// any e-mail is sent.
+    /// Records what a booking made with booking attempt `attempt` came to (status, barcode,
+    /// request, message, label), saved before any e-mail is sent. While the shipment holds
+    /// `attempt`, the booking goes on it ([`BookingRecorded::Current`]) and a barcode it held
+    /// before is kept among its past bookings; otherwise (a later attempt took the shipment)
+    /// the booking is kept among its past bookings ([`BookingRecorded::Aside`]). Either way no
+    /// barcode the carrier returned is lost.
     ///
     /// # Errors
     /// [`StoreError::NotFound`] for an unknown id.
     async fn record_booking(
         &self,
         id: i64,
+        attempt: i64,
         outcome: &BookingOutcome,
-    ) -> Result<ShipmentRecord, StoreError>;
+    ) -> Result<BookingRecorded, StoreError>;
 
-    /// Records a tracking poll: the new status and message, the notes and the event's date.
+    /// Takes a shipment to book it again (an operator's retry): compare-and-set from status
+    /// `from` and booking attempt `attempt` (what the caller saw) to `BOOKING` with the next
+    /// attempt, refused for a shipment `BOOKING` since `stale_before` or later (a booking may be
+    /// in flight). Of two callers racing, one gets the shipment as it now is; `None` for the
+    /// other and whenever the shipment is not as seen.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached.
+    async fn reserve_booking(
+        &self,
+        id: i64,
+        from: ShipmentStatus,
+        attempt: i64,
+        stale_before: DateTime<Utc>,
+    ) -> Result<Option<ShipmentRecord>, StoreError>;
+
+    /// The holder of booking attempt `attempt` starts (or resumes) booking: a shipment with that
+    /// attempt, `BOOKING` or back in `from` (its booking put off), is set `BOOKING` now (which
+    /// renews the lease). `false` when the shipment no longer holds the attempt: book nothing.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached.
+    async fn start_booking(
+        &self,
+        id: i64,
+        attempt: i64,
+        from: ShipmentStatus,
+    ) -> Result<bool, StoreError>;
+
+    /// The holder of booking attempt `attempt` booked nothing: a shipment `BOOKING` with that
+    /// attempt goes back to status `to` (keeping the attempt, so that the holder may resume).
+    /// `false` when it was not so.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached.
+    async fn end_booking(
+        &self,
+        id: i64,
+        attempt: i64,
+        to: ShipmentStatus,
+    ) -> Result<bool, StoreError>;
+
+    /// The bookings the carrier made for a shipment that it no longer (or never) held, oldest
+    /// first.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached.
+    async fn past_bookings(&self, id: i64) -> Result<Vec<PastBooking>, StoreError>;
+
+    /// The label PDF of one of a shipment's past bookings, if kept.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached.
+    async fn past_label(&self, id: i64, past_id: i64) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Records a tracking poll: the new status and message, the notes and the event's date. A
+    /// shipment `BOOKING` (a retry in flight) is left as it is and returned so.
     ///
     /// # Errors
     /// [`StoreError::NotFound`] for an unknown id.
@@ -271,7 +333,7 @@ pub trait ShipmentStore: Send + Sync {
     /// [`StoreError::Unavailable`] when the database cannot be reached.
     async fn list(&self, filter: &ShipmentFilter) -> Result<Vec<ShipmentRecord>, StoreError>;
 
-    /// Shipments to poll: with a barcode and not delivered.
+    /// Shipments to poll: with a barcode, not delivered, and not `BOOKING`.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] when the database cannot be reached.

@@ -7,6 +7,7 @@ use sea_orm_migration::schema::*;
 mod m0005_tokens;
 mod m0006_events;
 mod m0007_jobs_due_index;
+mod m0008_booking_attempts;
 
 /// The connector's migrations, in order.
 #[derive(Debug)]
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0005_tokens::M0005Tokens),
             Box::new(m0006_events::M0006Events),
             Box::new(m0007_jobs_due_index::M0007JobsDueIndex),
+            Box::new(m0008_booking_attempts::M0008BookingAttempts),
         ]
     }
 }

@@ -8,10 +8,11 @@ use super::group::{Batch, GroupWriter};
 use super::inbox::SqlBuilder;
 use super::{Database, boxed, from_millis, millis};
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use domain::error::StoreError;
 use domain::model::{
-    BookingOutcome, Claim, ShipmentFilter, ShipmentMethod, ShipmentRecord, ShipmentStatus,
+    BookingOutcome, BookingRecorded, Claim, PastBooking, PastBookingReason, ShipmentFilter,
+    ShipmentMethod, ShipmentRecord, ShipmentStatus,
 };
 use domain::ports::ShipmentStore;
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, Value};
@@ -20,7 +21,7 @@ use std::sync::{Arc, OnceLock};
 
 const COLUMNS: &str = "id, order_id, vendor_id, method, status, delivery_id, request, message, \
      notes, label_pdf IS NOT NULL, tracking_status_created_at, tracking_updated_at, mailed_at, \
-     created_at, updated_at";
+     created_at, updated_at, booking_attempt";
 
 /// A write to the shipments table, as the group writer takes it.
 #[derive(Clone)]
@@ -31,9 +32,10 @@ enum Write {
         vendor_id: i64,
         method: ShipmentMethod,
     },
-    /// Records a booking's outcome (the label dropped from the row's copy afterwards).
+    /// Records a booking's outcome made with booking attempt `attempt`.
     Record {
         id: i64,
+        attempt: i64,
         outcome: Arc<BookingOutcome>,
     },
     /// Sets `mailed_at`.
@@ -46,6 +48,8 @@ enum Write {
 enum Written {
     /// The shipment a claim created (none when it existed) or a mail mark updated.
     Record(Option<ShipmentRecord>),
+    /// Where a booking went (none for an unknown shipment).
+    Booking(Option<BookingRecorded>),
     /// The rows a statement returned.
     Rows(Vec<QueryResult>),
 }
@@ -57,10 +61,11 @@ struct ShipmentWrites {
     backend: DbBackend,
 }
 
-/// `UPDATE shipments SET <the outcome> WHERE id = <id>`.
+/// `UPDATE shipments SET <the outcome> WHERE id = <id> AND booking_attempt = <attempt>`.
 fn record_booking_statement(
     backend: DbBackend,
     id: i64,
+    attempt: i64,
     outcome: &BookingOutcome,
     now: i64,
 ) -> SqlBuilder {
@@ -78,7 +83,86 @@ fn record_booking_statement(
     b.param(now.into());
     b.sql.push_str(" WHERE id = ");
     b.param(id.into());
+    b.sql.push_str(" AND booking_attempt = ");
+    b.param(attempt.into());
     b
+}
+
+/// Keeps the booking the shipment holds among its past bookings, as superseded, when it has a
+/// barcode and still holds `attempt` (run before the booking that replaces it is written).
+fn keep_superseded_statement(backend: DbBackend, id: i64, attempt: i64, now: i64) -> SqlBuilder {
+    let mut b = SqlBuilder::new(
+        backend,
+        format!(
+            "INSERT INTO shipment_bookings ({PAST_INSERT_COLUMNS}) SELECT id, delivery_id, \
+             status, message, request, label_pdf, "
+        ),
+    );
+    b.param(now.into());
+    b.sql.push_str(", 'superseded' FROM shipments WHERE id = ");
+    b.param(id.into());
+    b.sql.push_str(" AND booking_attempt = ");
+    b.param(attempt.into());
+    b.sql.push_str(" AND delivery_id <> ''");
+    b
+}
+
+/// Keeps a booking that came back after another attempt took its shipment, as late.
+fn keep_late_statement(
+    backend: DbBackend,
+    id: i64,
+    outcome: &BookingOutcome,
+    now: i64,
+) -> SqlBuilder {
+    let mut b = SqlBuilder::new(
+        backend,
+        format!("INSERT INTO shipment_bookings ({PAST_INSERT_COLUMNS}) VALUES "),
+    );
+    b.row(
+        0,
+        [
+            id.into(),
+            outcome.delivery_id.clone().into(),
+            outcome.status.as_str().into(),
+            outcome.message.clone().into(),
+            outcome.request.clone().into(),
+            Value::Bytes(outcome.label_pdf.clone()),
+            now.into(),
+            PastBookingReason::Late.as_str().into(),
+        ],
+    );
+    b
+}
+
+const PAST_INSERT_COLUMNS: &str =
+    "shipment_id, delivery_id, status, message, request, label_pdf, kept_at, reason";
+
+/// Records a booking that did not go on its shipment (the attempt was taken): kept as late,
+/// and the shipment as it is returned. `None` for an unknown shipment.
+async fn keep_late<C: ConnectionTrait>(
+    conn: &C,
+    backend: DbBackend,
+    id: i64,
+    outcome: &BookingOutcome,
+    now: i64,
+) -> Result<Option<BookingRecorded>, DbErr> {
+    let mut select = SqlBuilder::new(
+        backend,
+        format!("SELECT {COLUMNS} FROM shipments WHERE id = "),
+    );
+    select.param(id.into());
+    let Some(row) = conn.query_one_raw(select.build()).await? else {
+        return Ok(None);
+    };
+    conn.execute_raw(keep_late_statement(backend, id, outcome, now).build())
+        .await?;
+    tracing::error!(
+        shipment_id = id,
+        barcode = %outcome.delivery_id,
+        "shipment {id}: a booking came back after another attempt had taken the shipment; \
+         kept among its past bookings with its label"
+    );
+    Ok(Some(BookingRecorded::Aside(record(&row).map_err(corrupt)?)))
 }
 
 /// [`COLUMNS`] qualified with the table's name (for statements that join another).
@@ -108,10 +192,13 @@ impl Batch for ShipmentWrites {
             match w {
                 Write::Statement(_) => alone += 1,
                 Write::Claim { .. } => claims = true,
-                Write::Record { id, .. } => {
-                    bookings = true;
-                    if !booked.insert(*id) {
-                        alone += 1;
+                Write::Record { id, attempt, .. } => {
+                    // A retry's booking (attempt > 0) may replace one: written alone, after
+                    // keeping the one it replaces.
+                    if *attempt > 0 || !booked.insert(*id) {
+                        alone += 2;
+                    } else {
+                        bookings = true;
                     }
                 }
                 Write::Mailed { .. } => marks = true,
@@ -183,8 +270,9 @@ impl Batch for ShipmentWrites {
             }
         }
 
-        // Bookings: one UPDATE from a list of values (a shipment named twice is written again
-        // alone, after).
+        // First bookings (attempt 0, on a claim: nothing to replace): one UPDATE from a list of
+        // values, for the shipments that still hold attempt 0. A retry's booking, and a shipment
+        // named twice, is written alone, after.
         let mut values = SqlBuilder::new(
             self.backend,
             "WITH v (v_id, v_status, v_delivery_id, v_request, v_message, v_label, v_at) AS \
@@ -194,10 +282,15 @@ impl Batch for ShipmentWrites {
         let mut bookings: HashMap<i64, usize> = HashMap::new();
         let mut again = Vec::new();
         for (i, w) in requests.iter().enumerate() {
-            let Write::Record { id, outcome } = w else {
+            let Write::Record {
+                id,
+                attempt,
+                outcome,
+            } = w
+            else {
                 continue;
             };
-            if bookings.contains_key(id) {
+            if *attempt > 0 || bookings.contains_key(id) {
                 again.push(i);
                 continue;
             }
@@ -220,7 +313,7 @@ impl Batch for ShipmentWrites {
                 ") UPDATE shipments SET status = v.v_status, delivery_id = v.v_delivery_id, \
                  request = v.v_request, message = v.v_message, label_pdf = v.v_label, \
                  mailed_at = NULL, updated_at = v.v_at FROM v WHERE shipments.id = v.v_id \
-                 RETURNING ",
+                 AND shipments.booking_attempt = 0 RETURNING ",
             );
             values.sql.push_str(&qualified_columns());
             let mut recorded = HashMap::new();
@@ -229,18 +322,36 @@ impl Batch for ShipmentWrites {
                 recorded.insert(r.id, r);
             }
             for (id, i) in bookings {
-                out[i] = Some(Written::Record(recorded.remove(&id)));
+                out[i] = Some(Written::Booking(match recorded.remove(&id) {
+                    Some(r) => Some(BookingRecorded::Current(r)),
+                    // A retry took the shipment meanwhile (or there is none).
+                    None => {
+                        let Write::Record { outcome, .. } = &requests[i] else {
+                            continue;
+                        };
+                        keep_late(txn, self.backend, id, outcome, now).await?
+                    }
+                }));
             }
         }
         for i in again {
-            if let Write::Record { id, outcome } = &requests[i] {
-                let mut b = record_booking_statement(self.backend, *id, outcome, now);
+            if let Write::Record {
+                id,
+                attempt,
+                outcome,
+            } = &requests[i]
+            {
+                let (id, attempt) = (*id, *attempt);
+                txn.execute_raw(keep_superseded_statement(self.backend, id, attempt, now).build())
+                    .await?;
+                let mut b = record_booking_statement(self.backend, id, attempt, outcome, now);
                 b.sql.push_str(" RETURNING ");
                 b.sql.push_str(COLUMNS);
                 let row = txn.query_all_raw(b.build()).await?;
-                out[i] = Some(Written::Record(
-                    row.first().map(record).transpose().map_err(corrupt)?,
-                ));
+                out[i] = Some(Written::Booking(match row.first() {
+                    Some(row) => Some(BookingRecorded::Current(record(row).map_err(corrupt)?)),
+                    None => keep_late(txn, self.backend, id, outcome, now).await?,
+                }));
             }
         }
 
@@ -310,7 +421,9 @@ impl SqlShipmentStore {
     async fn write_statement(&self, b: SqlBuilder) -> Result<Vec<QueryResult>, StoreError> {
         match self.write(Write::Statement(b.build())).await? {
             Written::Rows(rows) => Ok(rows),
-            Written::Record(_) => Err(StoreError::Unexpected("rows expected".into())),
+            Written::Record(_) | Written::Booking(_) => {
+                Err(StoreError::Unexpected("rows expected".into()))
+            }
         }
     }
 
@@ -357,6 +470,30 @@ fn unavailable(e: DbErr) -> StoreError {
     StoreError::Unavailable(boxed(e))
 }
 
+fn past_booking(row: &QueryResult) -> Result<PastBooking, StoreError> {
+    let get = |e: DbErr| StoreError::Unexpected(boxed(e));
+    let status: String = row.try_get_by_index(3).map_err(get)?;
+    let reason: String = row.try_get_by_index(7).map_err(get)?;
+    let has_label: bool = row
+        .try_get_by_index::<bool>(5)
+        .or_else(|_| row.try_get_by_index::<i64>(5).map(|v| v != 0))
+        .map_err(get)?;
+    Ok(PastBooking {
+        id: row.try_get_by_index(0).map_err(get)?,
+        shipment_id: row.try_get_by_index(1).map_err(get)?,
+        delivery_id: row.try_get_by_index(2).map_err(get)?,
+        status: status
+            .parse()
+            .map_err(|e: String| StoreError::Unexpected(e.into()))?,
+        message: row.try_get_by_index(4).map_err(get)?,
+        has_label,
+        kept_at: from_millis(row.try_get_by_index(6).map_err(get)?),
+        reason: reason
+            .parse()
+            .map_err(|e: String| StoreError::Unexpected(e.into()))?,
+    })
+}
+
 fn record(row: &QueryResult) -> Result<ShipmentRecord, StoreError> {
     let get = |e: DbErr| StoreError::Unexpected(boxed(e));
     let method: String = row.try_get_by_index(3).map_err(get)?;
@@ -391,6 +528,7 @@ fn record(row: &QueryResult) -> Result<ShipmentRecord, StoreError> {
             .map(from_millis),
         created_at: from_millis(row.try_get_by_index(13).map_err(get)?),
         updated_at: from_millis(row.try_get_by_index(14).map_err(get)?),
+        booking_attempt: row.try_get_by_index(15).map_err(get)?,
     })
 }
 
@@ -429,7 +567,7 @@ impl ShipmentStore for SqlShipmentStore {
         b.param(id.into());
         b.sql.push_str(" AND status = ");
         b.param(ShipmentStatus::Booking.as_str().into());
-        b.sql.push_str(" RETURNING id");
+        b.sql.push_str(" AND booking_attempt = 0 RETURNING id");
         self.write_statement(b).await?;
         Ok(())
     }
@@ -437,12 +575,125 @@ impl ShipmentStore for SqlShipmentStore {
     async fn record_booking(
         &self,
         id: i64,
+        attempt: i64,
         outcome: &BookingOutcome,
-    ) -> Result<ShipmentRecord, StoreError> {
+    ) -> Result<BookingRecorded, StoreError> {
         let outcome = Arc::new(outcome.clone());
-        match self.write(Write::Record { id, outcome }).await? {
-            Written::Record(Some(r)) => Ok(r),
+        match self
+            .write(Write::Record {
+                id,
+                attempt,
+                outcome,
+            })
+            .await?
+        {
+            Written::Booking(Some(r)) => Ok(r),
             _ => Err(StoreError::NotFound(id)),
+        }
+    }
+
+    async fn reserve_booking(
+        &self,
+        id: i64,
+        from: ShipmentStatus,
+        attempt: i64,
+        stale_before: DateTime<Utc>,
+    ) -> Result<Option<ShipmentRecord>, StoreError> {
+        let mut b = SqlBuilder::new(
+            self.db.backend(),
+            "UPDATE shipments SET status = 'BOOKING', booking_attempt = booking_attempt + 1, \
+             updated_at = "
+                .into(),
+        );
+        b.param(millis(Utc::now()).into());
+        b.sql.push_str(" WHERE id = ");
+        b.param(id.into());
+        b.sql.push_str(" AND status = ");
+        b.param(from.as_str().into());
+        b.sql.push_str(" AND booking_attempt = ");
+        b.param(attempt.into());
+        b.sql.push_str(" AND (status <> 'BOOKING' OR updated_at < ");
+        b.param(millis(stale_before).into());
+        b.sql.push(')');
+        self.write_record(b).await
+    }
+
+    async fn start_booking(
+        &self,
+        id: i64,
+        attempt: i64,
+        from: ShipmentStatus,
+    ) -> Result<bool, StoreError> {
+        let mut b = SqlBuilder::new(
+            self.db.backend(),
+            "UPDATE shipments SET status = 'BOOKING', updated_at = ".into(),
+        );
+        b.param(millis(Utc::now()).into());
+        b.sql.push_str(" WHERE id = ");
+        b.param(id.into());
+        b.sql.push_str(" AND booking_attempt = ");
+        b.param(attempt.into());
+        b.sql.push_str(" AND status IN ('BOOKING', ");
+        b.param(from.as_str().into());
+        b.sql.push_str(") RETURNING id");
+        Ok(!self.write_statement(b).await?.is_empty())
+    }
+
+    async fn end_booking(
+        &self,
+        id: i64,
+        attempt: i64,
+        to: ShipmentStatus,
+    ) -> Result<bool, StoreError> {
+        let mut b = SqlBuilder::new(self.db.backend(), "UPDATE shipments SET status = ".into());
+        b.param(to.as_str().into());
+        b.sql.push_str(", updated_at = ");
+        b.param(millis(Utc::now()).into());
+        b.sql.push_str(" WHERE id = ");
+        b.param(id.into());
+        b.sql.push_str(" AND booking_attempt = ");
+        b.param(attempt.into());
+        b.sql.push_str(" AND status = 'BOOKING' RETURNING id");
+        Ok(!self.write_statement(b).await?.is_empty())
+    }
+
+    async fn past_bookings(&self, id: i64) -> Result<Vec<PastBooking>, StoreError> {
+        let mut b = SqlBuilder::new(
+            self.db.backend(),
+            "SELECT id, shipment_id, delivery_id, status, message, label_pdf IS NOT NULL, \
+             kept_at, reason FROM shipment_bookings WHERE shipment_id = "
+                .into(),
+        );
+        b.param(id.into());
+        b.sql.push_str(" ORDER BY id");
+        let rows = self
+            .db
+            .reader()
+            .query_all_raw(b.build())
+            .await
+            .map_err(unavailable)?;
+        rows.iter().map(past_booking).collect()
+    }
+
+    async fn past_label(&self, id: i64, past_id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut b = SqlBuilder::new(
+            self.db.backend(),
+            "SELECT label_pdf FROM shipment_bookings WHERE shipment_id = ".into(),
+        );
+        b.param(id.into());
+        b.sql.push_str(" AND id = ");
+        b.param(past_id.into());
+        let row = self
+            .db
+            .reader()
+            .query_one_raw(b.build())
+            .await
+            .map_err(unavailable)?;
+        match row {
+            Some(r) => r
+                .try_get_by_index::<Option<Vec<u8>>>(0)
+                .map_err(|e| StoreError::Unexpected(boxed(e))),
+            None => Ok(None),
         }
     }
 
@@ -469,7 +720,12 @@ impl ShipmentStore for SqlShipmentStore {
         b.param(now.into());
         b.sql.push_str(" WHERE id = ");
         b.param(id.into());
-        self.write_record(b).await?.ok_or(StoreError::NotFound(id))
+        // A shipment being booked again is left alone: its tracking is the new booking's.
+        b.sql.push_str(" AND status <> 'BOOKING'");
+        if let Some(r) = self.write_record(b).await? {
+            return Ok(r);
+        }
+        self.get(id).await?.ok_or(StoreError::NotFound(id))
     }
 
     async fn mark_mailed(&self, id: i64) -> Result<ShipmentRecord, StoreError> {
@@ -562,8 +818,9 @@ impl ShipmentStore for SqlShipmentStore {
     }
 
     async fn to_track(&self) -> Result<Vec<ShipmentRecord>, StoreError> {
-        let mut b = self.select("WHERE delivery_id <> '' AND status <> ");
+        let mut b = self.select("WHERE delivery_id <> '' AND status NOT IN ('BOOKING', ");
         b.param(ShipmentStatus::Delivered.as_str().into());
+        b.sql.push(')');
         b.sql.push_str(" ORDER BY id");
         self.many(b).await
     }

@@ -100,7 +100,12 @@ async fn many_jobs_writing_at_once_each_get_their_own_row() {
                     message: format!("answer {order}"),
                     label_pdf: (order % 5 != 0).then(|| format!("%PDF {order}").into_bytes()),
                 };
-                let s = store.record_booking(id, &outcome).await.expect("recorded");
+                let s = store
+                    .record_booking(id, 0, &outcome)
+                    .await
+                    .expect("recorded")
+                    .current()
+                    .expect("on the shipment");
                 assert_eq!(
                     (
                         s.id,
@@ -165,9 +170,11 @@ async fn a_booking_is_recorded_with_its_label_then_tracked() {
             label_pdf: Some(b"%PDF-1.4 label".to_vec()),
         };
         let booked = store
-            .record_booking(claimed.id, &outcome)
+            .record_booking(claimed.id, 0, &outcome)
             .await
-            .expect("record");
+            .expect("record")
+            .current()
+            .expect("on the shipment");
         assert_eq!(booked.status, ShipmentStatus::LabelSent, "{backend}");
         assert_eq!(booked.delivery_id, "yyy", "{backend}");
         assert!(booked.has_label, "{backend}");
@@ -289,5 +296,168 @@ async fn status_changes_are_compare_and_set_and_listing_filters_newest_first() {
             .await
             .expect("list");
         assert_eq!(page.iter().map(|s| s.id).collect::<Vec<_>>(), vec![ids[1]]);
+    }
+}
+
+fn booked(barcode: &str, label: &[u8]) -> BookingOutcome {
+    BookingOutcome {
+        status: ShipmentStatus::LabelSent,
+        delivery_id: barcode.into(),
+        request: "{}".into(),
+        message: "OK".into(),
+        label_pdf: Some(label.to_vec()),
+    }
+}
+
+/// Booking attempts, as every `ShipmentStore` keeps them: at most one booking in flight per
+/// shipment, and no barcode the carrier returned is ever dropped.
+async fn booking_attempts_hold(store: &dyn ShipmentStore, backend: &str) {
+    use chrono::{TimeDelta, Utc};
+    use domain::model::{BOOKING_LEASE, BookingRecorded, PastBookingReason};
+    let Claim::Claimed(s) = store
+        .claim(77, 6, ShipmentMethod::Koiki)
+        .await
+        .expect("claim")
+    else {
+        panic!("{backend}: new")
+    };
+    assert_eq!(s.booking_attempt, 0, "{backend}");
+    let first = store
+        .record_booking(s.id, 0, &booked("B1", b"%PDF-1"))
+        .await
+        .expect("record");
+    assert!(matches!(first, BookingRecorded::Current(_)), "{backend}");
+
+    // Two retries at once, from what both saw: one takes the shipment.
+    let stale = Utc::now() - BOOKING_LEASE;
+    let (a, b) = tokio::join!(
+        store.reserve_booking(s.id, ShipmentStatus::LabelSent, 0, stale),
+        store.reserve_booking(s.id, ShipmentStatus::LabelSent, 0, stale)
+    );
+    let taken: Vec<_> = [a.expect("a"), b.expect("b")]
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(taken.len(), 1, "{backend}: one retry takes it");
+    let held = &taken[0];
+    assert_eq!(
+        (held.status, held.booking_attempt),
+        (ShipmentStatus::Booking, 1),
+        "{backend}"
+    );
+    // While it is in flight, nobody else takes it, whatever they saw.
+    assert!(
+        store
+            .reserve_booking(s.id, ShipmentStatus::Booking, 1, stale)
+            .await
+            .expect("reserve")
+            .is_none(),
+        "{backend}: in flight"
+    );
+    // A tracking poll meanwhile leaves it alone, and it is not polled.
+    let polled = store
+        .record_tracking(s.id, ShipmentStatus::InProcess, "moving", "", None)
+        .await
+        .expect("tracking");
+    assert_eq!(polled.status, ShipmentStatus::Booking, "{backend}");
+    assert!(
+        store
+            .to_track()
+            .await
+            .expect("to track")
+            .iter()
+            .all(|t| t.id != s.id),
+        "{backend}"
+    );
+    // Put off (the carrier could not be reached) and resumed by the same holder.
+    assert!(
+        store
+            .end_booking(s.id, 1, ShipmentStatus::LabelSent)
+            .await
+            .expect("end"),
+        "{backend}"
+    );
+    assert!(
+        !store
+            .start_booking(s.id, 0, ShipmentStatus::LabelSent)
+            .await
+            .expect("start"),
+        "{backend}: an older attempt cannot"
+    );
+    assert!(
+        store
+            .start_booking(s.id, 1, ShipmentStatus::LabelSent)
+            .await
+            .expect("start"),
+        "{backend}"
+    );
+    // Its lease runs out (its worker died, say): another retry takes the shipment.
+    let later = store
+        .reserve_booking(
+            s.id,
+            ShipmentStatus::Booking,
+            1,
+            Utc::now() + TimeDelta::seconds(1),
+        )
+        .await
+        .expect("reserve")
+        .expect("taken after the lease");
+    assert_eq!(later.booking_attempt, 2, "{backend}");
+    let current = store
+        .record_booking(s.id, 2, &booked("B2", b"%PDF-2"))
+        .await
+        .expect("record")
+        .current()
+        .expect("on the shipment");
+    assert_eq!(current.delivery_id, "B2", "{backend}");
+    // The first holder's booking comes back after all: kept aside, not dropped.
+    let late = store
+        .record_booking(s.id, 1, &booked("B3", b"%PDF-3"))
+        .await
+        .expect("record");
+    let BookingRecorded::Aside(now) = late else {
+        panic!("{backend}: kept aside: {late:?}")
+    };
+    assert_eq!(now.delivery_id, "B2", "{backend}: the shipment keeps B2");
+    assert_eq!(
+        store.label(s.id).await.expect("label").as_deref(),
+        Some(&b"%PDF-2"[..]),
+        "{backend}"
+    );
+    let past = store.past_bookings(s.id).await.expect("past");
+    let seen: Vec<_> = past
+        .iter()
+        .map(|p| (p.delivery_id.as_str(), p.reason, p.has_label))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("B1", PastBookingReason::Superseded, true),
+            ("B3", PastBookingReason::Late, true)
+        ],
+        "{backend}"
+    );
+    for (p, pdf) in past.iter().zip([&b"%PDF-1"[..], &b"%PDF-3"[..]]) {
+        assert_eq!(
+            store
+                .past_label(s.id, p.id)
+                .await
+                .expect("label")
+                .as_deref(),
+            Some(pdf),
+            "{backend}"
+        );
+    }
+    // A first booking's claim is released only while nobody took it again.
+    store.release(s.id).await.expect("release");
+    assert!(store.get(s.id).await.expect("get").is_some(), "{backend}");
+}
+
+#[tokio::test]
+async fn booking_attempts_hold_on_every_store() {
+    booking_attempts_hold(&domain::memory::MemoryShipmentStore::new(), "memory").await;
+    for (backend, db) in TestDb::all().await {
+        let (database, _, _, _) = open(&db).await;
+        booking_attempts_hold(&SqlShipmentStore::new(database), backend).await;
     }
 }

@@ -257,6 +257,7 @@ async fn dead_jobs_are_listed_shown_and_requeued() {
         let kind = JobKind::RetryShipment {
             shipment_id: 999,
             force: false,
+            held: None,
         };
         queue
             .port

@@ -35,6 +35,7 @@ async fn shipment(
     store
         .record_booking(
             s.id,
+            0,
             &BookingOutcome {
                 status,
                 delivery_id: barcode.into(),

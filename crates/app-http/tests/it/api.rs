@@ -6,8 +6,8 @@
 use crate::helpers::{TestApp, TestDb, settings, sign};
 use adapters::db::{SqlJobQueue, SqlShipmentStore, SqlTokenStore};
 use domain::model::{
-    BookingOutcome, Claim, JobKind, NewJob, Principal, ShipmentMethod, ShipmentStatus, WebhookId,
-    WebhookStatus,
+    BookingOutcome, Claim, HeldBooking, JobKind, NewJob, Principal, ShipmentMethod, ShipmentStatus,
+    WebhookId, WebhookStatus,
 };
 use domain::ports::{JobQueue, ShipmentStore, TokenStore, WebhookInbox};
 use reqwest::Method;
@@ -99,6 +99,7 @@ impl Api {
         self.store
             .record_booking(
                 s.id,
+                0,
                 &BookingOutcome {
                     status,
                     delivery_id: barcode.into(),
@@ -735,9 +736,23 @@ async fn actions_enqueue_their_jobs_and_unsafe_ones_are_refused_409() {
             api.job(body["job_id"].as_i64().expect("job id")).await,
             JobKind::RetryShipment {
                 shipment_id: booked,
-                force: true
+                force: true,
+                held: Some(HeldBooking {
+                    attempt: 1,
+                    previous: ShipmentStatus::LabelSent
+                }),
             },
             "{backend}"
+        );
+        // The same again (a double click, a second operator) while that booking is pending:
+        // refused, forced or not; one booking in flight per shipment.
+        let (status, body) = post(format!("/api/v1/shipments/{booked}/retry?force=true")).await;
+        assert_error(
+            status,
+            &body,
+            409,
+            "refused",
+            &format!("{backend} in flight"),
         );
         let (status, body) = post(format!("/api/v1/shipments/{refused}/retry")).await;
         assert_eq!(status, 202, "{backend}: {body}");
@@ -745,7 +760,11 @@ async fn actions_enqueue_their_jobs_and_unsafe_ones_are_refused_409() {
             api.job(body["job_id"].as_i64().expect("job id")).await,
             JobKind::RetryShipment {
                 shipment_id: refused,
-                force: false
+                force: false,
+                held: Some(HeldBooking {
+                    attempt: 1,
+                    previous: ShipmentStatus::ErrorFromBody
+                }),
             },
             "{backend}"
         );
@@ -824,6 +843,15 @@ async fn actions_enqueue_their_jobs_and_unsafe_ones_are_refused_409() {
             )
             .await
             .expect("processed");
+        // The forced retry above is done (as its worker would leave it, nothing booked): a
+        // forced replay books the order's shipment again.
+        assert!(
+            api.store
+                .end_booking(booked, 1, ShipmentStatus::LabelSent)
+                .await
+                .expect("end"),
+            "{backend}"
+        );
         let (status, body) = post(format!("/api/v1/webhooks/{webhook}/replay?force=true")).await;
         assert_eq!(status, 202, "{backend}: {body}");
         let retries = body["retry_job_ids"].as_array().expect("retry jobs");
@@ -832,7 +860,11 @@ async fn actions_enqueue_their_jobs_and_unsafe_ones_are_refused_409() {
             api.job(retries[0].as_i64().expect("id")).await,
             JobKind::RetryShipment {
                 shipment_id: booked,
-                force: true
+                force: true,
+                held: Some(HeldBooking {
+                    attempt: 2,
+                    previous: ShipmentStatus::LabelSent
+                }),
             },
             "{backend}"
         );
@@ -867,6 +899,50 @@ async fn actions_enqueue_their_jobs_and_unsafe_ones_are_refused_409() {
         assert_error(status, &body, 404, "not_found", &format!("{backend} again"));
         let (status, body) = post("/api/v1/dead/x/requeue".into()).await;
         assert_error(status, &body, 400, "invalid_parameter", backend);
+        api.app.stop().await;
+    }
+}
+
+/// Two forced retries of one shipment at the same moment (two operators, a double click on the
+/// dashboard): one is accepted, the other refused, and one job is enqueued: the carrier is asked
+/// for one parcel.
+#[tokio::test]
+async fn two_simultaneous_forced_retries_enqueue_one_booking() {
+    for (backend, db) in TestDb::all().await {
+        let api = Api::start(&db).await;
+        let id = api
+            .shipment(
+                51,
+                6,
+                ShipmentMethod::Koiki,
+                ShipmentStatus::LabelSent,
+                "BAR51",
+                Some(b"%PDF"),
+            )
+            .await;
+        let path = format!("/api/v1/shipments/{id}/retry?force=true");
+        let mut answers = Vec::new();
+        for _ in 0..5 {
+            let (a, b) = tokio::join!(
+                api.json(Method::POST, &path, &api.admin),
+                api.json(Method::POST, &path, &api.admin)
+            );
+            answers.push(a.0);
+            answers.push(b.0);
+        }
+        answers.sort_unstable();
+        assert_eq!(
+            answers,
+            [202, 409, 409, 409, 409, 409, 409, 409, 409, 409],
+            "{backend}"
+        );
+        assert_eq!(
+            api.app
+                .count("SELECT COUNT(*) FROM jobs WHERE kind = 'retry_shipment'")
+                .await,
+            1,
+            "{backend}"
+        );
         api.app.stop().await;
     }
 }

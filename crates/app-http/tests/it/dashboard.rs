@@ -80,6 +80,7 @@ async fn an_admin_signs_in_sees_a_webhook_arrive_live_and_retries_a_shipment() {
     store
         .record_booking(
             refused.id,
+            0,
             &BookingOutcome {
                 status: ShipmentStatus::ErrorFromBody,
                 delivery_id: String::new(),

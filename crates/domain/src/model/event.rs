@@ -45,6 +45,9 @@ pub enum EventKind {
     ShipmentRefused,
     /// A local-pickup shipment, recorded as delivered.
     ShipmentPickedUp,
+    /// A booking came back after another booking of its shipment had started: a second parcel,
+    /// kept among the shipment's past bookings with its label.
+    BookingKeptAside,
     /// A shipment's label was mailed to its vendor.
     LabelMailed,
     /// A refused booking was mailed to the admins.
@@ -57,7 +60,7 @@ pub enum EventKind {
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [EventKind; 12] = [
+    pub const ALL: [EventKind; 13] = [
         EventKind::WebhookReceived,
         EventKind::JobStarted,
         EventKind::JobSucceeded,
@@ -66,6 +69,7 @@ impl EventKind {
         EventKind::ShipmentBooked,
         EventKind::ShipmentRefused,
         EventKind::ShipmentPickedUp,
+        EventKind::BookingKeptAside,
         EventKind::LabelMailed,
         EventKind::BookingErrorMailed,
         EventKind::TrackingChanged,
@@ -83,6 +87,7 @@ impl EventKind {
             EventKind::ShipmentBooked => "shipment_booked",
             EventKind::ShipmentRefused => "shipment_refused",
             EventKind::ShipmentPickedUp => "shipment_picked_up",
+            EventKind::BookingKeptAside => "booking_kept_aside",
             EventKind::LabelMailed => "label_mailed",
             EventKind::BookingErrorMailed => "booking_error_mailed",
             EventKind::TrackingChanged => "tracking_changed",

@@ -1,5 +1,6 @@
 //! Background jobs: what the worker runs.
 
+use super::shipment::ShipmentStatus;
 use super::webhook::WebhookId;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -51,6 +52,12 @@ pub enum JobKind {
         /// Book even though a booking was made already.
         #[serde(default)]
         force: bool,
+        /// The booking attempt the operator's request took
+        /// ([`crate::ports::ShipmentStore::reserve_booking`]) and the status the shipment had
+        /// before; the job books only while the shipment still holds that attempt. `None` (a
+        /// replay's retries, jobs from before attempts existed): the job takes one itself.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        held: Option<HeldBooking>,
     },
     /// Deletes the events older than the retention (`events.retention_days`): the hourly
     /// schedule of workers that record events.
@@ -61,6 +68,16 @@ pub enum JobKind {
         /// Any number.
         tag: u64,
     },
+}
+
+/// A booking attempt held for a [`JobKind::RetryShipment`] job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldBooking {
+    /// The shipment's booking attempt the job may book with.
+    pub attempt: i64,
+    /// The status the shipment goes back to when nothing is booked (the carrier cannot be
+    /// reached, the order cannot be booked any more).
+    pub previous: ShipmentStatus,
 }
 
 impl JobKind {

@@ -15,11 +15,14 @@ pub mod webhook;
 
 pub use customer::Customer;
 pub use event::{Event, EventId, EventKind, NewEvent};
-pub use job::{DeadJob, Job, JobId, JobKind, Lease, NewJob};
+pub use job::{DeadJob, HeldBooking, Job, JobId, JobKind, Lease, NewJob};
 pub use order::{Address, Billing, LineItem, MetaData, Order, ShippingLine};
 pub use payload::PayloadError;
 pub use shipment::{ShipmentMethod, ShipmentStatus};
-pub use shipment_record::{BookingOutcome, Claim, ShipmentFilter, ShipmentRecord};
+pub use shipment_record::{
+    BOOKING_LEASE, BookingOutcome, BookingRecorded, Claim, PastBooking, PastBookingReason,
+    ShipmentFilter, ShipmentRecord,
+};
 pub use token::{ApiToken, Principal, TokenHash, TokenSecret};
 pub use webhook::{
     NewWebhook, RecordOutcome, Recorded, Resource, Webhook, WebhookEvent, WebhookFilter, WebhookId,

@@ -101,9 +101,19 @@ pub struct ShipmentRecord {
     pub mailed_at: Option<DateTime<Utc>>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
-    /// When it last changed.
+    /// When it last changed (while `BOOKING`: when its booking started or was last resumed).
     pub updated_at: DateTime<Utc>,
+    /// Which booking of the shipment the row is for: 0 for the first (the claim's), one more
+    /// each time an operator's retry takes the shipment to book it again. Whoever books holds
+    /// an attempt, and records its booking only while the row still has it.
+    pub booking_attempt: i64,
 }
+
+/// How long a booking in flight holds its shipment: a shipment `BOOKING` for less than this is
+/// not taken by another retry, forced or not (at most one booking in flight per shipment). Far
+/// longer than any carrier call may take (`shipping.http_timeout_secs`, 30 s by default), so a
+/// shipment still `BOOKING` after it was left by a worker that died.
+pub const BOOKING_LEASE: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
 
 impl fmt::Debug for ShipmentRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -128,6 +138,89 @@ pub enum Claim {
     Claimed(ShipmentRecord),
     /// A shipment already exists (booked, failed, or being booked by someone else).
     Exists(ShipmentRecord),
+}
+
+/// Where [`crate::ports::ShipmentStore::record_booking`] put a booking.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BookingRecorded {
+    /// On the shipment: it now holds this booking (a booking it held before, if any, is kept
+    /// among its past bookings).
+    Current(ShipmentRecord),
+    /// Beside the shipment, among its past bookings: another booking of it had started
+    /// meanwhile (a retry took it after the lease ran out), so this one is kept, with its
+    /// barcode and label, without replacing the other. The record is the shipment as it is.
+    Aside(ShipmentRecord),
+}
+
+impl BookingRecorded {
+    /// The shipment as it now is.
+    pub fn shipment(&self) -> &ShipmentRecord {
+        match self {
+            BookingRecorded::Current(s) | BookingRecorded::Aside(s) => s,
+        }
+    }
+
+    /// The shipment, when it now holds this booking.
+    pub fn current(self) -> Option<ShipmentRecord> {
+        match self {
+            BookingRecorded::Current(s) => Some(s),
+            BookingRecorded::Aside(_) => None,
+        }
+    }
+}
+
+/// Why a booking is among a shipment's past bookings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PastBookingReason {
+    /// A retry booked the shipment again: this was its booking before.
+    Superseded,
+    /// It came back after another booking of the shipment had started: a second parcel.
+    Late,
+}
+
+impl PastBookingReason {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PastBookingReason::Superseded => "superseded",
+            PastBookingReason::Late => "late",
+        }
+    }
+}
+
+impl FromStr for PastBookingReason {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "superseded" => Ok(PastBookingReason::Superseded),
+            "late" => Ok(PastBookingReason::Late),
+            other => Err(format!("unknown past booking reason {other:?}")),
+        }
+    }
+}
+
+/// A booking the carrier made for a shipment that the shipment no longer (or never) held:
+/// kept so that no parcel booked is forgotten.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PastBooking {
+    /// Its id among past bookings.
+    pub id: i64,
+    /// The shipment it was made for.
+    pub shipment_id: i64,
+    /// The carrier's barcode, empty when the booking was refused.
+    pub delivery_id: String,
+    /// What the booking came to.
+    pub status: ShipmentStatus,
+    /// The carrier's message.
+    pub message: String,
+    /// Whether its label PDF is kept.
+    pub has_label: bool,
+    /// When it was kept here: when the booking that superseded it was recorded, or when a late
+    /// booking came back.
+    pub kept_at: DateTime<Utc>,
+    /// Why it is here.
+    pub reason: PastBookingReason,
 }
 
 /// What a booking attempt came to, recorded on its shipment.

@@ -14,7 +14,9 @@
 use super::shipping::{ShippingMethods, build_envio, pair_results, plan};
 use crate::error::{JobError, ShopError, Transience, error_chain};
 use crate::model::shipment::{BookingRequest, BookingResult, Envio};
-use crate::model::{BookingOutcome, Claim, Order, ShipmentMethod, ShipmentRecord, ShipmentStatus};
+use crate::model::{
+    BookingOutcome, BookingRecorded, Claim, Order, ShipmentMethod, ShipmentRecord, ShipmentStatus,
+};
 use crate::ports::{ShipmentStore, ShippingProvider, Shop};
 
 /// The ports fulfilment uses.
@@ -108,6 +110,29 @@ pub(crate) fn outcome_of(envio: &Envio, result: &BookingResult) -> BookingOutcom
     }
 }
 
+/// Records the booking of a shipment this job claimed (booking attempt 0). `None` when it was
+/// kept aside: an operator's retry took the shipment after the lease ran out, and its booking
+/// is the shipment's now (this one is kept among the past bookings, with its label; nothing
+/// more is done with it here).
+async fn record_claimed(
+    store: &dyn ShipmentStore,
+    id: i64,
+    outcome: &BookingOutcome,
+) -> Result<Option<ShipmentRecord>, JobError> {
+    match store.record_booking(id, 0, outcome).await? {
+        BookingRecorded::Current(recorded) => Ok(Some(recorded)),
+        BookingRecorded::Aside(_) => {
+            tracing::error!(
+                shipment_id = id,
+                barcode = %outcome.delivery_id,
+                "shipment {id}: its first booking came back after a retry had taken the \
+                 shipment; it is kept among the shipment's past bookings"
+            );
+            Ok(None)
+        }
+    }
+}
+
 /// Fulfils `order` (see the module documentation).
 ///
 /// # Errors
@@ -140,8 +165,12 @@ pub async fn fulfil_order(
                     message: String::new(),
                     label_pdf: None,
                 };
-                deps.store.record_booking(s.id, &delivered).await?;
-                report.picked_up.push(s.id);
+                if record_claimed(deps.store, s.id, &delivered)
+                    .await?
+                    .is_some()
+                {
+                    report.picked_up.push(s.id);
+                }
             }
             Claim::Exists(s) => report.existing.push(s.id),
         }
@@ -196,12 +225,11 @@ pub async fn fulfil_order(
             Err(e) => format!("vendor {}: {}", group.vendor_id, error_chain(&e)),
         };
         // Bad vendor data: an error shipment for this vendor, the others are booked.
-        let recorded = deps
-            .store
-            .record_booking(s.id, &failed_outcome(String::new(), problem))
-            .await?;
-        report.failed.push(s.id);
-        report.to_mail.extend(ToMail::found(recorded));
+        let outcome = failed_outcome(String::new(), problem);
+        if let Some(recorded) = record_claimed(deps.store, s.id, &outcome).await? {
+            report.failed.push(s.id);
+            report.to_mail.extend(ToMail::found(recorded));
+        }
     }
     if claims.is_empty() {
         return Ok(report);
@@ -224,12 +252,11 @@ pub async fn fulfil_order(
             }
             let message = error_chain(&e);
             for (id, envio) in claims.iter().zip(&envios) {
-                let recorded = deps
-                    .store
-                    .record_booking(*id, &failed_outcome(request_json(envio), message.clone()))
-                    .await?;
-                report.failed.push(*id);
-                report.to_mail.extend(ToMail::found(recorded));
+                let outcome = failed_outcome(request_json(envio), message.clone());
+                if let Some(recorded) = record_claimed(deps.store, *id, &outcome).await? {
+                    report.failed.push(*id);
+                    report.to_mail.extend(ToMail::found(recorded));
+                }
             }
             return Ok(report);
         }
@@ -239,7 +266,9 @@ pub async fn fulfil_order(
             for (((_, envio, result), id), email) in paired.into_iter().zip(&claims).zip(emails) {
                 let outcome = outcome_of(&envio, &result);
                 let label_pdf = outcome.label_pdf.clone();
-                let recorded = deps.store.record_booking(*id, &outcome).await?;
+                let Some(recorded) = record_claimed(deps.store, *id, &outcome).await? else {
+                    continue;
+                };
                 if recorded.status == ShipmentStatus::LabelSent {
                     report.booked.push(*id);
                 } else {
@@ -257,12 +286,11 @@ pub async fn fulfil_order(
         Err(e) => {
             let message = format!("the carrier's answer does not match the request: {e}");
             for (id, envio) in claims.iter().zip(&envios) {
-                let recorded = deps
-                    .store
-                    .record_booking(*id, &failed_outcome(request_json(envio), message.clone()))
-                    .await?;
-                report.failed.push(*id);
-                report.to_mail.extend(ToMail::found(recorded));
+                let outcome = failed_outcome(request_json(envio), message.clone());
+                if let Some(recorded) = record_claimed(deps.store, *id, &outcome).await? {
+                    report.failed.push(*id);
+                    report.to_mail.extend(ToMail::found(recorded));
+                }
             }
         }
     }

@@ -7,10 +7,11 @@
 
 use crate::error::{BoxError, InboxError, QueueError, StoreError};
 use crate::model::{
-    JobId, JobKind, NewJob, Resource, ShipmentMethod, ShipmentRecord, ShipmentStatus, WebhookId,
-    WebhookStatus,
+    BOOKING_LEASE, HeldBooking, JobId, JobKind, NewJob, Resource, ShipmentMethod, ShipmentRecord,
+    ShipmentStatus, WebhookId, WebhookStatus,
 };
 use crate::ports::{JobQueue, ShipmentStore, WebhookInbox};
+use chrono::{DateTime, Utc};
 use std::fmt;
 
 /// Why an action is refused as things stand.
@@ -34,6 +35,15 @@ pub enum Refusal {
         /// The status it had when it was read.
         was: WebhookStatus,
     },
+    /// A booking of the shipment is in flight (another retry, or its first booking), forced or
+    /// not: at most one booking in flight per shipment.
+    BookingInFlight {
+        /// When it started.
+        since: DateTime<Utc>,
+    },
+    /// The shipment changed while the action was being taken (another operator's retry took it
+    /// first).
+    ShipmentChanged,
 }
 
 impl fmt::Display for Refusal {
@@ -59,6 +69,17 @@ impl fmt::Display for Refusal {
             Refusal::StatusChanged { was } => {
                 write!(f, "the webhook's status changed meanwhile (it was {was})")
             }
+            Refusal::BookingInFlight { since } => write!(
+                f,
+                "a booking of the shipment is in flight since {}: wait for it; if the worker \
+                 that makes it died, the shipment can be booked again from {} (check the \
+                 carrier first)",
+                since.format("%Y-%m-%d %H:%M:%S UTC"),
+                (*since + BOOKING_LEASE).format("%Y-%m-%d %H:%M:%S UTC")
+            ),
+            Refusal::ShipmentChanged => f.write_str(
+                "the shipment changed meanwhile (another retry took it first): look at it again",
+            ),
         }
     }
 }
@@ -123,11 +144,18 @@ async fn enqueue(queue: &dyn JobQueue, kind: JobKind) -> Result<JobId, QueueErro
 }
 
 /// Books a shipment again (the worker re-fetches the order): only a refused booking
-/// (`ERROR_FROM_BODY`) unless `force`, which books a second parcel; never a local pickup.
+/// (`ERROR_FROM_BODY`) unless `force`, which books a second parcel; never a local pickup, and
+/// never while a booking of the shipment is in flight ([`crate::model::BOOKING_LEASE`]).
+///
+/// The shipment is taken for the job before it is enqueued
+/// ([`ShipmentStore::reserve_booking`], a compare-and-set on what was read): of two requests at
+/// once (two operators, a double click), forced or not, one is enqueued and the other refused,
+/// and the job books only while the shipment still holds its attempt.
 ///
 /// # Errors
 /// [`OperationError::NoShipment`], [`OperationError::Refused`] ([`Refusal::LocalPickup`],
-/// [`Refusal::NeedsForce`]), or [`OperationError::Unavailable`].
+/// [`Refusal::NeedsForce`], [`Refusal::BookingInFlight`], [`Refusal::ShipmentChanged`]), or
+/// [`OperationError::Unavailable`].
 pub async fn retry_shipment(
     store: &dyn ShipmentStore,
     queue: &dyn JobQueue,
@@ -138,8 +166,23 @@ pub async fn retry_shipment(
         .get(shipment_id)
         .await?
         .ok_or(OperationError::NoShipment(shipment_id))?;
+    retry_record(store, queue, s, force).await
+}
+
+async fn retry_record(
+    store: &dyn ShipmentStore,
+    queue: &dyn JobQueue,
+    s: ShipmentRecord,
+    force: bool,
+) -> Result<Enqueued, OperationError> {
     if s.method == ShipmentMethod::LocalPickup {
         return Err(OperationError::Refused(Refusal::LocalPickup));
+    }
+    let stale_before = Utc::now() - BOOKING_LEASE;
+    if s.status == ShipmentStatus::Booking && s.updated_at >= stale_before {
+        return Err(OperationError::Refused(Refusal::BookingInFlight {
+            since: s.updated_at,
+        }));
     }
     if !force && s.status != ShipmentStatus::ErrorFromBody {
         return Err(OperationError::Refused(Refusal::NeedsForce {
@@ -147,13 +190,33 @@ pub async fn retry_shipment(
             barcode: s.delivery_id.clone(),
         }));
     }
-    let kind = JobKind::RetryShipment { shipment_id, force };
-    let job_id = enqueue(queue, kind.clone()).await?;
-    Ok(Enqueued {
-        job_id,
-        kind,
-        shipment: s,
-    })
+    let Some(taken) = store
+        .reserve_booking(s.id, s.status, s.booking_attempt, stale_before)
+        .await?
+    else {
+        return Err(OperationError::Refused(Refusal::ShipmentChanged));
+    };
+    let held = HeldBooking {
+        attempt: taken.booking_attempt,
+        previous: s.status,
+    };
+    let kind = JobKind::RetryShipment {
+        shipment_id: s.id,
+        force,
+        held: Some(held),
+    };
+    match enqueue(queue, kind.clone()).await {
+        Ok(job_id) => Ok(Enqueued {
+            job_id,
+            kind,
+            shipment: s,
+        }),
+        Err(e) => {
+            // Nothing will book it: give the shipment back as it was.
+            let _ = store.end_booking(s.id, held.attempt, held.previous).await;
+            Err(e.into())
+        }
+    }
 }
 
 /// Asks the carrier for a shipment's tracking now; only a shipment with a barcode.
@@ -252,11 +315,12 @@ pub async fn replay_webhook(
     {
         for s in store.of_order(order_id).await? {
             if s.method == ShipmentMethod::Koiki && s.status != ShipmentStatus::Booking {
-                let kind = JobKind::RetryShipment {
-                    shipment_id: s.id,
-                    force: true,
-                };
-                retry_jobs.push(enqueue(queue, kind).await?);
+                match retry_record(store, queue, s, true).await {
+                    Ok(enqueued) => retry_jobs.push(enqueued.job_id),
+                    // Taken by another retry meanwhile: that one books it.
+                    Err(OperationError::Refused(_)) => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
     }
@@ -319,6 +383,7 @@ mod tests {
         store
             .record_booking(
                 s.id,
+                0,
                 &BookingOutcome {
                     status,
                     delivery_id: barcode.into(),
@@ -354,13 +419,72 @@ mod tests {
         let queue = queue_expecting(JobKind::RetryShipment {
             shipment_id: id,
             force: true,
+            held: Some(HeldBooking {
+                attempt: 1,
+                previous: ShipmentStatus::LabelSent,
+            }),
         });
         let done = retry_shipment(&store, &queue, id, true).await.expect("ok");
         assert_eq!(done.job_id, JobId(41));
+        let taken = store.get(id).await.expect("get").expect("kept");
+        assert_eq!(taken.status, ShipmentStatus::Booking);
+        assert_eq!(taken.booking_attempt, 1);
         assert!(matches!(
             retry_shipment(&store, &queue, 999, true).await,
             Err(OperationError::NoShipment(999))
         ));
+    }
+
+    /// Two operators (or a double click) retrying one shipment at once, forced: one job is
+    /// enqueued, the other request refused; a retry while a booking is in flight is refused
+    /// even forced, until its lease has run out.
+    #[tokio::test]
+    async fn two_forced_retries_at_once_enqueue_one_booking() {
+        let store = MemoryShipmentStore::new();
+        let id = booked(&store, ShipmentStatus::LabelSent, "BAR1").await;
+        let mut queue = MockJobQueue::new();
+        queue.expect_enqueue().times(1).returning(|_| Ok(JobId(7)));
+        let (a, b) = tokio::join!(
+            retry_shipment(&store, &queue, id, true),
+            retry_shipment(&store, &queue, id, true)
+        );
+        let outcomes = [a, b];
+        assert_eq!(
+            outcomes.iter().filter(|o| o.is_ok()).count(),
+            1,
+            "{outcomes:?}"
+        );
+        assert!(
+            outcomes.iter().any(|o| matches!(
+                o,
+                Err(OperationError::Refused(
+                    Refusal::ShipmentChanged | Refusal::BookingInFlight { .. }
+                ))
+            )),
+            "{outcomes:?}"
+        );
+        // Later, while that booking is in flight: still refused, forced or not.
+        let again = retry_shipment(&store, &MockJobQueue::new(), id, true).await;
+        let Err(OperationError::Refused(refusal @ Refusal::BookingInFlight { .. })) = again else {
+            panic!("in flight: {again:?}")
+        };
+        assert!(refusal.to_string().contains("in flight"), "{refusal}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_enqueue_gives_the_shipment_back() {
+        let store = MemoryShipmentStore::new();
+        let id = booked(&store, ShipmentStatus::ErrorFromBody, "").await;
+        let mut queue = MockJobQueue::new();
+        queue
+            .expect_enqueue()
+            .returning(|_| Err(crate::error::QueueError::Unavailable("down".into())));
+        assert!(matches!(
+            retry_shipment(&store, &queue, id, false).await,
+            Err(OperationError::Unavailable(_))
+        ));
+        let s = store.get(id).await.expect("get").expect("kept");
+        assert_eq!(s.status, ShipmentStatus::ErrorFromBody);
     }
 
     #[tokio::test]

@@ -8,12 +8,15 @@ use super::fulfilment::{
     FulfilmentDeps, ToMail, failed_outcome, fulfil_order, outcome_of, request_json,
 };
 use super::mails::{booking_error_mail, label_mail, tracking_changed_mail};
-use super::shipping::{ShippingMethods, build_envio, pair_results, plan, tracking_status};
+use super::shipping::{
+    ShippingMethods, VendorGroup, build_envio, pair_results, plan, tracking_status,
+};
 use crate::error::{JobError, MailError, ShopError, StoreError, Transience, error_chain};
 use crate::model::payload;
-use crate::model::shipment::BookingRequest;
+use crate::model::shipment::{BookingRequest, Envio};
 use crate::model::{
-    JobKind, NewJob, Order, ShipmentMethod, ShipmentRecord, ShipmentStatus, Webhook, WebhookStatus,
+    BOOKING_LEASE, BookingRecorded, HeldBooking, JobKind, NewJob, Order, ShipmentMethod,
+    ShipmentRecord, ShipmentStatus, Webhook, WebhookStatus,
 };
 use crate::ports::{Email, JobQueue, Mailer, ShipmentStore, ShippingProvider, Shop, WebhookInbox};
 
@@ -292,7 +295,13 @@ impl ShipmentJobs<'_> {
     /// [`JobError::Transient`] when the carrier or the mail server cannot be reached.
     pub async fn track_one(&self, shipment_id: i64) -> Result<(), JobError> {
         let s = self.shipment(shipment_id).await?;
-        if s.delivery_id.is_empty() || s.status == ShipmentStatus::Delivered {
+        // A shipment `BOOKING` is being booked again: its tracking is the new booking's, later.
+        if s.delivery_id.is_empty()
+            || matches!(
+                s.status,
+                ShipmentStatus::Delivered | ShipmentStatus::Booking
+            )
+        {
             return Ok(());
         }
         let report = self
@@ -315,6 +324,9 @@ impl ShipmentJobs<'_> {
                 StoreError::NotFound(id) => store_gone(id),
                 e => e.into(),
             })?;
+        if updated.status == ShipmentStatus::Booking {
+            return Ok(());
+        }
         if (updated.status != s.status || updated.message != s.message) && !self.admins.is_empty() {
             let email = tracking_changed_mail(
                 self.admins,
@@ -333,17 +345,27 @@ impl ShipmentJobs<'_> {
     /// from WooCommerce and books the shipment's vendor again, then mails the new label (or the
     /// refusal) like a first booking.
     ///
-    /// Without `force` only a refused booking (`ERROR_FROM_BODY`) is booked again: any other
-    /// status means the carrier may already hold a shipment, and a second booking is a second
-    /// parcel to pay for. The shipment is switched to `BOOKING` by compare-and-set before the
-    /// carrier is called, so two retries racing book once; when the carrier cannot be reached it
-    /// goes back to its previous status and the job is retried.
+    /// The job books with the booking attempt `held` that the operator's request took
+    /// ([`crate::service::operations::retry_shipment`]), or, without one (a replay's retries,
+    /// jobs from before attempts), takes one itself on the same terms: without `force` only a
+    /// refused booking (`ERROR_FROM_BODY`) is booked again (any other status means the carrier
+    /// may already hold a shipment, and a second booking is a second parcel to pay for), and
+    /// never while another booking of the shipment is in flight. It books only while the
+    /// shipment still holds the attempt (a later retry that took it makes this job a no-op),
+    /// and whatever the carrier returns is recorded, beside the shipment if it was taken
+    /// meanwhile ([`BookingRecorded::Aside`]). When the carrier cannot be reached the shipment
+    /// goes back to its previous status, keeping the attempt, and the job is retried.
     ///
     /// # Errors
     /// [`JobError::Permanent`] for a local pickup, a shipment with a booking and no `force`, an
     /// order that no longer has Koiki shipping for the vendor, or bad vendor data;
     /// [`JobError::Transient`] when the shop or the carrier cannot be reached.
-    pub async fn retry_shipment(&self, shipment_id: i64, force: bool) -> Result<(), JobError> {
+    pub async fn retry_shipment(
+        &self,
+        shipment_id: i64,
+        force: bool,
+        held: Option<HeldBooking>,
+    ) -> Result<(), JobError> {
         let s = self.shipment(shipment_id).await?;
         if s.method == ShipmentMethod::LocalPickup {
             return Err(JobError::Permanent {
@@ -352,52 +374,38 @@ impl ShipmentJobs<'_> {
                 ),
             });
         }
-        if !force && s.status != ShipmentStatus::ErrorFromBody {
-            return Err(JobError::Permanent {
-                reason: format!(
-                    "shipment {shipment_id} is {}{}: a booking was made already; retry with force \
-                     to book a second one",
-                    s.status,
-                    if s.delivery_id.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" with barcode {}", s.delivery_id)
-                    }
-                ),
-            });
-        }
-        let order = self
-            .shop
-            .order(s.order_id)
-            .await
-            .map_err(|e| shop_error(&e))?;
+        let held = match held {
+            Some(held) => held,
+            None => match self.take_booking(&s, force).await? {
+                Some(held) => held,
+                None => return Ok(()),
+            },
+        };
         let permanent = |reason: String| JobError::Permanent {
             reason: format!("shipment {shipment_id}: {reason}"),
         };
-        let plan = plan(&order, self.methods).map_err(|e| permanent(e.to_string()))?;
-        let Some(group) = plan.koiki.iter().find(|g| g.vendor_id == s.vendor_id) else {
-            return Err(permanent(format!(
-                "order {} has no Koiki shipping for vendor {} any more",
-                s.order_id, s.vendor_id
-            )));
+        let planned = self.plan_rebooking(&s).await;
+        let (group, envio) = match planned {
+            Ok(planned) => planned,
+            Err(e) => {
+                // Nothing booked: the shipment goes back as it was.
+                self.store
+                    .end_booking(shipment_id, held.attempt, held.previous)
+                    .await?;
+                return Err(e);
+            }
         };
-        let profile = self
-            .shop
-            .vendor(s.vendor_id)
-            .await
-            .map_err(|e| shop_error(&e))?;
-        let envio = build_envio(&order, group, &profile).map_err(|e| permanent(e.to_string()))?;
-
-        let previous = s.status;
-        if previous != ShipmentStatus::Booking
-            && !self
-                .store
-                .transition(shipment_id, previous, ShipmentStatus::Booking)
-                .await?
+        if !self
+            .store
+            .start_booking(shipment_id, held.attempt, held.previous)
+            .await?
         {
-            return Err(permanent(format!(
-                "its status changed from {previous} meanwhile; look at it again"
-            )));
+            tracing::warn!(
+                shipment_id,
+                attempt = held.attempt,
+                "shipment {shipment_id}: another retry took it meanwhile; this one books nothing"
+            );
+            return Ok(());
         }
         if !s.delivery_id.is_empty() {
             tracing::warn!(
@@ -412,7 +420,7 @@ impl ShipmentJobs<'_> {
         };
         let outcome = match self.carrier.book(&request).await {
             Ok(results) => {
-                match pair_results(std::slice::from_ref(group), &request.envios, results) {
+                match pair_results(std::slice::from_ref(&group), &request.envios, results) {
                     Ok(mut paired) if paired.len() == 1 => {
                         let (_, envio, result) = paired.remove(0);
                         outcome_of(&envio, &result)
@@ -430,7 +438,7 @@ impl ShipmentJobs<'_> {
             Err(e) => match e.transience() {
                 Transience::Transient { retry_after } => {
                     self.store
-                        .transition(shipment_id, ShipmentStatus::Booking, previous)
+                        .end_booking(shipment_id, held.attempt, held.previous)
                         .await?;
                     return Err(JobError::Transient {
                         reason: format!("shipment {shipment_id}: {}", error_chain(&e)),
@@ -440,7 +448,20 @@ impl ShipmentJobs<'_> {
                 Transience::Permanent => failed_outcome(request_json(&envio), error_chain(&e)),
             },
         };
-        let recorded = self.store.record_booking(shipment_id, &outcome).await?;
+        let recorded = match self
+            .store
+            .record_booking(shipment_id, held.attempt, &outcome)
+            .await?
+        {
+            BookingRecorded::Current(recorded) => recorded,
+            BookingRecorded::Aside(_) => {
+                return Err(permanent(format!(
+                    "its booking (barcode {:?}) came back after another retry had taken the \
+                     shipment: it is kept among the shipment's past bookings, with its label",
+                    outcome.delivery_id
+                )));
+            }
+        };
         tracing::info!(
             shipment_id,
             order_id = s.order_id,
@@ -454,6 +475,82 @@ impl ShipmentJobs<'_> {
             self.enqueue(JobKind::SendBookingErrorMail { shipment_id })
                 .await
         }
+    }
+
+    /// Takes the shipment for a retry job that holds no booking attempt, on the terms of
+    /// [`crate::service::operations::retry_shipment`]; `None` when another booking of it is in
+    /// flight or took it meanwhile (that one books).
+    async fn take_booking(
+        &self,
+        s: &ShipmentRecord,
+        force: bool,
+    ) -> Result<Option<HeldBooking>, JobError> {
+        let stale_before = chrono::Utc::now() - BOOKING_LEASE;
+        if s.status == ShipmentStatus::Booking && s.updated_at >= stale_before {
+            tracing::warn!(
+                shipment_id = s.id,
+                "shipment {}: a booking is in flight; this retry books nothing",
+                s.id
+            );
+            return Ok(None);
+        }
+        if !force && s.status != ShipmentStatus::ErrorFromBody {
+            return Err(JobError::Permanent {
+                reason: format!(
+                    "shipment {} is {}{}: a booking was made already; retry with force to book \
+                     a second one",
+                    s.id,
+                    s.status,
+                    if s.delivery_id.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" with barcode {}", s.delivery_id)
+                    }
+                ),
+            });
+        }
+        let taken = self
+            .store
+            .reserve_booking(s.id, s.status, s.booking_attempt, stale_before)
+            .await?;
+        if taken.is_none() {
+            tracing::warn!(
+                shipment_id = s.id,
+                "shipment {}: another retry took it meanwhile; this one books nothing",
+                s.id
+            );
+        }
+        Ok(taken.map(|t| HeldBooking {
+            attempt: t.booking_attempt,
+            previous: s.status,
+        }))
+    }
+
+    /// The order fetched again and the vendor's part of it to book.
+    async fn plan_rebooking(&self, s: &ShipmentRecord) -> Result<(VendorGroup, Envio), JobError> {
+        let shipment_id = s.id;
+        let permanent = |reason: String| JobError::Permanent {
+            reason: format!("shipment {shipment_id}: {reason}"),
+        };
+        let order = self
+            .shop
+            .order(s.order_id)
+            .await
+            .map_err(|e| shop_error(&e))?;
+        let plan = plan(&order, self.methods).map_err(|e| permanent(e.to_string()))?;
+        let Some(group) = plan.koiki.into_iter().find(|g| g.vendor_id == s.vendor_id) else {
+            return Err(permanent(format!(
+                "order {} has no Koiki shipping for vendor {} any more",
+                s.order_id, s.vendor_id
+            )));
+        };
+        let profile = self
+            .shop
+            .vendor(s.vendor_id)
+            .await
+            .map_err(|e| shop_error(&e))?;
+        let envio = build_envio(&order, &group, &profile).map_err(|e| permanent(e.to_string()))?;
+        Ok((group, envio))
     }
 }
 
@@ -526,6 +623,7 @@ mod tests {
         store
             .record_booking(
                 s.id,
+                0,
                 &BookingOutcome {
                     status,
                     delivery_id: barcode.into(),
@@ -585,7 +683,10 @@ mod tests {
     async fn a_refused_booking_is_booked_again_and_its_label_mailed() {
         let f = Fixture::new(carrier("NEW1"));
         let id = shipment(&f.store, ShipmentStatus::ErrorFromBody, "").await;
-        f.jobs().retry_shipment(id, false).await.expect("retried");
+        f.jobs()
+            .retry_shipment(id, false, None)
+            .await
+            .expect("retried");
         let s = f.store.get(id).await.expect("get").expect("row");
         assert_eq!(s.status, ShipmentStatus::LabelSent);
         assert_eq!(s.delivery_id, "NEW1");
@@ -605,7 +706,7 @@ mod tests {
         let id = shipment(&f.store, ShipmentStatus::LabelSent, "OLD1").await;
         let err = f
             .jobs()
-            .retry_shipment(id, false)
+            .retry_shipment(id, false, None)
             .await
             .expect_err("refused");
         assert!(
@@ -620,7 +721,10 @@ mod tests {
 
         let f = Fixture::new(carrier("NEW2"));
         let id = shipment(&f.store, ShipmentStatus::InProcess, "OLD1").await;
-        f.jobs().retry_shipment(id, true).await.expect("forced");
+        f.jobs()
+            .retry_shipment(id, true, None)
+            .await
+            .expect("forced");
         let s = f.store.get(id).await.expect("get").expect("row");
         assert_eq!(
             (s.status, s.delivery_id.as_str()),
@@ -640,7 +744,11 @@ mod tests {
         });
         let f = Fixture::new(carrier);
         let id = shipment(&f.store, ShipmentStatus::ErrorFromBody, "").await;
-        let err = f.jobs().retry_shipment(id, false).await.expect_err("retry");
+        let err = f
+            .jobs()
+            .retry_shipment(id, false, None)
+            .await
+            .expect_err("retry");
         assert!(matches!(err, JobError::Transient { .. }), "{err:?}");
         let s = f.store.get(id).await.expect("get").expect("row");
         assert_eq!(s.status, ShipmentStatus::ErrorFromBody);
@@ -659,7 +767,11 @@ mod tests {
         else {
             panic!("new")
         };
-        let err = f.jobs().retry_shipment(s.id, true).await.expect_err("no");
+        let err = f
+            .jobs()
+            .retry_shipment(s.id, true, None)
+            .await
+            .expect_err("no");
         assert!(matches!(err, JobError::Permanent { .. }), "{err:?}");
 
         let Claim::Claimed(s) = f
@@ -674,10 +786,200 @@ mod tests {
             .transition(s.id, ShipmentStatus::Booking, ShipmentStatus::ErrorFromBody)
             .await
             .expect("transition");
-        let err = f.jobs().retry_shipment(s.id, false).await.expect_err("no");
+        let err = f
+            .jobs()
+            .retry_shipment(s.id, false, None)
+            .await
+            .expect_err("no");
         assert!(
             matches!(&err, JobError::Permanent { reason } if reason.contains("no Koiki shipping for vendor 9")),
             "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_forced_retry_keeps_the_barcode_it_replaces_with_its_label() {
+        let f = Fixture::new(carrier("NEW2"));
+        let id = shipment(&f.store, ShipmentStatus::LabelSent, "OLD1").await;
+        f.jobs()
+            .retry_shipment(id, true, None)
+            .await
+            .expect("forced");
+        let s = f.store.get(id).await.expect("get").expect("row");
+        assert_eq!((s.delivery_id.as_str(), s.booking_attempt), ("NEW2", 1));
+        let past = f.store.past_bookings(id).await.expect("past");
+        assert_eq!(past.len(), 1, "{past:?}");
+        assert_eq!(past[0].delivery_id, "OLD1");
+        assert_eq!(past[0].reason, crate::model::PastBookingReason::Superseded);
+        assert_eq!(
+            f.store.past_label(id, past[0].id).await.expect("label"),
+            Some(b"%PDF-old".to_vec())
+        );
+    }
+
+    /// A job whose attempt was taken by a later retry books nothing: at most one booking in
+    /// flight per shipment.
+    #[tokio::test]
+    async fn a_job_whose_attempt_was_taken_books_nothing() {
+        let f = Fixture::new(MockShippingProvider::new()); // any call panics
+        let id = shipment(&f.store, ShipmentStatus::LabelSent, "OLD1").await;
+        let first = f
+            .store
+            .reserve_booking(
+                id,
+                ShipmentStatus::LabelSent,
+                0,
+                chrono::Utc::now() - BOOKING_LEASE,
+            )
+            .await
+            .expect("reserve")
+            .expect("taken");
+        // The first job's worker died; after the lease a second retry takes the shipment.
+        assert!(
+            f.store
+                .end_booking(id, first.booking_attempt, ShipmentStatus::LabelSent)
+                .await
+                .expect("end")
+        );
+        let second = f
+            .store
+            .reserve_booking(
+                id,
+                ShipmentStatus::LabelSent,
+                first.booking_attempt,
+                chrono::Utc::now(),
+            )
+            .await
+            .expect("reserve")
+            .expect("taken");
+        assert_eq!(second.booking_attempt, 2);
+        let stale = HeldBooking {
+            attempt: first.booking_attempt,
+            previous: ShipmentStatus::LabelSent,
+        };
+        f.jobs()
+            .retry_shipment(id, true, Some(stale))
+            .await
+            .expect("a no-op");
+        assert!(f.log.lock().expect("lock").is_empty());
+    }
+
+    /// A booking that comes back after another retry took the shipment is kept beside it, with
+    /// its barcode and label: never dropped.
+    #[tokio::test]
+    async fn a_booking_that_comes_back_late_is_kept_aside_with_its_label() {
+        let f = Fixture::new(carrier("LATE1"));
+        let id = shipment(&f.store, ShipmentStatus::ErrorFromBody, "").await;
+        let held = f
+            .store
+            .reserve_booking(id, ShipmentStatus::ErrorFromBody, 0, chrono::Utc::now())
+            .await
+            .expect("reserve")
+            .expect("taken");
+        assert!(
+            f.store
+                .start_booking(id, held.booking_attempt, ShipmentStatus::ErrorFromBody)
+                .await
+                .expect("start")
+        );
+        // Meanwhile (the lease ran out) another retry took the shipment and booked it.
+        let later = f
+            .store
+            .reserve_booking(
+                id,
+                ShipmentStatus::Booking,
+                held.booking_attempt,
+                chrono::Utc::now() + chrono::TimeDelta::seconds(1),
+            )
+            .await
+            .expect("reserve")
+            .expect("taken");
+        let other = BookingOutcome {
+            status: ShipmentStatus::LabelSent,
+            delivery_id: "OTHER".into(),
+            request: String::new(),
+            message: String::new(),
+            label_pdf: Some(b"%PDF-other".to_vec()),
+        };
+        f.store
+            .record_booking(id, later.booking_attempt, &other)
+            .await
+            .expect("recorded");
+        let late = BookingOutcome {
+            delivery_id: "LATE1".into(),
+            label_pdf: Some(b"%PDF-late".to_vec()),
+            ..other.clone()
+        };
+        let BookingRecorded::Aside(current) = f
+            .store
+            .record_booking(id, held.booking_attempt, &late)
+            .await
+            .expect("recorded")
+        else {
+            panic!("kept aside")
+        };
+        assert_eq!(current.delivery_id, "OTHER");
+        let past = f.store.past_bookings(id).await.expect("past");
+        assert_eq!(past.len(), 1, "{past:?}");
+        assert_eq!(
+            (past[0].delivery_id.as_str(), past[0].reason),
+            ("LATE1", crate::model::PastBookingReason::Late)
+        );
+        assert_eq!(
+            f.store.past_label(id, past[0].id).await.expect("label"),
+            Some(b"%PDF-late".to_vec())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_held_retry_put_off_by_the_carrier_resumes_with_its_attempt() {
+        let mut carrier = MockShippingProvider::new();
+        let mut calls = 0;
+        carrier.expect_book().returning(move |_| {
+            calls += 1;
+            if calls == 1 {
+                Err(ShippingError::Unavailable {
+                    reason: "timeout".into(),
+                    retry_after: None,
+                })
+            } else {
+                Ok(vec![BookingResult {
+                    code: "101".into(),
+                    message: "OK".into(),
+                    barcode: "NEW3".into(),
+                    reference: String::new(),
+                    label_pdf: b"%PDF-new".to_vec(),
+                }])
+            }
+        });
+        let f = Fixture::new(carrier);
+        let id = shipment(&f.store, ShipmentStatus::ErrorFromBody, "").await;
+        let taken = f
+            .store
+            .reserve_booking(id, ShipmentStatus::ErrorFromBody, 0, chrono::Utc::now())
+            .await
+            .expect("reserve")
+            .expect("taken");
+        let held = HeldBooking {
+            attempt: taken.booking_attempt,
+            previous: ShipmentStatus::ErrorFromBody,
+        };
+        let err = f
+            .jobs()
+            .retry_shipment(id, false, Some(held))
+            .await
+            .expect_err("put off");
+        assert!(matches!(err, JobError::Transient { .. }), "{err:?}");
+        let s = f.store.get(id).await.expect("get").expect("row");
+        assert_eq!(s.status, ShipmentStatus::ErrorFromBody, "given back");
+        f.jobs()
+            .retry_shipment(id, false, Some(held))
+            .await
+            .expect("the job's retry books");
+        let s = f.store.get(id).await.expect("get").expect("row");
+        assert_eq!(
+            (s.status, s.delivery_id.as_str()),
+            (ShipmentStatus::LabelSent, "NEW3")
         );
     }
 
