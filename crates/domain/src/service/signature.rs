@@ -76,7 +76,13 @@ fn decode_special_chars(s: &str) -> String {
         out.push_str(&rest[..pos]);
         rest = &rest[pos..];
         for (entity, ch) in ENTITIES {
-            if rest.len() >= entity.len() && rest[..entity.len()].eq_ignore_ascii_case(entity) {
+            // Compared as bytes: `rest[..n]` would panic when byte n falls inside a character
+            // ("&a€"); a match is ASCII, so slicing after it is on a boundary.
+            if rest
+                .as_bytes()
+                .get(..entity.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(entity.as_bytes()))
+            {
                 out.push(*ch);
                 rest = &rest[entity.len()..];
                 continue 'outer;
@@ -92,6 +98,18 @@ fn decode_special_chars(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `signature` fuzz target: an `&` followed within an entity's length by a
+    /// character of several bytes made the decoding slice inside that character and panic.
+    #[test]
+    fn a_secret_with_an_ampersand_before_a_wide_character_is_taken_as_is() {
+        for configured in ["&a€", "&#x€", "x&amp€", "&€&amp;"] {
+            let secret = WebhookSecret::new(configured);
+            assert!(secret.verify(b"{}", &secret.sign(b"{}")), "{configured}");
+        }
+        assert_eq!(decode_special_chars("&a€"), "&a€");
+        assert_eq!(decode_special_chars("&€&amp;"), "&€&");
+    }
 
     #[test]
     fn the_originals_test_vector_verifies() {
