@@ -1,6 +1,6 @@
-//! The lenient order parser processing runs (`domain::model::Order`) on any bytes, and what
-//! processing does next with a parsed order: `shipping::plan` (with the default shipping methods
-//! and with none) and `shipping::build_envio` for every Koiki vendor.
+//! The order parser processing runs (`domain::model::payload::order`, the lenient `Order`) on any
+//! bytes, and what processing does next with a parsed order: `shipping::plan` (with the default
+//! shipping methods and with none) and `shipping::build_envio` for every Koiki vendor.
 //!
 //! Never panics. A plan puts every line item in exactly one vendor group, in order, each vendor
 //! in one list according to its method, the store name from the vendor's first line item; an
