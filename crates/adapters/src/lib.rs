@@ -6,6 +6,7 @@
 //! - [`koiki`]: the Koiki carrier client (booking and tracking) over HTTP.
 //! - [`mail`]: the SMTP mailer (lettre, with `TCP_NODELAY` connections).
 //! - [`queue`]: opens the configured queue backend.
+//! - [`redact`]: passwords masked in any text that may carry a URL; a URL's problem named.
 //! - [`redis_queue`]: the job queue on Redis Streams, fed from the SQL jobs table as an outbox.
 //! - `sandbox` (feature `sandbox`): fake third parties and an SMTP sink, for `lazona sandbox`.
 //! - [`smtp_sink`]: a real SMTP server that keeps what it receives, for tests and the sandbox.
@@ -19,6 +20,7 @@ pub mod db;
 pub mod koiki;
 pub mod mail;
 pub mod queue;
+pub mod redact;
 pub mod redis_queue;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;

@@ -84,6 +84,7 @@
 //! `rediss://` (TLS) needs one of the crate's TLS features, left for when a deployment needs it.
 
 use crate::db::{Database, SqlJobQueue, from_millis, millis, process_nonce};
+use crate::redact::{redact, url_problem};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::error::QueueError;
@@ -512,8 +513,14 @@ impl RedisJobQueue {
     /// [`QueueError::Unexpected`] for an invalid URL, [`QueueError::Unavailable`] when Redis
     /// cannot be reached.
     pub async fn connect(redis_url: &str, prefix: &str, db: Database) -> Result<Self, QueueError> {
-        let client =
-            redis::Client::open(redis_url).map_err(|e| QueueError::Unexpected(Box::new(e)))?;
+        let target = redact(redis_url);
+        let invalid = |problem: String| {
+            QueueError::Unexpected(format!("the Redis URL {target} is not valid: {problem}").into())
+        };
+        if let Some(problem) = url_problem(redis_url, REDIS_SCHEMES) {
+            return Err(invalid(problem));
+        }
+        let client = redis::Client::open(redis_url).map_err(|e| invalid(redact(&e.to_string())))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
@@ -521,11 +528,11 @@ impl RedisJobQueue {
             .set_max_delay(Duration::from_secs(1));
         let conn = ConnectionManager::new_with_config(client.clone(), config.clone())
             .await
-            .map_err(redis_err)?;
+            .map_err(|e| connect_err(&target, e))?;
         // Blocking reads are bounded by `BLOCK` and a timeout of their own.
         let blocking =
             ConnectionManager::new_lazy_with_config(client, config.set_response_timeout(None))
-                .map_err(redis_err)?;
+                .map_err(|e| connect_err(&target, e))?;
         static INSTANCES: AtomicU64 = AtomicU64::new(0);
         let consumer = format!(
             "{}-{}",
@@ -1188,6 +1195,27 @@ fn statement(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
 
 fn db_unavailable(e: DbErr) -> QueueError {
     QueueError::Unavailable(Box::new(e))
+}
+
+/// The schemes the Redis client takes.
+const REDIS_SCHEMES: &[&str] = &[
+    "redis",
+    "rediss",
+    "valkey",
+    "valkeys",
+    "redis+unix",
+    "valkey+unix",
+    "unix",
+];
+
+/// A failed connection to the Redis at `target` (its password masked), classified as
+/// [`redis_err`] does, saying where and why, with any URL in the cause masked too.
+fn connect_err(target: &str, e: RedisError) -> QueueError {
+    let cause = format!("cannot connect to {target}: {}", redact(&e.to_string()));
+    match redis_err(e) {
+        QueueError::Unavailable(_) => QueueError::Unavailable(cause.into()),
+        _ => QueueError::Unexpected(cause.into()),
+    }
 }
 
 /// Errors that are the queue's bug or corrupt data are unexpected; the rest (connection lost,

@@ -9,7 +9,8 @@ async fn main() -> ExitCode {
     match app_cli::run(cli).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Whatever the error, a URL in it keeps its password to itself.
+            eprintln!("error: {}", adapters::redact::redact(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

@@ -63,9 +63,10 @@ pub enum TokenError {
 /// Errors of a job queue ([`crate::ports::JobQueue`]).
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
-    /// The queue's backend cannot be reached.
-    #[error("job queue unavailable")]
-    Unavailable(#[source] BoxError),
+    /// The queue's backend cannot be reached. The message says why: it is shown where only
+    /// the message is (a log line, a server that cannot start).
+    #[error("job queue unavailable: {0}")]
+    Unavailable(BoxError),
     /// No such job.
     #[error("job {0} not found")]
     NotFound(crate::model::JobId),
@@ -81,9 +82,9 @@ pub enum QueueError {
         /// What was wrong with it.
         reason: String,
     },
-    /// Anything else.
-    #[error("job queue error")]
-    Unexpected(#[source] BoxError),
+    /// Anything else (the message says what).
+    #[error("job queue error: {0}")]
+    Unexpected(BoxError),
 }
 
 /// Errors of a carrier ([`crate::ports::ShippingProvider`]).
@@ -298,4 +299,22 @@ pub enum EventError {
     /// Anything else (a row that does not decode).
     #[error("event log error")]
     Unexpected(#[source] BoxError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_errors_say_why_in_their_message() {
+        let e = QueueError::Unavailable("cannot connect to redis://r:6379: refused".into());
+        assert_eq!(
+            e.to_string(),
+            "job queue unavailable: cannot connect to redis://r:6379: refused"
+        );
+        // Said once: a chain printer does not repeat the cause.
+        assert_eq!(error_chain(&e), e.to_string());
+        let e = QueueError::Unexpected("unknown backend".into());
+        assert_eq!(e.to_string(), "job queue error: unknown backend");
+    }
 }

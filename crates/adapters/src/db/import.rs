@@ -3,7 +3,7 @@
 //! never booked again here.
 
 use super::inbox::SqlBuilder;
-use super::{Database, millis};
+use super::{ConnectError, Database, SCHEMES, millis};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use domain::model::{ShipmentMethod, ShipmentStatus};
 use sea_orm::{ConnectionTrait, DbErr, QueryResult, Statement, Value};
@@ -28,6 +28,17 @@ pub struct ImportReport {
     /// Rows with an empty status (a crash right after `get_or_create`): imported as `BOOKING`,
     /// for an operator to look at.
     pub unknown_status: u64,
+}
+
+/// Why an import failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The Django database cannot be opened (its URL's password masked).
+    #[error("the Django database: {0}")]
+    Source(ConnectError),
+    /// Reading or writing failed.
+    #[error(transparent)]
+    Db(#[from] DbErr),
 }
 
 /// One `api_shipment` row.
@@ -79,8 +90,16 @@ fn int(row: &QueryResult, col: &str) -> Result<i64, DbErr> {
         .or_else(|_| row.try_get::<i32>("", col).map(i64::from))
 }
 
-async fn read_source(url: &str) -> Result<Vec<DjangoShipment>, DbErr> {
-    let source = sea_orm::Database::connect(url).await?;
+async fn read_source(url: &str) -> Result<Vec<DjangoShipment>, ImportError> {
+    if let Some(problem) = crate::redact::url_problem(url, SCHEMES) {
+        return Err(ImportError::Source(ConnectError::InvalidUrl {
+            url: crate::redact::redact(url),
+            problem,
+        }));
+    }
+    let source = sea_orm::Database::connect(url)
+        .await
+        .map_err(|e| ImportError::Source(ConnectError::failed(url, &e)))?;
     let backend = source.get_database_backend();
     let rows = source
         .query_all_raw(Statement::from_string(
@@ -122,13 +141,14 @@ async fn read_source(url: &str) -> Result<Vec<DjangoShipment>, DbErr> {
 /// so no label is mailed again.
 ///
 /// # Errors
-/// The driver's error when either database cannot be read or written.
+/// [`ImportError::Source`] when the Django database cannot be opened, [`ImportError::Db`] when
+/// either database cannot be read or written.
 pub async fn import_django_shipments(
     target: &Database,
     source_url: &str,
     labels_dir: Option<&Path>,
     dry_run: bool,
-) -> Result<ImportReport, DbErr> {
+) -> Result<ImportReport, ImportError> {
     let rows = read_source(source_url).await?;
     let mut report = ImportReport {
         read: rows.len() as u64,

@@ -15,13 +15,14 @@ mod shipments;
 mod tokens;
 
 pub use events::SqlEventLog;
-pub use import::{ImportReport, import_django_shipments};
+pub use import::{ImportError, ImportReport, import_django_shipments};
 pub use inbox::SqlInbox;
 pub use queue::{NOTIFY_CHANNEL, SqlJobQueue};
 pub use shipments::SqlShipmentStore;
 pub use tokens::SqlTokenStore;
 
 use crate::config::DatabaseConfig;
+use crate::redact::{self, redact};
 use domain::error::BoxError;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
@@ -49,14 +50,61 @@ pub struct Database {
 /// Connections for reads beside the writer on a SQLite file.
 const SQLITE_READERS: u32 = 4;
 
+/// Why [`Database::connect`] failed. The messages hold the URL with its password masked, never
+/// the URL as given.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// `database.url` is not a URL the connector can use.
+    #[error("the database URL {url} is not valid: {problem}")]
+    InvalidUrl {
+        /// The URL, its password masked.
+        url: String,
+        /// What is wrong with it (the scheme, an unencoded character, the port, the host).
+        problem: String,
+    },
+    /// The URL is valid, but the database cannot be reached or opened.
+    #[error("cannot connect to {url}: {cause}")]
+    Failed {
+        /// The URL, its password masked.
+        url: String,
+        /// The driver's error, any URL in it masked.
+        cause: String,
+    },
+}
+
+impl ConnectError {
+    pub(crate) fn failed(url: &str, e: &DbErr) -> Self {
+        // `Conn` repeats its cause in its own message: the cause alone.
+        let cause = match e {
+            DbErr::Conn(inner) => inner.to_string(),
+            other => other.to_string(),
+        };
+        ConnectError::Failed {
+            url: redact(url),
+            cause: redact(&cause),
+        }
+    }
+}
+
+/// The schemes [`Database::connect`] takes.
+pub(crate) const SCHEMES: &[&str] = &["postgres", "postgresql", "sqlite"];
+
 impl Database {
     /// Connects. SQLite files are created when missing and opened in WAL mode with
     /// `synchronous=FULL`: a committed webhook survives a power cut.
     ///
     /// # Errors
-    /// The driver's error when the URL is invalid or the server cannot be reached.
-    pub async fn connect(cfg: &DatabaseConfig) -> Result<Self, DbErr> {
+    /// [`ConnectError::InvalidUrl`] when the URL is invalid (said without its password),
+    /// [`ConnectError::Failed`] when the server cannot be reached.
+    pub async fn connect(cfg: &DatabaseConfig) -> Result<Self, ConnectError> {
         let url = cfg.url.expose_secret();
+        if let Some(problem) = redact::url_problem(url, SCHEMES) {
+            return Err(ConnectError::InvalidUrl {
+                url: redact(url),
+                problem,
+            });
+        }
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let mut opts = ConnectOptions::new(url.to_owned());
         opts.sqlx_logging(false)
             .acquire_timeout(cfg.acquire_timeout_secs)
@@ -77,7 +125,7 @@ impl Database {
                     .create_if_missing(true)
             });
             // Readers on a file (an in-memory database is one per connection: it has none).
-            if !url.contains(":memory:") && !url.contains("mode=memory") {
+            if !in_memory {
                 let mut read = opts.clone();
                 read.max_connections(SQLITE_READERS).min_connections(0);
                 readers = Some(read);
@@ -86,9 +134,15 @@ impl Database {
             opts.max_connections(cfg.max_connections.max(2))
                 .min_connections(1);
         }
-        let conn = sea_orm::Database::connect(opts).await?;
+        let conn = sea_orm::Database::connect(opts)
+            .await
+            .map_err(|e| ConnectError::failed(url, &e))?;
         let readers = match readers {
-            Some(opts) => Some(sea_orm::Database::connect(opts).await?),
+            Some(opts) => Some(
+                sea_orm::Database::connect(opts)
+                    .await
+                    .map_err(|e| ConnectError::failed(url, &e))?,
+            ),
             None => None,
         };
         let committer = (conn.get_database_backend() == DbBackend::Sqlite)

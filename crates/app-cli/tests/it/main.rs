@@ -3,6 +3,7 @@
 use std::process::Command;
 
 mod config_check;
+mod database_url;
 mod dead_and_replay;
 mod import_django;
 mod sandbox;

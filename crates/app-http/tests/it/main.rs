@@ -10,3 +10,4 @@ mod intake;
 mod outage;
 mod sandbox;
 mod shipping;
+mod startup;
