@@ -7,7 +7,7 @@ use adapters::db::{Database, SqlShipmentStore};
 use adapters::queue::Queue;
 use anyhow::Context;
 use clap::Subcommand;
-use domain::model::{JobId, ShipmentFilter, ShipmentRecord, ShipmentStatus};
+use domain::model::{JobId, PastBooking, ShipmentFilter, ShipmentRecord, ShipmentStatus};
 use domain::ports::{JobQueue, ShipmentStore};
 use domain::service::operations::{self, Enqueued, OperationError, Refusal};
 use std::path::PathBuf;
@@ -87,6 +87,10 @@ pub enum LabelsCommand {
         /// Where to write it.
         #[arg(short, long)]
         output: PathBuf,
+        /// The label of one of the shipment's past bookings instead (its id, as `shipments
+        /// show` lists them): a booking a forced retry replaced, or a second parcel.
+        #[arg(long, value_name = "PAST_ID")]
+        past: Option<i64>,
     },
 }
 
@@ -115,6 +119,40 @@ fn print_table(rows: &[ShipmentRecord]) {
             if s.mailed_at.is_some() { "yes" } else { "no" },
             s.updated_at.format("%Y-%m-%d %H:%M:%S"),
             s.message.lines().next().unwrap_or("")
+        );
+    }
+}
+
+/// A shipment with the bookings it no longer holds, as `shipments show --json` prints it.
+#[derive(serde::Serialize)]
+struct Shown<'a> {
+    #[serde(flatten)]
+    shipment: &'a ShipmentRecord,
+    past_bookings: &'a [PastBooking],
+}
+
+fn print_past(s: &ShipmentRecord, past: &[PastBooking]) {
+    if past.is_empty() {
+        return;
+    }
+    println!("\npast bookings (parcels the carrier booked that this shipment no longer holds):");
+    for p in past {
+        println!(
+            "  {:>4}  {:<10}  {:<16}  {:<20}  kept {}  label {}",
+            p.id,
+            p.reason.as_str(),
+            p.status.as_str(),
+            if p.delivery_id.is_empty() {
+                "-"
+            } else {
+                &p.delivery_id
+            },
+            p.kept_at.format("%Y-%m-%d %H:%M:%S"),
+            if p.has_label {
+                format!("lazona labels get {} --past {} -o label.pdf", s.id, p.id)
+            } else {
+                "none".into()
+            }
         );
     }
 }
@@ -208,10 +246,16 @@ pub(crate) async fn shipments(
             let Some(s) = find(&store, id).await? else {
                 return Ok(ExitCode::from(NOT_FOUND));
             };
+            let past = store.past_bookings(id).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
+                let shown = Shown {
+                    shipment: &s,
+                    past_bookings: &past,
+                };
+                println!("{}", serde_json::to_string_pretty(&shown)?);
             } else {
                 print_one(&s);
+                print_past(&s, &past);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -335,9 +379,18 @@ async fn dead(queue: &dyn JobQueue, job: JobId) -> anyhow::Result<Option<String>
 pub(crate) async fn labels(db: Database, cmd: LabelsCommand) -> anyhow::Result<ExitCode> {
     let store = SqlShipmentStore::new(db);
     match cmd {
-        LabelsCommand::Get { id, output } => {
-            let Some(pdf) = store.label(id).await? else {
-                eprintln!("shipment {id} has no stored label (or does not exist)");
+        LabelsCommand::Get { id, output, past } => {
+            let pdf = match past {
+                Some(past) => store.past_label(id, past).await?,
+                None => store.label(id).await?,
+            };
+            let Some(pdf) = pdf else {
+                match past {
+                    Some(past) => {
+                        eprintln!("shipment {id} has no past booking {past} with a label")
+                    }
+                    None => eprintln!("shipment {id} has no stored label (or does not exist)"),
+                }
                 return Ok(ExitCode::from(NOT_FOUND));
             };
             if output.as_os_str() == "-" {

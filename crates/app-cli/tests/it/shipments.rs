@@ -187,10 +187,10 @@ async fn retry_and_track_are_carried_out_by_a_worker_and_mailed() {
     }
 }
 
-async fn retry_and_track(db: &TestDb) {
-    let sink = SmtpSink::start(None).await;
+/// Fake Koiki (one booking, answered with barcode NEW1 and `pdf`) and WooCommerce/WCFM (order
+/// 33, fetched once, and vendor 6).
+async fn fake_koiki_and_shop(pdf: &[u8]) -> MockServer {
     let fake = MockServer::start().await;
-    let pdf = b"%PDF-1.4 the new label";
     Mock::given(method("POST"))
         .and(path("/rekis/api/altaEnvios"))
         .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
@@ -217,6 +217,13 @@ async fn retry_and_track(db: &TestDb) {
         .respond_with(ResponseTemplate::new(200).set_body_string(WP_USER_6))
         .mount(&fake)
         .await;
+    fake
+}
+
+async fn retry_and_track(db: &TestDb) {
+    let sink = SmtpSink::start(None).await;
+    let pdf = b"%PDF-1.4 the new label";
+    let fake = fake_koiki_and_shop(pdf).await;
     Mock::given(method("POST"))
         .and(path("/kis/api/v1/service/track/see"))
         .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
@@ -282,4 +289,70 @@ async fn retry_and_track(db: &TestDb) {
     let _ = running.await;
     // The mocks' `expect(1)`: Koiki booked once, the order fetched once, tracking asked once.
     fake.verify().await;
+}
+
+/// A forced retry books a second parcel: the shipment holds the new one, and the one it
+/// replaced stays listed with its label (`shipments show`, `labels get --past`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_retry_keeps_the_parcel_it_replaces_with_its_label() {
+    for (backend, db) in TestDb::all().await {
+        let sink = SmtpSink::start(None).await;
+        let fake = fake_koiki_and_shop(b"%PDF-new").await;
+        let database = database(&db.url).await;
+        let store = SqlShipmentStore::new(database.clone());
+        let id = shipment(
+            &store,
+            33,
+            6,
+            ShipmentStatus::LabelSent,
+            "BAR1",
+            Some(b"%PDF-old"),
+        )
+        .await;
+        let (shutdown, running) = start_worker(&db.url, &database, &fake.uri(), sink.port()).await;
+        let out = stdout_json(
+            &run(
+                &db.url,
+                &["shipments", "retry", &id.to_string(), "--force", "--json"],
+            )
+            .await,
+        );
+        assert_eq!(out["delivery_id"], "NEW1", "{backend}: {out}");
+        let shown =
+            stdout_json(&run(&db.url, &["shipments", "show", &id.to_string(), "--json"]).await);
+        assert_eq!(shown["delivery_id"], "NEW1", "{backend}");
+        let past = &shown["past_bookings"][0];
+        assert_eq!(past["delivery_id"], "BAR1", "{backend}: {shown}");
+        assert_eq!(past["reason"], "superseded", "{backend}");
+        let text = run(&db.url, &["shipments", "show", &id.to_string()]).await;
+        assert!(
+            String::from_utf8_lossy(&text.stdout).contains("BAR1"),
+            "{backend}"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("old.pdf");
+        let past_id = past["id"].as_i64().expect("id").to_string();
+        let out = run(
+            &db.url,
+            &[
+                "labels",
+                "get",
+                &id.to_string(),
+                "--past",
+                &past_id,
+                "-o",
+                file.to_str().expect("path"),
+            ],
+        )
+        .await;
+        assert!(out.status.success(), "{backend}");
+        assert_eq!(
+            std::fs::read(&file).expect("file"),
+            b"%PDF-old",
+            "{backend}"
+        );
+        shutdown.cancel();
+        let _ = running.await;
+        fake.verify().await;
+    }
 }
