@@ -12,13 +12,18 @@
 //!
 //! Each message is `event: <kind>`, `id: <event id>` and `data: <the event as JSON>`; a comment
 //! every [`KEEP_ALIVE`] keeps proxies from closing an idle stream.
+//!
+//! The token a stream was opened with is checked again before each batch of events is sent and
+//! every [`RECHECK`] while nothing happens: once it no longer authenticates (revoked), the stream
+//! ends, and nothing written after the revocation is sent.
 
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use domain::model::{Event, EventId};
-use domain::ports::EventLog;
+use domain::ports::{EventLog, TokenStore};
 use futures_util::Stream;
+use secrecy::{ExposeSecret as _, SecretString};
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -34,6 +39,8 @@ pub const GAP_WAIT: Duration = Duration::from_secs(2);
 const GAP_OLD: Duration = Duration::from_secs(10);
 /// The interval of keep-alive comments.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// How often a stream with nothing to send checks that its token still authenticates.
+pub const RECHECK: Duration = Duration::from_secs(2);
 /// Most events read at once.
 const READ_BATCH: usize = 500;
 
@@ -42,6 +49,15 @@ const READ_BATCH: usize = 500;
 pub struct EventsQuery {
     /// Start after this event id (`Last-Event-ID` wins when both are given).
     pub after: Option<i64>,
+}
+
+/// The token a stream was opened with, to check it again while the stream is open.
+#[derive(Clone)]
+pub struct Bearer {
+    /// Where tokens are looked up.
+    pub tokens: Arc<dyn TokenStore>,
+    /// The secret the client presented.
+    pub secret: SecretString,
 }
 
 /// Where a stream starts: `Last-Event-ID`, else `?after=`, else `None` (from now on).
@@ -55,8 +71,8 @@ pub fn cursor(headers: &HeaderMap, query: &EventsQuery) -> Option<EventId> {
 }
 
 /// The SSE response: the events after `after` (from now on when `None`), only those of
-/// `vendor_id` when given, until `shutdown` (so that a server's graceful shutdown is not held up
-/// by open streams).
+/// `vendor_id` when given, while `bearer` authenticates and until `shutdown` (so that a server's
+/// graceful shutdown is not held up by open streams).
 ///
 /// # Errors
 /// The log's error when it cannot be read to find where "now" is.
@@ -64,13 +80,14 @@ pub async fn sse(
     log: Arc<dyn EventLog>,
     vendor_id: Option<i64>,
     after: Option<EventId>,
+    bearer: Bearer,
     shutdown: CancellationToken,
 ) -> Result<Response, domain::error::EventError> {
     let after = match after {
         Some(after) => after,
         None => log.last_id().await?,
     };
-    let stream = stream(log, vendor_id, after, shutdown);
+    let stream = stream(log, vendor_id, after, bearer, shutdown);
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
         .into_response())
@@ -84,10 +101,34 @@ struct Cursor {
     /// Since when the id after `scanned` has been missing while later ones are there.
     gap_since: Option<Instant>,
     ready: VecDeque<Event>,
+    bearer: Bearer,
+    /// When the token last authenticated.
+    checked: Instant,
     shutdown: CancellationToken,
 }
 
 impl Cursor {
+    /// Whether the stream's token still authenticates. A token store that cannot answer (the
+    /// database down) does not end the stream: the token is checked again next time.
+    async fn still_authenticated(&mut self) -> bool {
+        let secret = self.bearer.secret.expose_secret();
+        match self.bearer.tokens.authenticate(secret).await {
+            Ok(Some(_)) => {
+                self.checked = Instant::now();
+                true
+            }
+            Ok(None) => {
+                tracing::info!("event stream ended: its token no longer authenticates");
+                false
+            }
+            Err(e) => {
+                let error = domain::error::error_chain(&e);
+                tracing::warn!(%error, "cannot check an event stream's token");
+                true
+            }
+        }
+    }
+
     /// Reads what follows `scanned`: contiguous ids are taken; past a missing id, only once it
     /// has been missing for [`GAP_WAIT`] or the events after it are old.
     async fn fill(&mut self) -> Result<(), domain::error::EventError> {
@@ -111,11 +152,13 @@ impl Cursor {
     }
 }
 
-/// The events after `after` as SSE messages, until `shutdown`.
+/// The events after `after` as SSE messages, while `bearer` authenticates and until
+/// `shutdown`.
 pub fn stream(
     log: Arc<dyn EventLog>,
     vendor_id: Option<i64>,
     after: EventId,
+    bearer: Bearer,
     shutdown: CancellationToken,
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> + Send + 'static {
     let cursor = Cursor {
@@ -124,6 +167,8 @@ pub fn stream(
         scanned: after,
         gap_since: None,
         ready: VecDeque::new(),
+        bearer,
+        checked: Instant::now(),
         shutdown,
     };
     futures_util::stream::unfold(cursor, |mut c| async move {
@@ -139,9 +184,16 @@ pub fn stream(
                     .unwrap_or_else(|_| SseEvent::default().comment("unserialisable event"));
                 return Some((Ok(message), c));
             }
+            if c.checked.elapsed() >= RECHECK && !c.still_authenticated().await {
+                return None;
+            }
             let before = c.scanned;
             if let Err(e) = c.fill().await {
                 tracing::warn!(error = %domain::error::error_chain(&e), "event log unavailable");
+            }
+            // Nothing is sent for a token revoked since the last check.
+            if !c.ready.is_empty() && !c.still_authenticated().await {
+                return None;
             }
             if c.ready.is_empty() {
                 let wait = if c.gap_since.is_some() || c.scanned == before {
@@ -172,7 +224,7 @@ pub fn stream(
     ),
     responses(
         (status = 200, description = "Server-Sent Events: each event's `data` is its JSON (kind, at, webhook, job, shipment, order and vendor ids, message), its `id` the cursor to resume from; keep-alive comments in between", content_type = "text/event-stream", body = String),
-        (status = 401, description = "No token, or an unknown or revoked one", body = crate::api::ErrorBody),
+        (status = 401, description = "No token, or an unknown or revoked one (an open stream ends once its token is revoked)", body = crate::api::ErrorBody),
         (status = 503, description = "The event log is not configured", body = crate::api::ErrorBody),
     )
 )]
@@ -191,10 +243,15 @@ pub(crate) async fn handler(
         domain::model::Principal::Admin => None,
         domain::model::Principal::Vendor { vendor_id } => Some(vendor_id),
     };
+    let bearer = Bearer {
+        tokens: state.api()?.tokens.clone(),
+        secret: crate::api::auth::bearer(&headers)?.into(),
+    };
     sse(
         log,
         vendor_id,
         cursor(&headers, &query),
+        bearer,
         state.shutdown.clone(),
     )
     .await

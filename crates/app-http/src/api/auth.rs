@@ -8,6 +8,7 @@
 
 use crate::{ApiError, AppState};
 use axum::extract::FromRequestParts;
+use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use domain::model::Principal;
@@ -16,23 +17,7 @@ impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .ok_or(ApiError::Unauthenticated(
-                "an `Authorization: Bearer <token>` header is required",
-            ))?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|v| {
-                let (scheme, rest) = v.trim().split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-            })
-            .filter(|t| !t.is_empty())
-            .ok_or(ApiError::Unauthenticated(
-                "the Authorization header must be `Bearer <token>`",
-            ))?;
+        let token = bearer(&parts.headers)?;
         let tokens = &state.api()?.tokens;
         match tokens.authenticate(token).await {
             Ok(Some(principal)) => Ok(principal),
@@ -40,6 +25,24 @@ impl FromRequestParts<AppState> for Principal {
             Err(e) => Err(super::unavailable(e)),
         }
     }
+}
+
+/// The token of `Authorization: Bearer <token>`.
+pub(crate) fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let header = headers.get(AUTHORIZATION).ok_or(ApiError::Unauthenticated(
+        "an `Authorization: Bearer <token>` header is required",
+    ))?;
+    header
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            let (scheme, rest) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+        })
+        .filter(|t| !t.is_empty())
+        .ok_or(ApiError::Unauthenticated(
+            "the Authorization header must be `Bearer <token>`",
+        ))
 }
 
 /// An admin's request: a vendor's token is answered 403.

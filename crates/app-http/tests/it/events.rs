@@ -79,6 +79,20 @@ impl Stream {
         }
     }
 
+    /// What the server sends until it ends the stream; `None` when it is still open after
+    /// `within`.
+    async fn rest(&mut self, within: Duration) -> Option<String> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, self.resp.chunk()).await {
+                Ok(Ok(Some(bytes))) => self.buffer.push_str(&String::from_utf8_lossy(&bytes)),
+                Ok(Ok(None)) => return Some(std::mem::take(&mut self.buffer)),
+                Ok(Err(e)) => panic!("the stream failed: {e}"),
+                Err(_) => return None,
+            }
+        }
+    }
+
     /// Messages until `done` says so (or `within` passes).
     async fn until(
         &mut self,
@@ -197,6 +211,61 @@ async fn a_stream_resumes_after_its_last_event_id() {
     let mut stream = Stream::open(&app, &admin, Some(ids[1]), "?after=0").await;
     let m = stream.next(Duration::from_secs(5)).await.expect("an event");
     assert_eq!(m.id, ids[2]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_stream_ends_once_its_token_is_revoked_and_sends_nothing_after() {
+    let db = TestDb::sqlite();
+    let app = TestApp::spawn(&settings(&db.url, &[("worker.embedded", "false")])).await;
+    let tokens = SqlTokenStore::new(app.running.db.clone());
+    let log = SqlEventLog::new(app.running.db.clone());
+
+    // Events flowing: the check before sending them ends the stream, without the new one.
+    let (busy, secret) = tokens
+        .create("revoked while busy", Principal::Admin)
+        .await
+        .expect("token");
+    let mut stream = Stream::open(&app, secret.expose(), None, "").await;
+    log.append(&[NewEvent::now(EventKind::JobStarted, "before").job(1)])
+        .await
+        .expect("append");
+    let m = stream.next(Duration::from_secs(5)).await.expect("an event");
+    assert_eq!(m.data["message"], "before");
+    tokens.revoke(busy.id).await.expect("revoked");
+    log.append(&[NewEvent::now(EventKind::JobStarted, "after").job(2)])
+        .await
+        .expect("append");
+    let rest = stream
+        .rest(Duration::from_secs(5))
+        .await
+        .expect("the stream is still open 5 s after its token was revoked");
+    assert!(!rest.contains("after"), "sent after the revocation: {rest}");
+
+    // Nothing happening: the periodic check ends it.
+    let (idle, secret) = tokens
+        .create("revoked while idle", Principal::Vendor { vendor_id: 6 })
+        .await
+        .expect("token");
+    let mut stream = Stream::open(&app, secret.expose(), None, "").await;
+    tokens.revoke(idle.id).await.expect("revoked");
+    let started = tokio::time::Instant::now();
+    let rest = stream
+        .rest(Duration::from_secs(5))
+        .await
+        .expect("an idle stream is still open 5 s after its token was revoked");
+    assert!(!rest.contains("data:"), "{rest}");
+    assert!(started.elapsed() <= app_http::events::RECHECK + Duration::from_secs(2));
+
+    // And it cannot be opened again.
+    let resp = app
+        .client
+        .get(app.url("/api/v1/events"))
+        .bearer_auth(secret.expose())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status(), 401);
     app.stop().await;
 }
 
