@@ -2,7 +2,7 @@
 //! redacted, and a test of every connection the connector makes.
 
 use adapters::config::{LEGACY_ENV, Settings};
-use adapters::db::Database;
+use adapters::db::{ConnectError, Database};
 use adapters::queue::Queue;
 use adapters::redact::redact;
 use clap::Subcommand;
@@ -178,7 +178,8 @@ fn print_entries(entries: &[Entry], json: bool, checks: &[Check]) -> anyhow::Res
 async fn connections(settings: &Settings, timeout: Duration) -> Vec<Check> {
     let mut checks = Vec::new();
     let db_url = redact(settings.database.url.expose_secret());
-    let connect = Database::connect(&settings.database);
+    // A look only: a SQLite file that is not there is reported, not created.
+    let connect = Database::connect_existing(&settings.database);
     let db = match tokio::time::timeout(timeout, connect).await {
         Ok(Ok(db)) => {
             checks.push(Check {
@@ -188,6 +189,14 @@ async fn connections(settings: &Settings, timeout: Duration) -> Vec<Check> {
                 detail: "connected".into(),
             });
             Some(db)
+        }
+        Ok(Err(e @ ConnectError::Missing(_))) => {
+            checks.push(fail(
+                "database",
+                db_url,
+                &format!("{e} ({})", crate::CREATE_HINT),
+            ));
+            None
         }
         Ok(Err(e)) => {
             checks.push(fail("database", db_url, &e.to_string()));

@@ -8,7 +8,7 @@
 #![allow(clippy::print_stdout, reason = "a command line prints its results")]
 
 use adapters::config::Settings;
-use adapters::db::{Database, SqlInbox};
+use adapters::db::{ConnectError, Database, Schema, SqlInbox};
 use clap::{Parser, Subcommand};
 use domain::model::{Resource, WebhookFilter, WebhookId, WebhookStatus};
 use domain::ports::WebhookInbox;
@@ -148,7 +148,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return config_check::check(cli.config.as_deref(), cmd, cli.json).await;
     }
     let settings = Settings::load(cli.config.as_deref())?;
-    let db = Database::connect(&settings.database).await?;
+    let db = open(&settings, &cli.command).await?;
     match cli.command {
         Command::Migrate => {
             db.migrate().await?;
@@ -195,6 +195,62 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// What creates a missing database, said where one is missing.
+pub(crate) const CREATE_HINT: &str =
+    "lazona-http creates the database and its tables when it starts; or run `lazona migrate`";
+
+impl Command {
+    /// Whether the command may write to the database.
+    fn writes(&self) -> bool {
+        match self {
+            Command::Migrate | Command::Replay(_) | Command::ImportDjango { .. } => true,
+            Command::Tokens(cmd) => !matches!(cmd, TokensCommand::List),
+            Command::Shipments(cmd) => matches!(
+                cmd,
+                ShipmentsCommand::Retry { .. } | ShipmentsCommand::Track { .. }
+            ),
+            Command::Dead(cmd) => matches!(cmd, DeadCommand::Requeue { .. }),
+            Command::Webhooks(_)
+            | Command::Labels(_)
+            | Command::Sandbox(_)
+            | Command::Config(_) => false,
+        }
+    }
+}
+
+/// Opens the database for `command`. A command that writes migrates it first when
+/// `database.migrate_on_start` is on (as the server does at start-up), and otherwise refuses a
+/// database whose migrations have not all run. A command that only looks never creates a SQLite
+/// file, and says so when there is no database or no tables yet.
+async fn open(settings: &Settings, command: &Command) -> anyhow::Result<Database> {
+    let cfg = &settings.database;
+    if matches!(command, Command::Migrate) {
+        return Ok(Database::connect(cfg).await?);
+    }
+    if command.writes() {
+        let db = Database::connect(cfg).await?;
+        if cfg.migrate_on_start {
+            db.migrate()
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot migrate the database: {e}"))?;
+        } else if db.schema().await? != Schema::Current {
+            anyhow::bail!(
+                "the database's migrations have not all run, and database.migrate_on_start is \
+                 off: run `lazona migrate` first"
+            );
+        }
+        return Ok(db);
+    }
+    let db = match Database::connect_existing(cfg).await {
+        Err(e @ ConnectError::Missing(_)) => anyhow::bail!("{e} ({CREATE_HINT})"),
+        other => other?,
+    };
+    if db.schema().await? == Schema::Empty {
+        anyhow::bail!("the database has no tables yet ({CREATE_HINT})");
+    }
+    Ok(db)
 }
 
 async fn webhooks(inbox: &SqlInbox, cmd: WebhooksCommand, json: bool) -> anyhow::Result<ExitCode> {

@@ -24,13 +24,14 @@ pub use tokens::SqlTokenStore;
 use crate::config::DatabaseConfig;
 use crate::redact::{self, redact};
 use domain::error::BoxError;
-use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, ConnectionTrait as _, DatabaseConnection, DbBackend, DbErr,
     TransactionTrait as _,
 };
 use sea_orm_migration::MigratorTrait;
 use secrecy::ExposeSecret;
+use std::str::FromStr as _;
 use std::time::Duration;
 
 /// The advisory lock key that serialises migrations across processes ("lazona" in ASCII).
@@ -62,6 +63,9 @@ pub enum ConnectError {
         /// What is wrong with it (the scheme, an unencoded character, the port, the host).
         problem: String,
     },
+    /// [`Database::connect_existing`] on a SQLite file that does not exist.
+    #[error("there is no database at {}", .0.display())]
+    Missing(std::path::PathBuf),
     /// The URL is valid, but the database cannot be reached or opened.
     #[error("cannot connect to {url}: {cause}")]
     Failed {
@@ -86,6 +90,17 @@ impl ConnectError {
     }
 }
 
+/// Where a database's schema stands ([`Database::schema`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schema {
+    /// No migration has run: the database has no tables.
+    Empty,
+    /// Some migrations have run; this many have not.
+    Behind(usize),
+    /// Every migration has run.
+    Current,
+}
+
 /// The schemes [`Database::connect`] takes.
 pub(crate) const SCHEMES: &[&str] = &["postgres", "postgresql", "sqlite"];
 
@@ -97,6 +112,20 @@ impl Database {
     /// [`ConnectError::InvalidUrl`] when the URL is invalid (said without its password),
     /// [`ConnectError::Failed`] when the server cannot be reached.
     pub async fn connect(cfg: &DatabaseConfig) -> Result<Self, ConnectError> {
+        Self::open(cfg, true).await
+    }
+
+    /// Connects like [`Database::connect`], but never creates a SQLite file: for a look into a
+    /// database that should already be there.
+    ///
+    /// # Errors
+    /// As [`Database::connect`], and [`ConnectError::Missing`] when the SQLite file does not
+    /// exist.
+    pub async fn connect_existing(cfg: &DatabaseConfig) -> Result<Self, ConnectError> {
+        Self::open(cfg, false).await
+    }
+
+    async fn open(cfg: &DatabaseConfig, create: bool) -> Result<Self, ConnectError> {
         let url = cfg.url.expose_secret();
         if let Some(problem) = redact::url_problem(url, SCHEMES) {
             return Err(ConnectError::InvalidUrl {
@@ -105,6 +134,13 @@ impl Database {
             });
         }
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        if cfg.is_sqlite() && !create && !in_memory {
+            let file = SqliteConnectOptions::from_str(url)
+                .map_err(|e| ConnectError::failed(url, &DbErr::Custom(e.to_string())))?;
+            if !file.get_filename().exists() {
+                return Err(ConnectError::Missing(file.get_filename().to_owned()));
+            }
+        }
         let mut opts = ConnectOptions::new(url.to_owned());
         opts.sqlx_logging(false)
             .acquire_timeout(cfg.acquire_timeout_secs)
@@ -118,11 +154,11 @@ impl Database {
             // inbox writer, the workers and the readers fairly, without sleeping. (It also keeps
             // `sqlite::memory:`, one database per connection, whole.)
             opts.max_connections(1).min_connections(1);
-            opts.map_sqlx_sqlite_opts(|o| {
+            opts.map_sqlx_sqlite_opts(move |o| {
                 o.journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Full)
                     .busy_timeout(Duration::from_secs(10))
-                    .create_if_missing(true)
+                    .create_if_missing(create)
             });
             // Readers on a file (an in-memory database is one per connection: it has none).
             if !in_memory {
@@ -170,6 +206,24 @@ impl Database {
         let result = migration::Migrator::up(&self.conn, None).await;
         lock.commit().await?;
         result
+    }
+
+    /// Whether the migrations have run, read without writing anything (the migrations' own
+    /// table is not created).
+    ///
+    /// # Errors
+    /// The driver's error.
+    pub async fn schema(&self) -> Result<Schema, DbErr> {
+        let pending = migration::Migrator::get_pending_migrations_read_only(&self.conn)
+            .await?
+            .len();
+        Ok(if pending == 0 {
+            Schema::Current
+        } else if pending == migration::Migrator::migrations().len() {
+            Schema::Empty
+        } else {
+            Schema::Behind(pending)
+        })
     }
 
     /// The sea-orm connection, for adapters that share the database.

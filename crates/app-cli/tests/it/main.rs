@@ -5,6 +5,7 @@ use std::process::Command;
 mod config_check;
 mod database_url;
 mod dead_and_replay;
+mod first_use;
 mod import_django;
 mod sandbox;
 mod shipments;
