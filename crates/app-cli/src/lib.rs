@@ -100,7 +100,9 @@ pub enum Command {
 /// `lazona webhooks ...`
 #[derive(Debug, Subcommand)]
 pub enum WebhooksCommand {
-    /// List stored webhooks, newest first.
+    /// List stored webhooks, newest first. The error column says why a webhook failed or was
+    /// rejected; with --json, `error` is the last status note whatever the status (a processed
+    /// order's summary too).
     List {
         /// Only this status (queued, processed, failed, rejected, ignored).
         #[arg(long)]
@@ -130,7 +132,8 @@ pub enum WebhooksCommand {
         #[arg(long, default_value_t = 50)]
         limit: u64,
     },
-    /// Show one stored webhook: headers, body, status and error.
+    /// Show one stored webhook: headers, body, status, and its error (or note when it did not
+    /// fail).
     Show {
         /// Its inbox id.
         id: i64,
@@ -253,6 +256,14 @@ async fn open(settings: &Settings, command: &Command) -> anyhow::Result<Database
     Ok(db)
 }
 
+/// The inbox keeps one note per webhook, the last status change's (`"booked 1, refused 0, ..."`
+/// for a processed order): it is an error only when the webhook failed or was rejected.
+fn failure(status: WebhookStatus, note: Option<&str>) -> Option<&str> {
+    matches!(status, WebhookStatus::Failed | WebhookStatus::Rejected)
+        .then_some(note)
+        .flatten()
+}
+
 async fn webhooks(inbox: &SqlInbox, cmd: WebhooksCommand, json: bool) -> anyhow::Result<ExitCode> {
     match cmd {
         WebhooksCommand::List {
@@ -294,7 +305,7 @@ async fn webhooks(inbox: &SqlInbox, cmd: WebhooksCommand, json: bool) -> anyhow:
                         w.subject_id.map_or("-".into(), |s| s.to_string()),
                         w.status,
                         w.received_at.format("%Y-%m-%d %H:%M:%S"),
-                        w.error.as_deref().unwrap_or("")
+                        failure(w.status, w.error.as_deref()).unwrap_or("")
                     );
                 }
             }
@@ -331,8 +342,13 @@ async fn webhooks(inbox: &SqlInbox, cmd: WebhooksCommand, json: bool) -> anyhow:
                 if let Some(t) = w.processed_at {
                     println!("processed {t}");
                 }
-                if let Some(e) = &w.last_error {
-                    println!("error     {e}");
+                match (
+                    failure(w.data.status, w.last_error.as_deref()),
+                    &w.last_error,
+                ) {
+                    (Some(e), _) => println!("error     {e}"),
+                    (None, Some(note)) => println!("note      {note}"),
+                    (None, None) => {}
                 }
                 println!("\nhistory:");
                 for e in &history {

@@ -11,6 +11,7 @@ mod sandbox;
 mod shipments;
 mod support;
 mod tokens;
+mod webhooks_list;
 
 pub(crate) fn lazona(db_url: &str, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_lazona"))
