@@ -9,12 +9,10 @@
 use adapters::sandbox::{self, Calls, Sandbox, SandboxOptions};
 use anyhow::Context as _;
 use domain::service::signature::WebhookSecret;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
-
-/// Where `lazona-http` listens in the printed environment (the default listen address).
-const LISTEN: &str = "127.0.0.1:8080";
 
 /// `lazona sandbox` options.
 #[derive(Debug, clap::Args)]
@@ -23,9 +21,14 @@ pub struct SandboxArgs {
     /// (`sandbox.env`) and the server's own database (`sandbox.db`).
     #[arg(long, default_value = "lazona-sandbox")]
     pub dir: PathBuf,
-    /// The fakes' HTTP port on 127.0.0.1 (0: any free port).
+    /// The fakes' HTTP port on 127.0.0.1 (0: any free port). Not the connector's: that is
+    /// --listen.
     #[arg(long, default_value_t = 0)]
     pub port: u16,
+    /// Where lazona-http is to listen: the printed environment's LAZONA_LISTEN, and where the
+    /// printed curl posts the sample order.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
 }
 
 /// Runs the sandbox until ctrl-c.
@@ -60,7 +63,7 @@ pub(crate) async fn run(args: &SandboxArgs) -> anyhow::Result<ExitCode> {
         "LAZONA_DATABASE__URL".into(),
         format!("sqlite://{}?mode=rwc", dir.join("sandbox.db").display()),
     ));
-    env.push(("LAZONA_LISTEN".into(), LISTEN.into()));
+    env.push(("LAZONA_LISTEN".into(), args.listen.to_string()));
     env.push(("LAZONA_WORKER__EMBEDDED".into(), "true".into()));
     let exports: String = env
         .iter()
@@ -91,7 +94,10 @@ pub(crate) async fn run(args: &SandboxArgs) -> anyhow::Result<ExitCode> {
     println!();
     print!("{exports}");
     println!();
-    println!("2. Start the server in that shell:");
+    println!(
+        "2. Start the server in that shell (it listens on {}):",
+        args.listen
+    );
     println!();
     println!("cargo run --release --bin lazona-http");
     println!();
@@ -100,7 +106,7 @@ pub(crate) async fn run(args: &SandboxArgs) -> anyhow::Result<ExitCode> {
         order_path.display()
     );
     println!();
-    println!("{}", curl(&order_path, &signature));
+    println!("{}", curl(args.listen, &order_path, &signature));
     println!();
     println!(
         "Each vendor's label mail lands in {}. Ctrl-C stops the sandbox.",
@@ -158,10 +164,11 @@ fn summary(calls: &Calls) -> String {
     )
 }
 
-/// The `curl` command that posts `order` as WooCommerce would (signed, with its headers).
-fn curl(order: &Path, signature: &str) -> String {
+/// The `curl` command that posts `order` to the connector at `listen` as WooCommerce would
+/// (signed, with its headers).
+fn curl(listen: SocketAddr, order: &Path, signature: &str) -> String {
     [
-        format!("curl -sS -X POST http://{LISTEN}/api/deliveries/"),
+        format!("curl -sS -X POST http://{listen}/api/deliveries/"),
         "  -H 'Content-Type: application/json'".to_owned(),
         "  -H 'X-WC-Webhook-Topic: order.created'".to_owned(),
         "  -H 'X-WC-Webhook-Resource: order'".to_owned(),
@@ -205,7 +212,9 @@ mod tests {
 
     #[test]
     fn the_curl_command_sends_the_file_byte_for_byte() {
-        let c = curl(Path::new("/tmp/sb/order.json"), "c2ln");
+        let listen = SocketAddr::from(([127, 0, 0, 1], 9090));
+        let c = curl(listen, Path::new("/tmp/sb/order.json"), "c2ln");
+        assert!(c.starts_with("curl -sS -X POST http://127.0.0.1:9090/api/deliveries/"));
         assert!(c.contains("--data-binary @/tmp/sb/order.json"));
         assert!(c.contains("X-WC-Webhook-Signature: c2ln"));
         assert!(c.contains("X-WC-Webhook-Topic: order.created"));

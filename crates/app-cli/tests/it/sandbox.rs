@@ -44,12 +44,13 @@ fn get(authority: &str, path: &str, user: &str, password: &str) -> (u16, serde_j
     (status, serde_json::from_str(body).expect("a JSON body"))
 }
 
-#[test]
-fn the_sandbox_prints_its_environment_and_serves_the_fakes() {
-    let dir = tempfile::tempdir().expect("temp dir");
+/// Starts `lazona sandbox --dir dir args`; the running sandbox and what it printed up to its
+/// last instruction.
+fn start(dir: &std::path::Path, args: &[&str]) -> (Running, Vec<String>) {
     let child = Command::new(env!("CARGO_BIN_EXE_lazona"))
         .args(["sandbox", "--dir"])
-        .arg(dir.path())
+        .arg(dir)
+        .args(args)
         .env_remove("LAZONA_CONFIG")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -79,16 +80,28 @@ fn the_sandbox_prints_its_environment_and_serves_the_fakes() {
             break;
         }
     }
-    assert!(
-        printed[1].starts_with("SANDBOX") && printed[1].contains("nothing real is called"),
-        "{printed:#?}"
-    );
-    let env: HashMap<String, String> = printed
+    (running, printed)
+}
+
+/// The `export NAME=value` lines of `printed`.
+fn exports(printed: &[String]) -> HashMap<String, String> {
+    printed
         .iter()
         .filter_map(|l| l.strip_prefix("export "))
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.trim_matches('\'').to_owned()))
-        .collect();
+        .collect()
+}
+
+#[test]
+fn the_sandbox_prints_its_environment_and_serves_the_fakes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut running, printed) = start(dir.path(), &[]);
+    assert!(
+        printed[1].starts_with("SANDBOX") && printed[1].contains("nothing real is called"),
+        "{printed:#?}"
+    );
+    let env = exports(&printed);
     for name in [
         "LAZONA_KOIKI__HOST",
         "LAZONA_KOIKI__AUTH_TOKEN",
@@ -140,4 +153,39 @@ fn the_sandbox_prints_its_environment_and_serves_the_fakes() {
 
     running.0.kill().expect("killed");
     running.0.wait().expect("reaped");
+}
+
+#[test]
+fn the_fakes_port_and_the_connectors_address_are_each_their_own() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fakes = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let (_running, printed) = start(
+        dir.path(),
+        &["--port", &fakes.to_string(), "--listen", "127.0.0.1:9191"],
+    );
+    let env = exports(&printed);
+    assert_eq!(
+        env["LAZONA_SHOP__HOST"],
+        format!("http://127.0.0.1:{fakes}")
+    );
+    assert_eq!(env["LAZONA_LISTEN"], "127.0.0.1:9191");
+    let env_file = std::fs::read_to_string(dir.path().join("sandbox.env")).expect("sandbox.env");
+    assert!(
+        env_file.contains("export LAZONA_LISTEN=127.0.0.1:9191\n"),
+        "{env_file}"
+    );
+    let text = printed.join("\n");
+    assert!(
+        text.contains("curl -sS -X POST http://127.0.0.1:9191/api/deliveries/"),
+        "{text}"
+    );
+    assert!(!text.contains("8080"), "{text}");
+    // The same build profile as the README's `cargo run --release --bin lazona -- sandbox`.
+    assert!(
+        text.contains("cargo run --release --bin lazona-http"),
+        "{text}"
+    );
 }
