@@ -65,6 +65,8 @@ pub const IGNORED_LEGACY_ENV: &[&str] = &[
 pub struct Settings {
     /// Where `lazona-http` listens.
     pub listen: SocketAddr,
+    /// `lazona-http`'s limits on its clients' connections.
+    pub server: ServerConfig,
     /// Webhook intake.
     pub webhook: WebhookConfig,
     /// The SQL database (inbox and jobs).
@@ -89,6 +91,23 @@ pub struct Settings {
     pub log: LogConfig,
     /// The event log (`/api/v1/events`).
     pub events: EventsConfig,
+}
+
+/// `lazona-http`'s limits on its clients' connections, so that slow or idle clients cannot hold
+/// it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerConfig {
+    /// How long a client may take to send a request's headers, counted from the connection's
+    /// opening or from the previous response on a kept-alive connection (so an idle kept-alive
+    /// connection is closed after it too).
+    #[serde(deserialize_with = "seconds")]
+    pub header_read_timeout_secs: Duration,
+    /// How long a request's body may take to arrive in full after its headers; then it is
+    /// answered 408.
+    #[serde(deserialize_with = "seconds")]
+    pub body_read_timeout_secs: Duration,
+    /// The most client connections open at once (lowered to fit the open-file limit).
+    pub max_connections: usize,
 }
 
 /// Webhook intake.
@@ -463,6 +482,9 @@ mod tests {
             assert!(s.embedded_worker());
             assert!(s.webhook.secret.is_none());
             assert_eq!(s.webhook.max_body_bytes, 1024 * 1024);
+            assert_eq!(s.server.header_read_timeout_secs, Duration::from_secs(10));
+            assert_eq!(s.server.body_read_timeout_secs, Duration::from_secs(30));
+            assert_eq!(s.server.max_connections, 1024);
             Ok(())
         });
     }

@@ -23,6 +23,12 @@ pub enum ApiError {
     /// The body could not be read (400).
     #[error("the body could not be read: {0}")]
     BadBody(String),
+    /// The body did not arrive in time (408; the connection is closed).
+    #[error("the body did not arrive within {secs} s of the request's headers")]
+    BodyTimeout {
+        /// The time allowed (`server.body_read_timeout_secs`).
+        secs: u64,
+    },
     /// A signed webhook with bad data: stored as rejected (400).
     #[error("{message}")]
     Invalid {
@@ -76,6 +82,7 @@ impl ApiError {
             ApiError::Missing(_) => StatusCode::NOT_FOUND,
             ApiError::Refused(_) => StatusCode::CONFLICT,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::BadBody(_) | ApiError::Invalid { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unconfigured | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
@@ -89,6 +96,7 @@ impl ApiError {
             ApiError::InvalidSignature => "invalid_signature",
             ApiError::TooLarge { .. } => "body_too_large",
             ApiError::BadBody(_) => "unreadable_body",
+            ApiError::BodyTimeout { .. } => "body_timeout",
             ApiError::Invalid { .. } => "invalid_payload",
             ApiError::Unconfigured => "not_configured",
             ApiError::Unavailable(_) => "storage_unavailable",

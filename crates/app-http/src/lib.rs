@@ -8,13 +8,15 @@
 //!
 //! [`router`] builds the axum router from an [`AppState`] (tests drive it directly);
 //! [`start`] wires the configured adapters, runs the migrations and serves, with the worker
-//! in-process when configured (the embedded default).
+//! in-process when configured (the embedded default). [`serve`] serves the connections with
+//! limits on slow and idle clients (header and body timeouts, a cap on connections).
 
 pub mod api;
 mod dashboard;
 mod error;
 pub mod events;
 mod metrics;
+pub mod serve;
 mod webhooks;
 
 pub use error::ApiError;
@@ -209,11 +211,14 @@ pub async fn start(
         None
     };
 
+    let limits = serve::Limits {
+        header_read_timeout: settings.server.header_read_timeout_secs,
+        body_read_timeout: settings.server.body_read_timeout_secs,
+        max_connections: serve::connection_cap(settings.server.max_connections),
+    };
     let task = tokio::spawn(async move {
-        tracing::info!(%addr, "listening");
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await?;
+        tracing::info!(%addr, max_connections = limits.max_connections, "listening");
+        serve::serve(listener, app, limits, shutdown).await;
         if let Some(worker) = worker {
             let _ = worker.await;
         }

@@ -7,6 +7,7 @@ mod dashboard;
 mod events;
 mod helpers;
 mod intake;
+mod limits;
 mod outage;
 mod sandbox;
 mod shipping;
