@@ -1,10 +1,12 @@
 // The dashboard in headless Chromium: sign in with a token, watch a webhook arrive in the live
-// feed, press retry on a refused shipment and see it booked. Driven by the Rust test
+// feed, press retry on a refused shipment, see it booked and open its label; all of it with no
+// request to another host and no Content-Security-Policy violation. Driven by the Rust test
 // `app-http::it dashboard::*`, which starts the server and passes what it needs in the
 // environment: BASE_URL, TOKEN, SECRET, ORDER_FILE, SHIPMENT_ID, CHROMIUM, SCREENSHOT.
 import { chromium } from 'playwright-core';
 import { createHmac } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { guard } from './guard.mjs';
 
 const env = (name) => {
   const value = process.env[name];
@@ -18,7 +20,9 @@ const browser = await chromium.launch({
   executablePath: env('CHROMIUM'),
   args: ['--no-sandbox', '--disable-dev-shm-usage'],
 });
-const page = await browser.newPage();
+const context = await browser.newContext();
+const problems = await guard(context, base);
+const page = await context.newPage();
 const step = (what) => console.log(`dashboard: ${what}`);
 try {
   await page.goto(base + '/');
@@ -64,6 +68,13 @@ try {
   const barcode = (await page.textContent(`${row} td:nth-child(5)`)).trim();
   if (!barcode || barcode === '-') throw new Error('the booked shipment shows no barcode');
   await page.waitForSelector(`${row} button[data-track]`);
+
+  step('open its label');
+  const [label] = await Promise.all([context.waitForEvent('page'), page.click(`${row} a[data-label]`)]);
+  await label.waitForLoadState();
+  if (!label.url().startsWith('blob:')) throw new Error(`the label opened at ${label.url()}`);
+
+  if (problems.length) throw new Error(problems.join('\n'));
   step('ok');
 } catch (error) {
   if (process.env.SCREENSHOT) await page.screenshot({ path: process.env.SCREENSHOT, fullPage: true }).catch(() => {});

@@ -12,6 +12,7 @@
 //! limits on slow and idle clients (header and body timeouts, a cap on connections).
 
 pub mod api;
+mod assets;
 mod dashboard;
 mod error;
 pub mod events;
@@ -83,8 +84,8 @@ impl AppState {
 }
 
 /// The routes: the two webhook endpoints (with and without the trailing slash), `/healthz`,
-/// `/readyz`, `/metrics`, the operations API under `/api/v1/` and `/docs`. Bodies over
-/// `state.max_body_bytes` are answered 413.
+/// `/readyz`, `/metrics`, the operations API under `/api/v1/`, `/docs`, the dashboard at `/` and
+/// their files under `/assets/`. Bodies over `state.max_body_bytes` are answered 413.
 pub fn router(state: AppState) -> Router {
     let max_body_bytes = state.max_body_bytes;
     let (operations, _) = api::routes().split_for_parts();
@@ -99,6 +100,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::render))
+        .merge(assets::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)

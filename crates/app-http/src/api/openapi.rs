@@ -1,16 +1,14 @@
 //! The OpenAPI 3.1 document of the operations API, generated from the handlers' `#[utoipa::path]`
 //! attributes and served at `/api/v1/openapi.json`; `/docs` is a Swagger UI page over it.
 //!
-//! `/docs` is a small HTML page that loads `swagger-ui-dist` from a CDN in the reader's browser:
-//! nothing is bundled into the binary, and the build downloads nothing (`utoipa-swagger-ui`
-//! fetches its assets from GitHub at build time, which CI cannot reach). Without internet access
-//! the page shows nothing, and the JSON document still works with any OpenAPI tool.
+//! `/docs` loads Swagger UI from this server: a pinned copy of `swagger-ui-dist` compiled into
+//! the binary (`src/assets.rs`), so the page works offline and runs no other host's code
+//! (`utoipa-swagger-ui` was not used: it downloads its assets from GitHub at build time).
 
 use crate::AppState;
 use axum::Json;
 use axum::extract::State;
-use axum::http::header;
-use axum::response::{Html, IntoResponse};
+use axum::response::Response;
 use std::sync::OnceLock;
 use utoipa::Modify;
 use utoipa::openapi::OpenApi;
@@ -71,27 +69,9 @@ pub(super) async fn document(State(_): State<AppState>) -> Json<&'static OpenApi
     Json(spec())
 }
 
-const DOCS_PAGE: &str = r##"<!doctype html>
-<html lang="en">
-<head>
-  <meta charset="utf-8">
-  <meta name="viewport" content="width=device-width, initial-scale=1">
-  <title>La Zona connector: operations API</title>
-  <link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css">
-</head>
-<body>
-  <div id="swagger-ui"></div>
-  <noscript>The interactive documentation needs JavaScript; the document itself is at
-    <a href="/api/v1/openapi.json">/api/v1/openapi.json</a>.</noscript>
-  <script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js" crossorigin></script>
-  <script>
-    window.ui = SwaggerUIBundle({ url: "/api/v1/openapi.json", dom_id: "#swagger-ui" });
-  </script>
-</body>
-</html>
-"##;
+const DOCS_PAGE: &str = include_str!("docs.html");
 
 /// `/docs`: Swagger UI over the document.
-pub(crate) async fn docs() -> impl IntoResponse {
-    ([(header::CACHE_CONTROL, "no-cache")], Html(DOCS_PAGE))
+pub(crate) async fn docs() -> Response {
+    crate::assets::page(DOCS_PAGE, "no-cache")
 }

@@ -11,4 +11,5 @@ mod limits;
 mod outage;
 mod sandbox;
 mod shipping;
+mod web;
 mod startup;

@@ -1,0 +1,159 @@
+// The dashboard's script (dashboard.html; served from the binary at /assets/dashboard.js).
+"use strict";
+const api = "/api/v1";
+let token = sessionStorage.getItem("lazona-token");
+let admin = false;
+let stream = null;
+
+const $ = (id) => document.getElementById(id);
+const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+
+async function call(path, options = {}) {
+  const response = await fetch(api + path, {
+    ...options,
+    headers: { ...(options.headers || {}), Authorization: "Bearer " + token },
+  });
+  if (response.status === 401) { signOut("The token was refused."); throw new Error("unauthorised"); }
+  return response;
+}
+
+async function json(path) {
+  const response = await call(path);
+  if (!response.ok) throw new Error(path + ": HTTP " + response.status);
+  return response.json();
+}
+
+function statusCell(status) {
+  return `<span class="status s-${esc(status)}">${esc(status)}</span>`;
+}
+
+async function loadShipments() {
+  const page = await json("/shipments?limit=50");
+  $("shipments").innerHTML = page.items.map((s) => `
+    <tr data-shipment="${s.id}">
+      <td>${s.id}</td><td>${s.order_id}</td><td>${s.vendor_id}</td>
+      <td>${statusCell(s.status)}</td><td>${esc(s.barcode || "-")}</td>
+      <td>${s.has_label ? `<a href="#" data-label="${s.id}">PDF</a>` : ""}</td>
+      <td class="msg">${esc(s.message)}</td>
+      <td>${admin && s.method === "KOIKI" ? `<button type="button" data-retry="${s.id}" data-status="${esc(s.status)}">Retry</button>
+          ${s.barcode ? `<button type="button" data-track="${s.id}">Refresh</button>` : ""}` : ""}</td>
+    </tr>`).join("");
+}
+
+async function loadWebhooks() {
+  if (!admin) return;
+  const page = await json("/webhooks?limit=50");
+  $("webhooks").innerHTML = page.items.map((w) => `
+    <tr data-webhook="${w.id}">
+      <td>${w.id}</td><td>${esc(w.topic || w.resource)}</td><td>${esc(w.subject_id ?? "-")}</td>
+      <td>${statusCell(w.status)}</td><td>${esc(new Date(w.received_at).toLocaleString())}</td>
+      <td class="msg">${esc(w.error)}</td>
+    </tr>`).join("");
+}
+
+function showEvent(event) {
+  const li = document.createElement("li");
+  li.dataset.kind = event.kind;
+  const ids = ["webhook_id", "shipment_id", "order_id", "vendor_id", "job_id"]
+    .filter((k) => event[k] != null).map((k) => `${k.replace("_id", "")} ${event[k]}`).join(", ");
+  li.innerHTML = `<time>${esc(new Date(event.at).toLocaleTimeString())}</time><span class="kind">${esc(event.kind)}</span>${esc(ids)} ${esc(event.message || "")}`;
+  $("feed").prepend(li);
+  while ($("feed").children.length > 200) $("feed").lastChild.remove();
+}
+
+// Server-Sent Events read with fetch, so the token travels in a header, not in the URL.
+async function follow() {
+  let last = null;
+  for (;;) {
+    if (!token) return;
+    try {
+      const headers = { Authorization: "Bearer " + token, Accept: "text/event-stream" };
+      if (last) headers["Last-Event-ID"] = last;
+      stream = new AbortController();
+      const response = await fetch(api + "/events", { headers, signal: stream.signal });
+      if (!response.ok) throw new Error("HTTP " + response.status);
+      $("live").classList.add("on");
+      const reader = response.body.getReader();
+      const decoder = new TextDecoder();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += decoder.decode(value, { stream: true });
+        let cut;
+        while ((cut = buffer.indexOf("\n\n")) >= 0) {
+          const block = buffer.slice(0, cut);
+          buffer = buffer.slice(cut + 2);
+          let data = "", id = null;
+          for (const line of block.split("\n")) {
+            if (line.startsWith("data:")) data += line.slice(5).trim();
+            else if (line.startsWith("id:")) id = line.slice(3).trim();
+          }
+          if (!data) continue;
+          if (id) last = id;
+          const event = JSON.parse(data);
+          showEvent(event);
+          scheduleRefresh();
+        }
+      }
+    } catch (e) {
+      if (!token) return;
+    }
+    $("live").classList.remove("on");
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
+let refreshTimer = null;
+function scheduleRefresh() {
+  clearTimeout(refreshTimer);
+  refreshTimer = setTimeout(() => { loadShipments().catch(() => {}); loadWebhooks().catch(() => {}); }, 300);
+}
+
+document.addEventListener("click", async (e) => {
+  const t = e.target;
+  if (t.dataset.retry) {
+    const booked = t.dataset.status !== "ERROR_FROM_BODY";
+    if (booked && !confirm("Segur/a? Un enviament al transportista ja ha sigut realitzat.")) return;
+    const response = await call(`/shipments/${t.dataset.retry}/retry${booked ? "?force=true" : ""}`, { method: "POST" });
+    t.textContent = response.ok ? "Queued" : "Refused (" + response.status + ")";
+  } else if (t.dataset.track) {
+    const response = await call(`/shipments/${t.dataset.track}/track`, { method: "POST" });
+    t.textContent = response.ok ? "Queued" : "Refused (" + response.status + ")";
+  } else if (t.dataset.label) {
+    e.preventDefault();
+    const response = await call(`/shipments/${t.dataset.label}/label`);
+    if (response.ok) window.open(URL.createObjectURL(await response.blob()));
+  }
+});
+
+async function signIn() {
+  const probe = await fetch(api + "/shipments?limit=1", { headers: { Authorization: "Bearer " + token } });
+  if (!probe.ok) { signOut(probe.status === 401 ? "The token was refused." : "HTTP " + probe.status); return; }
+  admin = (await fetch(api + "/webhooks?limit=1", { headers: { Authorization: "Bearer " + token } })).ok;
+  sessionStorage.setItem("lazona-token", token);
+  $("login").classList.add("hidden");
+  $("app").classList.remove("hidden");
+  $("who").textContent = admin ? "admin" : "vendor";
+  $("webhooks-panel").classList.toggle("hidden", !admin);
+  await Promise.all([loadShipments(), loadWebhooks()]);
+  follow();
+}
+
+function signOut(message) {
+  token = null;
+  sessionStorage.removeItem("lazona-token");
+  if (stream) stream.abort();
+  $("app").classList.add("hidden");
+  $("login").classList.remove("hidden");
+  $("notice").textContent = message || "";
+}
+
+$("login-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  token = $("token").value.trim();
+  signIn().catch((err) => signOut(String(err)));
+});
+$("logout").addEventListener("click", () => signOut());
+$("reload-shipments").addEventListener("click", () => loadShipments());
+if (token) signIn().catch(() => signOut());
