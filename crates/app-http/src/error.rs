@@ -48,6 +48,9 @@ pub enum ApiError {
     /// No such route (404).
     #[error("no such endpoint")]
     NotFound,
+    /// A route that does not take this method (405; axum adds the `Allow` header).
+    #[error("this endpoint does not take this method (see the Allow header)")]
+    MethodNotAllowed,
     /// No valid `Authorization: Bearer` token on an operations API request (401).
     #[error("{0}")]
     Unauthenticated(&'static str),
@@ -86,6 +89,7 @@ impl ApiError {
             ApiError::BadBody(_) | ApiError::Invalid { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unconfigured | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
 
@@ -101,6 +105,7 @@ impl ApiError {
             ApiError::Unconfigured => "not_configured",
             ApiError::Unavailable(_) => "storage_unavailable",
             ApiError::NotFound | ApiError::Missing(_) => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Unauthenticated(_) => "unauthorized",
             ApiError::Forbidden => "forbidden",
             ApiError::BadParameter { .. } => "invalid_parameter",

@@ -223,7 +223,8 @@ pub fn stream(
         ("Last-Event-ID" = Option<String>, Header, description = "The id of the last event received, as EventSource sends it on reconnection")
     ),
     responses(
-        (status = 200, description = "Server-Sent Events: each event's `data` is its JSON (kind, at, webhook, job, shipment, order and vendor ids, message), its `id` the cursor to resume from; keep-alive comments in between", content_type = "text/event-stream", body = String),
+        (status = 200, description = "Server-Sent Events: each event's `data` is its JSON (kind, at, webhook, job, shipment, order and vendor ids, message), its `id` the cursor to resume from; keep-alive comments in between", content_type = "text/event-stream", body = inline(crate::api::schemas::EventMessage)),
+        (status = 400, description = "`after` is not an integer", body = crate::api::ErrorBody),
         (status = 401, description = "No token, or an unknown or revoked one (an open stream ends once its token is revoked)", body = crate::api::ErrorBody),
         (status = 503, description = "The event log is not configured", body = crate::api::ErrorBody),
     )
@@ -232,7 +233,7 @@ pub(crate) async fn handler(
     principal: domain::model::Principal,
     axum::extract::State(state): axum::extract::State<crate::AppState>,
     headers: HeaderMap,
-    axum::extract::Query(query): axum::extract::Query<EventsQuery>,
+    crate::api::Query(query): crate::api::Query<EventsQuery>,
 ) -> Result<Response, crate::ApiError> {
     let Some(log) = state.events.clone() else {
         return Err(crate::ApiError::Unavailable(

@@ -85,7 +85,8 @@ impl AppState {
 
 /// The routes: the two webhook endpoints (with and without the trailing slash), `/healthz`,
 /// `/readyz`, `/metrics`, the operations API under `/api/v1/`, `/docs`, the dashboard at `/` and
-/// their files under `/assets/`. Bodies over `state.max_body_bytes` are answered 413.
+/// their files under `/assets/`. Bodies over `state.max_body_bytes` are answered 413; every
+/// failure, a 404 or a 405 included, has [`ApiError`]'s JSON shape.
 pub fn router(state: AppState) -> Router {
     let max_body_bytes = state.max_body_bytes;
     let (operations, _) = api::routes().split_for_parts();
@@ -101,6 +102,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::render))
         .merge(assets::routes())
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
@@ -122,6 +124,10 @@ async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiE
 
 async fn not_found() -> ApiError {
     ApiError::NotFound
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
 }
 
 /// A running server.

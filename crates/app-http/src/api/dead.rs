@@ -1,10 +1,12 @@
 //! `/api/v1/dead`: jobs the workers gave up on (admin only), and putting one back in the queue.
 
 use super::auth::Admin;
-use super::{Accepted, ErrorBody, Listing, Params, operation_error, page, path_id, unavailable};
+use super::{
+    Accepted, ErrorBody, Id, Listing, Params, operation_error, page, schemas, unavailable,
+};
 use crate::{ApiError, AppState};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use chrono::{DateTime, Utc};
 use domain::model::{DeadJob, JobId};
@@ -64,9 +66,9 @@ pub(crate) struct DeadJobPage {
     tag = "dead jobs",
     params(
         ("job" = Option<String>, Query, description = "Only this kind of job (`process_webhook`, `retry_shipment`, ...)"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
-        ("before" = Option<i64>, Query, description = "Only ids below this one (instead of `cursor`)"),
-        ("limit" = Option<u64>, Query, description = "Page size, 1 to 500 (default 50)"),
+        ("cursor" = inline(Option<schemas::DeadCursor>), Query, description = "`next_cursor` of the previous page, as it is (`dead-<id>`)"),
+        ("before" = Option<i64>, Query, description = "Only ids below this one (with `cursor` too: below both)"),
+        ("limit" = inline(Option<schemas::Limit>), Query, description = "Page size, 1 to 500 (default 50)"),
     ),
     responses(
         (status = 200, description = "A page of dead jobs", body = DeadJobPage),
@@ -121,9 +123,9 @@ pub(super) async fn list(
 pub(super) async fn requeue(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Id(id): Id,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
-    let id = JobId(path_id(&id)?);
+    let id = JobId(id);
     let queue = state.api()?.queue.as_ref();
     // Its kind, for the answer (a job that is not dead is answered 404 by the requeue anyway).
     let kind = queue

@@ -15,14 +15,16 @@
 
 pub mod auth;
 mod dead;
+mod extract;
 pub mod openapi;
+pub(crate) mod schemas;
 mod shipments;
 mod webhooks;
 
+pub(crate) use extract::{Id, Query};
+
 use crate::{ApiError, AppState};
 use axum::http::Uri;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use domain::ports::{JobQueue, ShipmentStore, TokenStore};
 use domain::service::operations::{OperationError, Refusal};
 use serde::Serialize;
@@ -102,8 +104,8 @@ pub struct Accepted {
 }
 
 /// Default and largest page sizes.
-const DEFAULT_LIMIT: u64 = 50;
-const MAX_LIMIT: u64 = 500;
+pub(crate) const DEFAULT_LIMIT: u64 = 50;
+pub(crate) const MAX_LIMIT: u64 = 500;
 
 /// The query string of a request, parsed field by field so that a bad value is answered 400 with
 /// the field's name, and an unknown field (a typo that would silently widen a listing) too.
@@ -177,14 +179,12 @@ impl Params {
         }
     }
 
-    /// `?cursor=` (a `next_cursor` of this listing) or `?before=` (an id): the page after it.
+    /// `?cursor=` (a `next_cursor` of this listing) and `?before=` (an id): the rows below
+    /// both (each is a bound, and bounds add up as the other filters do).
     pub(crate) fn before_id(&mut self, listing: Listing) -> Result<Option<i64>, ApiError> {
         let before = self.take::<i64>("before")?;
         let cursor = self.take_with("cursor", |c| listing.decode(c))?;
-        match (before, cursor) {
-            (Some(_), Some(_)) => Err(bad("cursor", "give `cursor` or `before`, not both")),
-            (b, c) => Ok(b.or(c)),
-        }
+        Ok(before.into_iter().chain(cursor).min())
     }
 
     /// Refuses what is left: a parameter the endpoint does not know.
@@ -213,28 +213,32 @@ impl Listing {
         }
     }
 
-    /// The opaque cursor for the page after the row `id`.
+    /// The cursor for the page after the row `id`: `<listing>-<id>` (`webhooks-42`).
     pub(crate) fn encode(self, id: i64) -> String {
-        URL_SAFE_NO_PAD.encode(format!("{}:{id}", self.tag()))
+        format!("{}-{id}", self.tag())
+    }
+
+    /// What [`Listing::decode`] accepts, as a regular expression (for the OpenAPI document):
+    /// this listing's tag and up to 18 digits (ids stay far below 10^18; 19 digits could
+    /// overflow an `i64`).
+    pub(crate) fn pattern(self) -> String {
+        format!("^{}-[0-9]{{1,18}}$", self.tag())
     }
 
     fn decode(self, cursor: &str) -> Result<i64, String> {
-        let invalid =
-            || "not a cursor of this listing (pass `next_cursor` back as it is)".to_owned();
-        let raw = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
-        let text = String::from_utf8(raw).map_err(|_| invalid())?;
-        let (tag, id) = text.split_once(':').ok_or_else(invalid)?;
-        if tag != self.tag() {
-            return Err(invalid());
-        }
-        id.parse().map_err(|_| invalid())
+        cursor
+            .strip_prefix(self.tag())
+            .and_then(|rest| rest.strip_prefix('-'))
+            .filter(|digits| (1..=18).contains(&digits.len()))
+            .filter(|digits| digits.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|digits| digits.parse().ok())
+            .ok_or_else(|| {
+                format!(
+                    "not a cursor of this listing (`{}-<id>`: pass `next_cursor` back as it is)",
+                    self.tag()
+                )
+            })
     }
-}
-
-/// A path's `{id}`, parsed (400 with the field `id` when it is not an integer).
-pub(crate) fn path_id(raw: &str) -> Result<i64, ApiError> {
-    raw.parse()
-        .map_err(|_| bad("id", format!("`id` must be an integer, not {raw:?}")))
 }
 
 /// An operation's failure as an answer: 404, 409 (with how to insist, where one can) or 503.
@@ -289,6 +293,28 @@ mod tests {
         assert_eq!(Listing::Webhooks.decode(&c), Ok(42));
         assert!(Listing::Shipments.decode(&c).is_err());
         assert!(Listing::Webhooks.decode("nonsense!").is_err());
+        for listing in [Listing::Webhooks, Listing::Shipments, Listing::Dead] {
+            let biggest = 999_999_999_999_999_999;
+            assert_eq!(listing.decode(&listing.encode(biggest)), Ok(biggest));
+            // Exactly what the documented pattern says: digits only, 1 to 18 of them.
+            let tag = listing.tag();
+            for refused in [
+                "",
+                "--1",
+                "-+1",
+                "- 1",
+                "-1.0",
+                "-1x",
+                "-0000000000000000000",
+            ] {
+                assert!(
+                    listing.decode(&format!("{tag}{refused}")).is_err(),
+                    "{tag}{refused}"
+                );
+            }
+            assert_eq!(listing.decode(&format!("{tag}-007")), Ok(7));
+            assert_eq!(listing.pattern(), format!("^{tag}-[0-9]{{1,18}}$"));
+        }
     }
 
     #[test]
@@ -304,6 +330,16 @@ mod tests {
         assert!(
             matches!(p.take::<i64>("vendor"), Err(ApiError::BadParameter { field, .. }) if field == "vendor")
         );
+        let below = |query: &str| {
+            let uri: Uri = format!("/x?{query}").parse().expect("uri");
+            Params::of(&uri)
+                .expect("params")
+                .before_id(Listing::Webhooks)
+                .expect("parses")
+        };
+        assert_eq!(below("before=5&cursor=webhooks-9"), Some(5));
+        assert_eq!(below("cursor=webhooks-3&before=5"), Some(3));
+        assert_eq!(below("limit=2"), None);
         let uri: Uri = "/x?stauts=queued".parse().expect("uri");
         let p = Params::of(&uri).expect("params");
         assert!(

@@ -3,10 +3,12 @@
 //! vendor's shipment or label is answered 404, exactly as for one that does not exist.
 
 use super::auth::Admin;
-use super::{Accepted, ErrorBody, Listing, Params, operation_error, page, path_id, unavailable};
+use super::{
+    Accepted, ErrorBody, Id, Listing, Params, operation_error, page, schemas, unavailable,
+};
 use crate::{ApiError, AppState};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -105,11 +107,11 @@ async fn visible(
     params(
         ("order" = Option<i64>, Query, description = "Only this order"),
         ("vendor" = Option<i64>, Query, description = "Only this vendor (a vendor's token sees only its own anyway)"),
-        ("status" = Option<String>, Query, description = "Only this status (`LABEL_SENT`, `ERROR_FROM_BODY`, ...; any case)"),
+        ("status" = inline(Option<schemas::ShipmentStatusName>), Query, description = "Only this status, in any case: `BOOKING`, `ERROR_FROM_BODY`, `LABEL_SENT`, `IN_PROCESS`, `ON_HOLD`, `ERROR_FROM_TRACKING`, `DELIVERED`"),
         ("barcode" = Option<String>, Query, description = "Only this carrier barcode"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
-        ("before" = Option<i64>, Query, description = "Only ids below this one (instead of `cursor`)"),
-        ("limit" = Option<u64>, Query, description = "Page size, 1 to 500 (default 50)"),
+        ("cursor" = inline(Option<schemas::ShipmentsCursor>), Query, description = "`next_cursor` of the previous page, as it is (`shipments-<id>`)"),
+        ("before" = Option<i64>, Query, description = "Only ids below this one (with `cursor` too: below both)"),
+        ("limit" = inline(Option<schemas::Limit>), Query, description = "Page size, 1 to 500 (default 50)"),
     ),
     responses(
         (status = 200, description = "A page of shipments", body = ShipmentPage),
@@ -178,9 +180,9 @@ pub(super) async fn list(
 pub(super) async fn show(
     principal: Principal,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Id(id): Id,
 ) -> Result<Json<ShipmentView>, ApiError> {
-    let s = visible(&state, principal, path_id(&id)?).await?;
+    let s = visible(&state, principal, id).await?;
     Ok(Json(ShipmentView::of(s, true)))
 }
 
@@ -201,9 +203,9 @@ pub(super) async fn show(
 pub(super) async fn label(
     principal: Principal,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Id(id): Id,
 ) -> Result<Response, ApiError> {
-    let s = visible(&state, principal, path_id(&id)?).await?;
+    let s = visible(&state, principal, id).await?;
     let pdf = state
         .api()?
         .shipments
@@ -266,10 +268,9 @@ fn accepted(done: Enqueued) -> (StatusCode, Json<Accepted>) {
 pub(super) async fn retry(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Id(id): Id,
     uri: Uri,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
-    let id = path_id(&id)?;
     let mut p = Params::of(&uri)?;
     let force = p.force()?;
     p.finish()?;
@@ -300,9 +301,8 @@ pub(super) async fn retry(
 pub(super) async fn track(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Id(id): Id,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
-    let id = path_id(&id)?;
     let api = state.api()?;
     let done = operations::track_shipment(api.shipments.as_ref(), api.queue.as_ref(), id)
         .await

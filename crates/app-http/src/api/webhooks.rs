@@ -2,10 +2,12 @@
 //! its headers, body and history, and replay.
 
 use super::auth::Admin;
-use super::{Accepted, ErrorBody, Listing, Params, operation_error, page, path_id, unavailable};
+use super::{
+    Accepted, ErrorBody, Id, Listing, Params, operation_error, page, schemas, unavailable,
+};
 use crate::{ApiError, AppState};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use chrono::{DateTime, Utc};
 use domain::model::{Resource, WebhookEvent, WebhookFilter, WebhookId, WebhookSummary};
@@ -119,8 +121,8 @@ pub(crate) struct WebhookDetail {
     pub(crate) headers: Vec<Header>,
     /// Whether `body` is the body parsed as JSON (else it is the body as text).
     pub(crate) body_is_json: bool,
-    /// The body: its JSON when it parses, else its text (invalid UTF-8 replaced).
-    #[schema(value_type = Object)]
+    /// The body: its JSON when it parses (any JSON value: an object from WooCommerce, but a
+    /// rejected body may be an array, a number, ...), else its text (invalid UTF-8 replaced).
     pub(crate) body: serde_json::Value,
     /// Its processing history, oldest first.
     pub(crate) history: Vec<HistoryEntry>,
@@ -134,14 +136,14 @@ pub(crate) struct WebhookDetail {
     tag = "webhooks",
     params(
         ("topic" = Option<String>, Query, description = "Only this topic (`order.created`, ...)"),
-        ("resource" = Option<String>, Query, description = "Only this endpoint: `order` or `customer`"),
-        ("status" = Option<String>, Query, description = "Only this status: `queued`, `processed`, `failed`, `rejected`, `ignored`"),
+        ("resource" = inline(Option<schemas::ResourceName>), Query, description = "Only this endpoint: `order` or `customer`"),
+        ("status" = inline(Option<schemas::WebhookStatusName>), Query, description = "Only this status: `queued`, `processed`, `failed`, `rejected`, `ignored`"),
         ("subject" = Option<i64>, Query, description = "Only this order or customer id"),
         ("since" = Option<String>, Query, format = DateTime, description = "Received at or after (RFC 3339)"),
         ("until" = Option<String>, Query, format = DateTime, description = "Received before (RFC 3339)"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
-        ("before" = Option<i64>, Query, description = "Only ids below this one (instead of `cursor`)"),
-        ("limit" = Option<u64>, Query, description = "Page size, 1 to 500 (default 50)"),
+        ("cursor" = inline(Option<schemas::WebhooksCursor>), Query, description = "`next_cursor` of the previous page, as it is (`webhooks-<id>`)"),
+        ("before" = Option<i64>, Query, description = "Only ids below this one (with `cursor` too: below both)"),
+        ("limit" = inline(Option<schemas::Limit>), Query, description = "Page size, 1 to 500 (default 50)"),
     ),
     responses(
         (status = 200, description = "A page of webhooks", body = WebhookPage),
@@ -195,9 +197,9 @@ pub(super) async fn list(
 pub(super) async fn show(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Id(id): Id,
 ) -> Result<Json<WebhookDetail>, ApiError> {
-    let id = WebhookId(path_id(&id)?);
+    let id = WebhookId(id);
     let w = state
         .inbox
         .get(id)
@@ -261,10 +263,10 @@ pub(super) async fn show(
 pub(super) async fn replay(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Id(id): Id,
     uri: Uri,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
-    let id = WebhookId(path_id(&id)?);
+    let id = WebhookId(id);
     let mut p = Params::of(&uri)?;
     let force = p.force()?;
     p.finish()?;

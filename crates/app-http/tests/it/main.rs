@@ -4,6 +4,8 @@
 mod api;
 mod customers;
 mod dashboard;
+mod document;
+mod errors;
 mod events;
 mod helpers;
 mod intake;
@@ -11,5 +13,5 @@ mod limits;
 mod outage;
 mod sandbox;
 mod shipping;
-mod web;
 mod startup;
+mod web;
