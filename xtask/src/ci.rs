@@ -96,6 +96,9 @@ pub(crate) fn run(root: &Path) -> Result<()> {
         })?;
     }
 
+    // The operations API against its own OpenAPI document, with the real server.
+    steps.run_or_skip("schemathesis", || crate::schemathesis::run(root, in_ci))?;
+
     // The embedding example (app-worker's `examples/embed.rs`) runs: a library API that only
     // compiles is not enough.
     steps.run("example", || {

@@ -3,6 +3,7 @@
 //! - `ci`: the whole gate (format, clippy, tests, doctests, rustdoc, tidy), as `.ci/run` runs it.
 //! - `tidy`: the repository's own rules (module docs, layering, no `dbg!`/`todo!`).
 //! - `fuzz`: the cargo-fuzz targets of `fuzz/`, each for a given time.
+//! - `schemathesis`: the operations API against its OpenAPI document (a step of `ci`).
 //! - `bench ingest`: the webhook-intake load benchmark against a release `lazona-http`.
 
 // A command-line tool: printing its report on stdout is its job.
@@ -13,6 +14,7 @@ mod browser;
 mod ci;
 mod cmd;
 mod fuzz;
+mod schemathesis;
 mod tidy;
 
 use anyhow::{Result, bail};
@@ -36,6 +38,9 @@ Commands:
       --target NAME           only this target (signature, intake, order)
       --keep-going            libFuzzer's fork mode: record crashes and go on (still fails)
       --sanitizer S           none (default), address, ...
+  schemathesis            the operations API against its OpenAPI document (the ci step alone):
+                          Schemathesis, installed under target/ when missing, against the
+                          built lazona-http on a throwaway SQLite database.
   bench ingest [options]  webhook-intake load benchmark (builds and starts a release
                           lazona-http on a fresh database unless --url is given).
       --db sqlite|postgres    database to benchmark (required without --url)
@@ -84,6 +89,12 @@ fn run(args: &[String]) -> Result<()> {
             Ok(())
         }
         Some("fuzz") => fuzz::run(&root, &fuzz::FuzzArgs::parse(&args[1..])?),
+        Some("schemathesis") => {
+            no_more_args(&args[1..])?;
+            // Asked for by name: installed when missing, as in CI.
+            schemathesis::run(&root, true)?;
+            Ok(())
+        }
         Some("bench") => bench::run(&root, &args[1..]),
         Some(other) => {
             print!("{HELP}");
