@@ -2,6 +2,7 @@
 //! `TEST_DATABASE_URL` is set (always in CI), on Postgres.
 
 mod api;
+mod catalogue;
 mod customers;
 mod dashboard;
 mod document;
