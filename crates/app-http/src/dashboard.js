@@ -35,7 +35,7 @@ async function loadShipments() {
       <td>${statusCell(s.status)}</td><td>${esc(s.barcode || "-")}</td>
       <td>${s.has_label ? `<a href="#" data-label="${s.id}">PDF</a>` : ""}</td>
       <td class="msg">${esc(s.message)}</td>
-      <td>${admin && s.method === "KOIKI" ? `<button type="button" data-retry="${s.id}" data-status="${esc(s.status)}">Retry</button>
+      <td>${admin && s.method === "KOIKI" ? `<button type="button" data-retry="${s.id}" data-status="${esc(s.status)}"${s.status === "BOOKING" ? " disabled" : ""}>Retry</button>
           ${s.barcode ? `<button type="button" data-track="${s.id}">Refresh</button>` : ""}` : ""}</td>
     </tr>`).join("");
 }
@@ -113,8 +113,12 @@ function scheduleRefresh() {
 document.addEventListener("click", async (e) => {
   const t = e.target;
   if (t.dataset.retry) {
+    if (t.disabled) return;
     const booked = t.dataset.status !== "ERROR_FROM_BODY";
     if (booked && !confirm("Segur/a? Un enviament al transportista ja ha sigut realitzat.")) return;
+    // One press, one request: the button stays disabled once the retry is queued (the server
+    // refuses a second one while the first is pending anyway).
+    t.disabled = true;
     const response = await call(`/shipments/${t.dataset.retry}/retry${booked ? "?force=true" : ""}`, { method: "POST" });
     t.textContent = response.ok ? "Queued" : "Refused (" + response.status + ")";
   } else if (t.dataset.track) {

@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use domain::model::{Principal, ShipmentFilter, ShipmentRecord, ShipmentStatus};
+use domain::model::{PastBooking, Principal, ShipmentFilter, ShipmentRecord, ShipmentStatus};
 use domain::service::operations::{self, Enqueued};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -52,6 +52,48 @@ pub(crate) struct ShipmentView {
     /// The request sent to the carrier (JSON; in `GET /api/v1/shipments/{id}` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) request: Option<String>,
+    /// Which booking of the shipment it holds: 0 for the first, one more for each retry that
+    /// took it.
+    pub(crate) booking_attempt: i64,
+    /// Bookings the carrier made for it that it no longer holds (a forced retry's replaced
+    /// booking, or one that came back late): parcels to cancel or follow by hand (in
+    /// `GET /api/v1/shipments/{id}` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) past_bookings: Option<Vec<PastBookingView>>,
+}
+
+/// A booking the carrier made for a shipment that it no longer holds.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PastBookingView {
+    /// Its id among the shipment's past bookings.
+    pub(crate) id: i64,
+    /// The carrier's barcode, empty when the booking was refused.
+    pub(crate) barcode: String,
+    /// What it came to (`LABEL_SENT`, `ERROR_FROM_BODY`, ...).
+    pub(crate) status: String,
+    /// The carrier's message.
+    pub(crate) message: String,
+    /// Whether its label PDF is kept (`lazona labels get ID --past N`).
+    pub(crate) has_label: bool,
+    /// When it was kept: when the booking that replaced it was recorded, or when it came back.
+    pub(crate) kept_at: DateTime<Utc>,
+    /// `superseded` (a retry booked the shipment again) or `late` (it came back after another
+    /// booking of the shipment had started: a second parcel).
+    pub(crate) reason: String,
+}
+
+impl From<PastBooking> for PastBookingView {
+    fn from(p: PastBooking) -> Self {
+        PastBookingView {
+            id: p.id,
+            barcode: p.delivery_id,
+            status: p.status.as_str().to_owned(),
+            message: p.message,
+            has_label: p.has_label,
+            kept_at: p.kept_at,
+            reason: p.reason.as_str().to_owned(),
+        }
+    }
 }
 
 impl ShipmentView {
@@ -72,6 +114,8 @@ impl ShipmentView {
             created_at: s.created_at,
             updated_at: s.updated_at,
             request: with_request.then_some(s.request),
+            booking_attempt: s.booking_attempt,
+            past_bookings: None,
         }
     }
 }
@@ -183,7 +227,15 @@ pub(super) async fn show(
     Id(id): Id,
 ) -> Result<Json<ShipmentView>, ApiError> {
     let s = visible(&state, principal, id).await?;
-    Ok(Json(ShipmentView::of(s, true)))
+    let past = state
+        .api()?
+        .shipments
+        .past_bookings(s.id)
+        .await
+        .map_err(unavailable)?;
+    let mut view = ShipmentView::of(s, true);
+    view.past_bookings = Some(past.into_iter().map(PastBookingView::from).collect());
+    Ok(Json(view))
 }
 
 /// The shipment's label PDF.
@@ -262,7 +314,7 @@ fn accepted(done: Enqueued) -> (StatusCode, Json<Accepted>) {
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Not an admin token", body = ErrorBody),
         (status = 404, description = "No such shipment", body = ErrorBody),
-        (status = 409, description = "Booked already (needs `force=true`), or a local pickup", body = ErrorBody),
+        (status = 409, description = "Booked already (needs `force=true`), a booking of it in flight, taken by another retry meanwhile, or a local pickup", body = ErrorBody),
     )
 )]
 pub(super) async fn retry(

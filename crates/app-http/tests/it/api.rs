@@ -947,6 +947,59 @@ async fn two_simultaneous_forced_retries_enqueue_one_booking() {
     }
 }
 
+/// A shipment booked again keeps the parcel it replaced: the API lists it among its past
+/// bookings (in the shipment, not in listings).
+#[tokio::test]
+async fn a_shipment_shows_the_bookings_it_no_longer_holds() {
+    for (backend, db) in TestDb::all().await {
+        let api = Api::start(&db).await;
+        let id = api
+            .shipment(
+                52,
+                6,
+                ShipmentMethod::Koiki,
+                ShipmentStatus::LabelSent,
+                "OLD52",
+                Some(b"%PDF-old"),
+            )
+            .await;
+        let taken = api
+            .store
+            .reserve_booking(id, ShipmentStatus::LabelSent, 0, chrono::Utc::now())
+            .await
+            .expect("reserve")
+            .expect("taken");
+        api.store
+            .record_booking(
+                id,
+                taken.booking_attempt,
+                &BookingOutcome {
+                    status: ShipmentStatus::LabelSent,
+                    delivery_id: "NEW52".into(),
+                    request: "{}".into(),
+                    message: "OK".into(),
+                    label_pdf: Some(b"%PDF-new".to_vec()),
+                },
+            )
+            .await
+            .expect("record");
+        let shown = api.get(&format!("/api/v1/shipments/{id}")).await;
+        assert_eq!(shown["barcode"], "NEW52", "{backend}");
+        assert_eq!(shown["booking_attempt"], 1, "{backend}");
+        let past = &shown["past_bookings"];
+        assert_eq!(past.as_array().map(Vec::len), Some(1), "{backend}: {shown}");
+        assert_eq!(past[0]["barcode"], "OLD52", "{backend}");
+        assert_eq!(past[0]["reason"], "superseded", "{backend}");
+        assert_eq!(past[0]["has_label"], true, "{backend}");
+        let listed = api.get("/api/v1/shipments").await;
+        assert!(
+            listed["items"][0].get("past_bookings").is_none(),
+            "{backend}"
+        );
+        api.app.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn the_openapi_document_is_valid_and_matches_the_routes() {
     let db = TestDb::sqlite();
