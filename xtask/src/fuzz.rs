@@ -387,6 +387,14 @@ mod tests {
     }
 
     #[test]
+    fn outside_ci_the_step_says_it_did_not_run() {
+        let skipped = ci_step(&crate::workspace_root(), false).expect("no error outside CI");
+        let reason = skipped.expect("skipped, not passed");
+        assert!(reason.contains("$CI is not set"), "{reason}");
+        assert!(reason.contains("cargo xtask fuzz --seconds 30"), "{reason}");
+    }
+
+    #[test]
     fn reads_libfuzzer_figures() {
         let mut s = Stats::default();
         s.read("#2\tINITED cov: 1 ft: 1 corp: 9/12Kb exec/s: 0 rss: 30Mb");
