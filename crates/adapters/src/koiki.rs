@@ -35,6 +35,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::config::KoikiConfig;
+use crate::redact::redact;
 
 /// The path of the booking API, after `KOIKI_HOST`.
 pub const BOOKING_PATH: &str = "/rekis/api/altaEnvios";
@@ -235,7 +236,8 @@ impl ShippingProvider for KoikiClient {
             token: None,
         };
         tracing::info!(
-            "Koiki request to {url}. body={}",
+            "Koiki request to {}. body={}",
+            redact(url),
             serde_json::to_string(&logged).unwrap_or_default()
         );
         // `to_vec`, not a `Value`: the body keeps the struct's key order.
@@ -313,7 +315,8 @@ impl ShippingProvider for KoikiClient {
             token: None,
         };
         tracing::info!(
-            "Koiki request to {url}. body={}",
+            "Koiki request to {}. body={}",
+            redact(url),
             serde_json::to_string(&logged).unwrap_or_default()
         );
         let body = serde_json::to_vec(&TrackSee {
@@ -492,9 +495,13 @@ fn unreachable_error(call: Call, url: &str, e: &reqwest::Error) -> ShippingError
     } else {
         "request failed"
     };
-    // reqwest's message names the URL, which holds no secret (the tokens travel in the body).
-    tracing::error!("Koiki request to {url} {what}: {e}");
-    let reason = format!("{what}: {}", domain::error::error_chain(e));
+    // The tokens travel in the body; a password in the host is masked.
+    tracing::error!(
+        "Koiki request to {} {what}: {}",
+        redact(url),
+        redact(&e.to_string())
+    );
+    let reason = redact(&format!("{what}: {}", domain::error::error_chain(e)));
     if call == Call::Booking && !e.is_connect() {
         ShippingError::Indeterminate { reason }
     } else {

@@ -42,6 +42,7 @@ use tokio::sync::Mutex;
 
 use crate::config::CrmConfig;
 use crate::koiki::{cut, http_client, retry_after};
+use crate::redact::redact;
 
 /// The field of Accounts and Contacts that holds a person's relationship roles.
 pub const RELATIONSHIP_FIELD: &str = "stic_relationship_type_c";
@@ -152,18 +153,6 @@ pub(crate) fn md5_hex(text: &str) -> String {
     out
 }
 
-/// The URL without user name and password, for log lines.
-fn without_credentials(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut parsed) => {
-            let _ = parsed.set_username("");
-            let _ = parsed.set_password(None);
-            parsed.to_string()
-        }
-        Err(_) => url.to_owned(),
-    }
-}
-
 impl SugarCrmClient {
     /// A client for the endpoint and credentials of `cfg`, each request limited to `timeout`.
     ///
@@ -173,7 +162,7 @@ impl SugarCrmClient {
         Ok(Self {
             http: http_client(timeout)?,
             url: cfg.rest_url.trim().to_owned(),
-            logged_url: without_credentials(cfg.rest_url.trim()),
+            logged_url: redact(cfg.rest_url.trim()),
             user: cfg.user.clone(),
             password: cfg.password.clone(),
             password_md5: cfg
@@ -615,10 +604,26 @@ mod tests {
     }
 
     #[test]
-    fn logged_urls_lose_their_credentials() {
+    fn logged_urls_lose_their_passwords() {
+        let logged = |url: &str| {
+            let cfg = CrmConfig {
+                rest_url: url.into(),
+                user: "u".into(),
+                password: None,
+                membership_roles: Vec::new(),
+            };
+            SugarCrmClient::new(&cfg, Duration::from_secs(1))
+                .expect("client")
+                .logged_url
+        };
         assert_eq!(
-            without_credentials("https://u:p@crm.example/service/v4_1/rest.php"),
-            "https://crm.example/service/v4_1/rest.php"
+            logged("https://u:p@crm.example/service/v4_1/rest.php"),
+            "https://u:***@crm.example/service/v4_1/rest.php"
+        );
+        // One that does not parse is masked too (it was logged whole).
+        assert_eq!(
+            logged("https://u:p#1@crm.example/rest.php"),
+            "https://***@crm.example/rest.php"
         );
     }
 }

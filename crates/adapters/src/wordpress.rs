@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use crate::config::ShopConfig;
 use crate::koiki::{cut, http_client, join, retry_after};
+use crate::redact::redact;
 
 /// How many characters of an unexpected body an error message quotes.
 const QUOTED_BODY_CHARS: usize = 200;
@@ -124,7 +125,10 @@ impl WordPressShop {
     /// `GET wp/v2/users/{id}?context=edit`, the user with e-mail and roles.
     async fn user(&self, user_id: i64) -> Result<WpUser, ShopError> {
         let url = self.url(&format!("/wp-json/wp/v2/users/{user_id}"));
-        tracing::info!("WP GET request. url={url}. params={{\"context\": \"edit\"}}");
+        tracing::info!(
+            "WP GET request. url={}. params={{\"context\": \"edit\"}}",
+            redact(&url)
+        );
         let what = format!("WordPress user {user_id}");
         let body = self
             .send(self.http.get(&url).query(&[("context", "edit")]), &what)
@@ -137,7 +141,7 @@ impl WordPressShop {
 impl Shop for WordPressShop {
     async fn vendor(&self, vendor_id: i64) -> Result<VendorProfile, ShopError> {
         let url = self.url(&format!("/wp-json/wcfmmp/v1/settings/id/{vendor_id}"));
-        tracing::info!("Wcfmpp request. url={url}");
+        tracing::info!("Wcfmpp request. url={}", redact(&url));
         let what = format!("WCFM vendor {vendor_id}");
         let settings = self.send(self.http.get(&url), &what).await?;
         if !settings.is_object() {
@@ -165,7 +169,7 @@ impl Shop for WordPressShop {
 
     async fn order(&self, order_id: i64) -> Result<Order, ShopError> {
         let url = self.url(&format!("/wp-json/wc/v3/orders/{order_id}"));
-        tracing::info!("Woocommerce request. url={url}");
+        tracing::info!("Woocommerce request. url={}", redact(&url));
         let what = format!("WooCommerce order {order_id}");
         let body = self.send(self.http.get(&url), &what).await?;
         serde_json::from_value(body).map_err(|e| ShopError::InvalidResponse {
@@ -175,7 +179,10 @@ impl Shop for WordPressShop {
 
     async fn user_by_email(&self, email: &str) -> Result<Option<WpUser>, ShopError> {
         let url = self.url("/wp-json/wp/v2/users");
-        tracing::info!("WP GET request. url={url}. params={{\"search\": {email:?}}}");
+        tracing::info!(
+            "WP GET request. url={}. params={{\"search\": {email:?}}}",
+            redact(&url)
+        );
         let what = format!("WordPress users matching {email}");
         let found = self
             .send(self.http.get(&url).query(&[("search", email)]), &what)
@@ -213,7 +220,10 @@ impl Shop for WordPressShop {
     async fn set_user_roles(&self, user_id: i64, roles: &[String]) -> Result<WpUser, ShopError> {
         let url = self.url(&format!("/wp-json/wp/v2/users/{user_id}"));
         let data = roles.join(",");
-        tracing::info!("WP POST request. url={url}. data={{\"roles\": {data:?}}}");
+        tracing::info!(
+            "WP POST request. url={}. data={{\"roles\": {data:?}}}",
+            redact(&url)
+        );
         let what = format!("WordPress user {user_id}");
         let body = self
             .send(self.http.post(&url).form(&[("roles", &data)]), &what)
@@ -272,9 +282,12 @@ fn unreachable_error(what: &str, e: &reqwest::Error) -> ShopError {
     } else {
         "request failed"
     };
-    tracing::error!("Shop request for {what} {kind}: {e}");
+    tracing::error!("Shop request for {what} {kind}: {}", redact(&e.to_string()));
     ShopError::Unavailable {
-        reason: format!("{what}: {kind}: {}", domain::error::error_chain(e)),
+        reason: redact(&format!(
+            "{what}: {kind}: {}",
+            domain::error::error_chain(e)
+        )),
         retry_after: None,
     }
 }

@@ -891,3 +891,40 @@ async fn roles_are_set_with_a_form() {
         }
     );
 }
+
+#[tokio::test]
+async fn a_host_with_a_password_is_never_printed_in_an_error_or_a_log() {
+    let logs = Logs::default();
+    let _capture = logs.capture();
+    // Nothing listens on port 1: the calls fail to connect.
+    let shop = WordPressShop::new(
+        &ShopConfig {
+            host: "http://user:Secr3t@127.0.0.1:1/".into(),
+            user: WP_USER.into(),
+            password: Some(SecretString::from(WP_PASSWORD)),
+            partner_role: "partner".into(),
+        },
+        TIMEOUT,
+    )
+    .expect("client");
+    let err = shop.order(1).await.unwrap_err();
+    assert!(matches!(err, ShopError::Unavailable { .. }), "{err:?}");
+    assert!(!format!("{err} {err:?}").contains("Secr3t"), "{err:?}");
+
+    let koiki = KoikiClient::new(
+        &KoikiConfig {
+            host: "http://k:Secr3t@127.0.0.1:1/services/".into(),
+            auth_token: Some(SecretString::from(TOKEN)),
+            tracking_host: "http://k:Secr3t@127.0.0.1:1".into(),
+            tracking_auth_token: Some(SecretString::from(TRACKING_TOKEN)),
+        },
+        TIMEOUT,
+    )
+    .expect("client");
+    let err = koiki.book(&one_envio()).await.unwrap_err();
+    assert!(!format!("{err} {err:?}").contains("Secr3t"), "{err:?}");
+    let logs = logs.text();
+    assert!(logs.contains("Shop request for"), "{logs}");
+    assert!(logs.contains("Koiki request to"), "{logs}");
+    assert!(!logs.contains("Secr3t"), "{logs}");
+}
