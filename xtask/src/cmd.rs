@@ -9,9 +9,28 @@ use std::process::{Command, Stdio};
 /// `cargo`, run from `root`. The `cargo` on `PATH` (the rustup proxy) is used rather than
 /// `$CARGO`, so toolchain components (`cargo fmt`, `cargo clippy`) and plug-ins installed in
 /// `~/.cargo/bin` (`cargo nextest`) resolve as they do in a shell.
+///
+/// The variables `cargo run` set for xtask itself (`CARGO_PKG_*`, `CARGO_MANIFEST_DIR`, ...) are
+/// removed: build scripts that watch them (ring's) would otherwise see them change between
+/// `cargo xtask ...` and a plain `cargo ...`, and rebuild half the tree each time.
 pub(crate) fn cargo(root: &Path) -> Command {
     let mut cmd = Command::new("cargo");
     cmd.current_dir(root);
+    for (key, _) in std::env::vars_os() {
+        let key_str = key.to_string_lossy();
+        if [
+            "CARGO_PKG_",
+            "CARGO_MANIFEST_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+            "CARGO_PRIMARY_PACKAGE",
+        ]
+        .iter()
+        .any(|prefix| key_str.starts_with(prefix))
+        {
+            cmd.env_remove(&key);
+        }
+    }
     cmd
 }
 

@@ -6,6 +6,7 @@
 //! how to insist (`--force`, `?force=true`).
 
 use crate::error::{BoxError, InboxError, QueueError, StoreError};
+use crate::model::payload;
 use crate::model::{
     BOOKING_LEASE, HeldBooking, JobId, JobKind, NewJob, Resource, ShipmentMethod, ShipmentRecord,
     ShipmentStatus, WebhookId, WebhookStatus,
@@ -44,6 +45,12 @@ pub enum Refusal {
     /// The shipment changed while the action was being taken (another operator's retry took it
     /// first).
     ShipmentChanged,
+    /// A webhook rejected when it arrived whose body processing still cannot read: replaying
+    /// it could only fail.
+    Unprocessable {
+        /// Why its body cannot be processed.
+        reason: String,
+    },
 }
 
 impl fmt::Display for Refusal {
@@ -79,6 +86,11 @@ impl fmt::Display for Refusal {
             ),
             Refusal::ShipmentChanged => f.write_str(
                 "the shipment changed meanwhile (another retry took it first): look at it again",
+            ),
+            Refusal::Unprocessable { reason } => write!(
+                f,
+                "the webhook was rejected when it arrived and its body still cannot be \
+                 processed ({reason}): replaying it would fail"
             ),
         }
     }
@@ -273,6 +285,19 @@ pub async fn replay_webhook(
 ) -> Result<Replayed, OperationError> {
     if webhook.status == WebhookStatus::Queued {
         return Err(OperationError::Refused(Refusal::AlreadyQueued));
+    }
+    // A webhook rejected at the door is replayed only when its body reads now (a connector
+    // upgraded since may read what an older one refused); otherwise its job could only fail.
+    if webhook.status == WebhookStatus::Rejected {
+        let stored = inbox
+            .get(webhook.id)
+            .await?
+            .ok_or(OperationError::NoWebhook(webhook.id))?;
+        if let Err(e) = payload::parse(stored.data.resource, &stored.data.body) {
+            return Err(OperationError::Refused(Refusal::Unprocessable {
+                reason: e.to_string(),
+            }));
+        }
     }
     let moved = inbox
         .transition(
@@ -485,6 +510,66 @@ mod tests {
         ));
         let s = store.get(id).await.expect("get").expect("kept");
         assert_eq!(s.status, ShipmentStatus::ErrorFromBody);
+    }
+
+    /// A webhook rejected at the door is replayed only when its body reads now.
+    #[tokio::test]
+    async fn a_rejected_webhook_is_replayed_only_when_its_body_now_reads() {
+        use crate::model::{NewWebhook, Webhook};
+        use crate::ports::MockWebhookInbox;
+        fn stored(body: &'static str) -> Webhook {
+            Webhook {
+                id: WebhookId(9),
+                data: NewWebhook {
+                    resource: Resource::Order,
+                    topic: Some("order.created".into()),
+                    event: None,
+                    delivery_id: None,
+                    wc_webhook_id: None,
+                    source: None,
+                    subject_id: None,
+                    headers: Vec::new(),
+                    body: bytes::Bytes::from_static(body.as_bytes()),
+                    received_at: Utc::now(),
+                    status: WebhookStatus::Rejected,
+                    error: None,
+                },
+                last_error: None,
+                processed_at: None,
+            }
+        }
+        let target = ReplayTarget {
+            id: WebhookId(9),
+            resource: Resource::Order,
+            status: WebhookStatus::Rejected,
+            subject_id: None,
+        };
+        let store = MemoryShipmentStore::new();
+        let mut inbox = MockWebhookInbox::new();
+        inbox
+            .expect_get()
+            .returning(|_| Ok(Some(stored(r#"{"id":"abc"}"#))));
+        let refused = replay_webhook(&inbox, &MockJobQueue::new(), &store, &target, false).await;
+        let Err(OperationError::Refused(refusal @ Refusal::Unprocessable { .. })) = refused else {
+            panic!("refused: {refused:?}")
+        };
+        assert!(refusal.to_string().contains("id"), "{refusal}");
+
+        let mut inbox = MockWebhookInbox::new();
+        inbox
+            .expect_get()
+            .returning(|_| Ok(Some(stored(r#"{"id":"12"}"#))));
+        inbox
+            .expect_transition()
+            .times(1)
+            .returning(|_, _, _, _| Ok(true));
+        let queue = queue_expecting(JobKind::ProcessWebhook {
+            webhook_id: WebhookId(9),
+        });
+        let replayed = replay_webhook(&inbox, &queue, &store, &target, false)
+            .await
+            .expect("replayed");
+        assert_eq!(replayed.job_id, JobId(41));
     }
 
     #[tokio::test]
