@@ -73,7 +73,7 @@ pub fn raise_open_file_limit() -> std::io::Result<u64> {
 }
 
 /// The connection cap to use: `max_connections`, lowered when the open-file limit would not
-/// leave room for the rest of the process ([`RESERVED_FILES`], or half the limit when it is
+/// leave room for the rest of the process (256 descriptors, or half the limit when it is
 /// small).
 pub fn connection_cap(max_connections: usize) -> usize {
     let Ok((soft, _)) = rlimit::getrlimit(rlimit::Resource::NOFILE) else {
