@@ -8,22 +8,44 @@
 /// `text` with the password of every URL in it replaced by `***`
 /// (`postgres://user:***@host/db`).
 ///
-/// A URL runs from `://` to the next whitespace. When what stands before its last `@` is not a
-/// plain user and password (it holds a `/`, `?` or `#`, as when a password has an unencoded `#`
-/// and the URL does not parse), everything between `://` and that `@` is masked.
+/// A URL runs from `://` to the next whitespace, or, when it stops inside a `user:password`
+/// (a space in the password), to the end of the word holding the next `@` on its line. When
+/// what stands before its last `@` is not a plain user and password (it holds a `/`, `?` or `#`,
+/// as when a password has an unencoded `#` and the URL does not parse), everything between
+/// `://` and that `@` is masked.
 pub fn redact(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(i) = rest.find("://") {
         let (before, after) = rest.split_at(i + 3);
         out.push_str(before);
-        let end = after.find(char::is_whitespace).unwrap_or(after.len());
-        let (url, tail) = after.split_at(end);
+        let (url, tail) = after.split_at(url_end(after));
         out.push_str(&mask_userinfo(url));
         rest = tail;
     }
     out.push_str(rest);
     out
+}
+
+/// Where the URL starting `after` (the text after its `://`) ends.
+fn url_end(after: &str) -> usize {
+    let word = after.find(char::is_whitespace).unwrap_or(after.len());
+    let first = &after[..word];
+    // Still inside `user:password` (no `@` and no `/` yet): the password has a space, and the
+    // URL goes on to the next `@` on the line, before any other URL.
+    if first.contains(['@', '/']) || !first.contains(':') {
+        return word;
+    }
+    let line = &after[..after.find('\n').unwrap_or(after.len())];
+    let line = &line[..line.find("://").unwrap_or(line.len())];
+    match line.rfind('@') {
+        Some(at) => {
+            at + after[at..]
+                .find(char::is_whitespace)
+                .unwrap_or(after.len() - at)
+        }
+        None => word,
+    }
 }
 
 /// The part of a URL after `://`, its password masked.
@@ -142,6 +164,15 @@ mod tests {
             "an unencoded / or ? in the password"
         );
         assert_eq!(redact("postgres://u:p@w@h/db"), "postgres://u:***@h/db");
+        assert_eq!(
+            redact("cannot connect to postgres://u:my pass@h/db: refused"),
+            "cannot connect to postgres://u:***@h/db: refused",
+            "a space in the password"
+        );
+        assert_eq!(
+            redact("redis://:a b c@r:6379\nnext line a@b"),
+            "redis://:***@r:6379\nnext line a@b"
+        );
     }
 
     #[test]
@@ -150,6 +181,8 @@ mod tests {
             "sqlite://lazona.db?mode=rwc",
             "https://shop.example/wp-json",
             "redis://user@cache",
+            "https://host:8080 is down",
+            "https://host:8080/x mailed to admin@example.coop",
             "no url here: a@b",
             "",
         ] {

@@ -64,3 +64,25 @@ fn a_bad_database_url_is_explained_and_its_password_never_printed() {
         }
     }
 }
+
+#[test]
+fn a_password_with_a_space_is_masked_whole() {
+    // Nothing listens on port 1: the URL parses, the connection fails.
+    let url = "postgres://postgres:Secr3t pw@127.0.0.1:1/lz";
+    for args in [
+        &["config", "check", "--timeout", "2"][..],
+        &["webhooks", "list"],
+    ] {
+        let (code, text) = lazona(url, args);
+        assert_eq!(code, Some(1), "{args:?}: {text}");
+        assert!(
+            !text.contains(PASSWORD),
+            "{args:?} prints the password: {text}"
+        );
+        assert!(!text.contains(" pw@"), "{args:?} prints part of it: {text}");
+        assert!(
+            text.contains("postgres://postgres:***@127.0.0.1:1/lz"),
+            "{args:?}: {text}"
+        );
+    }
+}
