@@ -327,11 +327,14 @@ mod tests {
     fn deliveries_are_signed_over_the_exact_body() {
         let d = prepare(7, 5, "t").expect("prepared");
         assert_eq!(d.len(), 5);
-        assert_eq!(d[4].delivery_id, "bench-t-11");
+        assert_eq!(d[4].delivery_id, delivery_id("t", 11));
+        assert_eq!(d[4].delivery_id.len(), 32);
+        assert!(d[4].delivery_id.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(d[4].delivery_id, d[3].delivery_id);
         let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).expect("key");
         mac.update(&d[1].body);
         assert_eq!(d[1].signature, BASE64.encode(mac.finalize().into_bytes()));
-        assert_eq!(d[1].delivery_id, "bench-t-8");
+        assert_eq!(d[1].delivery_id, delivery_id("t", 8));
         let v: serde_json::Value = serde_json::from_slice(&d[1].body).expect("json");
         assert_eq!(v["id"], 8);
     }
