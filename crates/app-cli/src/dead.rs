@@ -1,11 +1,8 @@
 //! `lazona dead ...`: jobs the workers gave up on, and putting them back in the queue.
 
 use crate::NOT_FOUND;
-use adapters::config::Settings;
-use adapters::db::Database;
-use adapters::queue::Queue;
-use anyhow::Context;
 use clap::Subcommand;
+use connector::Connector;
 use domain::model::{DeadJob, JobId};
 use domain::service::operations::{self, OperationError};
 use std::process::ExitCode;
@@ -38,15 +35,12 @@ fn describe(d: &DeadJob) -> String {
 
 /// Runs `lazona dead ...`.
 pub(crate) async fn dead(
-    settings: &Settings,
-    db: Database,
+    connector: &Connector,
     cmd: DeadCommand,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let queue = Queue::open(settings, &db, None)
-        .await
-        .context("opening the job queue")?;
-    let port = queue.port.as_ref();
+    let queue = connector.queue();
+    let port = queue.as_ref();
     match cmd {
         DeadCommand::List { limit } => {
             let jobs = port.dead_jobs(limit).await?;

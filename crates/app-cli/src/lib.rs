@@ -8,8 +8,9 @@
 #![allow(clippy::print_stdout, reason = "a command line prints its results")]
 
 use adapters::config::Settings;
-use adapters::db::{ConnectError, Database, Schema, SqlInbox};
+use adapters::db::{ConnectError, Database, Schema};
 use clap::{Parser, Subcommand};
+use connector::Connector;
 use domain::model::{Resource, WebhookFilter, WebhookId, WebhookStatus};
 use domain::ports::WebhookInbox;
 use std::path::PathBuf;
@@ -152,26 +153,43 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     let settings = Settings::load(cli.config.as_deref())?;
     let db = open(&settings, &cli.command).await?;
+    if matches!(cli.command, Command::Migrate | Command::ImportDjango { .. }) {
+        return maintain(db, cli.command, cli.json).await;
+    }
+    // The connector through its one composition root, on the database opened as this command
+    // needs: its stores, and its queue as the jobs table (workers run elsewhere).
+    let connector = Connector::builder(settings)
+        .database(db)
+        .without_worker()
+        .build()
+        .await?;
     match cli.command {
+        Command::Webhooks(cmd) => webhooks(connector.inbox().as_ref(), cmd, cli.json).await,
+        Command::Shipments(cmd) => shipments::shipments(&connector, cmd, cli.json).await,
+        Command::Labels(cmd) => shipments::labels(&connector, cmd).await,
+        Command::Replay(args) => replay::replay(&connector, args, cli.json).await,
+        Command::Dead(cmd) => dead::dead(&connector, cmd, cli.json).await,
+        Command::Tokens(cmd) => tokens::tokens(&connector, cmd, cli.json).await,
+        Command::Sandbox(_)
+        | Command::Config(_)
+        | Command::Migrate
+        | Command::ImportDjango { .. } => unreachable!("handled above"),
+    }
+}
+
+/// The commands on the database itself: its migrations, the import from the original.
+async fn maintain(db: Database, command: Command, json: bool) -> anyhow::Result<ExitCode> {
+    let cli_json = json;
+    match command {
         Command::Migrate => {
             db.migrate().await?;
-            if cli.json {
+            if cli_json {
                 println!("{}", serde_json::json!({ "migrated": true }));
             } else {
                 println!("database migrated");
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Webhooks(cmd) => {
-            let inbox = SqlInbox::start(db, &settings.inbox);
-            webhooks(&inbox, cmd, cli.json).await
-        }
-        Command::Sandbox(_) | Command::Config(_) => unreachable!("handled above"),
-        Command::Shipments(cmd) => shipments::shipments(&settings, db, cmd, cli.json).await,
-        Command::Labels(cmd) => shipments::labels(db, cmd).await,
-        Command::Replay(args) => replay::replay(&settings, db, args, cli.json).await,
-        Command::Dead(cmd) => dead::dead(&settings, db, cmd, cli.json).await,
-        Command::Tokens(cmd) => tokens::tokens(db, cmd, cli.json).await,
         Command::ImportDjango {
             from,
             labels_dir,
@@ -180,7 +198,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let report =
                 adapters::db::import_django_shipments(&db, &from, labels_dir.as_deref(), dry_run)
                     .await?;
-            if cli.json {
+            if cli_json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 println!(
@@ -197,6 +215,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        _ => unreachable!("only the database's own commands"),
     }
 }
 
@@ -264,7 +283,11 @@ fn failure(status: WebhookStatus, note: Option<&str>) -> Option<&str> {
         .flatten()
 }
 
-async fn webhooks(inbox: &SqlInbox, cmd: WebhooksCommand, json: bool) -> anyhow::Result<ExitCode> {
+async fn webhooks(
+    inbox: &dyn WebhookInbox,
+    cmd: WebhooksCommand,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     match cmd {
         WebhooksCommand::List {
             status,

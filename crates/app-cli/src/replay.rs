@@ -2,13 +2,11 @@
 //! booked twice), or re-sent, signed, to another connector.
 
 use crate::REFUSED;
-use adapters::config::Settings;
-use adapters::db::{Database, SqlInbox, SqlShipmentStore};
-use adapters::queue::Queue;
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
+use connector::Connector;
 use domain::model::{Resource, Webhook, WebhookFilter, WebhookId, WebhookStatus, WebhookSummary};
-use domain::ports::{JobQueue, WebhookInbox};
+use domain::ports::{JobQueue, ShipmentStore, WebhookInbox};
 use domain::service::operations::{self, ReplayTarget};
 use domain::service::signature::WebhookSecret;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -106,7 +104,7 @@ struct Summary {
 
 /// Pages through the inbox: the webhooks `filter` selects, newest first, at most `limit`.
 async fn select(
-    inbox: &SqlInbox,
+    inbox: &dyn WebhookInbox,
     mut filter: WebhookFilter,
     limit: u64,
 ) -> anyhow::Result<Vec<WebhookSummary>> {
@@ -162,12 +160,12 @@ fn confirm(question: &str) -> anyhow::Result<bool> {
 
 /// Runs `lazona replay`.
 pub(crate) async fn replay(
-    settings: &Settings,
-    db: Database,
+    connector: &Connector,
     args: ReplayArgs,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let inbox = SqlInbox::start(db.clone(), &settings.inbox);
+    let inbox = connector.inbox();
+    let inbox = inbox.as_ref();
     let mut selected: Vec<WebhookSummary> = Vec::new();
     let mut missing = Vec::new();
     if !args.ids.is_empty() {
@@ -178,7 +176,7 @@ pub(crate) async fn replay(
             }
         }
     } else if let Some(filter) = args.filter() {
-        selected = select(&inbox, filter, args.limit).await?;
+        selected = select(inbox, filter, args.limit).await?;
     } else {
         bail!(
             "name the webhooks to replay: ids, or at least one filter (--topic, --resource, \
@@ -279,12 +277,9 @@ pub(crate) async fn replay(
             }
         }
         None => {
-            let queue = Queue::open(settings, &db, None)
-                .await
-                .context("opening the job queue")?;
-            let store = SqlShipmentStore::new(db.clone());
+            let (queue, store) = (connector.queue(), connector.shipments());
             for w in &todo {
-                let result = requeue(&inbox, queue.port.as_ref(), &store, w, args.force).await;
+                let result = requeue(inbox, queue.as_ref(), store.as_ref(), w, args.force).await;
                 record(&mut summary, w, result);
                 bar.inc(1);
             }
@@ -356,9 +351,9 @@ fn exit(summary: &Summary) -> ExitCode {
 
 /// Back to `queued` with a new job, through the same operation as the API's replay.
 async fn requeue(
-    inbox: &SqlInbox,
+    inbox: &dyn WebhookInbox,
     queue: &dyn JobQueue,
-    store: &SqlShipmentStore,
+    store: &dyn ShipmentStore,
     w: &WebhookSummary,
     force: bool,
 ) -> anyhow::Result<()> {

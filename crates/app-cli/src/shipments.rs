@@ -2,11 +2,9 @@
 //! operator's actions (book again, refresh tracking) run as worker jobs.
 
 use crate::{NOT_FOUND, REFUSED};
-use adapters::config::Settings;
-use adapters::db::{Database, SqlShipmentStore};
-use adapters::queue::Queue;
 use anyhow::Context;
 use clap::Subcommand;
+use connector::Connector;
 use domain::model::{JobId, PastBooking, ShipmentFilter, ShipmentRecord, ShipmentStatus};
 use domain::ports::{JobQueue, ShipmentStore};
 use domain::service::operations::{self, Enqueued, OperationError, Refusal};
@@ -200,7 +198,7 @@ fn print_one(s: &ShipmentRecord) {
     }
 }
 
-async fn find(store: &SqlShipmentStore, id: i64) -> anyhow::Result<Option<ShipmentRecord>> {
+async fn find(store: &dyn ShipmentStore, id: i64) -> anyhow::Result<Option<ShipmentRecord>> {
     let found = store.get(id).await?;
     if found.is_none() {
         eprintln!("no shipment {id}");
@@ -210,12 +208,12 @@ async fn find(store: &SqlShipmentStore, id: i64) -> anyhow::Result<Option<Shipme
 
 /// Runs `lazona shipments ...`.
 pub(crate) async fn shipments(
-    settings: &Settings,
-    db: Database,
+    connector: &Connector,
     cmd: ShipmentsCommand,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let store = SqlShipmentStore::new(db.clone());
+    let store = connector.shipments();
+    let store = store.as_ref();
     match cmd {
         ShipmentsCommand::List {
             order,
@@ -243,7 +241,7 @@ pub(crate) async fn shipments(
             Ok(ExitCode::SUCCESS)
         }
         ShipmentsCommand::Show { id } => {
-            let Some(s) = find(&store, id).await? else {
+            let Some(s) = find(store, id).await? else {
                 return Ok(ExitCode::from(NOT_FOUND));
             };
             let past = store.past_bookings(id).await?;
@@ -260,29 +258,23 @@ pub(crate) async fn shipments(
             Ok(ExitCode::SUCCESS)
         }
         ShipmentsCommand::Retry { id, force, wait } => {
-            let queue = open_queue(settings, &db).await?;
-            let done = operations::retry_shipment(&store, queue.port.as_ref(), id, force).await;
-            act(&queue, &store, id, done, &wait, json).await
+            let queue = connector.queue();
+            let done = operations::retry_shipment(store, queue.as_ref(), id, force).await;
+            act(queue.as_ref(), store, id, done, &wait, json).await
         }
         ShipmentsCommand::Track { id, wait } => {
-            let queue = open_queue(settings, &db).await?;
-            let done = operations::track_shipment(&store, queue.port.as_ref(), id).await;
-            act(&queue, &store, id, done, &wait, json).await
+            let queue = connector.queue();
+            let done = operations::track_shipment(store, queue.as_ref(), id).await;
+            act(queue.as_ref(), store, id, done, &wait, json).await
         }
     }
-}
-
-async fn open_queue(settings: &Settings, db: &Database) -> anyhow::Result<Queue> {
-    Queue::open(settings, db, None)
-        .await
-        .context("opening the job queue")
 }
 
 /// Reports an action's job (enqueued by [`operations`], or refused) and, unless told not to,
 /// waits for a worker to carry it out: the shipment changes, or the job is dead-lettered.
 async fn act(
-    queue: &Queue,
-    store: &SqlShipmentStore,
+    queue: &dyn JobQueue,
+    store: &dyn ShipmentStore,
     id: i64,
     done: Result<Enqueued, OperationError>,
     wait: &Wait,
@@ -321,7 +313,7 @@ async fn act(
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait.timeout);
     loop {
-        if let Some(dead) = dead(queue.port.as_ref(), job).await? {
+        if let Some(dead) = dead(queue, job).await? {
             if json {
                 println!(
                     "{}",
@@ -376,8 +368,8 @@ async fn dead(queue: &dyn JobQueue, job: JobId) -> anyhow::Result<Option<String>
 }
 
 /// Runs `lazona labels ...`.
-pub(crate) async fn labels(db: Database, cmd: LabelsCommand) -> anyhow::Result<ExitCode> {
-    let store = SqlShipmentStore::new(db);
+pub(crate) async fn labels(connector: &Connector, cmd: LabelsCommand) -> anyhow::Result<ExitCode> {
+    let store = connector.shipments();
     match cmd {
         LabelsCommand::Get { id, output, past } => {
             let pdf = match past {

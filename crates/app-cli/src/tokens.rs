@@ -2,11 +2,10 @@
 //! its hash is stored, so a lost secret is revoked and replaced, never recovered.
 
 use crate::NOT_FOUND;
-use adapters::db::{Database, SqlTokenStore};
 use clap::Subcommand;
+use connector::Connector;
 use domain::error::TokenError;
 use domain::model::{ApiToken, Principal};
-use domain::ports::TokenStore;
 use std::process::ExitCode;
 
 /// `lazona tokens ...`
@@ -39,11 +38,11 @@ fn time(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
 
 /// Runs `lazona tokens ...`.
 pub(crate) async fn tokens(
-    db: Database,
+    connector: &Connector,
     cmd: TokensCommand,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let store = SqlTokenStore::new(db);
+    let store = connector.tokens();
     match cmd {
         TokensCommand::Create {
             admin,

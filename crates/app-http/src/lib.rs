@@ -7,9 +7,9 @@
 //! document.
 //!
 //! [`router`] builds the axum router from an [`AppState`] (tests drive it directly);
-//! [`start`] wires the configured adapters, runs the migrations and serves, with the worker
-//! in-process when configured (the embedded default). [`serve`] serves the connections with
-//! limits on slow and idle clients (header and body timeouts, a cap on connections).
+//! [`start`] builds the connector through its one composition root ([`connector::Connector`])
+//! and serves it, with the worker in-process when configured (the embedded default), through
+//! [`connector::serve`] (limits on slow and idle clients).
 
 pub mod api;
 mod assets;
@@ -17,23 +17,20 @@ mod dashboard;
 mod error;
 pub mod events;
 mod metrics;
-pub mod serve;
 mod webhooks;
 
 pub use error::ApiError;
 pub use metrics::Metrics;
 
 use adapters::config::Settings;
-use adapters::db::{Database, SqlInbox, SqlJobQueue, SqlShipmentStore, SqlTokenStore};
-use adapters::queue::Queue;
-use app_worker::connector_worker;
+use adapters::db::{Database, SqlInbox};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
+use connector::{Connector, serve};
 use domain::ports::{EventLog, JobQueue, WebhookInbox};
 use domain::service::signature::WebhookSecret;
-use secrecy::ExposeSecret as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -142,87 +139,58 @@ pub struct Running {
     pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
-/// Connects the database, runs the migrations (unless disabled), and serves on `listener` until
-/// `shutdown` is cancelled; runs the worker in-process when [`Settings::embedded_worker`] says
-/// so. Returns once the server accepts requests.
+/// The router over `connector`: the webhooks stored through its intake, the operations API over
+/// its stores.
+pub fn state(connector: &Connector, settings: &Settings, shutdown: CancellationToken) -> AppState {
+    let mut state = AppState::new(connector.inbox(), None);
+    state.secret = connector.secret();
+    state.max_body_bytes = settings.webhook.max_body_bytes;
+    state.api = Some(Arc::new(api::ApiDeps {
+        shipments: connector.shipments(),
+        queue: connector.queue(),
+        tokens: connector.tokens(),
+    }));
+    state.events = Some(connector.events());
+    state.queue_stats = connector.queue_stats();
+    state.shutdown = shutdown;
+    state
+}
+
+/// Builds the connector ([`connector::ConnectorBuilder`]: the database, its migrations unless
+/// disabled, the inbox, the queue), and serves on `listener` until `shutdown` is cancelled, with
+/// the worker in-process when [`Settings::embedded_worker`] says so. Returns once the server
+/// accepts requests.
 ///
 /// # Errors
-/// When the database cannot be reached or migrated.
+/// When the database cannot be reached or migrated, or the queue opened.
 pub async fn start(
     settings: &Settings,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Running> {
-    let db = Database::connect(&settings.database)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot open the database: {e}"))?;
-    if settings.database.migrate_on_start {
-        db.migrate()
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot migrate the database: {e}"))?;
+    let mut builder = Connector::builder(settings.clone());
+    if !settings.embedded_worker() {
+        builder = builder.without_worker();
     }
-    let inbox = Arc::new(SqlInbox::start(db.clone(), &settings.inbox));
-    let secret = settings
-        .webhook
-        .secret
-        .as_ref()
-        .map(|s| WebhookSecret::new(s.expose_secret()));
-    if secret.is_none() {
-        tracing::warn!(
-            "no webhook secret configured (WC_WEBHOOK_SECRET or LAZONA_WEBHOOK__SECRET): \
-             signed webhooks will be answered 503 until one is set"
-        );
-    }
-    let queue = if settings.embedded_worker() {
-        Some(
-            Queue::open(settings, &db, Some(inbox.jobs_ready()))
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot open the job queue: {e}"))?,
-        )
-    } else {
-        None
-    };
-    let mut state = AppState::new(inbox.clone(), secret);
-    state.max_body_bytes = settings.webhook.max_body_bytes;
-    state.api = Some(Arc::new(api::ApiDeps {
-        shipments: Arc::new(SqlShipmentStore::new(db.clone())),
-        // The API only enqueues and reads dead letters, which every backend keeps in the jobs
-        // table (Redis's relay picks new rows up): without an embedded worker it needs no Redis.
-        queue: match &queue {
-            Some(queue) => queue.port.clone(),
-            None => Arc::new(SqlJobQueue::new(db.clone())),
-        },
-        tokens: Arc::new(SqlTokenStore::new(db.clone())),
-    }));
+    let connector = builder.build().await?;
     // The process's Prometheus recorder, before anything records.
-    app_worker::prometheus();
-    state.events = Some(Arc::new(adapters::db::SqlEventLog::new(db.clone())));
-    state.shutdown = shutdown.clone();
-    state.queue_stats = match &queue {
-        Some(queue) => Some((queue.port.clone(), queue.backend())),
-        // Without an embedded worker the jobs table still tells the SQL queue's depth; a Redis
-        // queue's is shown by the workers (`worker.metrics_listen`).
-        None if settings.queue.backend == "sql" => {
-            Some((Arc::new(SqlJobQueue::new(db.clone())), "sql"))
-        }
-        None => None,
-    };
-    let app = router(state);
+    connector::prometheus();
+    let app = router(state(&connector, settings, shutdown.clone()));
     let addr = listener.local_addr()?;
-
-    let worker = if let Some(queue) = queue {
-        queue.spawn_background(shutdown.clone());
-        let worker = connector_worker(settings, &db, inbox.clone(), queue.port.clone())?;
-        let token = shutdown.clone();
-        Some(tokio::spawn(async move { worker.run(token).await }))
-    } else {
-        None
-    };
-
+    let worker = connector
+        .worker()
+        .is_some()
+        .then(|| connector.spawn_worker(shutdown.clone()));
     let limits = serve::Limits {
         header_read_timeout: settings.server.header_read_timeout_secs,
         body_read_timeout: settings.server.body_read_timeout_secs,
         max_connections: serve::connection_cap(settings.server.max_connections),
+        on_body_timeout: |allowed| {
+            ApiError::BodyTimeout {
+                secs: allowed.as_secs(),
+            }
+            .into_response()
+        },
     };
     let task = tokio::spawn(async move {
         tracing::info!(%addr, max_connections = limits.max_connections, "listening");
@@ -235,8 +203,8 @@ pub async fn start(
     });
     Ok(Running {
         addr,
-        db,
-        inbox,
+        db: connector.database().clone(),
+        inbox: connector.sql_inbox(),
         task,
     })
 }

@@ -25,7 +25,7 @@ async fn main() -> anyhow::Result<()> {
     let settings = Settings::load(args.config.as_deref())?;
     adapters::telemetry::init(&settings.log.format);
     // Every client connection is a file: the usual soft limit (1,024) is far below the hard one.
-    match app_http::serve::raise_open_file_limit() {
+    match connector::serve::raise_open_file_limit() {
         Ok(limit) => tracing::debug!(limit, "open-file limit"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
     }
@@ -33,7 +33,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
     let shutdown = CancellationToken::new();
-    tokio::spawn(app_worker::shutdown_on_signal(shutdown.clone()));
+    tokio::spawn(connector::shutdown_on_signal(shutdown.clone()));
     let running = app_http::start(&settings, listener, shutdown).await?;
     tracing::info!(
         addr = %running.addr,

@@ -89,10 +89,10 @@ impl Metrics {
 /// worker's jobs and third-party calls, webhooks by topic) with the queue gauges sampled now.
 pub(crate) async fn render(State(state): State<crate::AppState>) -> impl IntoResponse {
     if let Some((queue, backend)) = &state.queue_stats {
-        app_worker::sample_queue(queue.as_ref(), backend).await;
+        connector::sample_queue(queue.as_ref(), backend).await;
     }
     let mut page = state.metrics.render();
-    page.push_str(&app_worker::render_metrics());
+    page.push_str(&connector::render_metrics());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], page)
 }
 
@@ -104,9 +104,9 @@ pub(crate) async fn render(State(state): State<crate::AppState>) -> impl IntoRes
 /// values.
 pub(crate) fn webhook_received(
     topic: Option<&str>,
-    ingested: &Result<app_worker::IngestOutcome, app_worker::IngestError>,
+    ingested: &Result<connector::IngestOutcome, connector::IngestError>,
 ) {
-    use app_worker::{IngestError as E, IngestOutcome as O};
+    use connector::{IngestError as E, IngestOutcome as O};
     let (signed, result) = match ingested {
         Ok(O::Ping { .. }) => (false, "ping"),
         Ok(O::Stored { status, .. }) => (true, status.as_str()),

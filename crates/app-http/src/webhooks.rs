@@ -1,12 +1,12 @@
 //! The webhook endpoints.
 
 use crate::{ApiError, AppState, Metrics};
-use app_worker::{IngestError, IngestOutcome};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use connector::{IngestError, IngestOutcome};
 use domain::model::Resource;
 use serde_json::json;
 
@@ -63,7 +63,7 @@ async fn receive(
         .collect();
 
     // The same path as an embedded connector's `Connector::ingest` (which also logs).
-    let ingested = app_worker::ingest(
+    let ingested = connector::ingest(
         state.inbox.as_ref(),
         state.secret.as_deref(),
         resource,

@@ -4,15 +4,12 @@
 
 use super::{BenchDb, Db, connect, run_tag};
 use adapters::config::Settings;
-use adapters::db::{Database, SqlInbox, SqlJobQueue};
 use adapters::redis_queue::RedisJobQueue;
 use anyhow::{Context, Result, bail};
-use app_worker::{ConnectorHandler, Worker, WorkerOptions};
+use connector::{Connector, WorkerOptions};
 use domain::model::{JobKind, NewJob};
-use domain::ports::JobQueue;
 use figment::providers::Serialized;
 use sea_orm::{ConnectionTrait, Statement};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -71,23 +68,23 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
 }
 
 async fn measure(args: &QueueArgs, db_url: &str) -> Result<()> {
+    let prefix = format!("lazona-bench-{}", run_tag());
+    let backend = if args.backend == "redis" {
+        "redis"
+    } else {
+        "sql"
+    };
     let settings: Settings = Settings::figment(None)?
         .merge(Serialized::default("database.url", db_url))
+        .merge(Serialized::default("queue.backend", backend))
+        .merge(Serialized::default("queue.redis_url", REDIS_URL))
+        .merge(Serialized::default("queue.redis_prefix", &prefix))
         .extract()
         .context("settings")?;
-    let database = Database::connect(&settings.database).await?;
-    database.migrate().await?;
-    let inbox = Arc::new(SqlInbox::start(database.clone(), &settings.inbox));
-    let prefix = format!("lazona-bench-{}", run_tag());
-    let redis = if args.backend == "redis" {
-        Some(RedisJobQueue::connect(REDIS_URL, &prefix, database.clone()).await?)
-    } else {
-        None
-    };
-    let queue: Arc<dyn JobQueue> = match &redis {
-        Some(redis) => Arc::new(redis.clone()),
-        None => Arc::new(SqlJobQueue::new(database.clone())),
-    };
+    let options = WorkerOptions::from_config(&settings.worker);
+    // The connector as the binaries build it: its worker, its handler, its queue.
+    let connector = Connector::builder(settings).build().await?;
+    let queue = connector.queue();
 
     let start = Instant::now();
     let mut set = tokio::task::JoinSet::new();
@@ -112,18 +109,9 @@ async fn measure(args: &QueueArgs, db_url: &str) -> Result<()> {
     }
     let enqueue_secs = start.elapsed().as_secs_f64();
 
-    let options = WorkerOptions::default();
-    let worker = Worker::new(
-        queue.clone(),
-        Arc::new(ConnectorHandler::new(inbox)),
-        options.clone(),
-    );
     let stop = CancellationToken::new();
     let start = Instant::now();
-    let running = tokio::spawn({
-        let stop = stop.clone();
-        async move { worker.run(stop).await }
-    });
+    let running = connector.spawn_worker(stop.clone());
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let stats = queue.stats().await?;
@@ -138,7 +126,9 @@ async fn measure(args: &QueueArgs, db_url: &str) -> Result<()> {
     let drain_secs = start.elapsed().as_secs_f64();
     stop.cancel();
     let outcome = running.await?;
-    if let Some(redis) = &redis {
+    if backend == "redis" {
+        let redis =
+            RedisJobQueue::connect(REDIS_URL, &prefix, connector.database().clone()).await?;
         let keys = redis.purge().await?;
         println!("redis: {keys} keys under {prefix}:* deleted");
     }

@@ -3,10 +3,8 @@
 
 use crate::lazona;
 use adapters::config::Settings;
-use adapters::db::{Database, SqlInbox};
-use adapters::queue::Queue;
+use adapters::db::Database;
 use std::process::Output;
-use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -73,16 +71,15 @@ pub(crate) async fn start_worker(
     smtp_port: u16,
 ) -> (CancellationToken, JoinHandle<()>) {
     let settings = worker_settings(db_url, fake, smtp_port);
-    let inbox = Arc::new(SqlInbox::start(database.clone(), &settings.inbox));
-    let queue = Queue::open(&settings, database, None).await.expect("queue");
-    let worker = app_worker::connector_worker(&settings, database, inbox, queue.port.clone())
-        .expect("worker");
+    let connector = connector::Connector::builder(settings)
+        .database(database.clone())
+        .build()
+        .await
+        .expect("connector");
     let shutdown = CancellationToken::new();
-    let running = tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            let _ = worker.run(shutdown).await;
-        }
+    let running = connector.spawn_worker(shutdown.clone());
+    let running = tokio::spawn(async move {
+        let _ = running.await;
     });
     (shutdown, running)
 }

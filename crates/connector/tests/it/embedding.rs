@@ -1,12 +1,12 @@
-//! The connector embedded as a library ([`app_worker::Connector`]) with a carrier of its own,
+//! The connector embedded as a library ([`connector::Connector`]) with a carrier of its own,
 //! on SQLite, Postgres and the Redis queue: signed orders booked through the custom carrier once, repeated
 //! deliveries deduplicated, bad signatures refused, malformed bodies kept as rejected.
 
 use adapters::config::Settings;
 use adapters::redis_queue::RedisJobQueue;
 use adapters::testing::{TestDb, count, unique};
-use app_worker::{Connector, IngestError, IngestOutcome};
 use async_trait::async_trait;
+use connector::{Connector, IngestError, IngestOutcome};
 use domain::error::ShippingError;
 use domain::memory::{MemoryMailer, MemoryShop};
 use domain::model::shipment::{BookingRequest, BookingResult, TrackingReport, VendorProfile};

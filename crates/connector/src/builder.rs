@@ -9,19 +9,19 @@
 //! processes them in your own tokio runtime.
 
 use crate::ingest::{IngestError, IngestOutcome, ingest};
-use crate::{
-    ConnectorHandler, CustomerRuntime, EventRecorder, Outcome, ShippingRuntime, Worker,
-    WorkerOptions,
+use crate::observe::EventRecorder;
+use crate::worker::{
+    ConnectorHandler, CustomerRuntime, Outcome, ShippingRuntime, Worker, WorkerOptions,
 };
 use adapters::config::Settings;
-use adapters::db::{Database, SqlInbox, SqlShipmentStore};
+use adapters::db::{Database, SqlEventLog, SqlInbox, SqlJobQueue, SqlShipmentStore, SqlTokenStore};
 use adapters::queue::Queue;
-use anyhow::Context as _;
 use bytes::Bytes;
 use domain::error::QueueError;
 use domain::model::Resource;
 use domain::ports::{
-    Crm, EventLog, JobQueue, Mailer, ShipmentStore, ShippingProvider, Shop, WebhookInbox,
+    Crm, EventLog, JobQueue, Mailer, ShipmentStore, ShippingProvider, Shop, TokenStore,
+    WebhookInbox,
 };
 use domain::service::shipping::ShippingMethods;
 use domain::service::signature::WebhookSecret;
@@ -48,6 +48,8 @@ pub struct ConnectorBuilder {
     mailer: Option<Arc<dyn Mailer>>,
     crm: Option<Arc<dyn Crm>>,
     shipments: Option<Arc<dyn ShipmentStore>>,
+    db: Option<Database>,
+    with_worker: bool,
 }
 
 impl std::fmt::Debug for ConnectorBuilder {
@@ -59,6 +61,8 @@ impl std::fmt::Debug for ConnectorBuilder {
             .field("mailer", &self.mailer.is_some())
             .field("crm", &self.crm.is_some())
             .field("shipments", &self.shipments.is_some())
+            .field("database", &self.db.is_some())
+            .field("with_worker", &self.with_worker)
             .finish()
     }
 }
@@ -97,70 +101,142 @@ impl ConnectorBuilder {
         self
     }
 
-    /// Connects the database (`database.url`), runs the migrations (unless
-    /// `database.migrate_on_start` is off), opens the job queue (`queue.backend`) and wires the
-    /// worker's handler with the adapters given or configured. Must be called inside a tokio
-    /// runtime: the inbox's writers are spawned on it.
+    /// Uses `db`, already connected, instead of connecting `database.url`; its migrations are
+    /// then the caller's business (the CLI checks or runs them as each command needs).
+    pub fn database(mut self, db: Database) -> Self {
+        self.db = Some(db);
+        self
+    }
+
+    /// Builds no worker: the connector stores webhooks and enqueues jobs for workers that run
+    /// elsewhere (`lazona-http` with `worker.embedded` off, the CLI, a Lambda). Its queue is then
+    /// the jobs table, the outbox every backend reads (Redis's relay picks new rows up), so no
+    /// Redis connection is opened.
+    pub fn without_worker(mut self) -> Self {
+        self.with_worker = false;
+        self
+    }
+
+    /// Connects the database (`database.url`, unless [`ConnectorBuilder::database`] gave one),
+    /// runs the migrations (unless `database.migrate_on_start` is off), opens the job queue
+    /// (`queue.backend`) and wires the worker's handler with the adapters given or configured.
+    /// Must be called inside a tokio runtime: the inbox's writers are spawned on it.
     ///
     /// # Errors
     /// When the database cannot be reached or migrated, the queue cannot be opened, or a
     /// configured client cannot be built (a bad mail setting, a TLS set-up).
     pub async fn build(self) -> anyhow::Result<Connector> {
-        let settings = self.settings;
-        let db = Database::connect(&settings.database)
-            .await
-            .context("cannot open the database")?;
-        if settings.database.migrate_on_start {
-            db.migrate().await.context("cannot migrate the database")?;
-        }
+        let settings = &self.settings;
+        let db = match self.db.clone() {
+            Some(db) => db,
+            None => {
+                let db = Database::connect(&settings.database)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot open the database: {e}"))?;
+                if settings.database.migrate_on_start {
+                    db.migrate()
+                        .await
+                        .map_err(|e| anyhow::anyhow!("cannot migrate the database: {e}"))?;
+                }
+                db
+            }
+        };
         let inbox = Arc::new(SqlInbox::start(db.clone(), &settings.inbox));
-        let queue = Queue::open(&settings, &db, Some(inbox.jobs_ready()))
-            .await
-            .context("cannot open the job queue")?;
+        let queue = if self.with_worker {
+            let queue = Queue::open(settings, &db, Some(inbox.jobs_ready()))
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot open the job queue: {e}"))?;
+            tracing::info!(backend = queue.backend(), "job queue open");
+            Some(queue)
+        } else {
+            None
+        };
         let secret = settings
             .webhook
             .secret
             .as_ref()
             .map(|s| Arc::new(WebhookSecret::new(s.expose_secret())));
         if secret.is_none() {
-            tracing::warn!("no webhook secret configured: signed webhooks will be refused");
+            tracing::warn!(
+                "no webhook secret configured (WC_WEBHOOK_SECRET or LAZONA_WEBHOOK__SECRET): \
+                 signed webhooks will be refused until one is set"
+            );
         }
+        let log: Arc<dyn EventLog> = Arc::new(SqlEventLog::new(db.clone()));
+        let shipments: Arc<dyn ShipmentStore> = match &self.shipments {
+            Some(store) => store.clone(),
+            None => Arc::new(SqlShipmentStore::new(db.clone())),
+        };
+        let (worker, fulfils_orders, handles_customers) = match &queue {
+            Some(queue) => {
+                let wired =
+                    self.wire_worker(inbox.clone(), queue.port.clone(), &shipments, &log)?;
+                (Some(wired.0), wired.1, wired.2)
+            }
+            None => (None, false, false),
+        };
+        let enqueue: Arc<dyn JobQueue> = match &queue {
+            Some(queue) => queue.port.clone(),
+            None => Arc::new(SqlJobQueue::new(db.clone())),
+        };
+        Ok(Connector {
+            settings: Arc::new(self.settings),
+            tokens: Arc::new(SqlTokenStore::new(db.clone())),
+            db,
+            inbox,
+            queue,
+            enqueue,
+            shipments,
+            events: log,
+            secret,
+            worker,
+            fulfils_orders,
+            handles_customers,
+        })
+    }
 
+    /// The worker: the job handler with shipping when there is a carrier and a shop, customers
+    /// when there is a CRM, a shop and their settings, the periodic jobs, events and metrics.
+    /// Returns it with whether orders are fulfilled and customers handled.
+    fn wire_worker(
+        &self,
+        inbox: Arc<SqlInbox>,
+        queue: Arc<dyn JobQueue>,
+        shipments: &Arc<dyn ShipmentStore>,
+        log: &Arc<dyn EventLog>,
+    ) -> anyhow::Result<(Worker, bool, bool)> {
+        let settings = &self.settings;
         let timeout = settings.shipping.http_timeout_secs;
-        let shop: Option<Arc<dyn Shop>> = match self.shop {
-            Some(shop) => Some(shop),
+        let shop: Option<Arc<dyn Shop>> = match &self.shop {
+            Some(shop) => Some(shop.clone()),
             None if !settings.shop.host.trim().is_empty() => Some(Arc::new(
                 adapters::wordpress::WordPressShop::new(&settings.shop, timeout)?,
             )),
             None => None,
         };
-        let carrier: Option<Arc<dyn ShippingProvider>> = match self.carrier {
-            Some(carrier) => Some(carrier),
+        let carrier: Option<Arc<dyn ShippingProvider>> = match &self.carrier {
+            Some(carrier) => Some(carrier.clone()),
             None if !settings.koiki.host.trim().is_empty() => Some(Arc::new(
                 adapters::koiki::KoikiClient::new(&settings.koiki, timeout)?,
             )),
             None => None,
         };
-        let crm: Option<Arc<dyn Crm>> = match self.crm {
-            Some(crm) => Some(crm),
+        let crm: Option<Arc<dyn Crm>> = match &self.crm {
+            Some(crm) => Some(crm.clone()),
             None if !settings.crm.rest_url.trim().is_empty() => Some(Arc::new(
                 adapters::sugarcrm::SugarCrmClient::new(&settings.crm, timeout)?,
             )),
             None => None,
         };
-        let shipments: Arc<dyn ShipmentStore> = self
-            .shipments
-            .unwrap_or_else(|| Arc::new(SqlShipmentStore::new(db.clone())));
 
-        let mut handler = ConnectorHandler::new(inbox.clone());
+        let mut handler = ConnectorHandler::new(inbox);
         // Events and metrics as the binaries record them: the live stream and /metrics see an
         // embedded connector's work too.
-        let log: Arc<dyn EventLog> = Arc::new(adapters::db::SqlEventLog::new(db.clone()));
         let events = EventRecorder::start(log.clone());
         let fulfils_orders = match (&carrier, &shop) {
             (Some(carrier), Some(shop)) => {
-                let mailer: Arc<dyn Mailer> = match self.mailer {
-                    Some(mailer) => mailer,
+                let mailer: Arc<dyn Mailer> = match &self.mailer {
+                    Some(mailer) => mailer.clone(),
                     None => Arc::new(adapters::mail::SmtpMailer::new(&settings.mail, timeout)?),
                 };
                 handler = handler.with_shipping(
@@ -169,7 +245,7 @@ impl ConnectorBuilder {
                         carrier: carrier.clone(),
                         shop: shop.clone(),
                         mailer,
-                        queue: queue.port.clone(),
+                        queue: queue.clone(),
                         methods: ShippingMethods {
                             koiki: settings.shipping.koiki_methods.clone(),
                             local_pickup: settings.shipping.local_pickup_methods.clone(),
@@ -189,7 +265,7 @@ impl ConnectorBuilder {
             }
         };
         // The settings customers need, but for those a given adapter stands in for.
-        let missing: Vec<&str> = CustomerRuntime::missing_settings(&settings)
+        let missing: Vec<&str> = CustomerRuntime::missing_settings(settings)
             .into_iter()
             .filter(|m| !(m.starts_with("crm.rest_url") && crm.is_some()))
             .filter(|m| !(m.starts_with("shop.host") && shop.is_some()))
@@ -217,25 +293,18 @@ impl ConnectorBuilder {
         };
 
         let mut worker = Worker::new(
-            queue.port.clone(),
+            queue,
             Arc::new(handler),
             WorkerOptions::from_config(&settings.worker),
         )
-        .observed(Some(events), Some((log, settings.events.retention())));
+        .observed(
+            Some(events),
+            Some((log.clone(), settings.events.retention())),
+        );
         if fulfils_orders {
-            worker = worker.with_periodic(ShippingRuntime::tracking_schedule(&settings));
+            worker = worker.with_periodic(ShippingRuntime::tracking_schedule(settings));
         }
-        Ok(Connector {
-            settings: Arc::new(settings),
-            db,
-            inbox,
-            queue,
-            shipments,
-            secret,
-            worker,
-            fulfils_orders,
-            handles_customers,
-        })
+        Ok((worker, fulfils_orders, handles_customers))
     }
 }
 
@@ -246,10 +315,15 @@ pub struct Connector {
     settings: Arc<Settings>,
     db: Database,
     inbox: Arc<SqlInbox>,
-    queue: Queue,
+    /// The configured queue, opened for this process's worker.
+    queue: Option<Queue>,
+    /// Where jobs are enqueued and dead letters read: the configured queue, or the jobs table.
+    enqueue: Arc<dyn JobQueue>,
     shipments: Arc<dyn ShipmentStore>,
+    events: Arc<dyn EventLog>,
+    tokens: Arc<dyn TokenStore>,
     secret: Option<Arc<WebhookSecret>>,
-    worker: Worker,
+    worker: Option<Worker>,
     fulfils_orders: bool,
     handles_customers: bool,
 }
@@ -258,7 +332,7 @@ impl std::fmt::Debug for Connector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connector")
             .field("database", &self.db.backend())
-            .field("queue", &self.queue.backend())
+            .field("queue", &self.queue.as_ref().map(Queue::backend))
             .field("fulfils_orders", &self.fulfils_orders)
             .field("handles_customers", &self.handles_customers)
             .finish_non_exhaustive()
@@ -276,6 +350,8 @@ impl Connector {
             mailer: None,
             crm: None,
             shipments: None,
+            db: None,
+            with_worker: true,
         }
     }
 
@@ -315,9 +391,14 @@ impl Connector {
 
     /// Runs the worker until `shutdown` is cancelled, then lets the jobs in flight finish (see
     /// [`Worker::run`]); starts what the queue needs beside it (the Redis relay) until then.
+    /// Built [`ConnectorBuilder::without_worker`], it runs nothing and returns at once.
     pub async fn run_worker(&self, shutdown: CancellationToken) -> Outcome {
-        self.queue.spawn_background(shutdown.clone());
-        self.worker.run(shutdown).await
+        let (Some(queue), Some(worker)) = (&self.queue, &self.worker) else {
+            tracing::warn!("this connector was built without a worker: no job is run here");
+            return Outcome::default();
+        };
+        queue.spawn_background(shutdown.clone());
+        worker.run(shutdown).await
     }
 
     /// [`Connector::run_worker`] on a task of its own; the handle gives what it did once it
@@ -331,9 +412,15 @@ impl Connector {
     /// for tests, scripts and the SQL queue (a Redis queue needs [`Connector::run_worker`]).
     ///
     /// # Errors
-    /// The queue's error when it cannot be reached.
+    /// The queue's error when it cannot be reached; [`QueueError::Unexpected`] when the
+    /// connector was built without a worker.
     pub async fn drain(&self) -> Result<Outcome, QueueError> {
-        self.worker.drain().await
+        match &self.worker {
+            Some(worker) => worker.drain().await,
+            None => Err(QueueError::Unexpected(
+                "this connector was built without a worker".into(),
+            )),
+        }
     }
 
     /// Whether orders are fulfilled (a carrier and a shop are wired), or only recorded.
@@ -357,14 +444,63 @@ impl Connector {
         self.shipments.clone()
     }
 
-    /// The job queue: [`JobQueue::stats`], the dead letters.
+    /// The job queue: where jobs are enqueued, [`JobQueue::stats`], the dead letters. Built
+    /// without a worker, the jobs table every backend reads.
     pub fn queue(&self) -> Arc<dyn JobQueue> {
-        self.queue.port.clone()
+        self.enqueue.clone()
     }
 
-    /// The worker, to run it your own way.
-    pub fn worker(&self) -> &Worker {
-        &self.worker
+    /// The queue whose depth `/metrics` shows, with its backend's name (`sql`, `redis`): the
+    /// worker's; without a worker, the jobs table when it is the queue (a Redis queue's depth is
+    /// shown by its workers).
+    pub fn queue_stats(&self) -> Option<(Arc<dyn JobQueue>, &'static str)> {
+        match &self.queue {
+            Some(queue) => Some((queue.port.clone(), queue.backend())),
+            None if self.settings.queue.backend == "sql" => Some((self.enqueue.clone(), "sql")),
+            None => None,
+        }
+    }
+
+    /// The event log (`/api/v1/events`, `lazona`'s history).
+    pub fn events(&self) -> Arc<dyn EventLog> {
+        self.events.clone()
+    }
+
+    /// The operations API's tokens.
+    pub fn tokens(&self) -> Arc<dyn TokenStore> {
+        self.tokens.clone()
+    }
+
+    /// The inbox as its SQL adapter (its writers' wake-up, its database).
+    pub fn sql_inbox(&self) -> Arc<SqlInbox> {
+        self.inbox.clone()
+    }
+
+    /// The webhook secret, `None` when none is configured.
+    pub fn secret(&self) -> Option<Arc<WebhookSecret>> {
+        self.secret.clone()
+    }
+
+    /// The worker, to run it your own way; `None` when built
+    /// [`ConnectorBuilder::without_worker`].
+    pub fn worker(&self) -> Option<&Worker> {
+        self.worker.as_ref()
+    }
+
+    /// Serves the worker's `/metrics`, `/healthz` and `/readyz` on `addr` until `shutdown`;
+    /// returns the bound address and the listener's task.
+    ///
+    /// # Errors
+    /// When `addr` cannot be bound.
+    pub async fn serve_metrics(
+        &self,
+        addr: std::net::SocketAddr,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>)> {
+        let (queue, backend) = self
+            .queue_stats()
+            .unwrap_or_else(|| (self.enqueue.clone(), "sql"));
+        crate::prometheus::serve_metrics(addr, queue, backend, self.inbox.clone(), shutdown).await
     }
 
     /// The database.

@@ -23,11 +23,9 @@
 //! On shutdown the server stops accepting, lets requests in flight finish and closes each
 //! connection after its response.
 
-use crate::ApiError;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, Request, Response, header};
-use axum::response::IntoResponse as _;
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -61,6 +59,9 @@ pub struct Limits {
     pub body_read_timeout: Duration,
     /// The most connections open at once.
     pub max_connections: usize,
+    /// The answer to a request whose body did not arrive within `body_read_timeout` (the
+    /// server's own error shape; a 408).
+    pub on_body_timeout: fn(Duration) -> axum::response::Response,
 }
 
 /// Raises the process's soft open-file limit (`RLIMIT_NOFILE`) to its hard limit; returns the
@@ -126,8 +127,14 @@ pub async fn serve(
             let app = app.clone();
             let conn = conn.clone();
             let body_timeout = limits.body_read_timeout;
+            let on_body_timeout = limits.on_body_timeout;
             hyper::service::service_fn(move |req: Request<Incoming>| {
-                handle(app.clone(), conn.clone(), body_timeout, req)
+                handle(
+                    app.clone(),
+                    conn.clone(),
+                    (body_timeout, on_body_timeout),
+                    req,
+                )
             })
         };
         let connection = http.serve_connection(TokioIo::new(stream), service);
@@ -209,7 +216,7 @@ async fn accept_error(e: std::io::Error) {
 fn handle(
     app: Router,
     conn: Arc<Conn>,
-    body_timeout: Duration,
+    (body_timeout, on_body_timeout): (Duration, fn(Duration) -> axum::response::Response),
     req: Request<Incoming>,
 ) -> impl Future<Output = Result<Response<Tracked>, Infallible>> + Send + 'static {
     let busy = Busy::start(conn);
@@ -229,10 +236,7 @@ fn handle(
     async move {
         let Ok(mut response) = call.await;
         if expired.is_some_and(|flag| flag.load(Ordering::Acquire)) {
-            response = ApiError::BodyTimeout {
-                secs: body_timeout.as_secs(),
-            }
-            .into_response();
+            response = on_body_timeout(body_timeout);
             response
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));

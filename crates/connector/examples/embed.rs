@@ -15,17 +15,17 @@
 )]
 
 use anyhow::{Context as _, bail};
-use app_worker::adapters::config::Settings;
-use app_worker::domain::error::{MailError, ShippingError};
-use app_worker::domain::memory::MemoryShop;
-use app_worker::domain::model::shipment::{
+use async_trait::async_trait;
+use connector::adapters::config::Settings;
+use connector::domain::error::{MailError, ShippingError};
+use connector::domain::memory::MemoryShop;
+use connector::domain::model::shipment::{
     BookingRequest, BookingResult, TrackingReport, VendorProfile,
 };
-use app_worker::domain::model::{Resource, ShipmentStatus, WebhookStatus};
-use app_worker::domain::ports::{Email, Mailer, ShippingProvider};
-use app_worker::domain::service::signature::WebhookSecret;
-use app_worker::{Connector, IngestOutcome};
-use async_trait::async_trait;
+use connector::domain::model::{Resource, ShipmentStatus, WebhookStatus};
+use connector::domain::ports::{Email, Mailer, ShippingProvider};
+use connector::domain::service::signature::WebhookSecret;
+use connector::{Connector, IngestOutcome};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};

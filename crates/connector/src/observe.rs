@@ -17,7 +17,7 @@
 //!   tracking poll that changed something is `tracking_changed`; a WordPress user's roles
 //!   changed is `member_upgraded` (the customer job changes roles for nothing else).
 
-use crate::{CustomerRuntime, JobHandler, Periodic, ShippingRuntime, Worker};
+use crate::worker::{CustomerRuntime, JobHandler, Periodic, ShippingRuntime, Worker};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::error::{
@@ -899,12 +899,12 @@ mod tests {
         }
         let log = Arc::new(Log::default());
         let events = EventRecorder::start(log.clone());
-        let options = crate::WorkerOptions {
-            retry: crate::RetryPolicy {
+        let options = crate::worker::WorkerOptions {
+            retry: crate::worker::RetryPolicy {
                 schedule: vec![Duration::from_secs(60)],
                 jitter: 0.0,
             },
-            ..crate::WorkerOptions::default()
+            ..crate::worker::WorkerOptions::default()
         };
         let worker =
             Worker::new(queue, Arc::new(Fails), options).observed(Some(events.clone()), None);

@@ -1,0 +1,3 @@
+//! The connector as a library: embedded with a carrier of its own, on real databases.
+
+mod embedding;
