@@ -15,7 +15,6 @@ pub mod api;
 mod assets;
 mod dashboard;
 mod error;
-pub mod events;
 mod metrics;
 mod webhooks;
 

@@ -6,7 +6,7 @@
 //! batches through [`SqlEventLog::append`]. Readers are woken at once by writes in their own
 //! process, and look again every poll otherwise.
 
-use super::inbox::SqlBuilder;
+use super::sql::SqlBuilder;
 use super::{Database, boxed, from_millis, millis};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

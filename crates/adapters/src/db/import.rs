@@ -2,7 +2,7 @@
 //! the connector's shipments, so that their history stays and an order it already shipped is
 //! never booked again here.
 
-use super::inbox::SqlBuilder;
+use super::sql::SqlBuilder;
 use super::{ConnectError, Database, SCHEMES, millis};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use domain::model::{ShipmentMethod, ShipmentStatus};

@@ -12,6 +12,7 @@ mod inbox;
 pub mod migration;
 mod queue;
 mod shipments;
+mod sql;
 mod tokens;
 
 pub use events::SqlEventLog;

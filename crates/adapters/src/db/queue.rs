@@ -8,7 +8,7 @@
 //! (the inbox and `enqueue` notify); SQLite serialises writers, and an idle worker in the same
 //! process as the inbox is woken by it directly.
 
-use super::inbox::SqlBuilder;
+use super::sql::SqlBuilder;
 use super::{Database, boxed, from_millis, millis};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

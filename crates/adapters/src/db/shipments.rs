@@ -5,7 +5,7 @@
 //! `UPDATE`. Each write returns the row it wrote (`RETURNING`), so nothing is read back.
 
 use super::group::{Batch, GroupWriter};
-use super::inbox::SqlBuilder;
+use super::sql::SqlBuilder;
 use super::{Database, boxed, from_millis, millis};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

@@ -1,7 +1,7 @@
 //! The operations API's tokens on SQL: one row per token with the SHA-256 of its secret (never
 //! the secret), looked up by that hash.
 
-use super::inbox::SqlBuilder;
+use super::sql::SqlBuilder;
 use super::{Database, boxed, from_millis, millis};
 use async_trait::async_trait;
 use chrono::Utc;

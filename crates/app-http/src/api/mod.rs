@@ -1,6 +1,7 @@
 //! The operations API under `/api/v1/` (JSON): stored webhooks, shipments and their labels, dead
 //! jobs, and the operators' actions (replay, retry, track, requeue), each enqueued as a job and
-//! answered 202 with its id.
+//! answered 202 with its id; and the live stream of what the connector does ([`events`], as
+//! Server-Sent Events).
 //!
 //! Every request but the OpenAPI document needs `Authorization: Bearer <token>` ([`auth`]): an
 //! admin token sees and operates everything, a vendor's token sees only that vendor's shipments
@@ -15,6 +16,7 @@
 
 pub mod auth;
 mod dead;
+pub mod events;
 mod extract;
 pub mod openapi;
 pub(crate) mod schemas;
@@ -68,7 +70,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(shipments::track))
         .routes(routes!(dead::list))
         .routes(routes!(dead::requeue))
-        .routes(routes!(crate::events::handler))
+        .routes(routes!(events::handler))
         .routes(routes!(openapi::document))
 }
 

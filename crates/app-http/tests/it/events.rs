@@ -255,7 +255,7 @@ async fn a_stream_ends_once_its_token_is_revoked_and_sends_nothing_after() {
         .await
         .expect("an idle stream is still open 5 s after its token was revoked");
     assert!(!rest.contains("data:"), "{rest}");
-    assert!(started.elapsed() <= app_http::events::RECHECK + Duration::from_secs(2));
+    assert!(started.elapsed() <= app_http::api::events::RECHECK + Duration::from_secs(2));
 
     // And it cannot be opened again.
     let resp = app

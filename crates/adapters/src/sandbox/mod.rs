@@ -23,17 +23,23 @@
 //!
 //! The shop endpoints want the sandbox's basic-auth credentials (401 otherwise). Every call is
 //! counted ([`Sandbox::calls`]).
+//!
+//! This file starts the server and keeps the state the fakes share (users, counters); the fakes
+//! are in `koiki.rs` (Koiki), `shop.rs` (WCFM, WordPress, WooCommerce) and `crm.rs` (SugarCRM).
+
+mod crm;
+mod koiki;
+mod shop;
+
+pub use koiki::label_pdf;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt as _;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -75,12 +81,12 @@ pub const MEMBER_PREFIX: &str = "member";
 
 /// A WooCommerce order with two Koiki vendors (6 and 7): the sample order, and the answer of
 /// `GET wc/v3/orders/{id}`.
-pub const SAMPLE_ORDER: &str = include_str!("../../../tests/fixtures/order_two_vendors.json");
-const VENDOR_SETTINGS: &str = include_str!("../../../tests/fixtures/wcfm_settings_1.json");
-const WP_USER: &str = include_str!("../../../tests/fixtures/wp_user_6.json");
-const BOOKING_ANSWER: &str = include_str!("../../../tests/fixtures/koiki_alta_envios_ok.json");
-const TRACKING_ANSWER: &str = include_str!("../../../tests/fixtures/koiki_track_see_ok.json");
-const CUSTOMER: &str = include_str!("../../../tests/fixtures/customer.json");
+pub const SAMPLE_ORDER: &str = include_str!("../../../../tests/fixtures/order_two_vendors.json");
+const VENDOR_SETTINGS: &str = include_str!("../../../../tests/fixtures/wcfm_settings_1.json");
+const WP_USER: &str = include_str!("../../../../tests/fixtures/wp_user_6.json");
+const BOOKING_ANSWER: &str = include_str!("../../../../tests/fixtures/koiki_alta_envios_ok.json");
+const TRACKING_ANSWER: &str = include_str!("../../../../tests/fixtures/koiki_track_see_ok.json");
+const CUSTOMER: &str = include_str!("../../../../tests/fixtures/customer.json");
 
 /// Users added to the sandbox get ids from here up (vendors are any id below).
 const FIRST_USER_ID: i64 = 100_000;
@@ -322,13 +328,19 @@ impl Sandbox {
             ),
         });
         let app = Router::new()
-            .route(crate::koiki::BOOKING_PATH, post(book))
-            .route(crate::koiki::TRACKING_PATH, post(track))
-            .route("/wp-json/wcfmmp/v1/settings/id/{id}", get(vendor_settings))
-            .route("/wp-json/wp/v2/users", get(search_users))
-            .route("/wp-json/wp/v2/users/{id}", get(user).post(set_roles))
-            .route("/wp-json/wc/v3/orders/{id}", get(order))
-            .route(CRM_PATH, post(crm))
+            .route(crate::koiki::BOOKING_PATH, post(koiki::book))
+            .route(crate::koiki::TRACKING_PATH, post(koiki::track))
+            .route(
+                "/wp-json/wcfmmp/v1/settings/id/{id}",
+                get(shop::vendor_settings),
+            )
+            .route("/wp-json/wp/v2/users", get(shop::search_users))
+            .route(
+                "/wp-json/wp/v2/users/{id}",
+                get(shop::user).post(shop::set_roles),
+            )
+            .route("/wp-json/wc/v3/orders/{id}", get(shop::order))
+            .route(CRM_PATH, post(crm::crm))
             .fallback(not_found)
             .with_state(fakes.clone());
         let stop = CancellationToken::new();
@@ -467,346 +479,9 @@ async fn not_found() -> Response {
         .into_response()
 }
 
-/// Koiki's answer when nothing can be booked.
-fn koiki_refusal(message: &str) -> Response {
-    axum::Json(json!({"respuesta": "102", "mensaje": message, "envios": []})).into_response()
-}
-
-async fn book(State(fakes): State<Arc<Fakes>>, body: Bytes) -> Response {
-    bump(&fakes.calls.koiki_bookings);
-    let Ok(request) = serde_json::from_slice::<Value>(&body) else {
-        return (
-            StatusCode::BAD_REQUEST,
-            axum::Json(json!({"error": "Bad Request"})),
-        )
-            .into_response();
-    };
-    if request["token"].as_str() != Some(KOIKI_TOKEN) {
-        bump(&fakes.calls.refused);
-        return koiki_refusal("TOKEN NOT FOUND");
-    }
-    let Some(requested) = request["envios"].as_array().filter(|e| !e.is_empty()) else {
-        return koiki_refusal("ERROR IN THE RECEIVED DATA");
-    };
-    let mut answer: Value =
-        serde_json::from_str(BOOKING_ANSWER).expect("the answer fixture is JSON");
-    let template = answer["envios"][0].clone();
-    let envios: Vec<Value> = requested
-        .iter()
-        .map(|envio| {
-            let n = fakes.barcodes.fetch_add(1, Ordering::Relaxed) + 1;
-            let barcode = format!("SBX{:08X}{n:07}", fakes.run);
-            let text = |k: &str| envio[k].as_str().unwrap_or_default();
-            let label = label_pdf(&[
-                "SANDBOX - NOT A REAL LABEL".to_owned(),
-                format!("Koiki barcode: {barcode}"),
-                format!("Order: {}", text("numPedido")),
-                format!("To: {} {}", text("nombreDesti"), text("apellidoDesti")),
-                format!("{} {}", text("direccionDesti"), text("numeroCalleDesti")),
-                format!("{} {}", text("codPostalDesti"), text("poblacionDesti")),
-                format!("From: {} {}", text("nombreRemi"), text("emailRemi")),
-            ]);
-            let mut out = template.clone();
-            out["numPedido"] = envio["numPedido"].clone();
-            out["codBarras"] = json!(barcode);
-            out["etiqueta"] = json!(BASE64.encode(label));
-            out
-        })
-        .collect();
-    fakes
-        .calls
-        .koiki_envios
-        .fetch_add(envios.len() as u64, Ordering::Relaxed);
-    answer["envios"] = Value::Array(envios);
-    axum::Json(answer).into_response()
-}
-
-async fn track(State(fakes): State<Arc<Fakes>>, body: Bytes) -> Response {
-    bump(&fakes.calls.koiki_tracking);
-    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    if request["token"].as_str() != Some(TRACKING_TOKEN) {
-        bump(&fakes.calls.refused);
-        return axum::Json(json!({"error": {"code": 102, "message": "TOKEN NOT FOUND"}}))
-            .into_response();
-    }
-    let code = request["code"].as_str().unwrap_or_default();
-    if code.is_empty() {
-        return axum::Json(json!({"error": {"code": 101, "message": "CODE NOT FOUND"}}))
-            .into_response();
-    }
-    // The fixture's shape (newest event first), at an in-process step: 102 LLEGADA A KOIKI.
-    let mut answer: Value =
-        serde_json::from_str(TRACKING_ANSWER).expect("the tracking fixture is JSON");
-    let now = chrono::Utc::now();
-    let date = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%S%z").to_string();
-    let steps = [
-        (102, "Llegada a Koiki", now),
-        (
-            100,
-            "Envío pendiente llegada",
-            now - chrono::Duration::hours(2),
-        ),
-    ];
-    if let Some(events) = answer["result"].as_array_mut() {
-        for (event, (step, description, at)) in events.iter_mut().zip(steps) {
-            event["servicio"] = json!(code);
-            event["codEstado"] = json!(description);
-            event["date"] = json!(date(at));
-            event["code"] = json!(step);
-        }
-    }
-    axum::Json(answer).into_response()
-}
-
-fn unauthorized() -> Response {
-    (
-        StatusCode::UNAUTHORIZED,
-        axum::Json(json!({
-            "code": "rest_not_logged_in",
-            "message": "You are not currently logged in.",
-            "data": {"status": 401}
-        })),
-    )
-        .into_response()
-}
-
-fn invalid_id() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        axum::Json(
-            json!({"code": "rest_invalid_id", "message": "Invalid ID.", "data": {"status": 404}}),
-        ),
-    )
-        .into_response()
-}
-
-async fn vendor_settings(
-    State(fakes): State<Arc<Fakes>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    bump(&fakes.calls.wcfm_settings);
-    if !fakes.authorized(&headers) {
-        return unauthorized();
-    }
-    if id.parse::<i64>().is_err() {
-        return invalid_id();
-    }
-    let settings: Value =
-        serde_json::from_str(VENDOR_SETTINGS).expect("the settings fixture is JSON");
-    axum::Json(settings).into_response()
-}
-
-#[derive(Deserialize)]
-struct UserQuery {
-    context: Option<String>,
-    search: Option<String>,
-}
-
-async fn user(
-    State(fakes): State<Arc<Fakes>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Query(query): Query<UserQuery>,
-) -> Response {
-    bump(&fakes.calls.wp_users);
-    if !fakes.authorized(&headers) {
-        return unauthorized();
-    }
-    let Ok(id) = id.parse::<i64>() else {
-        return invalid_id();
-    };
-    let edit = query.context.as_deref() == Some("edit");
-    axum::Json(fakes.user(id).json(edit)).into_response()
-}
-
-async fn search_users(
-    State(fakes): State<Arc<Fakes>>,
-    headers: HeaderMap,
-    Query(query): Query<UserQuery>,
-) -> Response {
-    bump(&fakes.calls.wp_user_searches);
-    if !fakes.authorized(&headers) {
-        return unauthorized();
-    }
-    let needle = query.search.unwrap_or_default().trim().to_lowercase();
-    let mut found: Vec<SandboxUser> = fakes
-        .users()
-        .values()
-        .filter(|u| {
-            !needle.is_empty()
-                && (u.email.to_lowercase().contains(&needle)
-                    || u.username.to_lowercase().contains(&needle))
-        })
-        .cloned()
-        .collect();
-    // A member of the fake CRM is a customer of the shop (created on first search).
-    if found.is_empty() && is_member(&needle) {
-        drop(found);
-        let mut users = fakes.users();
-        let id = users
-            .keys()
-            .next_back()
-            .map_or(FIRST_USER_ID, |last| (last + 1).max(FIRST_USER_ID));
-        let user = SandboxUser {
-            id,
-            username: needle.split('@').next().unwrap_or(&needle).to_owned(),
-            email: needle.clone(),
-            roles: vec!["customer".to_owned()],
-        };
-        users.insert(id, user.clone());
-        found = vec![user];
-    }
-    // Vendors exist for any id: `vendor{id}@sandbox.invalid` finds vendor `id`.
-    if let Some(id) = needle
-        .strip_prefix("vendor")
-        .and_then(|rest| rest.strip_suffix("@sandbox.invalid"))
-        .and_then(|id| id.parse::<i64>().ok())
-        && !found.iter().any(|u| u.id == id)
-    {
-        found.push(fakes.user(id));
-    }
-    // WordPress's search answer in the default `view` context: no e-mail, no roles.
-    let answer: Vec<Value> = found.iter().map(|u| u.json(false)).collect();
-    axum::Json(answer).into_response()
-}
-
-#[derive(Deserialize)]
-struct RolesForm {
-    roles: Option<String>,
-}
-
-async fn set_roles(
-    State(fakes): State<Arc<Fakes>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Form(form): Form<RolesForm>,
-) -> Response {
-    bump(&fakes.calls.wp_user_updates);
-    if !fakes.authorized(&headers) {
-        return unauthorized();
-    }
-    let Ok(id) = id.parse::<i64>() else {
-        return invalid_id();
-    };
-    let mut users = fakes.users();
-    let user = users.entry(id).or_insert_with(|| SandboxUser::vendor(id));
-    if let Some(roles) = form.roles {
-        user.roles = roles
-            .split(',')
-            .map(str::trim)
-            .filter(|r| !r.is_empty())
-            .map(str::to_owned)
-            .collect();
-    }
-    axum::Json(user.json(true)).into_response()
-}
-
-async fn order(
-    State(fakes): State<Arc<Fakes>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    bump(&fakes.calls.wc_orders);
-    if !fakes.authorized(&headers) {
-        return unauthorized();
-    }
-    let Ok(id) = id.parse::<i64>() else {
-        return (
-            StatusCode::NOT_FOUND,
-            axum::Json(json!({"code": "woocommerce_rest_shop_order_invalid_id", "message": "Invalid ID.", "data": {"status": 404}})),
-        )
-            .into_response();
-    };
-    let mut order: Value = serde_json::from_str(SAMPLE_ORDER).expect("the order fixture is JSON");
-    order["id"] = json!(id);
-    axum::Json(order).into_response()
-}
-
-/// A one-page PDF (A6) showing `lines` in Helvetica: a small, valid label for the sandbox.
-/// Characters outside printable ASCII are shown as `?`.
-#[must_use]
-pub fn label_pdf(lines: &[String]) -> Vec<u8> {
-    let mut content = String::from("0.5 w 10 10 278 400 re S\nBT /F1 11 Tf 20 380 Td 14 TL\n");
-    for line in lines {
-        let escaped: String = line
-            .chars()
-            .map(|c| if (' '..='~').contains(&c) { c } else { '?' })
-            .flat_map(|c| match c {
-                '(' | ')' | '\\' => vec!['\\', c],
-                c => vec![c],
-            })
-            .collect();
-        content.push_str(&format!("({escaped}) Tj T*\n"));
-    }
-    content.push_str("ET");
-    let objects = [
-        "<< /Type /Catalog /Pages 2 0 R >>".to_owned(),
-        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_owned(),
-        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 298 420] /Contents 4 0 R \
-         /Resources << /Font << /F1 5 0 R >> >> >>"
-            .to_owned(),
-        format!(
-            "<< /Length {} >>\nstream\n{content}\nendstream",
-            content.len()
-        ),
-        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_owned(),
-    ];
-    let mut pdf = b"%PDF-1.4\n".to_vec();
-    let mut offsets = Vec::with_capacity(objects.len());
-    for (i, object) in objects.iter().enumerate() {
-        offsets.push(pdf.len());
-        pdf.extend_from_slice(format!("{} 0 obj\n{object}\nendobj\n", i + 1).as_bytes());
-    }
-    let xref = pdf.len();
-    let mut tail = format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1);
-    for offset in offsets {
-        tail.push_str(&format!("{offset:010} 00000 n \n"));
-    }
-    tail.push_str(&format!(
-        "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
-        objects.len() + 1
-    ));
-    pdf.extend_from_slice(tail.as_bytes());
-    pdf
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_label_is_a_pdf_whose_xref_points_at_its_objects() {
-        let pdf = label_pdf(&["SANDBOX (test) \\ àé".to_owned(), "line 2".to_owned()]);
-        let text = String::from_utf8(pdf.clone()).expect("ASCII");
-        assert!(text.starts_with("%PDF-1.4\n"));
-        assert!(text.ends_with("%%EOF\n"));
-        assert!(text.contains(r"(SANDBOX \(test\) \\ ??) Tj"), "{text}");
-        let startxref: usize = text
-            .rsplit("startxref\n")
-            .next()
-            .and_then(|t| t.lines().next())
-            .and_then(|n| n.parse().ok())
-            .expect("startxref");
-        assert!(text[startxref..].starts_with("xref\n0 6\n"));
-        for (i, entry) in text[startxref..].lines().skip(3).take(5).enumerate() {
-            let offset: usize = entry[..10].parse().expect("offset");
-            assert!(
-                text[offset..].starts_with(&format!("{} 0 obj", i + 1)),
-                "object {}",
-                i + 1
-            );
-        }
-        let length: usize = text
-            .split("/Length ")
-            .nth(1)
-            .and_then(|t| t.split(' ').next())
-            .and_then(|n| n.parse().ok())
-            .expect("length");
-        let data = text.find(">>\nstream\n").expect("stream") + ">>\nstream\n".len();
-        assert!(text[data..data + length].ends_with("ET"));
-        assert!(text[data + length..].starts_with("\nendstream"));
-    }
 
     #[test]
     fn env_names_follow_the_configuration_keys() {
@@ -822,73 +497,5 @@ mod tests {
         let order: Value = serde_json::from_str(&sample_order(4242)).expect("JSON");
         assert_eq!(order["id"], 4242);
         assert_eq!(order["shipping_lines"].as_array().map(Vec::len), Some(2));
-    }
-}
-
-fn is_member(email: &str) -> bool {
-    email.trim().to_lowercase().starts_with(MEMBER_PREFIX) && email.contains('@')
-}
-
-#[derive(Deserialize)]
-struct CrmForm {
-    method: String,
-    rest_data: String,
-}
-
-/// SugarCRM v4.1's REST endpoint, as far as the connector uses it: `login` (user and md5 of the
-/// password), `search_by_module` (Accounts, Contacts by e-mail) and `get_entry` (the
-/// relationship roles).
-async fn crm(State(fakes): State<Arc<Fakes>>, Form(form): Form<CrmForm>) -> Response {
-    bump(&fakes.calls.crm_calls);
-    let args: Value = serde_json::from_str(&form.rest_data).unwrap_or(Value::Null);
-    let fault = |number: &str, name: &str| {
-        axum::Json(json!({"name": name, "number": number, "description": name})).into_response()
-    };
-    const SESSION: &str = "sandbox-crm-session";
-    if form.method == "login" {
-        let auth = &args["user_auth"];
-        let expected = crate::sugarcrm::md5_hex(CRM_PASSWORD);
-        if auth["user_name"] != CRM_USER || auth["password"] != expected.as_str() {
-            return fault("10", "Invalid Login");
-        }
-        return axum::Json(json!({"id": SESSION, "module_name": "Users"})).into_response();
-    }
-    if args.get(0).and_then(Value::as_str) != Some(SESSION) {
-        return fault("11", "Invalid Session ID");
-    }
-    match form.method.as_str() {
-        "search_by_module" => {
-            let email = args.get(1).and_then(Value::as_str).unwrap_or_default();
-            let contacts: Vec<Value> = if is_member(email) {
-                vec![
-                    json!({"id": {"name": "id", "value": format!("contact-{}", email.to_lowercase())}}),
-                ]
-            } else {
-                Vec::new()
-            };
-            axum::Json(json!({"entry_list": [
-                {"name": "Accounts", "records": []},
-                {"name": "Contacts", "records": contacts},
-            ]}))
-            .into_response()
-        }
-        "get_entry" => {
-            let module = args.get(1).and_then(Value::as_str).unwrap_or_default();
-            let id = args.get(2).and_then(Value::as_str).unwrap_or_default();
-            let roles = if id.starts_with("contact-member") {
-                "^member^"
-            } else {
-                ""
-            };
-            axum::Json(json!({"entry_list": [{
-                "id": id,
-                "module_name": module,
-                "name_value_list": {
-                    "stic_relationship_type_c": {"name": "stic_relationship_type_c", "value": roles}
-                }
-            }]}))
-            .into_response()
-        }
-        other => fault("1000", &format!("unknown method {other}")),
     }
 }
