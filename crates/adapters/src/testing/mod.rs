@@ -1,7 +1,10 @@
 //! Test support: throwaway databases (SQLite always; Postgres on the server named by
-//! `TEST_DATABASE_URL`, required when `CI` is set, skipped with a note otherwise), the job queue
-//! conformance suite, and throwaway PostgreSQL and Redis servers for fault tests.
+//! `TEST_DATABASE_URL`, required when `CI` is set, skipped with a note otherwise), the contract
+//! suites of the storage ports ([`queue_conformance`] for the job queue, [`contract`] for the
+//! inbox, the shipment store, the event log and the token store), and throwaway PostgreSQL and
+//! Redis servers for fault tests.
 
+pub mod contract;
 pub mod queue_conformance;
 mod servers;
 

@@ -2,6 +2,7 @@
 //! Postgres databases.
 
 mod config_file;
+mod contract;
 mod events;
 mod helpers;
 mod http_clients;
