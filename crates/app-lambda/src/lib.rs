@@ -1,0 +1,277 @@
+//! The webhook endpoints as an AWS Lambda function (`lazona-lambda`): a second thin front, beside
+//! `lazona-http`, over the same intake use case, [`Connector::ingest`].
+//!
+//! [`handle`] answers one API Gateway HTTP API (payload v2) request: `POST /api/deliveries/`
+//! (orders) and `POST /api/customers/` (customers), with or without the trailing slash, are
+//! checked, stored and answered exactly as `lazona-http` answers them (the same status codes,
+//! JSON bodies and `Retry-After`/`WWW-Authenticate`/`Allow` headers); any other path is a JSON
+//! 404, another method on those paths a JSON 405. The function never runs the worker: the
+//! stored webhooks' jobs are processed by `lazona-worker` processes on the same database.
+//!
+//! `lazona-http` keeps its mapping of [`IngestOutcome`] and [`IngestError`] to responses inside
+//! its own crate (its `ApiError`, with the operations API's errors, over axum); the few answers a
+//! webhook can get are written out again in [`Answer`] rather than pulling the whole server in.
+//! `lazona-http`'s Prometheus counters are not kept: a function has no `/metrics` to scrape.
+
+// The library this front serves, named only here. When `Connector` moves from `app-worker` to
+// the `connector` crate, these lines read `connector::...` (and Cargo.toml's dependency
+// changes); nothing else does.
+pub use app_worker::adapters::config::Settings;
+use app_worker::adapters::telemetry;
+use app_worker::domain::model::Resource;
+pub use app_worker::{Connector, IngestError, IngestOutcome};
+
+use lambda_http::http::{HeaderValue, Method, StatusCode, header};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt as _, Response};
+use serde_json::{Value, json};
+use std::convert::Infallible;
+
+/// The connector the configuration describes, as the other binaries build it: [`Settings::load`]
+/// from `config/default.toml`'s defaults, the legacy variables (`WC_WEBHOOK_SECRET`,
+/// `DATABASE_URL`, ...) and `LAZONA_*`; logs set up as `log.format` says. Its worker is not
+/// started: nothing here runs it. Called once per cold start, before `lambda_http::run`.
+///
+/// # Errors
+/// When the configuration is invalid or the database cannot be reached or migrated.
+pub async fn connector_from_env() -> Result<Connector, lambda_http::Error> {
+    let settings = Settings::load(None)?;
+    telemetry::init(&settings.log.format);
+    let connector = Connector::builder(settings)
+        .build()
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+    tracing::info!(
+        ?connector,
+        "lazona-lambda ready: webhooks are stored, not processed here"
+    );
+    Ok(connector)
+}
+
+/// Answers one webhook request as `lazona-http` does; never fails (every failure is an answer).
+///
+/// `lambda_http::run(service_fn(|request| handle(&connector, request)))` serves it; tests call it
+/// with a request built from an event's JSON (`lambda_http::request::from_str`).
+///
+/// # Errors
+/// None: the error type is [`Infallible`], as `lambda_http::run` wants one.
+pub async fn handle(connector: &Connector, request: Request) -> Result<Response<Body>, Infallible> {
+    Ok(answer(connector, request).await.into_response())
+}
+
+async fn answer(connector: &Connector, request: Request) -> Answer {
+    let Some(resource) = route(&path_of(&request)) else {
+        return Answer::NotFound;
+    };
+    if request.method() != Method::POST {
+        return Answer::MethodNotAllowed;
+    }
+    let (parts, body) = request.into_parts();
+    // API Gateway hands base64-encoded bodies (isBase64Encoded) over decoded, as `Binary`: the
+    // signature is checked over the bytes WooCommerce sent.
+    let body: Vec<u8> = match body {
+        Body::Text(text) => text.into_bytes(),
+        Body::Binary(bytes) => bytes,
+        other => other.to_vec(),
+    };
+    let limit = connector.settings().webhook.max_body_bytes;
+    if body.len() > limit {
+        tracing::warn!(%resource, "webhook body over the size limit");
+        return Answer::TooLarge { limit };
+    }
+    let headers = parts.headers.iter().map(|(name, value)| {
+        (
+            name.as_str(),
+            String::from_utf8_lossy(value.as_bytes()).into_owned(),
+        )
+    });
+    match connector.ingest(resource, headers, body).await {
+        Ok(outcome) => Answer::Ingested(resource, outcome),
+        Err(e) => Answer::Refused(e),
+    }
+}
+
+/// The endpoint a path names: `lazona-http`'s webhook routes.
+fn route(path: &str) -> Option<Resource> {
+    match path {
+        "/api/deliveries/" | "/api/deliveries" => Some(Resource::Order),
+        "/api/customers/" | "/api/customers" => Some(Resource::Customer),
+        _ => None,
+    }
+}
+
+/// The request's path as the client sent it to the API's stage: `lambda_http` puts a named
+/// stage in front of the path (`/prod/api/deliveries/`) unless
+/// `AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH` is set; the `$default` stage has none.
+fn path_of(request: &Request) -> String {
+    let path = request.uri().path();
+    if std::env::var_os("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH").is_some() {
+        return path.to_owned();
+    }
+    let stage = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => context.stage.as_deref(),
+        _ => None,
+    };
+    match stage {
+        Some(stage) if stage != "$default" => path
+            .strip_prefix('/')
+            .and_then(|p| p.strip_prefix(stage))
+            .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+            .map_or_else(|| path.to_owned(), |rest| rest.to_owned()),
+        _ => path.to_owned(),
+    }
+}
+
+/// What a webhook request is answered, as `lazona-http` answers it (its `webhooks.rs` and
+/// `ApiError`, for the errors a webhook can get).
+#[derive(Debug)]
+pub enum Answer {
+    /// Stored, a duplicate, kept as rejected, or a ping.
+    Ingested(Resource, IngestOutcome),
+    /// Refused: nothing was stored.
+    Refused(IngestError),
+    /// The body is over `webhook.max_body_bytes` (413).
+    TooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// No such endpoint (404).
+    NotFound,
+    /// A webhook path with a method other than POST (405).
+    MethodNotAllowed,
+}
+
+impl Answer {
+    /// The HTTP status, the JSON body and the extra headers.
+    pub fn parts(
+        &self,
+    ) -> (
+        StatusCode,
+        Value,
+        Option<(header::HeaderName, &'static str)>,
+    ) {
+        let error = |status: StatusCode, code: &str, message: String| {
+            (
+                status,
+                json!({ "error": { "code": code, "message": message } }),
+            )
+        };
+        let (status, body) = match self {
+            Answer::Ingested(_, IngestOutcome::Ping { .. }) => {
+                (StatusCode::OK, json!({ "status": "pong" }))
+            }
+            Answer::Ingested(
+                _,
+                IngestOutcome::Rejected {
+                    webhook_id,
+                    field,
+                    message,
+                },
+            ) => (
+                StatusCode::BAD_REQUEST,
+                json!({ "error": {
+                    "code": "invalid_payload",
+                    "message": message,
+                    "field": field,
+                    "webhook_id": webhook_id.0,
+                } }),
+            ),
+            Answer::Ingested(resource, IngestOutcome::Duplicate { webhook_id }) => (
+                created_or_ok(*resource),
+                json!({ "webhook_id": webhook_id.0, "status": "duplicate" }),
+            ),
+            Answer::Ingested(resource, IngestOutcome::Stored { webhook_id, status }) => (
+                created_or_ok(*resource),
+                json!({ "webhook_id": webhook_id.0, "status": status.as_str() }),
+            ),
+            Answer::Refused(IngestError::MissingSignature) => error(
+                StatusCode::UNAUTHORIZED,
+                "missing_signature",
+                "the X-WC-Webhook-Signature header is missing".into(),
+            ),
+            Answer::Refused(IngestError::InvalidSignature) => error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_signature",
+                "the X-WC-Webhook-Signature header does not match the body".into(),
+            ),
+            Answer::Refused(IngestError::Unconfigured) => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_configured",
+                "no webhook secret is configured on this connector (WC_WEBHOOK_SECRET)".into(),
+            ),
+            Answer::Refused(IngestError::Unavailable(e)) => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                format!("storage unavailable, nothing was stored: {e}"),
+            ),
+            Answer::Refused(IngestError::CommitTimeout) => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                "storage unavailable, nothing was stored: the database did not commit in time"
+                    .into(),
+            ),
+            Answer::TooLarge { limit } => error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the body is larger than {limit} bytes"),
+            ),
+            Answer::NotFound => error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such endpoint".into(),
+            ),
+            Answer::MethodNotAllowed => error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not take this method (see the Allow header)".into(),
+            ),
+        };
+        let extra = match status {
+            StatusCode::SERVICE_UNAVAILABLE => Some((header::RETRY_AFTER, "5")),
+            StatusCode::UNAUTHORIZED => Some((header::WWW_AUTHENTICATE, "X-WC-Webhook-Signature")),
+            StatusCode::METHOD_NOT_ALLOWED => Some((header::ALLOW, "POST")),
+            _ => None,
+        };
+        (status, body, extra)
+    }
+
+    /// The response: its JSON body, `Content-Type: application/json`.
+    pub fn into_response(self) -> Response<Body> {
+        let (status, body, extra) = self.parts();
+        let mut response = Response::new(Body::Text(body.to_string()));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Some((name, value)) = extra {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
+        response
+    }
+}
+
+/// As the original: 201 for orders, 200 for customers.
+fn created_or_ok(resource: Resource) -> StatusCode {
+    match resource {
+        Resource::Order => StatusCode::CREATED,
+        Resource::Customer => StatusCode::OK,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_webhook_paths_are_routed_with_and_without_the_slash() {
+        assert_eq!(route("/api/deliveries/"), Some(Resource::Order));
+        assert_eq!(route("/api/deliveries"), Some(Resource::Order));
+        assert_eq!(route("/api/customers/"), Some(Resource::Customer));
+        assert_eq!(route("/api/customers"), Some(Resource::Customer));
+        for other in ["/", "/api/deliveries//", "/api/v1/webhooks", "/healthz", ""] {
+            assert_eq!(route(other), None, "{other}");
+        }
+    }
+}
