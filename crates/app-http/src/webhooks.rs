@@ -4,11 +4,11 @@ use crate::{ApiError, AppState, Metrics};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use connector::answer::Answer;
 use connector::{IngestError, IngestOutcome};
 use domain::model::Resource;
-use serde_json::json;
 
 pub(crate) async fn order(
     State(state): State<AppState>,
@@ -77,64 +77,35 @@ async fn receive(
         .find(|(k, _)| k == "x-wc-webhook-topic")
         .map(|(_, v)| v.as_str());
     crate::metrics::webhook_received(topic, &ingested);
-    let (webhook_id, shown) = match ingested {
-        Ok(IngestOutcome::Ping { .. }) => {
-            Metrics::inc(&m.pings);
-            return Ok((StatusCode::OK, axum::Json(json!({ "status": "pong" }))).into_response());
+    // Counted here; answered as every front answers (`connector::answer`).
+    let counter = match &ingested {
+        Ok(IngestOutcome::Ping { .. }) => &m.pings,
+        Ok(IngestOutcome::Rejected { .. }) => &m.rejected[slot],
+        Ok(IngestOutcome::Duplicate { .. }) => &m.duplicates[slot],
+        Ok(IngestOutcome::Stored { .. }) => &m.accepted[slot],
+        Err(IngestError::MissingSignature | IngestError::InvalidSignature) => {
+            &m.signature_failures
         }
-        Ok(IngestOutcome::Rejected {
-            webhook_id,
-            field,
-            message,
-        }) => {
-            Metrics::inc(&m.rejected[slot]);
-            return Err(ApiError::Invalid {
-                field,
-                message,
-                webhook_id: webhook_id.0,
-            });
-        }
-        Ok(IngestOutcome::Duplicate { webhook_id }) => {
-            Metrics::inc(&m.duplicates[slot]);
-            (webhook_id, "duplicate")
-        }
-        Ok(IngestOutcome::Stored { webhook_id, status }) => {
-            Metrics::inc(&m.accepted[slot]);
-            (webhook_id, status.as_str())
-        }
-        Err(e) => {
-            return Err(match e {
-                IngestError::MissingSignature => {
-                    Metrics::inc(&m.signature_failures);
-                    ApiError::MissingSignature
-                }
-                IngestError::InvalidSignature => {
-                    Metrics::inc(&m.signature_failures);
-                    ApiError::InvalidSignature
-                }
-                IngestError::Unconfigured => {
-                    Metrics::inc(&m.unavailable);
-                    ApiError::Unconfigured
-                }
-                IngestError::Unavailable(e) => {
-                    Metrics::inc(&m.unavailable);
-                    ApiError::Unavailable(e.to_string())
-                }
-                IngestError::CommitTimeout => {
-                    Metrics::inc(&m.unavailable);
-                    ApiError::Unavailable("the database did not commit in time".into())
-                }
-            });
-        }
+        Err(
+            IngestError::Unconfigured | IngestError::Unavailable(_) | IngestError::CommitTimeout,
+        ) => &m.unavailable,
     };
-    // As the original: 201 for orders, 200 for customers.
-    let code = match resource {
-        Resource::Order => StatusCode::CREATED,
-        Resource::Customer => StatusCode::OK,
+    Metrics::inc(counter);
+    let answer = match ingested {
+        Ok(outcome) => Answer::Ingested(resource, outcome),
+        Err(e) => Answer::Refused(e),
     };
-    Ok((
-        code,
-        axum::Json(json!({ "webhook_id": webhook_id.0, "status": shown })),
-    )
-        .into_response())
+    Ok(respond(&answer))
+}
+
+/// The axum response for `answer`.
+pub(crate) fn respond(answer: &Answer) -> Response {
+    let (status, body, extra) = answer.parts();
+    let mut response = (status, axum::Json(body)).into_response();
+    if let Some((name, value)) = extra {
+        response
+            .headers_mut()
+            .insert(name, HeaderValue::from_static(value));
+    }
+    response
 }

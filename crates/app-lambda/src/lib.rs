@@ -8,18 +8,14 @@
 //! 404, another method on those paths a JSON 405. The function never runs the worker: the
 //! stored webhooks' jobs are processed by `lazona-worker` processes on the same database.
 //!
-//! `lazona-http` keeps its mapping of [`IngestOutcome`] and [`IngestError`] to responses inside
-//! its own crate (its `ApiError`, with the operations API's errors, over axum); the few answers a
-//! webhook can get are written out again in [`Answer`] rather than pulling the whole server in.
+//! The answers are `connector`'s [`Answer`], the same `lazona-http` gives.
 //! `lazona-http`'s Prometheus counters are not kept: a function has no `/metrics` to scrape.
 
-// The library this front serves, named only here. When `Connector` moves from `app-worker` to
-// the `connector` crate, these lines read `connector::...` (and Cargo.toml's dependency
-// changes); nothing else does.
-pub use app_worker::adapters::config::Settings;
-use app_worker::adapters::telemetry;
-use app_worker::domain::model::Resource;
-pub use app_worker::{Connector, IngestError, IngestOutcome};
+pub use connector::adapters::config::Settings;
+use connector::adapters::telemetry;
+pub use connector::answer::Answer;
+use connector::domain::model::Resource;
+pub use connector::{Connector, IngestError, IngestOutcome};
 
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::request::RequestContext;
@@ -38,6 +34,7 @@ pub async fn connector_from_env() -> Result<Connector, lambda_http::Error> {
     let settings = Settings::load(None)?;
     telemetry::init(&settings.log.format);
     let connector = Connector::builder(settings)
+        .without_worker()
         .build()
         .await
         .map_err(|e| format!("{e:#}"))?;
@@ -56,7 +53,23 @@ pub async fn connector_from_env() -> Result<Connector, lambda_http::Error> {
 /// # Errors
 /// None: the error type is [`Infallible`], as `lambda_http::run` wants one.
 pub async fn handle(connector: &Connector, request: Request) -> Result<Response<Body>, Infallible> {
-    Ok(answer(connector, request).await.into_response())
+    Ok(response(&answer(connector, request).await))
+}
+
+/// The Lambda response for `answer`: its JSON body, `Content-Type: application/json`.
+fn response(answer: &Answer) -> Response<Body> {
+    let (status, body, extra) = answer.parts();
+    let mut response = Response::new(Body::Text(body.to_string()));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some((name, value)) = extra {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
 }
 
 async fn answer(connector: &Connector, request: Request) -> Answer {
@@ -119,144 +132,6 @@ fn path_of(request: &Request) -> String {
             .filter(|rest| rest.is_empty() || rest.starts_with('/'))
             .map_or_else(|| path.to_owned(), |rest| rest.to_owned()),
         _ => path.to_owned(),
-    }
-}
-
-/// What a webhook request is answered, as `lazona-http` answers it (its `webhooks.rs` and
-/// `ApiError`, for the errors a webhook can get).
-#[derive(Debug)]
-pub enum Answer {
-    /// Stored, a duplicate, kept as rejected, or a ping.
-    Ingested(Resource, IngestOutcome),
-    /// Refused: nothing was stored.
-    Refused(IngestError),
-    /// The body is over `webhook.max_body_bytes` (413).
-    TooLarge {
-        /// The limit.
-        limit: usize,
-    },
-    /// No such endpoint (404).
-    NotFound,
-    /// A webhook path with a method other than POST (405).
-    MethodNotAllowed,
-}
-
-impl Answer {
-    /// The HTTP status, the JSON body and the extra headers.
-    pub fn parts(
-        &self,
-    ) -> (
-        StatusCode,
-        Value,
-        Option<(header::HeaderName, &'static str)>,
-    ) {
-        let error = |status: StatusCode, code: &str, message: String| {
-            (
-                status,
-                json!({ "error": { "code": code, "message": message } }),
-            )
-        };
-        let (status, body) = match self {
-            Answer::Ingested(_, IngestOutcome::Ping { .. }) => {
-                (StatusCode::OK, json!({ "status": "pong" }))
-            }
-            Answer::Ingested(
-                _,
-                IngestOutcome::Rejected {
-                    webhook_id,
-                    field,
-                    message,
-                },
-            ) => (
-                StatusCode::BAD_REQUEST,
-                json!({ "error": {
-                    "code": "invalid_payload",
-                    "message": message,
-                    "field": field,
-                    "webhook_id": webhook_id.0,
-                } }),
-            ),
-            Answer::Ingested(resource, IngestOutcome::Duplicate { webhook_id }) => (
-                created_or_ok(*resource),
-                json!({ "webhook_id": webhook_id.0, "status": "duplicate" }),
-            ),
-            Answer::Ingested(resource, IngestOutcome::Stored { webhook_id, status }) => (
-                created_or_ok(*resource),
-                json!({ "webhook_id": webhook_id.0, "status": status.as_str() }),
-            ),
-            Answer::Refused(IngestError::MissingSignature) => error(
-                StatusCode::UNAUTHORIZED,
-                "missing_signature",
-                "the X-WC-Webhook-Signature header is missing".into(),
-            ),
-            Answer::Refused(IngestError::InvalidSignature) => error(
-                StatusCode::UNAUTHORIZED,
-                "invalid_signature",
-                "the X-WC-Webhook-Signature header does not match the body".into(),
-            ),
-            Answer::Refused(IngestError::Unconfigured) => error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not_configured",
-                "no webhook secret is configured on this connector (WC_WEBHOOK_SECRET)".into(),
-            ),
-            Answer::Refused(IngestError::Unavailable(e)) => error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage_unavailable",
-                format!("storage unavailable, nothing was stored: {e}"),
-            ),
-            Answer::Refused(IngestError::CommitTimeout) => error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage_unavailable",
-                "storage unavailable, nothing was stored: the database did not commit in time"
-                    .into(),
-            ),
-            Answer::TooLarge { limit } => error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                format!("the body is larger than {limit} bytes"),
-            ),
-            Answer::NotFound => error(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "no such endpoint".into(),
-            ),
-            Answer::MethodNotAllowed => error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "this endpoint does not take this method (see the Allow header)".into(),
-            ),
-        };
-        let extra = match status {
-            StatusCode::SERVICE_UNAVAILABLE => Some((header::RETRY_AFTER, "5")),
-            StatusCode::UNAUTHORIZED => Some((header::WWW_AUTHENTICATE, "X-WC-Webhook-Signature")),
-            StatusCode::METHOD_NOT_ALLOWED => Some((header::ALLOW, "POST")),
-            _ => None,
-        };
-        (status, body, extra)
-    }
-
-    /// The response: its JSON body, `Content-Type: application/json`.
-    pub fn into_response(self) -> Response<Body> {
-        let (status, body, extra) = self.parts();
-        let mut response = Response::new(Body::Text(body.to_string()));
-        *response.status_mut() = status;
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        if let Some((name, value)) = extra {
-            headers.insert(name, HeaderValue::from_static(value));
-        }
-        response
-    }
-}
-
-/// As the original: 201 for orders, 200 for customers.
-fn created_or_ok(resource: Resource) -> StatusCode {
-    match resource {
-        Resource::Order => StatusCode::CREATED,
-        Resource::Customer => StatusCode::OK,
     }
 }
 

@@ -88,12 +88,14 @@
 //! - [`builder`]: [`ConnectorBuilder`], the one composition root. `lazona-http`,
 //!   `lazona-worker`, the `lazona` CLI, the benchmarks and embedders all build the connector
 //!   through it: nothing else wires adapters to use cases.
-//! - [`ingest()`]: a webhook request verified and stored with its job (the intake use case).
+//! - [`ingest()`]: a webhook request verified and stored with its job (the intake use case);
+//!   [`answer`]: what every front answers it.
 //! - [`worker`]: the worker loop, the job handler routing jobs to use cases, the retry policy.
 //! - [`observe`]: the ports decorated with events and metrics; [`prometheus`]: rendering them.
 //! - [`serve`]: the HTTP accept loop with limits on slow and idle clients.
 //! - [`shutdown_on_signal`].
 
+pub mod answer;
 pub mod builder;
 mod ingest;
 pub mod observe;
