@@ -229,7 +229,8 @@ fn workspace_edges(root: &Path) -> Result<Vec<Edge>> {
     let mut edges = Vec::new();
     for member in &members {
         for (package, table) in declared_deps(&member.join("Cargo.toml"), true)? {
-            if names.contains(&package) {
+            // A crate naming itself (to turn its own features on for its tests) is no edge.
+            if names.contains(&package) && package != dir_name(member) {
                 edges.push(Edge {
                     from: dir_name(member),
                     to: package,
@@ -338,7 +339,8 @@ mod tests {
         manifest(
             root,
             "crates/adapters",
-            "[dependencies]\ndomain.workspace = true\n",
+            "[dependencies]\ndomain.workspace = true\n\
+             [dev-dependencies]\nadapters = { path = \".\", features = [\"testing\"] }\n",
         );
         manifest(
             root,

@@ -141,16 +141,6 @@ impl ConnectorBuilder {
                 db
             }
         };
-        let inbox = Arc::new(SqlInbox::start(db.clone(), &settings.inbox));
-        let queue = if self.with_worker {
-            let queue = Queue::open(settings, &db, Some(inbox.jobs_ready()))
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot open the job queue: {e}"))?;
-            tracing::info!(backend = queue.backend(), "job queue open");
-            Some(queue)
-        } else {
-            None
-        };
         let secret = settings
             .webhook
             .secret
@@ -162,6 +152,16 @@ impl ConnectorBuilder {
                  signed webhooks will be refused until one is set"
             );
         }
+        let inbox = Arc::new(SqlInbox::start(db.clone(), &settings.inbox));
+        let queue = if self.with_worker {
+            let queue = Queue::open(settings, &db, Some(inbox.jobs_ready()))
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot open the job queue: {e}"))?;
+            tracing::info!(backend = queue.backend(), "job queue open");
+            Some(queue)
+        } else {
+            None
+        };
         let log: Arc<dyn EventLog> = Arc::new(SqlEventLog::new(db.clone()));
         let shipments: Arc<dyn ShipmentStore> = match &self.shipments {
             Some(store) => store.clone(),
