@@ -99,10 +99,10 @@ pub(crate) fn run(root: &Path) -> Result<()> {
     // The operations API against its own OpenAPI document, with the real server.
     steps.run_or_skip("schemathesis", || crate::schemathesis::run(root, in_ci))?;
 
-    // The embedding example (app-worker's `examples/embed.rs`) runs: a library API that only
+    // The embedding example (`crates/connector/examples/embed.rs`) runs: a library API that only
     // compiles is not enough.
     steps.run("example", || {
-        cmd::run(cargo(root).args(["run", "-p", "app-worker", "--example", "embed"]))
+        cmd::run(cargo(root).args(["run", "-p", "connector", "--example", "embed"]))
     })?;
     // The dashboard in a real browser: `#[ignore]`d above, run here when Chromium is there.
     steps.run_or_skip("browser", || {

@@ -6,7 +6,7 @@
 //! the database is SQLite in memory, the shop is `domain::memory::MemoryShop`.
 //!
 //! ```sh
-//! cargo run -p app-worker --example embed
+//! cargo run -p connector --example embed
 //! ```
 
 #![allow(
