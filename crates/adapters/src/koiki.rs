@@ -27,7 +27,7 @@ use base64::Engine as _;
 use domain::error::ShippingError;
 use domain::model::shipment::{BookingRequest, BookingResult, Envio, TrackingReport};
 use domain::ports::ShippingProvider;
-use reqwest::{Response, StatusCode};
+use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -35,6 +35,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::config::KoikiConfig;
+use crate::http::{cut, http_client, join, retry_after};
 use crate::redact::redact;
 
 /// The path of the booking API, after `KOIKI_HOST`.
@@ -48,22 +49,6 @@ const QUOTED_BODY_CHARS: usize = 200;
 const LOGGED_LABEL_CHARS: usize = 10;
 /// How many characters of a body a log line keeps at most.
 const LOGGED_BODY_CHARS: usize = 4000;
-
-/// Builds the HTTP client the connector's outbound adapters share: rustls on the `ring`
-/// provider, installed as the process default the first time (reqwest's `rustls-no-provider`
-/// takes the process default), and a timeout on every request.
-///
-/// # Errors
-/// The [`reqwest::Error`] when the TLS set-up fails.
-pub fn http_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
-    // Fails only when a provider is already installed, which is what we want anyway.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout)
-        .user_agent(concat!("lazona-connector/", env!("CARGO_PKG_VERSION")))
-        .build()
-}
 
 /// The Koiki client. Cheap to clone (the HTTP client is shared).
 #[derive(Clone)]
@@ -544,42 +529,9 @@ fn status_error(
     }
 }
 
-/// The `Retry-After` header, in seconds.
-pub(crate) fn retry_after(response: &Response) -> Option<Duration> {
-    response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-        .map(Duration::from_secs)
-}
-
-/// The first `max` characters of `text`, with `...` when it was longer.
-pub(crate) fn cut(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((end, _)) => format!("{}...", &text[..end]),
-        None => text.to_owned(),
-    }
-}
-
-/// `host` and `path`, with one slash between them.
-pub(crate) fn join(host: &str, path: &str) -> String {
-    format!("{}{path}", host.trim_end_matches('/'))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cut_keeps_short_texts_and_marks_long_ones() {
-        assert_eq!(cut("abc", 3), "abc");
-        assert_eq!(cut("abcd", 3), "abc...");
-        assert_eq!(cut("àèìòù", 2), "àè...");
-    }
 
     #[test]
     fn only_the_string_101_is_a_booking_code() {

@@ -27,7 +27,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::config::ShopConfig;
-use crate::koiki::{cut, http_client, join, retry_after};
+use crate::http::{cut, http_client, join, retry_after};
 use crate::redact::redact;
 
 /// How many characters of an unexpected body an error message quotes.
