@@ -30,7 +30,7 @@ use domain::model::{
 };
 use domain::ports::{
     Crm, Email, EventLog, JobQueue, Mailer, QueueStats, ShipmentStore, ShippingProvider, Shop,
-    WpUser,
+    ShopUser,
 };
 use std::future::Future;
 use std::sync::Arc;
@@ -478,11 +478,11 @@ impl Shop for ObservedShop {
         external("shop", "order", self.inner.order(order_id)).await
     }
 
-    async fn user_by_email(&self, email: &str) -> Result<Option<WpUser>, ShopError> {
+    async fn user_by_email(&self, email: &str) -> Result<Option<ShopUser>, ShopError> {
         external("shop", "user_by_email", self.inner.user_by_email(email)).await
     }
 
-    async fn set_user_roles(&self, user_id: i64, roles: &[String]) -> Result<WpUser, ShopError> {
+    async fn set_user_roles(&self, user_id: i64, roles: &[String]) -> Result<ShopUser, ShopError> {
         let user = external(
             "shop",
             "set_user_roles",

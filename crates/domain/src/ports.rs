@@ -415,45 +415,46 @@ pub trait Crm: Send + Sync {
     async fn membership_roles(&self, email: &str) -> Result<Vec<String>, CrmError>;
 }
 
-/// A WordPress user, as the users REST API shows it.
+/// A user account of the shop (a customer, a member, a vendor), with the roles that decide what
+/// the shop lets them do.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WpUser {
-    /// The user id.
+pub struct ShopUser {
+    /// The user id (a vendor's id is its user's).
     pub id: i64,
     /// The e-mail.
     pub email: String,
-    /// The roles.
+    /// The roles (`customer`, `partner`, ...).
     pub roles: Vec<String>,
 }
 
-/// The shop: WCFM vendors, WordPress users and WooCommerce orders.
+/// The shop: its vendors, its user accounts and its orders.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait Shop: Send + Sync {
-    /// A vendor's sender data (WCFM settings and the WordPress user's e-mail).
+    /// A vendor's sender data (its store settings and its user's e-mail).
     ///
     /// # Errors
     /// [`ShopError::NotFound`] for an unknown vendor, [`ShopError::Unavailable`] when the shop
     /// cannot be reached.
     async fn vendor(&self, vendor_id: i64) -> Result<VendorProfile, ShopError>;
 
-    /// An order, fetched again from WooCommerce (for retries).
+    /// An order, fetched again from the shop (for retries).
     ///
     /// # Errors
     /// As for [`Shop::vendor`].
     async fn order(&self, order_id: i64) -> Result<Order, ShopError>;
 
-    /// The WordPress user with this e-mail, if any.
+    /// The shop's user with this e-mail, if any.
     ///
     /// # Errors
     /// [`ShopError::Unavailable`] when the shop cannot be reached.
-    async fn user_by_email(&self, email: &str) -> Result<Option<WpUser>, ShopError>;
+    async fn user_by_email(&self, email: &str) -> Result<Option<ShopUser>, ShopError>;
 
-    /// Replaces a WordPress user's roles.
+    /// Replaces a shop user's roles.
     ///
     /// # Errors
     /// As for [`Shop::vendor`].
-    async fn set_user_roles(&self, user_id: i64, roles: &[String]) -> Result<WpUser, ShopError>;
+    async fn set_user_roles(&self, user_id: i64, roles: &[String]) -> Result<ShopUser, ShopError>;
 }
 
 /// A file attached to an e-mail.

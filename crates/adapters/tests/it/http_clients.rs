@@ -6,7 +6,7 @@ use adapters::koiki::KoikiClient;
 use adapters::wordpress::WordPressShop;
 use domain::error::{ShippingError, ShopError, Transience};
 use domain::model::shipment::{BookingRequest, Envio, TrackingReport, VendorProfile};
-use domain::ports::{ShippingProvider, Shop, WpUser};
+use domain::ports::{ShippingProvider, Shop, ShopUser};
 use secrecy::SecretString;
 use serde_json::Value;
 use std::io::Write;
@@ -815,7 +815,7 @@ async fn a_user_is_found_by_email() {
         .expect("looked up");
     assert_eq!(
         user,
-        Some(WpUser {
+        Some(ShopUser {
             id: 13,
             email: "email@email.com".into(),
             roles: vec!["testrole".into()],
@@ -884,7 +884,7 @@ async fn roles_are_set_with_a_form() {
         .expect("updated");
     assert_eq!(
         user,
-        WpUser {
+        ShopUser {
             id: 13,
             email: "email@email.com".into(),
             roles: vec!["test_partner_role".into()],
