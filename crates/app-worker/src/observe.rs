@@ -22,11 +22,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::error::{
     CrmError, JobError, MailError, QueueError, ShippingError, ShopError, StoreError,
+    UnshippableParcel,
 };
-use domain::model::shipment::{BookingRequest, BookingResult, TrackingReport, VendorProfile};
+use domain::model::shipment::VendorProfile;
 use domain::model::{
     BookingOutcome, BookingRecorded, Claim, DeadJob, EventKind, Job, JobId, JobKind, NewEvent,
-    NewJob, Order, PastBooking, ShipmentFilter, ShipmentMethod, ShipmentRecord, ShipmentStatus,
+    NewJob, Order, Parcel, ParcelBooking, PastBooking, ShipmentFilter, ShipmentMethod,
+    ShipmentRecord, ShipmentStatus, TrackingReport,
 };
 use domain::ports::{
     Crm, Email, EventLog, JobQueue, Mailer, QueueStats, ShipmentStore, ShippingProvider, Shop,
@@ -431,8 +433,12 @@ struct ObservedCarrier(Arc<dyn ShippingProvider>);
 
 #[async_trait]
 impl ShippingProvider for ObservedCarrier {
-    async fn book(&self, request: &BookingRequest) -> Result<Vec<BookingResult>, ShippingError> {
-        external("koiki", "book", self.0.book(request)).await
+    fn request_for(&self, parcel: &Parcel) -> Result<String, UnshippableParcel> {
+        self.0.request_for(parcel)
+    }
+
+    async fn book(&self, parcels: &[Parcel]) -> Result<Vec<ParcelBooking>, ShippingError> {
+        external("koiki", "book", self.0.book(parcels)).await
     }
 
     async fn track(&self, barcode: &str) -> Result<TrackingReport, ShippingError> {
