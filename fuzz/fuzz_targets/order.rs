@@ -1,18 +1,20 @@
 //! The order parser processing runs (`domain::model::payload::order`, the lenient `Order`) on any
 //! bytes, and what processing does next with a parsed order: `shipping::plan` (with the default
-//! shipping methods and with none) and `shipping::build_envio` for every Koiki vendor.
+//! shipping methods and with none) and `shipping::build_parcel` for every vendor the carrier
+//! ships for.
 //!
 //! Never panics. A plan puts every line item in exactly one vendor group, in order, each vendor
 //! in one list according to its method, the store name from the vendor's first line item; an
 //! error names a line that is at fault; the methods decide the lists, never whether the order can
-//! be split. Every envio builds (the vendor is a known one) and serialises.
+//! be split. Every parcel is sent by its group's store and serialises (Koiki's envio of a parcel
+//! is `adapters::koiki`'s, tested there).
 
 #![no_main]
 
 use domain::model::shipment::VendorProfile;
 use domain::model::{LineItem, Order, ShippingLine};
 use domain::service::shipping::{
-    PlanError, ShipmentPlan, ShippingMethods, VendorGroup, build_envio, plan,
+    PlanError, ShipmentPlan, ShippingMethods, VendorGroup, build_parcel, plan,
 };
 use lazona_fuzz::processing_order;
 use libfuzzer_sys::fuzz_target;
@@ -42,9 +44,10 @@ fuzz_target!(|data: &[u8]| {
 
             let vendor = vendor();
             for group in &planned.koiki {
-                let envio = build_envio(&order, group, &vendor).expect("a known vendor state");
-                assert_eq!(envio.nombre_remi, group.store_name);
-                serde_json::to_vec(&envio).expect("an envio serialises");
+                let parcel = build_parcel(&order, group, &vendor);
+                assert_eq!(parcel.sender.name, group.store_name);
+                assert_eq!(parcel.vendor_id, group.vendor_id);
+                serde_json::to_vec(&parcel).expect("a parcel serialises");
             }
         }
         (Err(e), Err(same)) => {

@@ -3,6 +3,7 @@
 //! - [`config`]: the figment loader (defaults < TOML file < legacy env names < `LAZONA_*`).
 //! - [`db`]: sea-orm storage on SQLite or Postgres: the webhook inbox with its group-commit
 //!   writer, the jobs table and its queue, and the migrations.
+//! - [`http`]: the reqwest client and helpers the Koiki, SugarCRM and WordPress clients share.
 //! - [`koiki`]: the Koiki carrier client (booking and tracking) over HTTP.
 //! - [`mail`]: the SMTP mailer (lettre, with `TCP_NODELAY` connections).
 //! - [`queue`]: opens the configured queue backend.
@@ -17,6 +18,7 @@
 
 pub mod config;
 pub mod db;
+pub mod http;
 pub mod koiki;
 pub mod mail;
 pub mod queue;

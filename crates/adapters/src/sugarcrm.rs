@@ -41,7 +41,7 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 
 use crate::config::CrmConfig;
-use crate::koiki::{cut, http_client, retry_after};
+use crate::http::{cut, http_client, retry_after};
 use crate::redact::redact;
 
 /// The field of Accounts and Contacts that holds a person's relationship roles.

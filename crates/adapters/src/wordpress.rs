@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use domain::error::ShopError;
 use domain::model::Order;
 use domain::model::shipment::VendorProfile;
-use domain::ports::{Shop, WpUser};
+use domain::ports::{Shop, ShopUser};
 use reqwest::{RequestBuilder, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
@@ -27,7 +27,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::config::ShopConfig;
-use crate::koiki::{cut, http_client, join, retry_after};
+use crate::http::{cut, http_client, join, retry_after};
 use crate::redact::redact;
 
 /// How many characters of an unexpected body an error message quotes.
@@ -123,7 +123,7 @@ impl WordPressShop {
     }
 
     /// `GET wp/v2/users/{id}?context=edit`, the user with e-mail and roles.
-    async fn user(&self, user_id: i64) -> Result<WpUser, ShopError> {
+    async fn user(&self, user_id: i64) -> Result<ShopUser, ShopError> {
         let url = self.url(&format!("/wp-json/wp/v2/users/{user_id}"));
         tracing::info!(
             "WP GET request. url={}. params={{\"context\": \"edit\"}}",
@@ -177,7 +177,7 @@ impl Shop for WordPressShop {
         })
     }
 
-    async fn user_by_email(&self, email: &str) -> Result<Option<WpUser>, ShopError> {
+    async fn user_by_email(&self, email: &str) -> Result<Option<ShopUser>, ShopError> {
         let url = self.url("/wp-json/wp/v2/users");
         tracing::info!(
             "WP GET request. url={}. params={{\"search\": {email:?}}}",
@@ -217,7 +217,7 @@ impl Shop for WordPressShop {
         Ok(None)
     }
 
-    async fn set_user_roles(&self, user_id: i64, roles: &[String]) -> Result<WpUser, ShopError> {
+    async fn set_user_roles(&self, user_id: i64, roles: &[String]) -> Result<ShopUser, ShopError> {
         let url = self.url(&format!("/wp-json/wp/v2/users/{user_id}"));
         let data = roles.join(",");
         tracing::info!(
@@ -232,8 +232,9 @@ impl Shop for WordPressShop {
     }
 }
 
-/// A user as `users/{id}?context=edit` (or the POST's answer) shows it.
-fn wp_user(body: &Value, what: &str) -> Result<WpUser, ShopError> {
+/// A WordPress user as `users/{id}?context=edit` (or the POST's answer) shows it, as the
+/// domain's [`ShopUser`].
+fn wp_user(body: &Value, what: &str) -> Result<ShopUser, ShopError> {
     let id = int_of(body.get("id")).ok_or_else(|| ShopError::InvalidResponse {
         reason: format!(
             "{what}: no user id in the answer: {}",
@@ -246,7 +247,7 @@ fn wp_user(body: &Value, what: &str) -> Result<WpUser, ShopError> {
         Some(Value::Object(roles)) => roles.values().map(|r| text_of(Some(r))).collect(),
         _ => Vec::new(),
     };
-    Ok(WpUser {
+    Ok(ShopUser {
         id,
         email: text_of(body.get("email")),
         roles,

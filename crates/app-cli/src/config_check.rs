@@ -232,7 +232,7 @@ async fn connections(settings: &Settings, timeout: Duration) -> Vec<Check> {
         let target = format!("{}:{}", settings.mail.host, settings.mail.port);
         checks.push(smtp(&target, timeout).await);
     }
-    let http = adapters::koiki::http_client(timeout).ok();
+    let http = adapters::http::http_client(timeout).ok();
     for (name, url) in [
         ("koiki", &settings.koiki.host),
         ("tracking", &settings.koiki.tracking_host),

@@ -266,7 +266,7 @@ pub(crate) async fn replay(
     match &args.to {
         Some(url) => {
             let secret = WebhookSecret::new(args.secret.as_deref().unwrap_or_default());
-            let http = adapters::koiki::http_client(Duration::from_secs(30))?;
+            let http = adapters::http::http_client(Duration::from_secs(30))?;
             for w in &todo {
                 let result = match inbox.get(w.id).await? {
                     Some(full) => resend(&http, url, &secret, &full).await,

@@ -15,17 +15,17 @@
 )]
 
 use anyhow::{Context as _, bail};
-use async_trait::async_trait;
 use connector::adapters::config::Settings;
-use connector::domain::error::{MailError, ShippingError};
+use connector::domain::error::{MailError, ShippingError, UnshippableParcel};
 use connector::domain::memory::MemoryShop;
-use connector::domain::model::shipment::{
-    BookingRequest, BookingResult, TrackingReport, VendorProfile,
+use connector::domain::model::shipment::VendorProfile;
+use connector::domain::model::{
+    Parcel, ParcelBooking, Resource, ShipmentStatus, TrackingReport, TrackingState, WebhookStatus,
 };
-use connector::domain::model::{Resource, ShipmentStatus, WebhookStatus};
 use connector::domain::ports::{Email, Mailer, ShippingProvider};
 use connector::domain::service::signature::WebhookSecret;
 use connector::{Connector, IngestOutcome};
+use async_trait::async_trait;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -35,7 +35,9 @@ use tokio_util::sync::CancellationToken;
 const ORDER: &[u8] = include_bytes!("../../../tests/fixtures/order_minimal.json");
 const SECRET: &str = "embedding-example-secret";
 
-/// A carrier of your own in place of Koiki: every parcel booked, with a tiny label.
+/// A carrier of your own: every parcel booked, with a tiny label. The port speaks of parcels,
+/// senders and recipients; what ParcelCo's own API would be sent is `request_for`'s business
+/// (kept on each shipment for the operators; the default is the parcel as JSON).
 #[derive(Default)]
 struct ParcelCo {
     bookings: AtomicUsize,
@@ -43,18 +45,34 @@ struct ParcelCo {
 
 #[async_trait]
 impl ShippingProvider for ParcelCo {
-    async fn book(&self, request: &BookingRequest) -> Result<Vec<BookingResult>, ShippingError> {
+    fn request_for(&self, parcel: &Parcel) -> Result<String, UnshippableParcel> {
+        if parcel.recipient.postcode.is_empty() {
+            return Err(UnshippableParcel {
+                reason: "ParcelCo needs the recipient's postcode".into(),
+            });
+        }
+        Ok(format!(
+            "ParcelCo: {} package(s) of order {} from {}, {} to {} {}, {} {}",
+            parcel.packages,
+            parcel.order_reference,
+            parcel.sender.name,
+            parcel.sender.city,
+            parcel.recipient.name,
+            parcel.recipient.surname,
+            parcel.recipient.postcode,
+            parcel.recipient.city
+        ))
+    }
+
+    async fn book(&self, parcels: &[Parcel]) -> Result<Vec<ParcelBooking>, ShippingError> {
         self.bookings.fetch_add(1, Ordering::SeqCst);
-        Ok(request
-            .envios
+        Ok(parcels
             .iter()
             .enumerate()
-            .map(|(i, envio)| BookingResult {
-                // The carrier port speaks Koiki's result codes: "101" is booked.
-                code: "101".into(),
-                message: format!("booked for {}", envio.nombre_desti),
-                barcode: format!("PARCELCO-{}-{i}", envio.num_pedido),
-                reference: envio.num_pedido.clone(),
+            .map(|(i, parcel)| ParcelBooking::Booked {
+                barcode: format!("PARCELCO-{}-{i}", parcel.order_reference),
+                reference: parcel.order_reference.clone(),
+                message: format!("booked for {}", parcel.recipient.name),
                 label_pdf: b"%PDF-1.4 a ParcelCo label".to_vec(),
             })
             .collect())
@@ -62,7 +80,7 @@ impl ShippingProvider for ParcelCo {
 
     async fn track(&self, barcode: &str) -> Result<TrackingReport, ShippingError> {
         Ok(TrackingReport::Event {
-            code: None,
+            state: TrackingState::InTransit,
             description: format!("{barcode} is on its way"),
             date: None,
             notes: String::new(),
@@ -171,6 +189,7 @@ async fn main() -> anyhow::Result<()> {
             .map(|t| t.to_rfc3339())
             .unwrap_or_default()
     );
+    println!("the request kept on it: {}", shipment.request);
     println!(
         "webhook {webhook_id}: {}; carrier called {} time(s)",
         webhook.data.status,

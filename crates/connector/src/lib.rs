@@ -14,10 +14,10 @@
 //! use connector::adapters::config::Settings;
 //! use connector::domain::error::ShippingError;
 //! use connector::domain::memory::{MemoryMailer, MemoryShop};
-//! use connector::domain::model::shipment::{
-//!     BookingRequest, BookingResult, TrackingReport, VendorProfile,
+//! use connector::domain::model::shipment::VendorProfile;
+//! use connector::domain::model::{
+//!     Parcel, ParcelBooking, Resource, ShipmentStatus, TrackingReport,
 //! };
-//! use connector::domain::model::{Resource, ShipmentStatus};
 //! use connector::domain::ports::ShippingProvider;
 //! use connector::domain::service::signature::WebhookSecret;
 //! use connector::{Connector, IngestOutcome};
@@ -28,15 +28,14 @@
 //!
 //! #[async_trait::async_trait]
 //! impl ShippingProvider for MyCarrier {
-//!     async fn book(&self, req: &BookingRequest) -> Result<Vec<BookingResult>, ShippingError> {
-//!         let booked = |n: usize| BookingResult {
-//!             code: "101".into(), // booked
-//!             message: "ok".into(),
+//!     async fn book(&self, parcels: &[Parcel]) -> Result<Vec<ParcelBooking>, ShippingError> {
+//!         let booked = |n: usize| ParcelBooking::Booked {
 //!             barcode: format!("MY-{n}"),
 //!             reference: String::new(),
+//!             message: "ok".into(),
 //!             label_pdf: b"%PDF-1.4".to_vec(),
 //!         };
-//!         Ok((0..req.envios.len()).map(booked).collect())
+//!         Ok((0..parcels.len()).map(booked).collect())
 //!     }
 //!     async fn track(&self, _barcode: &str) -> Result<TrackingReport, ShippingError> {
 //!         Err(ShippingError::Rejected { reason: "no tracking yet".into() })

@@ -22,15 +22,17 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::error::{
     CrmError, JobError, MailError, QueueError, ShippingError, ShopError, StoreError,
+    UnshippableParcel,
 };
-use domain::model::shipment::{BookingRequest, BookingResult, TrackingReport, VendorProfile};
+use domain::model::shipment::VendorProfile;
 use domain::model::{
     BookingOutcome, BookingRecorded, Claim, DeadJob, EventKind, Job, JobId, JobKind, NewEvent,
-    NewJob, Order, PastBooking, ShipmentFilter, ShipmentMethod, ShipmentRecord, ShipmentStatus,
+    NewJob, Order, Parcel, ParcelBooking, PastBooking, ShipmentFilter, ShipmentMethod,
+    ShipmentRecord, ShipmentStatus, TrackingReport,
 };
 use domain::ports::{
     Crm, Email, EventLog, JobQueue, Mailer, QueueStats, ShipmentStore, ShippingProvider, Shop,
-    WpUser,
+    ShopUser,
 };
 use std::future::Future;
 use std::sync::Arc;
@@ -431,8 +433,12 @@ struct ObservedCarrier(Arc<dyn ShippingProvider>);
 
 #[async_trait]
 impl ShippingProvider for ObservedCarrier {
-    async fn book(&self, request: &BookingRequest) -> Result<Vec<BookingResult>, ShippingError> {
-        external("koiki", "book", self.0.book(request)).await
+    fn request_for(&self, parcel: &Parcel) -> Result<String, UnshippableParcel> {
+        self.0.request_for(parcel)
+    }
+
+    async fn book(&self, parcels: &[Parcel]) -> Result<Vec<ParcelBooking>, ShippingError> {
+        external("koiki", "book", self.0.book(parcels)).await
     }
 
     async fn track(&self, barcode: &str) -> Result<TrackingReport, ShippingError> {
@@ -478,11 +484,11 @@ impl Shop for ObservedShop {
         external("shop", "order", self.inner.order(order_id)).await
     }
 
-    async fn user_by_email(&self, email: &str) -> Result<Option<WpUser>, ShopError> {
+    async fn user_by_email(&self, email: &str) -> Result<Option<ShopUser>, ShopError> {
         external("shop", "user_by_email", self.inner.user_by_email(email)).await
     }
 
-    async fn set_user_roles(&self, user_id: i64, roles: &[String]) -> Result<WpUser, ShopError> {
+    async fn set_user_roles(&self, user_id: i64, roles: &[String]) -> Result<ShopUser, ShopError> {
         let user = external(
             "shop",
             "set_user_roles",

@@ -112,8 +112,9 @@ pub enum ShippingError {
     },
     /// A booking was sent but its answer never came (a timeout while waiting for it, a
     /// connection broken after sending, a 5xx other than 503): the carrier may have booked.
-    /// Koiki takes no idempotency key, so booking again could ship twice: this is not retried on
-    /// its own, and the shipment is left for an operator to check with the carrier.
+    /// A carrier that takes no idempotency key (Koiki) could ship twice if booked again: this is
+    /// not retried on its own, and the shipment is left for an operator to check with the
+    /// carrier.
     #[error(
         "no answer from the carrier after the booking was sent, so it may have booked: check \
          with the carrier before booking again ({reason})"
@@ -122,6 +123,15 @@ pub enum ShippingError {
         /// What happened.
         reason: String,
     },
+}
+
+/// Why a carrier cannot take a parcel as it is: some of its data does not fit the carrier's
+/// API (a region it does not know, ...). Retrying cannot help; the parcel is not booked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct UnshippableParcel {
+    /// What does not fit, in words for the admins (recorded as the shipment's message).
+    pub reason: String,
 }
 
 impl ShippingError {

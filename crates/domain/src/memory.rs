@@ -9,7 +9,7 @@ use crate::model::{
     BookingOutcome, BookingRecorded, Claim, Order, PastBooking, PastBookingReason, ShipmentFilter,
     ShipmentMethod, ShipmentRecord, ShipmentStatus,
 };
-use crate::ports::{Email, Mailer, ShipmentStore, Shop, WpUser};
+use crate::ports::{Email, Mailer, ShipmentStore, Shop, ShopUser};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -350,7 +350,7 @@ impl ShipmentStore for MemoryShipmentStore {
 struct ShopData {
     vendors: HashMap<i64, VendorProfile>,
     orders: HashMap<i64, Order>,
-    users: Vec<WpUser>,
+    users: Vec<ShopUser>,
 }
 
 /// A shop in memory: the vendors, orders and WordPress users it is given.
@@ -378,13 +378,13 @@ impl MemoryShop {
     }
 
     /// Adds a WordPress user.
-    pub fn with_user(self, user: WpUser) -> Self {
+    pub fn with_user(self, user: ShopUser) -> Self {
         lock(&self.data).users.push(user);
         self
     }
 
     /// The WordPress users, as they are now (roles changed by [`Shop::set_user_roles`]).
-    pub fn users(&self) -> Vec<WpUser> {
+    pub fn users(&self) -> Vec<ShopUser> {
         lock(&self.data).users.clone()
     }
 }
@@ -411,7 +411,7 @@ impl Shop for MemoryShop {
             })
     }
 
-    async fn user_by_email(&self, email: &str) -> Result<Option<WpUser>, ShopError> {
+    async fn user_by_email(&self, email: &str) -> Result<Option<ShopUser>, ShopError> {
         Ok(lock(&self.data)
             .users
             .iter()
@@ -419,7 +419,7 @@ impl Shop for MemoryShop {
             .cloned())
     }
 
-    async fn set_user_roles(&self, user_id: i64, roles: &[String]) -> Result<WpUser, ShopError> {
+    async fn set_user_roles(&self, user_id: i64, roles: &[String]) -> Result<ShopUser, ShopError> {
         let mut data = lock(&self.data);
         let user = data
             .users
@@ -471,7 +471,7 @@ mod tests {
                 email: "v@example.com".into(),
                 ..VendorProfile::default()
             })
-            .with_user(WpUser {
+            .with_user(ShopUser {
                 id: 9,
                 email: "Member@Example.com".into(),
                 roles: vec!["customer".into()],

@@ -5,14 +5,14 @@
 
 use crate::error::{
     CrmError, EventError, InboxError, MailError, QueueError, ShippingError, ShopError, StoreError,
-    TokenError,
+    TokenError, UnshippableParcel,
 };
-use crate::model::shipment::{BookingRequest, BookingResult, TrackingReport, VendorProfile};
+use crate::model::shipment::VendorProfile;
 use crate::model::{
     ApiToken, BookingOutcome, BookingRecorded, Claim, DeadJob, Event, EventId, Job, JobId,
-    NewEvent, NewJob, NewWebhook, Order, PastBooking, Principal, Recorded, ShipmentFilter,
-    ShipmentMethod, ShipmentRecord, ShipmentStatus, TokenSecret, Webhook, WebhookEvent,
-    WebhookFilter, WebhookId, WebhookStatus, WebhookSummary,
+    NewEvent, NewJob, NewWebhook, Order, Parcel, ParcelBooking, PastBooking, Principal, Recorded,
+    ShipmentFilter, ShipmentMethod, ShipmentRecord, ShipmentStatus, TokenSecret, TrackingReport,
+    Webhook, WebhookEvent, WebhookFilter, WebhookId, WebhookStatus, WebhookSummary,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -376,12 +376,28 @@ pub trait TokenStore: Send + Sync {
     async fn authenticate(&self, presented: &str) -> Result<Option<Principal>, TokenError>;
 }
 
-/// A carrier that books shipments and tracks them (Koiki).
+/// A carrier that books parcels and tracks them: Koiki (`adapters::koiki`), or one of an
+/// embedder's own.
+///
+/// The use cases first ask [`ShippingProvider::request_for`] each parcel of an order (what the
+/// carrier will be sent, kept on the parcel's shipment; or why it cannot take the parcel), then
+/// book those it can take in one [`ShippingProvider::book`].
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait ShippingProvider: Send + Sync {
-    /// Books one shipment per envio, in one call. The results are in request order: the i-th
-    /// result answers the i-th envio.
+    /// The request this carrier sends to book `parcel`, as text: it is kept on the parcel's
+    /// shipment for the operators (without credentials). No I/O. The default is the parcel
+    /// itself, as pretty JSON.
+    ///
+    /// # Errors
+    /// [`UnshippableParcel`] when the carrier cannot take the parcel as it is (its data does not
+    /// fit the carrier's API): the parcel is not booked, and its shipment records the refusal.
+    fn request_for(&self, parcel: &Parcel) -> Result<String, UnshippableParcel> {
+        Ok(serde_json::to_string_pretty(parcel).unwrap_or_default())
+    }
+
+    /// Books each parcel, in one call. The answers are in request order: the i-th answers the
+    /// i-th parcel.
     ///
     /// # Errors
     /// [`ShippingError::Unavailable`] when the booking certainly did not happen (the carrier
@@ -389,9 +405,9 @@ pub trait ShippingProvider: Send + Sync {
     /// [`ShippingError::Indeterminate`] when it was sent and may have happened (no answer in
     /// time, a connection broken after sending, another 5xx); [`ShippingError::Rejected`] for
     /// other 4xx; [`ShippingError::InvalidResponse`] for a body that does not follow the API.
-    async fn book(&self, request: &BookingRequest) -> Result<Vec<BookingResult>, ShippingError>;
+    async fn book(&self, parcels: &[Parcel]) -> Result<Vec<ParcelBooking>, ShippingError>;
 
-    /// The latest tracking state of a shipment, by its barcode.
+    /// The latest tracking state of a parcel, by its barcode.
     ///
     /// # Errors
     /// [`ShippingError::Unavailable`] for timeouts, connection errors, 5xx and 429 (a tracking
@@ -415,45 +431,46 @@ pub trait Crm: Send + Sync {
     async fn membership_roles(&self, email: &str) -> Result<Vec<String>, CrmError>;
 }
 
-/// A WordPress user, as the users REST API shows it.
+/// A user account of the shop (a customer, a member, a vendor), with the roles that decide what
+/// the shop lets them do.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WpUser {
-    /// The user id.
+pub struct ShopUser {
+    /// The user id (a vendor's id is its user's).
     pub id: i64,
     /// The e-mail.
     pub email: String,
-    /// The roles.
+    /// The roles (`customer`, `partner`, ...).
     pub roles: Vec<String>,
 }
 
-/// The shop: WCFM vendors, WordPress users and WooCommerce orders.
+/// The shop: its vendors, its user accounts and its orders.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait Shop: Send + Sync {
-    /// A vendor's sender data (WCFM settings and the WordPress user's e-mail).
+    /// A vendor's sender data (its store settings and its user's e-mail).
     ///
     /// # Errors
     /// [`ShopError::NotFound`] for an unknown vendor, [`ShopError::Unavailable`] when the shop
     /// cannot be reached.
     async fn vendor(&self, vendor_id: i64) -> Result<VendorProfile, ShopError>;
 
-    /// An order, fetched again from WooCommerce (for retries).
+    /// An order, fetched again from the shop (for retries).
     ///
     /// # Errors
     /// As for [`Shop::vendor`].
     async fn order(&self, order_id: i64) -> Result<Order, ShopError>;
 
-    /// The WordPress user with this e-mail, if any.
+    /// The shop's user with this e-mail, if any.
     ///
     /// # Errors
     /// [`ShopError::Unavailable`] when the shop cannot be reached.
-    async fn user_by_email(&self, email: &str) -> Result<Option<WpUser>, ShopError>;
+    async fn user_by_email(&self, email: &str) -> Result<Option<ShopUser>, ShopError>;
 
-    /// Replaces a WordPress user's roles.
+    /// Replaces a shop user's roles.
     ///
     /// # Errors
     /// As for [`Shop::vendor`].
-    async fn set_user_roles(&self, user_id: i64, roles: &[String]) -> Result<WpUser, ShopError>;
+    async fn set_user_roles(&self, user_id: i64, roles: &[String]) -> Result<ShopUser, ShopError>;
 }
 
 /// A file attached to an e-mail.

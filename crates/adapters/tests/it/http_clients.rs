@@ -2,11 +2,12 @@
 //! payloads (`tests/fixtures/`, copied from the original's test suite).
 
 use adapters::config::{KoikiConfig, ShopConfig};
-use adapters::koiki::KoikiClient;
+use adapters::koiki::{Envio, EnvioResult, KoikiClient, TrackingAnswer};
 use adapters::wordpress::WordPressShop;
-use domain::error::{ShippingError, ShopError, Transience};
-use domain::model::shipment::{BookingRequest, Envio, TrackingReport, VendorProfile};
-use domain::ports::{ShippingProvider, Shop, WpUser};
+use domain::error::{ShippingError, ShopError, Transience, UnshippableParcel};
+use domain::model::shipment::VendorProfile;
+use domain::model::{Parcel, ParcelBooking, Party, TrackingReport, TrackingState};
+use domain::ports::{ShippingProvider, Shop, ShopUser};
 use secrecy::SecretString;
 use serde_json::Value;
 use std::io::Write;
@@ -71,10 +72,8 @@ fn envio() -> Envio {
     }
 }
 
-fn one_envio() -> BookingRequest {
-    BookingRequest {
-        envios: vec![envio()],
-    }
+fn one_envio() -> Vec<Envio> {
+    vec![envio()]
 }
 
 async fn mock_booking(server: &MockServer, response: ResponseTemplate) {
@@ -86,12 +85,10 @@ async fn mock_booking(server: &MockServer, response: ResponseTemplate) {
         .await;
 }
 
-async fn book_with(
-    response: ResponseTemplate,
-) -> Result<Vec<domain::model::shipment::BookingResult>, ShippingError> {
+async fn book_with(response: ResponseTemplate) -> Result<Vec<EnvioResult>, ShippingError> {
     let server = MockServer::start().await;
     mock_booking(&server, response).await;
-    koiki(&server).book(&one_envio()).await
+    koiki(&server).book_envios(&one_envio()).await
 }
 
 /// Log lines written while the guard lives (on this thread).
@@ -138,7 +135,7 @@ async fn booking_sends_the_original_body_and_decodes_the_label() {
     let logs = Logs::default();
     let results = {
         let _guard = logs.capture();
-        client.book(&one_envio()).await.expect("booked")
+        client.book_envios(&one_envio()).await.expect("booked")
     };
 
     assert_eq!(results.len(), 1);
@@ -242,7 +239,10 @@ async fn long_labels_are_cut_in_the_logs() {
     let logs = Logs::default();
     let results = {
         let _guard = logs.capture();
-        koiki(&server).book(&one_envio()).await.expect("booked")
+        koiki(&server)
+            .book_envios(&one_envio())
+            .await
+            .expect("booked")
     };
     assert!(results[0].label_pdf.starts_with(b"%PDF-1.4"));
     let logs = logs.text();
@@ -316,10 +316,8 @@ async fn an_answer_with_fewer_envios_than_sent_is_invalid() {
         )),
     )
     .await;
-    let request = BookingRequest {
-        envios: vec![envio(), envio()],
-    };
-    let err = koiki(&server).book(&request).await.unwrap_err();
+    let request = vec![envio(), envio()];
+    let err = koiki(&server).book_envios(&request).await.unwrap_err();
     assert!(
         matches!(err, ShippingError::InvalidResponse { .. }),
         "{err:?}"
@@ -427,7 +425,7 @@ async fn a_booking_without_an_answer_in_time_may_have_happened() {
     .await;
     let client =
         KoikiClient::new(&koiki_config(&server), Duration::from_millis(200)).expect("client");
-    let err = client.book(&one_envio()).await.unwrap_err();
+    let err = client.book_envios(&one_envio()).await.unwrap_err();
     match err {
         ShippingError::Indeterminate { reason } => {
             assert!(reason.contains("timed out"), "{reason}")
@@ -469,7 +467,7 @@ async fn a_refused_connection_is_unavailable() {
     };
     let err = KoikiClient::new(&cfg, TIMEOUT)
         .expect("client")
-        .book(&one_envio())
+        .book_envios(&one_envio())
         .await
         .unwrap_err();
     assert!(matches!(err, ShippingError::Unavailable { .. }), "{err:?}");
@@ -484,13 +482,13 @@ async fn nothing_to_book_sends_nothing() {
         .mount(&server)
         .await;
     let results = koiki(&server)
-        .book(&BookingRequest { envios: vec![] })
+        .book_envios(&[])
         .await
         .expect("nothing to do");
     assert!(results.is_empty());
 }
 
-async fn track_with(response: ResponseTemplate) -> Result<TrackingReport, ShippingError> {
+async fn track_with(response: ResponseTemplate) -> Result<TrackingAnswer, ShippingError> {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/kis/api/v1/service/track/see"))
@@ -501,7 +499,7 @@ async fn track_with(response: ResponseTemplate) -> Result<TrackingReport, Shippi
         .expect(1)
         .mount(&server)
         .await;
-    koiki(&server).track("JJD00026901005395958001").await
+    koiki(&server).track_see("JJD00026901005395958001").await
 }
 
 #[tokio::test]
@@ -513,7 +511,7 @@ async fn tracking_reports_the_newest_event() {
     .expect("tracked");
     assert_eq!(
         report,
-        TrackingReport::Event {
+        TrackingAnswer::Event {
             code: Some(108),
             description: "Envío entregado".into(),
             date: Some("2021-07-26T09:49:37+0000".into()),
@@ -530,7 +528,7 @@ async fn tracking_passes_unknown_codes_and_numeric_strings_on() {
     .await
     .expect("tracked");
     assert!(
-        matches!(&report, TrackingReport::Event { code: Some(9999), description, .. } if description == "Unknown state"),
+        matches!(&report, TrackingAnswer::Event { code: Some(9999), description, .. } if description == "Unknown state"),
         "{report:?}"
     );
 
@@ -541,7 +539,7 @@ async fn tracking_passes_unknown_codes_and_numeric_strings_on() {
     .expect("tracked");
     assert_eq!(
         report,
-        TrackingReport::Event {
+        TrackingAnswer::Event {
             code: Some(901),
             description: "Envio en Reparto".into(),
             date: None,
@@ -559,7 +557,7 @@ async fn tracking_errors_are_reports() {
     .expect("answered");
     assert_eq!(
         report,
-        TrackingReport::Error {
+        TrackingAnswer::Error {
             code: Some(101),
             message: "CODE NOT FOUND".into(),
         }
@@ -815,7 +813,7 @@ async fn a_user_is_found_by_email() {
         .expect("looked up");
     assert_eq!(
         user,
-        Some(WpUser {
+        Some(ShopUser {
             id: 13,
             email: "email@email.com".into(),
             roles: vec!["testrole".into()],
@@ -884,7 +882,7 @@ async fn roles_are_set_with_a_form() {
         .expect("updated");
     assert_eq!(
         user,
-        WpUser {
+        ShopUser {
             id: 13,
             email: "email@email.com".into(),
             roles: vec!["test_partner_role".into()],
@@ -921,10 +919,133 @@ async fn a_host_with_a_password_is_never_printed_in_an_error_or_a_log() {
         TIMEOUT,
     )
     .expect("client");
-    let err = koiki.book(&one_envio()).await.unwrap_err();
+    let err = koiki.book_envios(&one_envio()).await.unwrap_err();
     assert!(!format!("{err} {err:?}").contains("Secr3t"), "{err:?}");
     let logs = logs.text();
     assert!(logs.contains("Shop request for"), "{logs}");
     assert!(logs.contains("Koiki request to"), "{logs}");
     assert!(!logs.contains("Secr3t"), "{logs}");
+}
+
+/// The spec §5.1 worked example as the domain's parcel: the details as the shop gave them, before
+/// Koiki's cleaning (the recipient's phone with its prefix, the sender's country not given).
+fn parcel() -> Parcel {
+    let party = |name: &str, line_1: &str, line_2: &str, postcode: &str| Party {
+        name: name.into(),
+        address_line_1: line_1.into(),
+        address_line_2: line_2.into(),
+        postcode: postcode.into(),
+        city: "Barcelona".into(),
+        ..Party::default()
+    };
+    Parcel {
+        order_id: 33,
+        vendor_id: 5,
+        order_reference: "xxx".into(),
+        packages: 1,
+        weight_kg: 0.0,
+        notes: "delivery testing".into(),
+        recipient: Party {
+            surname: "Bond".into(),
+            region: "Barcelona".into(),
+            country: "ES".into(),
+            phone: "+34666554433".into(),
+            email: "email@example.com".into(),
+            ..party("James", "Address 1", "address 2", "08025")
+        },
+        sender: Party {
+            phone: "93333333".into(),
+            email: "detergents@agranel.coop".into(),
+            ..party("A granel", "Sant Antoni Maria Claret, 175", "", "08041")
+        },
+    }
+}
+
+#[tokio::test]
+async fn the_port_books_a_parcel_with_the_very_body_of_its_envio() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/services/rekis/api/altaEnvios"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture(
+            "api_test_shipment_test_create_shipment_successful_POST_rekis_api_altaEnvios.json",
+        )))
+        .expect(2)
+        .mount(&server)
+        .await;
+    let client = koiki(&server);
+    let wire = client.book_envios(&one_envio()).await.expect("booked");
+    let booked = client.book(&[parcel()]).await.expect("booked");
+
+    let requests = server.received_requests().await.expect("recorded");
+    assert_eq!(
+        String::from_utf8_lossy(&requests[1].body),
+        String::from_utf8_lossy(&requests[0].body),
+        "the parcel is sent as its envio, byte for byte"
+    );
+    assert_eq!(
+        booked,
+        [ParcelBooking::Booked {
+            barcode: "yyy".into(),
+            reference: "123".into(),
+            message: "OK".into(),
+            label_pdf: wire[0].label_pdf.clone(),
+        }]
+    );
+    assert_eq!(
+        client.request_for(&parcel()).expect("Koiki takes it"),
+        serde_json::to_string_pretty(&envio()).expect("JSON"),
+        "the shipment keeps the envio sent"
+    );
+}
+
+#[tokio::test]
+async fn the_port_answers_in_the_domains_words() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/services/rekis/api/altaEnvios"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture(
+            "api_test_shipment_test_create_shipment_failed_POST_rekis_api_altaEnvios.json",
+        )))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/kis/api/v1/service/track/see"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture(
+            "api_test_tasks_test_update_delivery_status_success_POST_kis_api_v1_service_track_see.json",
+        )))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let client = koiki(&server);
+    assert_eq!(
+        client.book(&[parcel()]).await.expect("answered"),
+        [ParcelBooking::Refused {
+            reason: "Missing field X".into()
+        }]
+    );
+    assert_eq!(
+        client
+            .track("JJD00026901005395958001")
+            .await
+            .expect("tracked"),
+        TrackingReport::Event {
+            state: TrackingState::Delivered,
+            description: "Envío entregado".into(),
+            date: Some("2021-07-26T09:49:37+0000".into()),
+            notes: String::new(),
+        }
+    );
+
+    // A sender's region Koiki does not know: the parcel is not taken, and nothing is sent.
+    let mut unknown = parcel();
+    unknown.sender.region = "DE-BY".into();
+    assert_eq!(
+        client.request_for(&unknown),
+        Err(UnshippableParcel {
+            reason: "unknown province code \"DE-BY\"".into()
+        })
+    );
+    let err = client.book(&[unknown]).await.unwrap_err();
+    assert!(matches!(err, ShippingError::Rejected { .. }), "{err:?}");
 }

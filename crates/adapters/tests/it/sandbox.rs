@@ -2,13 +2,12 @@
 //! environment the sandbox prints.
 
 use adapters::config::Settings;
-use adapters::koiki::KoikiClient;
+use adapters::koiki::{Envio, KoikiClient};
 use adapters::mail::SmtpMailer;
 use adapters::sandbox::{Sandbox, SandboxOptions, vendor_email};
 use adapters::wordpress::WordPressShop;
 use domain::error::{ShippingError, ShopError};
 use domain::model::ShipmentStatus;
-use domain::model::shipment::{BookingRequest, Envio};
 use domain::ports::{Email, Mailer, ShippingProvider, Shop};
 use domain::service::shipping::tracking_status;
 use std::time::Duration;
@@ -81,9 +80,7 @@ async fn the_sandbox_environment_points_the_real_clients_at_the_fakes() {
     // a PDF label.
     let koiki = KoikiClient::new(&settings.koiki, TIMEOUT).expect("koiki client");
     let results = koiki
-        .book(&BookingRequest {
-            envios: vec![envio("order-a", "James"), envio("order-b", "Moneypenny")],
-        })
+        .book_envios(&[envio("order-a", "James"), envio("order-b", "Moneypenny")])
         .await
         .expect("booked");
     assert_eq!(results.len(), 2);
@@ -174,9 +171,7 @@ async fn the_fakes_refuse_wrong_credentials() {
     settings.shop.password = Some("wrong".to_owned().into());
     let koiki = KoikiClient::new(&settings.koiki, TIMEOUT).expect("koiki client");
     let err = koiki
-        .book(&BookingRequest {
-            envios: vec![envio("x", "James")],
-        })
+        .book_envios(&[envio("x", "James")])
         .await
         .expect_err("refused");
     assert!(

@@ -45,7 +45,7 @@ impl TestApp {
             addr: running.addr,
             running,
             shutdown,
-            client: adapters::koiki::http_client(std::time::Duration::from_secs(30))
+            client: adapters::http::http_client(std::time::Duration::from_secs(30))
                 .expect("http client"),
         }
     }

@@ -9,7 +9,8 @@ use async_trait::async_trait;
 use connector::{Connector, IngestError, IngestOutcome};
 use domain::error::ShippingError;
 use domain::memory::{MemoryMailer, MemoryShop};
-use domain::model::shipment::{BookingRequest, BookingResult, TrackingReport, VendorProfile};
+use domain::model::shipment::VendorProfile;
+use domain::model::{Parcel, ParcelBooking, TrackingReport};
 use domain::model::{Resource, ShipmentStatus, WebhookStatus};
 use domain::service::signature::WebhookSecret;
 use secrecy::ExposeSecret as _;
@@ -22,27 +23,24 @@ const SECRET: &str = "embedding-test-secret";
 const ORDER: &[u8] = include_bytes!("../../../../tests/fixtures/order_minimal.json");
 const ORDER_ID: i64 = 33;
 
-/// A carrier that books every envio and counts its calls.
+/// A carrier that books every parcel and counts its calls.
 #[derive(Default)]
 struct CountingCarrier {
     bookings: AtomicUsize,
-    envios: AtomicUsize,
+    parcels: AtomicUsize,
 }
 
 #[async_trait]
 impl domain::ports::ShippingProvider for CountingCarrier {
-    async fn book(&self, request: &BookingRequest) -> Result<Vec<BookingResult>, ShippingError> {
+    async fn book(&self, parcels: &[Parcel]) -> Result<Vec<ParcelBooking>, ShippingError> {
         self.bookings.fetch_add(1, Ordering::SeqCst);
-        self.envios
-            .fetch_add(request.envios.len(), Ordering::SeqCst);
-        Ok(request
-            .envios
+        self.parcels.fetch_add(parcels.len(), Ordering::SeqCst);
+        Ok(parcels
             .iter()
-            .map(|e| BookingResult {
-                code: "101".into(),
+            .map(|p| ParcelBooking::Booked {
                 message: "booked".into(),
-                barcode: format!("OWN-{}", e.num_pedido),
-                reference: e.num_pedido.clone(),
+                barcode: format!("OWN-{}", p.order_reference),
+                reference: p.order_reference.clone(),
                 label_pdf: b"%PDF-1.4 own label".to_vec(),
             })
             .collect())
@@ -243,7 +241,7 @@ async fn a_signed_order_is_booked_once_through_a_custom_carrier_and_repeats_are_
         let done = worker.await.expect("worker");
         assert_eq!(done.dead, 0, "{backend}: {done:?}");
         assert_eq!(e.carrier.bookings.load(Ordering::SeqCst), 1, "{backend}");
-        assert_eq!(e.carrier.envios.load(Ordering::SeqCst), 1, "{backend}");
+        assert_eq!(e.carrier.parcels.load(Ordering::SeqCst), 1, "{backend}");
         assert_eq!(e.mailer.sent().len(), 1, "{backend}: one label mail");
         assert_eq!(
             c.shipments()
@@ -397,16 +395,16 @@ struct DownCarrier;
 
 #[async_trait]
 impl domain::ports::ShippingProvider for DownCarrier {
-    async fn book(&self, _: &BookingRequest) -> Result<Vec<BookingResult>, ShippingError> {
+    async fn book(&self, _: &[Parcel]) -> Result<Vec<ParcelBooking>, ShippingError> {
         Err(ShippingError::Unavailable {
-            reason: "koiki is down".into(),
+            reason: "the carrier is down".into(),
             retry_after: None,
         })
     }
 
     async fn track(&self, _barcode: &str) -> Result<TrackingReport, ShippingError> {
         Err(ShippingError::Unavailable {
-            reason: "koiki is down".into(),
+            reason: "the carrier is down".into(),
             retry_after: None,
         })
     }
@@ -453,7 +451,7 @@ async fn a_webhook_whose_retries_run_out_is_failed_with_the_reason_not_left_queu
     assert_eq!(webhook.data.status, WebhookStatus::Failed);
     let error = webhook.last_error.unwrap_or_default();
     assert!(
-        error.contains("given up after 1 attempt") && error.contains("koiki is down"),
+        error.contains("given up after 1 attempt") && error.contains("the carrier is down"),
         "{error}"
     );
     assert!(

@@ -1,5 +1,5 @@
-//! Domain types. Wire formats (WooCommerce, Koiki, SugarCRM JSON) are parsed into these by the
-//! adapters; the WooCommerce order and customer payloads are lenient serde models because the
+//! Domain types. Wire formats (WooCommerce, the carrier's, SugarCRM JSON) are parsed into these
+//! by the adapters; the WooCommerce order and customer payloads are lenient serde models because the
 //! connector stores webhooks byte for byte and parses them only when it processes them.
 
 pub mod customer;
@@ -7,6 +7,7 @@ pub mod event;
 pub mod job;
 mod lenient;
 pub mod order;
+pub mod parcel;
 pub mod payload;
 pub mod shipment;
 pub mod shipment_record;
@@ -17,6 +18,7 @@ pub use customer::Customer;
 pub use event::{Event, EventId, EventKind, NewEvent};
 pub use job::{DeadJob, HeldBooking, Job, JobId, JobKind, Lease, NewJob};
 pub use order::{Address, Billing, LineItem, MetaData, Order, ShippingLine};
+pub use parcel::{Parcel, ParcelBooking, Party, TrackingReport, TrackingState};
 pub use payload::PayloadError;
 pub use shipment::{ShipmentMethod, ShipmentStatus};
 pub use shipment_record::{

@@ -83,7 +83,7 @@ pub struct ShipmentRecord {
     pub method: ShipmentMethod,
     /// Where it stands.
     pub status: ShipmentStatus,
-    /// The carrier's barcode (`codBarras`), empty when there is none.
+    /// The carrier's barcode, empty when there is none.
     pub delivery_id: String,
     /// The request sent to the carrier (JSON, without the token).
     pub request: String,
@@ -93,7 +93,7 @@ pub struct ShipmentRecord {
     pub notes: String,
     /// Whether a label PDF is stored.
     pub has_label: bool,
-    /// Date of the latest tracking event, as Koiki sent it.
+    /// Date of the latest tracking event, as the carrier sent it.
     pub tracking_status_created_at: Option<String>,
     /// When tracking last looked.
     pub tracking_updated_at: Option<DateTime<Utc>>,

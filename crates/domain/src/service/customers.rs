@@ -251,7 +251,7 @@ mod tests {
     use crate::model::{
         NewWebhook, Recorded, Resource, WebhookEvent, WebhookFilter, WebhookId, WebhookSummary,
     };
-    use crate::ports::{MockCrm, MockShop, WpUser};
+    use crate::ports::{MockCrm, MockShop, ShopUser};
     use async_trait::async_trait;
     use std::sync::Mutex;
 
@@ -345,8 +345,8 @@ mod tests {
         crm
     }
 
-    fn user(roles_now: &[&str]) -> WpUser {
-        WpUser {
+    fn user(roles_now: &[&str]) -> ShopUser {
+        ShopUser {
             id: 13,
             email: "partner@email.com".into(),
             roles: roles(roles_now),

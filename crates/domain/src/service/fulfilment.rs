@@ -1,21 +1,21 @@
-//! Fulfilling an order: local-pickup vendors are recorded as delivered, Koiki vendors are booked
-//! in one call (one envio each) and each answer is recorded on the shipment of the vendor it was
-//! requested for, before anything is mailed.
+//! Fulfilling an order: local-pickup vendors are recorded as delivered, the carrier's vendors are
+//! booked in one call (one parcel each) and each answer is recorded on the shipment of the vendor
+//! it was requested for, before anything is mailed.
 //!
 //! Idempotency: every shipment is first *claimed* in the store, unique per (order, vendor), before
 //! the shop or the carrier is asked anything. A repeated delivery, an `order.updated`, a replay or
 //! a second worker finds the claim and books nothing. Claims are released when the shop or the
-//! carrier could not be reached, so the job's retry can book them. Koiki has no idempotency key,
-//! so a booking that may have happened is never sent again on its own: one sent without an answer
+//! carrier could not be reached, so the job's retry can book them. The carrier (Koiki) may take no
+//! idempotency key, so a booking that may have happened is never sent again on its own: one sent without an answer
 //! ([`crate::error::ShippingError::Indeterminate`]) is recorded as an error for the admins, and a
 //! worker that dies between the claim and the record leaves the shipment in `BOOKING` for an
 //! operator.
 
-use super::shipping::{ShippingMethods, build_envio, pair_results, plan};
+use super::shipping::{ShippingMethods, build_parcel, pair_results, plan};
 use crate::error::{JobError, ShopError, Transience, error_chain};
-use crate::model::shipment::{BookingRequest, BookingResult, Envio};
 use crate::model::{
-    BookingOutcome, BookingRecorded, Claim, Order, ShipmentMethod, ShipmentRecord, ShipmentStatus,
+    BookingOutcome, BookingRecorded, Claim, Order, ParcelBooking, ShipmentMethod, ShipmentRecord,
+    ShipmentStatus,
 };
 use crate::ports::{ShipmentStore, ShippingProvider, Shop};
 
@@ -27,7 +27,7 @@ pub struct FulfilmentDeps<'a> {
     pub carrier: &'a dyn ShippingProvider,
     /// The shop (vendors' sender data).
     pub shop: &'a dyn Shop,
-    /// Which shipping methods mean Koiki and local pickup.
+    /// Which shipping methods mean the carrier and local pickup.
     pub methods: &'a ShippingMethods,
 }
 
@@ -86,27 +86,29 @@ pub(crate) fn failed_outcome(request: String, message: String) -> BookingOutcome
     }
 }
 
-pub(crate) fn request_json(envio: &Envio) -> String {
-    serde_json::to_string_pretty(envio).unwrap_or_default()
-}
-
-/// What the carrier's answer for one envio comes to: a label, or a refusal.
-pub(crate) fn outcome_of(envio: &Envio, result: &BookingResult) -> BookingOutcome {
-    let booked = result.is_booked();
-    BookingOutcome {
-        status: if booked {
-            ShipmentStatus::LabelSent
-        } else {
-            ShipmentStatus::ErrorFromBody
+/// What the carrier's answer for one parcel comes to: a label, or a refusal. `request` is what
+/// the carrier was sent for it ([`crate::ports::ShippingProvider::request_for`]).
+pub(crate) fn outcome_of(request: &str, result: ParcelBooking) -> BookingOutcome {
+    match result {
+        ParcelBooking::Booked {
+            barcode,
+            message,
+            label_pdf,
+            ..
+        } => BookingOutcome {
+            status: ShipmentStatus::LabelSent,
+            delivery_id: barcode,
+            request: request.to_owned(),
+            message,
+            label_pdf: Some(label_pdf),
         },
-        delivery_id: if booked {
-            result.barcode.clone()
-        } else {
-            String::new()
+        ParcelBooking::Refused { reason } => BookingOutcome {
+            status: ShipmentStatus::ErrorFromBody,
+            delivery_id: String::new(),
+            request: request.to_owned(),
+            message: reason,
+            label_pdf: None,
         },
-        request: request_json(envio),
-        message: result.message.clone(),
-        label_pdf: booked.then(|| result.label_pdf.clone()),
     }
 }
 
@@ -182,7 +184,8 @@ pub async fn fulfil_order(
     // Each vendor's shipment is claimed before anyone is asked anything: a vendor that has one
     // already is left alone.
     let mut groups = Vec::new();
-    let mut envios = Vec::new();
+    let mut parcels = Vec::new();
+    let mut requests = Vec::new();
     let mut claims = Vec::new();
     let mut emails = Vec::new();
     for group in &plan.koiki {
@@ -199,16 +202,20 @@ pub async fn fulfil_order(
             }
         };
         let problem = match deps.shop.vendor(group.vendor_id).await {
-            Ok(profile) => match build_envio(order, group, &profile) {
-                Ok(envio) => {
-                    claims.push(s.id);
-                    groups.push(group.clone());
-                    envios.push(envio);
-                    emails.push(profile.email);
-                    continue;
+            Ok(profile) => {
+                let parcel = build_parcel(order, group, &profile);
+                match deps.carrier.request_for(&parcel) {
+                    Ok(request) => {
+                        claims.push(s.id);
+                        groups.push(group.clone());
+                        parcels.push(parcel);
+                        requests.push(request);
+                        emails.push(profile.email);
+                        continue;
+                    }
+                    Err(e) => e.to_string(),
                 }
-                Err(e) => e.to_string(),
-            },
+            }
             Err(e @ (ShopError::Unavailable { .. } | ShopError::InvalidResponse { .. })) => {
                 // Nothing was booked: the claims made here are released for the retry.
                 for id in claims.iter().chain([&s.id]) {
@@ -224,7 +231,8 @@ pub async fn fulfil_order(
             }
             Err(e) => format!("vendor {}: {}", group.vendor_id, error_chain(&e)),
         };
-        // Bad vendor data: an error shipment for this vendor, the others are booked.
+        // Bad vendor data (or data the carrier cannot take): an error shipment for this vendor,
+        // the others are booked.
         let outcome = failed_outcome(String::new(), problem);
         if let Some(recorded) = record_claimed(deps.store, s.id, &outcome).await? {
             report.failed.push(s.id);
@@ -235,10 +243,7 @@ pub async fn fulfil_order(
         return Ok(report);
     }
 
-    let request = BookingRequest {
-        envios: envios.clone(),
-    };
-    let results = match deps.carrier.book(&request).await {
+    let results = match deps.carrier.book(&parcels).await {
         Ok(results) => results,
         Err(e) => {
             if let Transience::Transient { retry_after } = e.transience() {
@@ -251,8 +256,8 @@ pub async fn fulfil_order(
                 });
             }
             let message = error_chain(&e);
-            for (id, envio) in claims.iter().zip(&envios) {
-                let outcome = failed_outcome(request_json(envio), message.clone());
+            for (id, request) in claims.iter().zip(&requests) {
+                let outcome = failed_outcome(request.clone(), message.clone());
                 if let Some(recorded) = record_claimed(deps.store, *id, &outcome).await? {
                     report.failed.push(*id);
                     report.to_mail.extend(ToMail::found(recorded));
@@ -261,10 +266,11 @@ pub async fn fulfil_order(
             return Ok(report);
         }
     };
-    match pair_results(&groups, &envios, results) {
+    match pair_results(&groups, &parcels, results) {
         Ok(paired) => {
-            for (((_, envio, result), id), email) in paired.into_iter().zip(&claims).zip(emails) {
-                let outcome = outcome_of(&envio, &result);
+            let answers = paired.into_iter().zip(&requests).zip(&claims).zip(emails);
+            for ((((_, _, result), request), id), email) in answers {
+                let outcome = outcome_of(request, result);
                 let label_pdf = outcome.label_pdf.clone();
                 let Some(recorded) = record_claimed(deps.store, *id, &outcome).await? else {
                     continue;
@@ -285,8 +291,8 @@ pub async fn fulfil_order(
         }
         Err(e) => {
             let message = format!("the carrier's answer does not match the request: {e}");
-            for (id, envio) in claims.iter().zip(&envios) {
-                let outcome = failed_outcome(request_json(envio), message.clone());
+            for (id, request) in claims.iter().zip(&requests) {
+                let outcome = failed_outcome(request.clone(), message.clone());
                 if let Some(recorded) = record_claimed(deps.store, *id, &outcome).await? {
                     report.failed.push(*id);
                     report.to_mail.extend(ToMail::found(recorded));
@@ -301,8 +307,9 @@ pub async fn fulfil_order(
 mod tests {
     use super::*;
     use crate::error::ShippingError;
+    use crate::model::ParcelBooking;
     use crate::model::ShipmentRecord;
-    use crate::model::shipment::{BookingResult, VendorProfile};
+    use crate::model::shipment::VendorProfile;
     use crate::ports::{MockShippingProvider, MockShop};
 
     type MemoryStore = crate::memory::MemoryShipmentStore;
@@ -374,9 +381,18 @@ mod tests {
         shop
     }
 
-    fn booked(barcode: &str) -> BookingResult {
-        BookingResult {
-            code: "101".into(),
+    /// A carrier whose request for a parcel is the parcel as JSON; `book` is for each test to
+    /// expect.
+    fn carrier() -> MockShippingProvider {
+        let mut carrier = MockShippingProvider::new();
+        carrier
+            .expect_request_for()
+            .returning(|parcel| Ok(serde_json::to_string_pretty(parcel).expect("JSON")));
+        carrier
+    }
+
+    fn booked(barcode: &str) -> ParcelBooking {
+        ParcelBooking::Booked {
             message: "OK".into(),
             barcode: barcode.into(),
             reference: "123".into(),
@@ -387,13 +403,12 @@ mod tests {
     #[tokio::test]
     async fn each_label_goes_to_the_vendor_it_was_requested_for_and_pickups_are_delivered() {
         let store = MemoryStore::default();
-        let mut carrier = MockShippingProvider::new();
+        let mut carrier = carrier();
         carrier.expect_book().times(1).returning(|req| {
-            // One envio per vendor; answer with a barcode naming the sender.
+            // One parcel per vendor; answer with a barcode naming the sender.
             Ok(req
-                .envios
                 .iter()
-                .map(|e| booked(&format!("code-{}", e.nombre_remi)))
+                .map(|p| booked(&format!("code-{}", p.sender.name)))
                 .collect())
         });
         let report = fulfil(&store, &carrier).await.expect("fulfilled");
@@ -415,11 +430,11 @@ mod tests {
     #[tokio::test]
     async fn a_repeated_delivery_books_nothing_twice() {
         let store = MemoryStore::default();
-        let mut carrier = MockShippingProvider::new();
+        let mut carrier = carrier();
         carrier
             .expect_book()
             .times(1)
-            .returning(|req| Ok(req.envios.iter().map(|_| booked("c")).collect()));
+            .returning(|req| Ok(req.iter().map(|_| booked("c")).collect()));
         fulfil(&store, &carrier).await.expect("first");
         let again = fulfil(&store, &carrier).await.expect("second");
         assert!(again.booked.is_empty() && again.picked_up.is_empty());
@@ -433,7 +448,7 @@ mod tests {
     #[tokio::test]
     async fn an_unreachable_carrier_releases_the_claims_for_the_retry() {
         let store = MemoryStore::default();
-        let mut carrier = MockShippingProvider::new();
+        let mut carrier = carrier();
         let mut calls = 0;
         carrier.expect_book().times(2).returning(move |req| {
             calls += 1;
@@ -443,7 +458,7 @@ mod tests {
                     retry_after: None,
                 })
             } else {
-                Ok(req.envios.iter().map(|_| booked("c")).collect())
+                Ok(req.iter().map(|_| booked("c")).collect())
             }
         });
         let first = fulfil(&store, &carrier).await;
@@ -466,7 +481,7 @@ mod tests {
     #[tokio::test]
     async fn a_booking_that_may_have_happened_is_not_booked_again() {
         let store = MemoryStore::default();
-        let mut carrier = MockShippingProvider::new();
+        let mut carrier = carrier();
         carrier.expect_book().times(1).returning(|_| {
             Err(ShippingError::Indeterminate {
                 reason: "timed out: operation timed out".into(),
@@ -478,7 +493,7 @@ mod tests {
             let s = store.by_vendor(vendor);
             assert_eq!(s.status, ShipmentStatus::ErrorFromBody);
             assert!(s.message.contains("may have booked"), "{}", s.message);
-            assert!(!s.request.is_empty(), "the envio sent is kept");
+            assert!(!s.request.is_empty(), "the request sent is kept");
         }
         // The admins are told (the error mail); a repeat finds the shipments and books nothing.
         assert_eq!(report.to_mail.len(), 2);
@@ -487,21 +502,16 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_refused_envio_is_recorded_as_an_error_with_the_carriers_message() {
+    async fn a_refused_parcel_is_recorded_as_an_error_with_the_carriers_message() {
         let store = MemoryStore::default();
-        let mut carrier = MockShippingProvider::new();
+        let mut carrier = carrier();
         carrier.expect_book().returning(|req| {
             Ok(req
-                .envios
                 .iter()
-                .map(|e| {
-                    if e.nombre_remi == "Quèviure" {
-                        BookingResult {
-                            code: "102".into(),
-                            message: "Missing field X".into(),
-                            barcode: String::new(),
-                            reference: String::new(),
-                            label_pdf: Vec::new(),
+                .map(|p| {
+                    if p.sender.name == "Quèviure" {
+                        ParcelBooking::Refused {
+                            reason: "Missing field X".into(),
                         }
                     } else {
                         booked("ok")

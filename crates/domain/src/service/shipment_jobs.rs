@@ -4,19 +4,16 @@
 //! that fails is sent again without booking again; one shipment whose tracking fails does not
 //! stop the others.
 
-use super::fulfilment::{
-    FulfilmentDeps, ToMail, failed_outcome, fulfil_order, outcome_of, request_json,
-};
+use super::fulfilment::{FulfilmentDeps, ToMail, failed_outcome, fulfil_order, outcome_of};
 use super::mails::{booking_error_mail, label_mail, tracking_changed_mail};
 use super::shipping::{
-    ShippingMethods, VendorGroup, build_envio, pair_results, plan, tracking_status,
+    ShippingMethods, VendorGroup, build_parcel, pair_results, plan, tracking_status,
 };
 use crate::error::{JobError, MailError, ShopError, StoreError, Transience, error_chain};
 use crate::model::payload;
-use crate::model::shipment::{BookingRequest, Envio};
 use crate::model::{
-    BOOKING_LEASE, BookingRecorded, HeldBooking, JobKind, NewJob, Order, ShipmentMethod,
-    ShipmentRecord, ShipmentStatus, Webhook, WebhookStatus,
+    BOOKING_LEASE, BookingRecorded, HeldBooking, JobKind, NewJob, Order, Parcel, ShipmentMethod,
+    ShipmentRecord, ShipmentStatus, TrackingReport, Webhook, WebhookStatus,
 };
 use crate::ports::{Email, JobQueue, Mailer, ShipmentStore, ShippingProvider, Shop, WebhookInbox};
 
@@ -34,7 +31,7 @@ pub struct ShipmentJobs<'a> {
     pub mailer: &'a dyn Mailer,
     /// Where follow-up jobs (mails, tracking) are enqueued.
     pub queue: &'a dyn JobQueue,
-    /// Which shipping methods mean Koiki and local pickup.
+    /// Which shipping methods mean the carrier and local pickup.
     pub methods: &'a ShippingMethods,
     /// The shop's base URL (for the order links in mails).
     pub shop_host: &'a str,
@@ -311,10 +308,8 @@ impl ShipmentJobs<'_> {
             .map_err(|e| JobError::from_port(&e, e.transience()))?;
         let (status, message) = tracking_status(&report);
         let (notes, date) = match &report {
-            crate::model::shipment::TrackingReport::Event { notes, date, .. } => {
-                (notes.clone(), date.clone())
-            }
-            crate::model::shipment::TrackingReport::Error { .. } => (String::new(), None),
+            TrackingReport::Event { notes, date, .. } => (notes.clone(), date.clone()),
+            TrackingReport::Error { .. } => (String::new(), None),
         };
         let updated = self
             .store
@@ -385,7 +380,7 @@ impl ShipmentJobs<'_> {
             reason: format!("shipment {shipment_id}: {reason}"),
         };
         let planned = self.plan_rebooking(&s).await;
-        let (group, envio) = match planned {
+        let (group, parcel, request) = match planned {
             Ok(planned) => planned,
             Err(e) => {
                 // Nothing booked: the shipment goes back as it was.
@@ -415,26 +410,22 @@ impl ShipmentJobs<'_> {
                 s.delivery_id
             );
         }
-        let request = BookingRequest {
-            envios: vec![envio.clone()],
-        };
-        let outcome = match self.carrier.book(&request).await {
-            Ok(results) => {
-                match pair_results(std::slice::from_ref(&group), &request.envios, results) {
-                    Ok(mut paired) if paired.len() == 1 => {
-                        let (_, envio, result) = paired.remove(0);
-                        outcome_of(&envio, &result)
-                    }
-                    Ok(_) => failed_outcome(
-                        request_json(&envio),
-                        "the carrier's answer does not match the request".into(),
-                    ),
-                    Err(e) => failed_outcome(
-                        request_json(&envio),
-                        format!("the carrier's answer does not match the request: {e}"),
-                    ),
+        let parcels = [parcel];
+        let outcome = match self.carrier.book(&parcels).await {
+            Ok(results) => match pair_results(std::slice::from_ref(&group), &parcels, results) {
+                Ok(mut paired) if paired.len() == 1 => {
+                    let (_, _, result) = paired.remove(0);
+                    outcome_of(&request, result)
                 }
-            }
+                Ok(_) => failed_outcome(
+                    request.clone(),
+                    "the carrier's answer does not match the request".into(),
+                ),
+                Err(e) => failed_outcome(
+                    request.clone(),
+                    format!("the carrier's answer does not match the request: {e}"),
+                ),
+            },
             Err(e) => match e.transience() {
                 Transience::Transient { retry_after } => {
                     self.store
@@ -445,7 +436,7 @@ impl ShipmentJobs<'_> {
                         retry_after,
                     });
                 }
-                Transience::Permanent => failed_outcome(request_json(&envio), error_chain(&e)),
+                Transience::Permanent => failed_outcome(request.clone(), error_chain(&e)),
             },
         };
         let recorded = match self
@@ -526,8 +517,12 @@ impl ShipmentJobs<'_> {
         }))
     }
 
-    /// The order fetched again and the vendor's part of it to book.
-    async fn plan_rebooking(&self, s: &ShipmentRecord) -> Result<(VendorGroup, Envio), JobError> {
+    /// The order fetched again, the vendor's part of it to book, and what the carrier is to be
+    /// sent for it.
+    async fn plan_rebooking(
+        &self,
+        s: &ShipmentRecord,
+    ) -> Result<(VendorGroup, Parcel, String), JobError> {
         let shipment_id = s.id;
         let permanent = |reason: String| JobError::Permanent {
             reason: format!("shipment {shipment_id}: {reason}"),
@@ -549,8 +544,12 @@ impl ShipmentJobs<'_> {
             .vendor(s.vendor_id)
             .await
             .map_err(|e| shop_error(&e))?;
-        let envio = build_envio(&order, &group, &profile).map_err(|e| permanent(e.to_string()))?;
-        Ok((group, envio))
+        let parcel = build_parcel(&order, &group, &profile);
+        let request = self
+            .carrier
+            .request_for(&parcel)
+            .map_err(|e| permanent(e.to_string()))?;
+        Ok((group, parcel, request))
     }
 }
 
@@ -559,7 +558,8 @@ mod tests {
     use super::*;
     use crate::error::ShippingError;
     use crate::memory::MemoryShipmentStore;
-    use crate::model::shipment::{BookingResult, VendorProfile};
+    use crate::model::ParcelBooking;
+    use crate::model::shipment::VendorProfile;
     use crate::model::{BookingOutcome, JobId};
     use crate::ports::{
         MockJobQueue, MockMailer, MockShippingProvider, MockShop, MockWebhookInbox,
@@ -587,12 +587,21 @@ mod tests {
         shop
     }
 
-    fn carrier(barcode: &'static str) -> MockShippingProvider {
+    /// A carrier whose request for a parcel is the parcel as JSON; any booking or tracking
+    /// panics unless a test expects it.
+    fn no_booking() -> MockShippingProvider {
         let mut carrier = MockShippingProvider::new();
+        carrier
+            .expect_request_for()
+            .returning(|parcel| Ok(serde_json::to_string_pretty(parcel).expect("JSON")));
+        carrier
+    }
+
+    fn carrier(barcode: &'static str) -> MockShippingProvider {
+        let mut carrier = no_booking();
         carrier.expect_book().returning(move |req| {
-            assert_eq!(req.envios.len(), 1, "one envio: the retried vendor's");
-            Ok(vec![BookingResult {
-                code: "101".into(),
+            assert_eq!(req.len(), 1, "one parcel: the retried vendor's");
+            Ok(vec![ParcelBooking::Booked {
                 message: "OK".into(),
                 barcode: barcode.into(),
                 reference: String::new(),
@@ -702,7 +711,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_shipment_with_a_label_needs_force() {
-        let f = Fixture::new(MockShippingProvider::new()); // any call panics
+        let f = Fixture::new(no_booking()); // any booking panics
         let id = shipment(&f.store, ShipmentStatus::LabelSent, "OLD1").await;
         let err = f
             .jobs()
@@ -735,7 +744,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_carrier_that_cannot_be_reached_leaves_the_shipment_as_it_was() {
-        let mut carrier = MockShippingProvider::new();
+        let mut carrier = no_booking();
         carrier.expect_book().returning(|_| {
             Err(ShippingError::Unavailable {
                 reason: "timeout".into(),
@@ -758,7 +767,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_local_pickup_or_a_vendor_no_longer_shipped_by_koiki_is_refused() {
-        let f = Fixture::new(MockShippingProvider::new());
+        let f = Fixture::new(no_booking());
         let Claim::Claimed(s) = f
             .store
             .claim(33, 7, ShipmentMethod::LocalPickup)
@@ -821,7 +830,7 @@ mod tests {
     /// flight per shipment.
     #[tokio::test]
     async fn a_job_whose_attempt_was_taken_books_nothing() {
-        let f = Fixture::new(MockShippingProvider::new()); // any call panics
+        let f = Fixture::new(no_booking()); // any booking panics
         let id = shipment(&f.store, ShipmentStatus::LabelSent, "OLD1").await;
         let first = f
             .store
@@ -933,7 +942,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_held_retry_put_off_by_the_carrier_resumes_with_its_attempt() {
-        let mut carrier = MockShippingProvider::new();
+        let mut carrier = no_booking();
         let mut calls = 0;
         carrier.expect_book().returning(move |_| {
             calls += 1;
@@ -943,8 +952,7 @@ mod tests {
                     retry_after: None,
                 })
             } else {
-                Ok(vec![BookingResult {
-                    code: "101".into(),
+                Ok(vec![ParcelBooking::Booked {
                     message: "OK".into(),
                     barcode: "NEW3".into(),
                     reference: String::new(),
@@ -1018,10 +1026,9 @@ mod tests {
 
     #[tokio::test]
     async fn an_order_is_booked_and_its_label_mailed_in_the_same_job_once() {
-        let mut once = MockShippingProvider::new();
+        let mut once = no_booking();
         once.expect_book().times(1).returning(|_| {
-            Ok(vec![BookingResult {
-                code: "101".into(),
+            Ok(vec![ParcelBooking::Booked {
                 message: "OK".into(),
                 barcode: "NEW1".into(),
                 reference: String::new(),
@@ -1087,7 +1094,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_shop_that_cannot_be_reached_leaves_no_claim_behind() {
-        let mut f = Fixture::new(MockShippingProvider::new()); // any booking panics
+        let mut f = Fixture::new(no_booking()); // any booking panics
         let mut shop = MockShop::new();
         shop.expect_vendor().returning(|_| {
             Err(ShopError::Unavailable {

@@ -1,24 +1,23 @@
 //! Shipping decisions for an order, pure and without I/O (spec §4, §5.1, §5.4, §5.5).
 //!
-//! - [`plan`] splits an order by vendor and by shipping method: which vendors ship with Koiki,
-//!   which are picked up at the shop and which are ignored.
-//! - [`build_envio`] builds the Koiki `envio` for one vendor's part of the order.
-//! - [`pair_results`] pairs Koiki's answers with the vendors they belong to, by request order.
+//! - [`plan`] splits an order by vendor and by shipping method: which vendors ship with the
+//!   carrier, which are picked up at the shop and which are ignored.
+//! - [`build_parcel`] makes the parcel of one vendor's part of the order.
+//! - [`pair_results`] pairs the carrier's answers with the vendors they belong to, by request
+//!   order.
 //! - [`tracking_status`] maps a tracking report to a shipment status and message.
 //!
 //! Where this differs from the original connector, on purpose:
-//! - the original paired the i-th Koiki answer with the i-th *line item*'s vendor (spec §12 #1);
-//!   [`pair_results`] pairs it with the i-th *requested* group;
+//! - the original paired the i-th carrier answer with the i-th *line item*'s vendor (spec §12
+//!   #1); [`pair_results`] pairs it with the i-th *requested* group;
 //! - a shipping line naming a vendor that has no line items crashed the original (§12 #14); here
 //!   that vendor gets no group at all;
-//! - an unknown vendor province code crashed the task (§12 #10); here it is
-//!   [`EnvioError::UnknownProvince`];
 //! - a vendor is in exactly one group: the first shipping line that names it decides its method
 //!   (the original could list a vendor under two methods when an explicit line and the
 //!   empty-meta fallback both named it).
 
-use crate::model::shipment::{BookingResult, Envio, ShipmentStatus, TrackingReport, VendorProfile};
-use crate::model::{LineItem, Order};
+use crate::model::shipment::{ShipmentStatus, VendorProfile};
+use crate::model::{LineItem, Order, Parcel, ParcelBooking, Party, TrackingReport, TrackingState};
 use serde_json::Value;
 
 /// The line-item meta key holding the vendor (WCFM).
@@ -68,7 +67,8 @@ pub struct VendorGroup {
 /// items [5, 6, 5] give 5 then 6), whatever the order of the shipping lines.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ShipmentPlan {
-    /// Vendors to book with Koiki, one envio each. Empty means: do not call Koiki (§12 #3).
+    /// Vendors to book with the carrier, one parcel each. Empty means: do not call the carrier
+    /// (§12 #3).
     pub koiki: Vec<VendorGroup>,
     /// Vendors whose customer picks up at the shop.
     pub local_pickup: Vec<VendorGroup>,
@@ -104,31 +104,21 @@ pub enum PlanError {
     },
 }
 
-/// Why an envio cannot be built.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EnvioError {
-    /// The vendor's state is neither empty, nor one of the four Catalan province names, nor a
-    /// Spanish subdivision code (§5.5). The original crashed; the caller records an error
-    /// shipment for this vendor instead, and books the others.
-    #[error("unknown province code {0:?}")]
-    UnknownProvince(String),
-}
-
-/// Why Koiki's answers cannot be paired with the requested vendors.
+/// Why the carrier's answers cannot be paired with the requested vendors.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PairingError {
-    /// There is not one envio per group.
-    #[error("{groups} vendor groups but {envios} envios")]
-    EnviosMismatch {
+    /// There is not one parcel per group.
+    #[error("{groups} vendor groups but {parcels} parcels")]
+    ParcelsMismatch {
         /// How many groups.
         groups: usize,
-        /// How many envios.
-        envios: usize,
+        /// How many parcels.
+        parcels: usize,
     },
-    /// Koiki did not answer once per envio (for example `envios: []` on a token error).
-    #[error("{requested} envios requested but {received} results received")]
+    /// The carrier did not answer once per parcel.
+    #[error("{requested} parcels requested but {received} results received")]
     ResultsMismatch {
-        /// How many envios were sent.
+        /// How many parcels were sent.
         requested: usize,
         /// How many results came back.
         received: usize,
@@ -229,246 +219,101 @@ fn vendor_id_of(value: &Value) -> Option<i64> {
     }
 }
 
-/// Builds the Koiki envio for one vendor's part of an order, field by field as spec §5.1 says.
+/// The parcel of one vendor's part of an order (spec §5.1), with the details as the shop gave
+/// them: the carrier's adapter cleans or converts what its API needs.
 ///
-/// The recipient comes from the order's shipping address, with the billing phone and e-mail; the
-/// sender from the group's store name and the vendor's profile. Cities are cleaned
-/// (`'` and `-` become spaces, `ç` becomes `c`); the recipient's province is sent raw, the
-/// sender's normalised to a province name (§5.5); the sender's country defaults to `ES`.
-///
-/// # Errors
-/// [`EnvioError::UnknownProvince`] when the vendor's state is not a known Spanish code: the
-/// caller records an error shipment for this vendor rather than failing the whole order.
-pub fn build_envio(
-    order: &Order,
-    group: &VendorGroup,
-    vendor: &VendorProfile,
-) -> Result<Envio, EnvioError> {
+/// The recipient is the order's shipping address, with the billing phone and e-mail; the sender
+/// is the group's store name and the vendor's profile. One package, of unknown weight (0 kg);
+/// the notes are the customer's note on the order.
+pub fn build_parcel(order: &Order, group: &VendorGroup, vendor: &VendorProfile) -> Parcel {
     let shipping = &order.shipping;
-    Ok(Envio {
-        num_pedido: order.order_key.clone(),
-        bultos: 1,
-        kilos: 0.0,
-        tipo_servicio: 5,
-        reembolso: 0.0,
-        observaciones: order.customer_note.clone(),
-        nombre_desti: shipping.first_name.clone(),
-        apellido_desti: shipping.last_name.clone(),
-        direccion_desti: shipping.address_1.clone(),
-        direccion_adicional_desti: shipping.address_2.clone(),
-        numero_calle_desti: String::new(),
-        cod_postal_desti: shipping.postcode.clone(),
-        poblacion_desti: clean_city(&shipping.city),
-        provincia_desti: shipping.state.clone(),
-        pais_desti: shipping.country.clone(),
-        telefono_desti: strip_country_prefix(&order.billing.phone),
-        email_desti: order.billing.email.clone(),
-        nombre_remi: group.store_name.clone(),
-        apellido_remi: String::new(),
-        numero_calle_remi: String::new(),
-        direccion_remi: vendor.street.clone(),
-        cod_postal_remi: vendor.zip.clone(),
-        poblacion_remi: clean_city(&vendor.city),
-        provincia_remi: province_name(&vendor.state)?,
-        pais_remi: if vendor.country.is_empty() {
-            "ES".to_owned()
-        } else {
-            vendor.country.clone()
+    Parcel {
+        order_id: order.id,
+        vendor_id: group.vendor_id,
+        order_reference: order.order_key.clone(),
+        packages: 1,
+        weight_kg: 0.0,
+        notes: order.customer_note.clone(),
+        recipient: Party {
+            name: shipping.first_name.clone(),
+            surname: shipping.last_name.clone(),
+            address_line_1: shipping.address_1.clone(),
+            address_line_2: shipping.address_2.clone(),
+            postcode: shipping.postcode.clone(),
+            city: shipping.city.clone(),
+            region: shipping.state.clone(),
+            country: shipping.country.clone(),
+            phone: order.billing.phone.clone(),
+            email: order.billing.email.clone(),
         },
-        email_remi: vendor.email.clone(),
-        telefono_remi: vendor.phone.clone(),
-    })
-}
-
-/// The original's town-name filter: `'` and `-` become spaces, `ç`/`Ç` become `c`/`C`.
-fn clean_city(city: &str) -> String {
-    city.chars()
-        .map(|c| match c {
-            '\'' | '-' => ' ',
-            'ç' => 'c',
-            'Ç' => 'C',
-            other => other,
-        })
-        .collect()
-}
-
-/// The original's `phone[3:]` when the phone matches `^\+\d{2}` (`+34666554433` → `666554433`,
-/// `+34 666…` keeps its leading space). Digits are ASCII here, where Python's `\d` also took
-/// other Unicode digits.
-fn strip_country_prefix(phone: &str) -> String {
-    let mut chars = phone.chars();
-    let prefixed = chars.next() == Some('+')
-        && chars.next().is_some_and(|c| c.is_ascii_digit())
-        && chars.next().is_some_and(|c| c.is_ascii_digit());
-    if prefixed {
-        chars.as_str().to_owned()
-    } else {
-        phone.to_owned()
+        sender: Party {
+            name: group.store_name.clone(),
+            surname: String::new(),
+            address_line_1: vendor.street.clone(),
+            address_line_2: String::new(),
+            postcode: vendor.zip.clone(),
+            city: vendor.city.clone(),
+            region: vendor.state.clone(),
+            country: vendor.country.clone(),
+            phone: vendor.phone.clone(),
+            email: vendor.email.clone(),
+        },
     }
 }
 
-/// The four Catalan province names the original accepted as input.
-const CATALAN_PROVINCE_NAMES: [&str; 4] = ["Barcelona", "Girona", "Tarragona", "Lleida"];
-
-/// Spanish ISO 3166-2 subdivisions (`ES-<code>`), with pycountry 20.7.3's names as the original
-/// sent them. The provinces are as listed in spec §5.5; the autonomous communities and cities
-/// resolve too, as in the original.
-const SPANISH_SUBDIVISIONS: [(&str, &str); 69] = [
-    // Provinces.
-    ("A", "Alicante"),
-    ("AB", "Albacete"),
-    ("AL", "Almería"),
-    ("AV", "Ávila"),
-    ("B", "Barcelona"),
-    ("BA", "Badajoz"),
-    ("BI", "Bizkaia"),
-    ("BU", "Burgos"),
-    ("C", "A Coruña"),
-    ("CA", "Cádiz"),
-    ("CC", "Cáceres"),
-    ("CO", "Córdoba"),
-    ("CR", "Ciudad Real"),
-    ("CS", "Castellón"),
-    ("CU", "Cuenca"),
-    ("GC", "Las Palmas"),
-    ("GI", "Girona"),
-    ("GR", "Granada"),
-    ("GU", "Guadalajara"),
-    ("H", "Huelva"),
-    ("HU", "Huesca"),
-    ("J", "Jaén"),
-    ("L", "Lleida"),
-    ("LE", "León"),
-    ("LO", "La Rioja"),
-    ("LU", "Lugo"),
-    ("M", "Madrid"),
-    ("MA", "Málaga"),
-    ("MU", "Murcia"),
-    ("NA", "Navarra / Nafarroa"),
-    ("O", "Asturias"),
-    ("OR", "Ourense"),
-    ("P", "Palencia"),
-    ("PM", "Balears"),
-    ("PO", "Pontevedra"),
-    ("S", "Cantabria"),
-    ("SA", "Salamanca"),
-    ("SE", "Sevilla"),
-    ("SG", "Segovia"),
-    ("SO", "Soria"),
-    ("SS", "Gipuzkoa"),
-    ("T", "Tarragona"),
-    ("TE", "Teruel"),
-    ("TF", "Santa Cruz de Tenerife"),
-    ("TO", "Toledo"),
-    ("V", "Valencia / València"),
-    ("VA", "Valladolid"),
-    ("VI", "Álava"),
-    ("Z", "Zaragoza"),
-    ("ZA", "Zamora"),
-    // Autonomous communities and cities.
-    ("AN", "Andalucía"),
-    ("AR", "Aragón"),
-    ("AS", "Asturias, Principado de"),
-    ("CB", "Cantabria"),
-    ("CE", "Ceuta"),
-    ("CL", "Castilla y León"),
-    ("CM", "Castilla-La Mancha"),
-    ("CN", "Canarias"),
-    ("CT", "Catalunya"),
-    ("EX", "Extremadura"),
-    ("GA", "Galicia"),
-    ("IB", "Illes Balears"),
-    ("MC", "Murcia, Región de"),
-    ("MD", "Madrid, Comunidad de"),
-    ("ML", "Melilla"),
-    (
-        "NC",
-        "Navarra, Comunidad Foral de / Nafarroako Foru Komunitatea",
-    ),
-    ("PV", "País Vasco / Euskal Herria"),
-    ("RI", "La Rioja"),
-    ("VC", "Valenciana, Comunidad / Valenciana, Comunitat"),
-];
-
-/// The original's `State(code)` as a name (§5.5): empty passes through, the four Catalan names map
-/// to themselves (exact case), any other input is looked up as `ES-<input>`, ignoring case.
-fn province_name(state: &str) -> Result<String, EnvioError> {
-    if state.is_empty() {
-        return Ok(String::new());
-    }
-    if let Some(name) = CATALAN_PROVINCE_NAMES.iter().find(|n| **n == state) {
-        return Ok((*name).to_owned());
-    }
-    SPANISH_SUBDIVISIONS
-        .iter()
-        .find(|(code, _)| code.eq_ignore_ascii_case(state))
-        .map(|(_, name)| (*name).to_owned())
-        .ok_or_else(|| EnvioError::UnknownProvince(state.to_owned()))
-}
-
-/// Pairs Koiki's answers with the vendors they answer: the i-th result answers the i-th envio,
-/// which was built for the i-th group (the original paired it with the i-th line item's vendor,
-/// §12 #1).
+/// Pairs the carrier's answers with the vendors they answer: the i-th result answers the i-th
+/// parcel, which was made for the i-th group (the original paired it with the i-th line item's
+/// vendor, §12 #1).
 ///
 /// # Errors
-/// [`PairingError::EnviosMismatch`] when there is not one envio per group,
-/// [`PairingError::ResultsMismatch`] when there is not one result per envio; nothing is paired
+/// [`PairingError::ParcelsMismatch`] when there is not one parcel per group,
+/// [`PairingError::ResultsMismatch`] when there is not one result per parcel; nothing is paired
 /// then, since no answer can be trusted to belong to a vendor.
 pub fn pair_results(
     groups: &[VendorGroup],
-    envios: &[Envio],
-    results: Vec<BookingResult>,
-) -> Result<Vec<(VendorGroup, Envio, BookingResult)>, PairingError> {
-    if groups.len() != envios.len() {
-        return Err(PairingError::EnviosMismatch {
+    parcels: &[Parcel],
+    results: Vec<ParcelBooking>,
+) -> Result<Vec<(VendorGroup, Parcel, ParcelBooking)>, PairingError> {
+    if groups.len() != parcels.len() {
+        return Err(PairingError::ParcelsMismatch {
             groups: groups.len(),
-            envios: envios.len(),
+            parcels: parcels.len(),
         });
     }
-    if results.len() != envios.len() {
+    if results.len() != parcels.len() {
         return Err(PairingError::ResultsMismatch {
-            requested: envios.len(),
+            requested: parcels.len(),
             received: results.len(),
         });
     }
     Ok(groups
         .iter()
         .cloned()
-        .zip(envios.iter().cloned())
+        .zip(parcels.iter().cloned())
         .zip(results)
-        .map(|((group, envio), result)| (group, envio, result))
+        .map(|((group, parcel), result)| (group, parcel, result))
         .collect())
 }
-
-/// Koiki codes meaning the parcel is on its way.
-const IN_PROCESS_CODES: [i64; 4] = [100, 102, 103, 114];
-/// Koiki codes meaning something held the parcel up.
-const ON_HOLD_CODES: [i64; 3] = [111, 112, 113];
-/// Koiki's code for a delivered parcel.
-const DELIVERED_CODE: i64 = 108;
 
 /// The shipment status and message a tracking report gives (spec §5.4, §3.2).
 ///
 /// An error report gives [`ShipmentStatus::ErrorFromTracking`] with the error's message. An event
-/// with code 100, 102, 103 or 114 gives [`ShipmentStatus::InProcess`]; 111 to 113 and 900 to 906
-/// [`ShipmentStatus::OnHold`]; 108 [`ShipmentStatus::Delivered`], each with the event's
-/// description (`codEstado`). Any other code, or none, gives
-/// [`ShipmentStatus::ErrorFromTracking`] with `"{codEstado}. Doesn't match any shipment status"`.
+/// that leaves the parcel in transit gives [`ShipmentStatus::InProcess`], held up
+/// [`ShipmentStatus::OnHold`], delivered [`ShipmentStatus::Delivered`], each with the event's
+/// description. An event the carrier's adapter does not recognise gives
+/// [`ShipmentStatus::ErrorFromTracking`] with `"{description}. Doesn't match any shipment
+/// status"`.
 pub fn tracking_status(report: &TrackingReport) -> (ShipmentStatus, String) {
     match report {
-        TrackingReport::Error { message, .. } => {
-            (ShipmentStatus::ErrorFromTracking, message.clone())
-        }
+        TrackingReport::Error { message } => (ShipmentStatus::ErrorFromTracking, message.clone()),
         TrackingReport::Event {
-            code, description, ..
+            state, description, ..
         } => {
-            let status = match *code {
-                Some(c) if IN_PROCESS_CODES.contains(&c) => Some(ShipmentStatus::InProcess),
-                Some(c) if ON_HOLD_CODES.contains(&c) || (900..=906).contains(&c) => {
-                    Some(ShipmentStatus::OnHold)
-                }
-                Some(DELIVERED_CODE) => Some(ShipmentStatus::Delivered),
-                _ => None,
+            let status = match state {
+                TrackingState::InTransit => Some(ShipmentStatus::InProcess),
+                TrackingState::HeldUp => Some(ShipmentStatus::OnHold),
+                TrackingState::Delivered => Some(ShipmentStatus::Delivered),
+                TrackingState::Unrecognised => None,
             };
             match status {
                 Some(status) => (status, description.clone()),
@@ -533,9 +378,8 @@ mod tests {
         .expect("order parses")
     }
 
-    fn booked(barcode: &str) -> BookingResult {
-        BookingResult {
-            code: "101".to_owned(),
+    fn booked(barcode: &str) -> ParcelBooking {
+        ParcelBooking::Booked {
             message: "OK".to_owned(),
             barcode: barcode.to_owned(),
             reference: barcode.to_owned(),
@@ -763,10 +607,10 @@ mod tests {
         ));
     }
 
-    // --- build_envio ----------------------------------------------------------------------
+    // --- build_parcel ---------------------------------------------------------------------
 
     #[test]
-    fn the_worked_example_envio_matches_field_by_field() {
+    fn the_worked_example_parcel_carries_the_details_as_the_shop_gave_them() {
         let order = order(include_str!(
             "../../tests/fixtures/koiki_test_create_delivery_setUp_order.json"
         ));
@@ -780,171 +624,35 @@ mod tests {
                 "../../tests/fixtures/koiki_test_create_delivery_setUp_GET_wp_json_wp_v2_users_5_context_edit.json"
             ),
         );
-        let envio = build_envio(&order, &plan.koiki[0], &vendor5).expect("envio");
+        let parcel = build_parcel(&order, &plan.koiki[0], &vendor5);
 
-        assert_eq!(envio.num_pedido, "xxx");
-        assert_eq!(envio.bultos, 1);
-        assert_eq!(envio.kilos, 0.0);
-        assert_eq!(envio.tipo_servicio, 5);
-        assert_eq!(envio.reembolso, 0.0);
-        assert_eq!(envio.observaciones, "delivery testing");
-        assert_eq!(envio.nombre_desti, "James");
-        assert_eq!(envio.apellido_desti, "Bond");
-        assert_eq!(envio.direccion_desti, "Address 1");
-        assert_eq!(envio.direccion_adicional_desti, "address 2");
-        assert_eq!(envio.numero_calle_desti, "");
-        assert_eq!(envio.cod_postal_desti, "08025");
-        assert_eq!(envio.poblacion_desti, "Barcelona");
-        assert_eq!(envio.provincia_desti, "Barcelona");
-        assert_eq!(envio.pais_desti, "ES");
-        assert_eq!(envio.telefono_desti, "666554433");
-        assert_eq!(envio.email_desti, "email@example.com");
-        assert_eq!(envio.nombre_remi, "A granel");
-        assert_eq!(envio.apellido_remi, "");
-        assert_eq!(envio.numero_calle_remi, "");
-        assert_eq!(envio.direccion_remi, "Sant Antoni Maria Claret, 175");
-        assert_eq!(envio.cod_postal_remi, "08041");
-        assert_eq!(envio.poblacion_remi, "Barcelona");
-        assert_eq!(envio.provincia_remi, "");
-        assert_eq!(envio.pais_remi, "ES");
-        assert_eq!(envio.email_remi, "detergents@agranel.coop");
-        assert_eq!(envio.telefono_remi, "93333333");
-
-        assert_contains_subset(
-            &envio,
-            include_str!("../../tests/fixtures/koiki_test_create_delivery_setUp_expected.json"),
-        );
-    }
-
-    #[test]
-    fn the_second_vendor_of_the_worked_example_matches_its_expected_subset() {
-        let order = order(include_str!(
-            "../../tests/fixtures/koiki_test_create_delivery_setUp_order.json"
-        ));
-        let plan = plan(&order, &ShippingMethods::default()).expect("plan");
-        let vendor6 = vendor(
-            6,
-            include_str!(
-                "../../tests/fixtures/koiki_test_create_delivery_setUp_GET_wp_json_wcfmmp_v1_settings_id_6.json"
-            ),
-            include_str!(
-                "../../tests/fixtures/koiki_test_create_delivery_setUp_GET_wp_json_wp_v2_users_6_context_edit.json"
-            ),
-        );
-        let envio = build_envio(&order, &plan.koiki[1], &vendor6).expect("envio");
-        assert_contains_subset(
-            &envio,
-            include_str!("../../tests/fixtures/koiki_test_create_delivery_setUp_expected_2.json"),
-        );
-    }
-
-    /// The original's `assertDictContainsSubset` on the serialised envio.
-    fn assert_contains_subset(envio: &Envio, expected: &str) {
-        let actual = serde_json::to_value(envio).expect("serialises");
-        let expected: Value = serde_json::from_str(expected).expect("fixture");
-        for (key, value) in expected.as_object().expect("object") {
-            assert_eq!(&actual[key], value, "field {key}");
-        }
-    }
-
-    #[test]
-    fn the_sender_city_is_cleaned_and_the_phone_kept_as_is() {
-        let order = order_of(vec![], vec![]);
-        let envio = build_envio(
-            &order,
-            &group(6, "Quèviure"),
-            &sender("Sant Llorenç d'Hortons", "B", "ES"),
-        )
-        .expect("envio");
-        assert_contains_subset(
-            &envio,
-            include_str!(
-                "../../tests/fixtures/koiki_test_models_test_sender_with_town_name_filtering_expected.json"
-            ),
-        );
-    }
-
-    #[test]
-    fn cities_lose_apostrophes_hyphens_and_cedillas() {
+        assert_eq!((parcel.order_id, parcel.vendor_id), (order.id, 5));
+        assert_eq!(parcel.order_reference, "xxx");
+        assert_eq!((parcel.packages, parcel.weight_kg), (1, 0.0));
+        assert_eq!(parcel.notes, "delivery testing");
+        let to = &parcel.recipient;
+        assert_eq!((to.name.as_str(), to.surname.as_str()), ("James", "Bond"));
+        assert_eq!(to.address_line_1, "Address 1");
+        assert_eq!(to.address_line_2, "address 2");
+        assert_eq!(to.postcode, "08025");
+        assert_eq!(to.city, "Barcelona");
+        assert_eq!(to.region, order.shipping.state);
+        assert_eq!(to.country, "ES");
+        assert_eq!(to.phone, order.billing.phone);
+        assert_eq!(to.email, "email@example.com");
+        let from = &parcel.sender;
         assert_eq!(
-            clean_city("Sant Llorenç d'Hortons"),
-            "Sant Llorenc d Hortons"
+            (from.name.as_str(), from.surname.as_str()),
+            ("A granel", "")
         );
-        assert_eq!(clean_city("Bell-lloc d'Urgell"), "Bell lloc d Urgell");
-        assert_eq!(clean_city("ÇA"), "CA");
-
-        let mut order = order_of(vec![], vec![]);
-        order.shipping.city = "Bell-lloc d'Urgell".to_owned();
-        let envio =
-            build_envio(&order, &group(6, "Q"), &sender("Barcelona", "", "")).expect("envio");
-        assert_eq!(envio.poblacion_desti, "Bell lloc d Urgell");
-    }
-
-    #[test]
-    fn the_recipient_phone_loses_a_plus_and_two_digits_only() {
-        assert_eq!(strip_country_prefix("+34666554433"), "666554433");
-        assert_eq!(strip_country_prefix("666554433"), "666554433");
-        assert_eq!(strip_country_prefix("+34 666554433"), " 666554433");
-        assert_eq!(strip_country_prefix("+3"), "+3");
-        assert_eq!(strip_country_prefix("+ 34666"), "+ 34666");
-        assert_eq!(strip_country_prefix(""), "");
-    }
-
-    #[test]
-    fn the_recipient_province_is_sent_raw() {
-        let mut order = order_of(vec![], vec![]);
-        order.shipping.state = "B".to_owned();
-        let envio =
-            build_envio(&order, &group(6, "Q"), &sender("Barcelona", "", "")).expect("envio");
-        assert_eq!(envio.provincia_desti, "B");
-    }
-
-    #[test]
-    fn province_codes_become_names_and_catalan_names_pass() {
-        for (input, name) in [
-            ("B", "Barcelona"),
-            ("GI", "Girona"),
-            ("T", "Tarragona"),
-            ("L", "Lleida"),
-            ("b", "Barcelona"),
-            ("gi", "Girona"),
-            ("Barcelona", "Barcelona"),
-            ("Girona", "Girona"),
-            ("Tarragona", "Tarragona"),
-            ("Lleida", "Lleida"),
-            ("M", "Madrid"),
-            ("V", "Valencia / València"),
-            ("CT", "Catalunya"),
-            ("", ""),
-        ] {
-            assert_eq!(province_name(input).as_deref(), Ok(name), "{input}");
-        }
-    }
-
-    #[test]
-    fn an_unknown_province_is_an_error_not_a_crash() {
-        for input in ["invalid", "DE-BY", "Madrid", "ES-B"] {
-            assert_eq!(
-                province_name(input),
-                Err(EnvioError::UnknownProvince(input.to_owned()))
-            );
-        }
-        let order = order_of(vec![], vec![]);
-        assert_eq!(
-            build_envio(&order, &group(6, "Q"), &sender("Barcelona", "DE-BY", "ES")),
-            Err(EnvioError::UnknownProvince("DE-BY".to_owned()))
-        );
-    }
-
-    #[test]
-    fn the_sender_country_defaults_to_es() {
-        let order = order_of(vec![], vec![]);
-        let envio =
-            build_envio(&order, &group(6, "Q"), &sender("Barcelona", "", "")).expect("envio");
-        assert_eq!(envio.pais_remi, "ES");
-        let envio =
-            build_envio(&order, &group(6, "Q"), &sender("Barcelona", "", "FR")).expect("envio");
-        assert_eq!(envio.pais_remi, "FR");
+        assert_eq!(from.address_line_1, "Sant Antoni Maria Claret, 175");
+        assert_eq!(from.address_line_2, "");
+        assert_eq!(from.postcode, "08041");
+        assert_eq!(from.city, vendor5.city);
+        assert_eq!(from.region, vendor5.state);
+        assert_eq!(from.country, vendor5.country);
+        assert_eq!(from.phone, "93333333");
+        assert_eq!(from.email, "detergents@agranel.coop");
     }
 
     // --- pair_results ---------------------------------------------------------------------
@@ -965,24 +673,24 @@ mod tests {
             ],
         );
         let plan = plan(&order, &ShippingMethods::default()).expect("plan");
-        let envios: Vec<Envio> = plan
+        let parcels: Vec<Parcel> = plan
             .koiki
             .iter()
             .map(|g| {
                 let profile = sender("Barcelona", "B", "ES");
-                build_envio(&order, g, &profile).expect("envio")
+                build_parcel(&order, g, &profile)
             })
             .collect();
         let results = vec![booked("barcode-A"), booked("barcode-B")];
-        let paired = pair_results(&plan.koiki, &envios, results).expect("paired");
+        let paired = pair_results(&plan.koiki, &parcels, results).expect("paired");
 
         assert_eq!(paired.len(), 2);
         assert_eq!(paired[0].0.vendor_id, 10);
-        assert_eq!(paired[0].1.nombre_remi, "A");
-        assert_eq!(paired[0].2.barcode, "barcode-A");
+        assert_eq!(paired[0].1.sender.name, "A");
+        assert_eq!(paired[0].2.barcode(), "barcode-A");
         assert_eq!(paired[1].0.vendor_id, 20);
-        assert_eq!(paired[1].1.nombre_remi, "B");
-        assert_eq!(paired[1].2.barcode, "barcode-B");
+        assert_eq!(paired[1].1.sender.name, "B");
+        assert_eq!(paired[1].2.barcode(), "barcode-B");
     }
 
     #[test]
@@ -990,56 +698,38 @@ mod tests {
         let groups = [group(1, "A"), group(2, "B")];
         let order = order_of(vec![], vec![]);
         let profile = sender("Barcelona", "", "");
-        let envios: Vec<Envio> = groups
+        let parcels: Vec<Parcel> = groups
             .iter()
-            .map(|g| build_envio(&order, g, &profile).expect("envio"))
+            .map(|g| build_parcel(&order, g, &profile))
             .collect();
         assert_eq!(
-            pair_results(&groups, &envios, vec![booked("x")]),
+            pair_results(&groups, &parcels, vec![booked("x")]),
             Err(PairingError::ResultsMismatch {
                 requested: 2,
                 received: 1
             })
         );
         assert_eq!(
-            pair_results(&groups, &envios, vec![]),
+            pair_results(&groups, &parcels, vec![]),
             Err(PairingError::ResultsMismatch {
                 requested: 2,
                 received: 0
             })
         );
         assert_eq!(
-            pair_results(&groups, &envios[..1], vec![booked("x")]),
-            Err(PairingError::EnviosMismatch {
+            pair_results(&groups, &parcels[..1], vec![booked("x")]),
+            Err(PairingError::ParcelsMismatch {
                 groups: 2,
-                envios: 1
+                parcels: 1
             })
         );
     }
 
     // --- tracking_status ------------------------------------------------------------------
 
-    /// Reads a Koiki tracking answer the way the adapter does: `result[0]` or `error`.
-    fn report(body: &str) -> TrackingReport {
-        let body: Value = serde_json::from_str(body).expect("fixture");
-        if let Some(error) = body.get("error") {
-            return TrackingReport::Error {
-                code: error["code"].as_i64(),
-                message: error["message"].as_str().unwrap_or_default().to_owned(),
-            };
-        }
-        let event = &body["result"][0];
+    fn event(state: TrackingState, description: &str) -> TrackingReport {
         TrackingReport::Event {
-            code: event["code"].as_i64(),
-            description: event["codEstado"].as_str().unwrap_or_default().to_owned(),
-            date: event["date"].as_str().map(str::to_owned),
-            notes: event["notas"].as_str().unwrap_or_default().to_owned(),
-        }
-    }
-
-    fn event(code: Option<i64>, description: &str) -> TrackingReport {
-        TrackingReport::Event {
-            code,
+            state,
             description: description.to_owned(),
             date: None,
             notes: String::new(),
@@ -1047,39 +737,29 @@ mod tests {
     }
 
     #[test]
-    fn tracking_code_108_is_delivered_with_its_description() {
-        let report = report(include_str!(
-            "../../tests/fixtures/api_test_tasks_test_update_delivery_status_success_POST_kis_api_v1_service_track_see.json"
-        ));
+    fn a_delivered_parcel_is_delivered_with_its_description() {
         assert_eq!(
-            tracking_status(&report),
+            tracking_status(&event(TrackingState::Delivered, "Envío entregado")),
             (ShipmentStatus::Delivered, "Envío entregado".to_owned())
         );
     }
 
     #[test]
-    fn an_unknown_tracking_code_is_a_tracking_error() {
-        let report = report(include_str!(
-            "../../tests/fixtures/api_test_tasks_test_update_delivery_status_unknown_code_POST_kis_api_v1_service_track_see.json"
-        ));
+    fn an_unrecognised_event_is_a_tracking_error() {
         assert_eq!(
-            tracking_status(&report),
+            tracking_status(&event(TrackingState::Unrecognised, "Unknown state")),
             (
                 ShipmentStatus::ErrorFromTracking,
                 "Unknown state. Doesn't match any shipment status".to_owned()
             )
         );
-        assert_eq!(
-            tracking_status(&event(None, "No code")).0,
-            ShipmentStatus::ErrorFromTracking
-        );
     }
 
     #[test]
     fn a_tracking_error_is_a_tracking_error_with_its_message() {
-        let report = report(include_str!(
-            "../../tests/fixtures/api_test_tasks_test_update_delivery_status_response_error_POST_kis_api_v1_service_track_see.json"
-        ));
+        let report = TrackingReport::Error {
+            message: "CODE NOT FOUND".to_owned(),
+        };
         assert_eq!(
             tracking_status(&report),
             (
@@ -1090,25 +770,14 @@ mod tests {
     }
 
     #[test]
-    fn tracking_codes_map_to_in_process_and_on_hold() {
-        for code in [100, 102, 103, 114] {
-            assert_eq!(
-                tracking_status(&event(Some(code), "En proces")),
-                (ShipmentStatus::InProcess, "En proces".to_owned())
-            );
-        }
-        for code in [111, 112, 113, 900, 901, 902, 903, 904, 905, 906] {
-            assert_eq!(
-                tracking_status(&event(Some(code), "Particularitat")),
-                (ShipmentStatus::OnHold, "Particularitat".to_owned())
-            );
-        }
-        for code in [101, 104, 110, 899, 907] {
-            assert_eq!(
-                tracking_status(&event(Some(code), "X")).0,
-                ShipmentStatus::ErrorFromTracking,
-                "{code}"
-            );
-        }
+    fn parcels_in_transit_and_held_up_are_in_process_and_on_hold() {
+        assert_eq!(
+            tracking_status(&event(TrackingState::InTransit, "En proces")),
+            (ShipmentStatus::InProcess, "En proces".to_owned())
+        );
+        assert_eq!(
+            tracking_status(&event(TrackingState::HeldUp, "Particularitat")),
+            (ShipmentStatus::OnHold, "Particularitat".to_owned())
+        );
     }
 }

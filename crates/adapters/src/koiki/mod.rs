@@ -1,9 +1,13 @@
 //! Koiki, the carrier: [`KoikiClient`] implements [`ShippingProvider`] over Koiki's two JSON APIs
 //! (spec §5).
 //!
+//! Koiki's wire format lives here, not in the domain: each of the domain's parcels becomes one
+//! [`Envio`] ([`wire`], with the details cleaned as Koiki wants them by [`cleaning`]), and
+//! Koiki's answers and tracking codes become the domain's bookings and tracking states.
+//!
 //! - **Booking**: `POST {host}/rekis/api/altaEnvios` with
 //!   `{"formatoEtiqueta":"PDF","envios":[...],"token":"..."}` (the token goes in the body). Each
-//!   envio of the answer becomes one [`BookingResult`], in request order; only the string
+//!   envio of the answer becomes one [`EnvioResult`], in request order; only the string
 //!   `respuesta` `"101"` is a booking.
 //! - **Tracking**: `POST {tracking_host}/kis/api/v1/service/track/see` with
 //!   `{"code":"<barcode>","token":"..."}`; the first entry of `result` is the newest event.
@@ -22,19 +26,26 @@
 //! token, and `Koiki response. status=..., body=...` with each label cut to 10 characters. The
 //! tokens never reach a log line, an error or `Debug`.
 
+pub mod cleaning;
+pub mod wire;
+
 use async_trait::async_trait;
-use base64::Engine as _;
-use domain::error::ShippingError;
-use domain::model::shipment::{BookingRequest, BookingResult, Envio, TrackingReport};
+use domain::error::{ShippingError, UnshippableParcel};
+use domain::model::{Parcel, ParcelBooking, TrackingReport};
 use domain::ports::ShippingProvider;
-use reqwest::{Response, StatusCode};
+use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
-use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::fmt;
 use std::time::Duration;
+use wire::{
+    AltaEnvios, QUOTED_BODY_CHARS, TrackSee, envio_result, int_of, is_truthy, text_of,
+    truncate_labels,
+};
+pub use wire::{Envio, EnvioResult, TrackingAnswer};
 
 use crate::config::KoikiConfig;
+use crate::http::{cut, http_client, join, retry_after};
 use crate::redact::redact;
 
 /// The path of the booking API, after `KOIKI_HOST`.
@@ -42,28 +53,8 @@ pub const BOOKING_PATH: &str = "/rekis/api/altaEnvios";
 /// The path of the tracking API, after `KOIKI_TRACKING_HOST`.
 pub const TRACKING_PATH: &str = "/kis/api/v1/service/track/see";
 
-/// How many characters of an unexpected body an error message quotes.
-const QUOTED_BODY_CHARS: usize = 200;
-/// How many characters of a label the log lines keep.
-const LOGGED_LABEL_CHARS: usize = 10;
 /// How many characters of a body a log line keeps at most.
 const LOGGED_BODY_CHARS: usize = 4000;
-
-/// Builds the HTTP client the connector's outbound adapters share: rustls on the `ring`
-/// provider, installed as the process default the first time (reqwest's `rustls-no-provider`
-/// takes the process default), and a timeout on every request.
-///
-/// # Errors
-/// The [`reqwest::Error`] when the TLS set-up fails.
-pub fn http_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
-    // Fails only when a provider is already installed, which is what we want anyway.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout)
-        .user_agent(concat!("lazona-connector/", env!("CARGO_PKG_VERSION")))
-        .build()
-}
 
 /// The Koiki client. Cheap to clone (the HTTP client is shared).
 #[derive(Clone)]
@@ -90,24 +81,6 @@ impl fmt::Debug for KoikiClient {
             )
             .finish_non_exhaustive()
     }
-}
-
-/// The altaEnvios body, in the original's key order. Logged without the token.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct AltaEnvios<'a> {
-    formato_etiqueta: &'static str,
-    envios: &'a [Envio],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    token: Option<&'a str>,
-}
-
-/// The track/see body. Logged without the token.
-#[derive(Serialize)]
-struct TrackSee<'a> {
-    code: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    token: Option<&'a str>,
 }
 
 impl KoikiClient {
@@ -219,8 +192,41 @@ struct Exchange {
 
 #[async_trait]
 impl ShippingProvider for KoikiClient {
-    async fn book(&self, request: &BookingRequest) -> Result<Vec<BookingResult>, ShippingError> {
-        if request.envios.is_empty() {
+    /// The parcel's envio, as pretty JSON (what the shipment keeps of the request).
+    fn request_for(&self, parcel: &Parcel) -> Result<String, UnshippableParcel> {
+        let envio = Envio::from_parcel(parcel).map_err(|e| UnshippableParcel {
+            reason: e.to_string(),
+        })?;
+        Ok(serde_json::to_string_pretty(&envio).unwrap_or_default())
+    }
+
+    /// Books one envio per parcel. A parcel Koiki cannot take
+    /// ([`ShippingProvider::request_for`] refuses it) makes the whole call
+    /// [`ShippingError::Rejected`], before anything is sent.
+    async fn book(&self, parcels: &[Parcel]) -> Result<Vec<ParcelBooking>, ShippingError> {
+        let envios = parcels
+            .iter()
+            .map(Envio::from_parcel)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ShippingError::Rejected {
+                reason: e.to_string(),
+            })?;
+        let results = self.book_envios(&envios).await?;
+        Ok(results.into_iter().map(ParcelBooking::from).collect())
+    }
+
+    async fn track(&self, barcode: &str) -> Result<TrackingReport, ShippingError> {
+        self.track_see(barcode).await.map(TrackingReport::from)
+    }
+}
+
+impl KoikiClient {
+    /// Books `envios` in one `altaEnvios` call; the results are in request order.
+    ///
+    /// # Errors
+    /// As for [`ShippingProvider::book`].
+    pub async fn book_envios(&self, envios: &[Envio]) -> Result<Vec<EnvioResult>, ShippingError> {
+        if envios.is_empty() {
             // The original called Koiki with `envios: []` (spec §12 #3): nothing to book.
             return Ok(Vec::new());
         }
@@ -232,7 +238,7 @@ impl ShippingProvider for KoikiClient {
         let url = &self.booking_url;
         let logged = AltaEnvios {
             formato_etiqueta: "PDF",
-            envios: &request.envios,
+            envios,
             token: None,
         };
         tracing::info!(
@@ -252,7 +258,7 @@ impl ShippingProvider for KoikiClient {
         let exchange = self.post(Call::Booking, url, body).await?;
         let answer = self.json_or_error(Call::Booking, &exchange)?;
         let status = exchange.status.as_u16();
-        let envios = match answer.get("envios") {
+        let answered = match answer.get("envios") {
             Some(Value::Array(envios)) if !envios.is_empty() => envios,
             Some(Value::Array(_)) | None | Some(Value::Null) => {
                 tracing::error!(
@@ -279,23 +285,23 @@ impl ShippingProvider for KoikiClient {
                 });
             }
         };
-        if envios.len() != request.envios.len() {
+        if answered.len() != envios.len() {
             return Err(ShippingError::InvalidResponse {
                 reason: format!(
                     "{} envios sent, {} answered: the answers cannot be matched to them",
-                    request.envios.len(),
-                    envios.len()
+                    envios.len(),
+                    answered.len()
                 ),
             });
         }
 
-        let results = envios
+        let results = answered
             .iter()
             .enumerate()
-            .map(|(i, envio)| booking_result(i, envio))
+            .map(|(i, envio)| envio_result(i, envio))
             .collect::<Result<Vec<_>, _>>()?;
         let logged = self.scrub(&truncate_labels(&answer).to_string());
-        if results.iter().all(BookingResult::is_booked) {
+        if results.iter().all(EnvioResult::is_booked) {
             tracing::info!("Koiki response. status={status}, body={logged}");
         } else {
             tracing::error!("Koiki response. status={status}, body={logged}");
@@ -303,7 +309,12 @@ impl ShippingProvider for KoikiClient {
         Ok(results)
     }
 
-    async fn track(&self, barcode: &str) -> Result<TrackingReport, ShippingError> {
+    /// The newest tracking event of `barcode`, or the tracking API's error, in one
+    /// `track/see` call.
+    ///
+    /// # Errors
+    /// As for [`ShippingProvider::track`].
+    pub async fn track_see(&self, barcode: &str) -> Result<TrackingAnswer, ShippingError> {
         let Some(token) = self.tracking_token.as_ref() else {
             return Err(ShippingError::Rejected {
                 reason: "no Koiki tracking token is configured (KOIKI_TRACKING_AUTH_TOKEN)".into(),
@@ -338,11 +349,11 @@ impl ShippingProvider for KoikiClient {
                 cut(&body, LOGGED_BODY_CHARS)
             );
             return Ok(match error {
-                Value::Object(error) => TrackingReport::Error {
+                Value::Object(error) => TrackingAnswer::Error {
                     code: int_of(error.get("code")),
                     message: text_of(error.get("message")),
                 },
-                other => TrackingReport::Error {
+                other => TrackingAnswer::Error {
                     code: None,
                     message: text_of(Some(other)),
                 },
@@ -362,7 +373,7 @@ impl ShippingProvider for KoikiClient {
                         ),
                     });
                 };
-                Ok(TrackingReport::Event {
+                Ok(TrackingAnswer::Event {
                     code: int_of(event.get("code")),
                     description: text_of(event.get("codEstado")),
                     date: Some(text_of(event.get("date"))).filter(|d| !d.is_empty()),
@@ -382,105 +393,6 @@ impl ShippingProvider for KoikiClient {
                 })
             }
         }
-    }
-}
-
-/// One envio of the answer as a [`BookingResult`].
-fn booking_result(index: usize, envio: &Value) -> Result<BookingResult, ShippingError> {
-    let Value::Object(envio) = envio else {
-        return Err(ShippingError::InvalidResponse {
-            reason: format!(
-                "envios[{index}] is not an object: {}",
-                cut(&envio.to_string(), QUOTED_BODY_CHARS)
-            ),
-        });
-    };
-    let label_pdf = match envio.get("etiqueta") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::String(label)) => {
-            decode_label(label).map_err(|e| ShippingError::InvalidResponse {
-                reason: format!("envios[{index}].etiqueta is not valid base64: {e}"),
-            })?
-        }
-        Some(other) => {
-            return Err(ShippingError::InvalidResponse {
-                reason: format!(
-                    "envios[{index}].etiqueta is not a string: {}",
-                    cut(&other.to_string(), QUOTED_BODY_CHARS)
-                ),
-            });
-        }
-    };
-    Ok(BookingResult {
-        code: code_of(envio.get("respuesta")),
-        message: text_of(envio.get("mensaje")),
-        barcode: text_of(envio.get("codBarras")),
-        reference: text_of(envio.get("numPedido")),
-        label_pdf,
-    })
-}
-
-/// Standard base64; line breaks and spaces (which some encoders insert) are ignored.
-fn decode_label(label: &str) -> Result<Vec<u8>, base64::DecodeError> {
-    let compact: String = label.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    base64::engine::general_purpose::STANDARD.decode(compact)
-}
-
-/// The envio's `respuesta` as sent. Only the *string* `"101"` is a booking (spec §5.2), so a
-/// value of another type is marked as such and never reads as `"101"`.
-fn code_of(value: Option<&Value>) -> String {
-    match value {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => format!("{other} (not a string)"),
-    }
-}
-
-/// A string field as text: strings as they are, other values as JSON, missing or null as "".
-fn text_of(value: Option<&Value>) -> String {
-    match value {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-    }
-}
-
-/// An integer field, given as a number or as a numeric string.
-fn int_of(value: Option<&Value>) -> Option<i64> {
-    match value? {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
-
-/// Python's truthiness, which the original used for the tracking `error` key.
-fn is_truthy(value: &Value) -> bool {
-    match value {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => !o.is_empty(),
-    }
-}
-
-/// The answer with each envio's `etiqueta` cut to its first 10 characters and `...`.
-fn truncate_labels(answer: &Value) -> Value {
-    let mut answer = answer.clone();
-    if let Some(Value::Array(envios)) = answer.get_mut("envios") {
-        for envio in envios.iter_mut().filter_map(Value::as_object_mut) {
-            truncate_label(envio);
-        }
-    }
-    answer
-}
-
-fn truncate_label(envio: &mut Map<String, Value>) {
-    if let Some(Value::String(label)) = envio.get_mut("etiqueta") {
-        let short: String = label.chars().take(LOGGED_LABEL_CHARS).collect();
-        *label = format!("{short}...");
     }
 }
 
@@ -544,71 +456,5 @@ fn status_error(
     }
 }
 
-/// The `Retry-After` header, in seconds.
-pub(crate) fn retry_after(response: &Response) -> Option<Duration> {
-    response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-        .map(Duration::from_secs)
-}
-
-/// The first `max` characters of `text`, with `...` when it was longer.
-pub(crate) fn cut(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((end, _)) => format!("{}...", &text[..end]),
-        None => text.to_owned(),
-    }
-}
-
-/// `host` and `path`, with one slash between them.
-pub(crate) fn join(host: &str, path: &str) -> String {
-    format!("{}{path}", host.trim_end_matches('/'))
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cut_keeps_short_texts_and_marks_long_ones() {
-        assert_eq!(cut("abc", 3), "abc");
-        assert_eq!(cut("abcd", 3), "abc...");
-        assert_eq!(cut("àèìòù", 2), "àè...");
-    }
-
-    #[test]
-    fn only_the_string_101_is_a_booking_code() {
-        assert_eq!(code_of(Some(&Value::from("101"))), "101");
-        assert_ne!(code_of(Some(&Value::from(101))), "101");
-        assert_eq!(code_of(None), "");
-    }
-
-    #[test]
-    fn tracking_codes_may_be_numeric_strings() {
-        assert_eq!(int_of(Some(&Value::from(108))), Some(108));
-        assert_eq!(int_of(Some(&Value::from("108"))), Some(108));
-        assert_eq!(int_of(Some(&Value::from("x"))), None);
-    }
-
-    #[test]
-    fn labels_are_cut_in_the_logged_answer() {
-        let answer = serde_json::json!({"envios": [{"etiqueta": "0123456789abcdef"}]});
-        assert_eq!(
-            truncate_labels(&answer)["envios"][0]["etiqueta"],
-            "0123456789..."
-        );
-    }
-
-    #[test]
-    fn urls_get_one_slash() {
-        assert_eq!(
-            join("https://h/services/", BOOKING_PATH),
-            "https://h/services/rekis/api/altaEnvios"
-        );
-    }
-}
+mod tests;
