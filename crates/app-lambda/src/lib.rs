@@ -17,10 +17,9 @@ pub use connector::answer::Answer;
 use connector::domain::model::Resource;
 pub use connector::{Connector, IngestError, IngestOutcome};
 
-use lambda_http::http::{HeaderValue, Method, StatusCode, header};
+use lambda_http::http::{HeaderValue, Method, header};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt as _, Response};
-use serde_json::{Value, json};
 use std::convert::Infallible;
 
 /// The connector the configuration describes, as the other binaries build it: [`Settings::load`]
