@@ -83,9 +83,7 @@ async fn receive(
         Ok(IngestOutcome::Rejected { .. }) => &m.rejected[slot],
         Ok(IngestOutcome::Duplicate { .. }) => &m.duplicates[slot],
         Ok(IngestOutcome::Stored { .. }) => &m.accepted[slot],
-        Err(IngestError::MissingSignature | IngestError::InvalidSignature) => {
-            &m.signature_failures
-        }
+        Err(IngestError::MissingSignature | IngestError::InvalidSignature) => &m.signature_failures,
         Err(
             IngestError::Unconfigured | IngestError::Unavailable(_) | IngestError::CommitTimeout,
         ) => &m.unavailable,

@@ -15,6 +15,7 @@
 )]
 
 use anyhow::{Context as _, bail};
+use async_trait::async_trait;
 use connector::adapters::config::Settings;
 use connector::domain::error::{MailError, ShippingError, UnshippableParcel};
 use connector::domain::memory::MemoryShop;
@@ -25,7 +26,6 @@ use connector::domain::model::{
 use connector::domain::ports::{Email, Mailer, ShippingProvider};
 use connector::domain::service::signature::WebhookSecret;
 use connector::{Connector, IngestOutcome};
-use async_trait::async_trait;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};

@@ -120,7 +120,6 @@ impl Answer {
         };
         (status, body, extra)
     }
-
 }
 
 /// As the original: 201 for orders, 200 for customers.
@@ -130,4 +129,3 @@ fn created_or_ok(resource: Resource) -> StatusCode {
         Resource::Customer => StatusCode::OK,
     }
 }
-

@@ -9,20 +9,21 @@
 //! processes them in your own tokio runtime.
 
 use crate::ingest::{IngestError, IngestOutcome, ingest};
-use crate::observe::EventRecorder;
-use crate::worker::{
-    ConnectorHandler, CustomerRuntime, Outcome, ShippingRuntime, Worker, WorkerOptions,
-};
+use crate::observe::{self, EventRecorder};
+use crate::worker::{ConnectorHandler, Outcome, Periodic, Worker, WorkerOptions};
 use adapters::config::Settings;
 use adapters::db::{Database, SqlEventLog, SqlInbox, SqlJobQueue, SqlShipmentStore, SqlTokenStore};
 use adapters::queue::Queue;
 use bytes::Bytes;
 use domain::error::QueueError;
+use domain::model::JobKind;
 use domain::model::Resource;
 use domain::ports::{
     Crm, EventLog, JobQueue, Mailer, ShipmentStore, ShippingProvider, Shop, TokenStore,
     WebhookInbox,
 };
+use domain::service::customers::CustomerJobs;
+use domain::service::shipment_jobs::ShipmentJobs;
 use domain::service::shipping::ShippingMethods;
 use domain::service::signature::WebhookSecret;
 use secrecy::ExposeSecret as _;
@@ -229,7 +230,7 @@ impl ConnectorBuilder {
             None => None,
         };
 
-        let mut handler = ConnectorHandler::new(inbox);
+        let mut handler = ConnectorHandler::new(inbox.clone());
         // Events and metrics as the binaries record them: the live stream and /metrics see an
         // embedded connector's work too.
         let events = EventRecorder::start(log.clone());
@@ -239,22 +240,21 @@ impl ConnectorBuilder {
                     Some(mailer) => mailer.clone(),
                     None => Arc::new(adapters::mail::SmtpMailer::new(&settings.mail, timeout)?),
                 };
-                handler = handler.with_shipping(
-                    ShippingRuntime {
-                        store: shipments.clone(),
-                        carrier: carrier.clone(),
-                        shop: shop.clone(),
-                        mailer,
-                        queue: queue.clone(),
-                        methods: ShippingMethods {
-                            koiki: settings.shipping.koiki_methods.clone(),
-                            local_pickup: settings.shipping.local_pickup_methods.clone(),
-                        },
-                        shop_host: settings.shop.host.trim_end_matches('/').to_owned(),
-                        admins: settings.mail.admin_recipients.clone(),
-                    }
-                    .observed(Some(events.clone())),
-                );
+                let jobs = ShipmentJobs {
+                    inbox: inbox.clone(),
+                    store: shipments.clone(),
+                    carrier: carrier.clone(),
+                    shop: shop.clone(),
+                    mailer,
+                    queue: queue.clone(),
+                    methods: ShippingMethods {
+                        koiki: settings.shipping.koiki_methods.clone(),
+                        local_pickup: settings.shipping.local_pickup_methods.clone(),
+                    },
+                    shop_host: settings.shop.host.trim_end_matches('/').to_owned(),
+                    admins: settings.mail.admin_recipients.clone(),
+                };
+                handler = handler.with_shipping(observe::shipment_jobs(jobs, Some(events.clone())));
                 true
             }
             _ => {
@@ -265,22 +265,22 @@ impl ConnectorBuilder {
             }
         };
         // The settings customers need, but for those a given adapter stands in for.
-        let missing: Vec<&str> = CustomerRuntime::missing_settings(settings)
+        let missing: Vec<&str> = missing_customer_settings(settings)
             .into_iter()
             .filter(|m| !(m.starts_with("crm.rest_url") && crm.is_some()))
             .filter(|m| !(m.starts_with("shop.host") && shop.is_some()))
             .collect();
         let handles_customers = match (&crm, &shop) {
             (Some(crm), Some(shop)) if missing.is_empty() => {
-                handler = handler.with_customers(
-                    CustomerRuntime {
-                        crm: crm.clone(),
-                        shop: shop.clone(),
-                        membership_roles: settings.crm.membership_roles.clone(),
-                        partner_role: settings.shop.partner_role.trim().to_owned(),
-                    }
-                    .observed(Some(events.clone())),
-                );
+                let jobs = CustomerJobs {
+                    inbox: inbox.clone(),
+                    crm: crm.clone(),
+                    shop: shop.clone(),
+                    membership_roles: settings.crm.membership_roles.clone(),
+                    partner_role: settings.shop.partner_role.trim().to_owned(),
+                };
+                handler =
+                    handler.with_customers(observe::customer_jobs(jobs, Some(events.clone())));
                 true
             }
             _ => {
@@ -302,7 +302,7 @@ impl ConnectorBuilder {
             Some((log.clone(), settings.events.retention())),
         );
         if fulfils_orders {
-            worker = worker.with_periodic(ShippingRuntime::tracking_schedule(settings));
+            worker = worker.with_periodic(tracking_schedule(settings));
         }
         Ok((worker, fulfils_orders, handles_customers))
     }
@@ -512,4 +512,38 @@ impl Connector {
     pub fn settings(&self) -> &Settings {
         &self.settings
     }
+}
+
+/// The periodic tracking poll.
+fn tracking_schedule(settings: &Settings) -> Periodic {
+    Periodic {
+        name: "track_shipments".into(),
+        every: settings.shipping.tracking_every_secs,
+        kind: JobKind::TrackShipments,
+    }
+}
+
+/// The settings customer processing needs that are not set, with their legacy names: without a
+/// partner role a member's user would lose their roles, and without membership roles nobody is a
+/// member.
+fn missing_customer_settings(settings: &Settings) -> Vec<&'static str> {
+    let mut missing = Vec::new();
+    if settings.crm.rest_url.trim().is_empty() {
+        missing.push("crm.rest_url (SUGARCRM_REST_URL)");
+    }
+    if settings.shop.host.trim().is_empty() {
+        missing.push("shop.host (WCFMMP_HOST)");
+    }
+    if settings.shop.partner_role.trim().is_empty() {
+        missing.push("shop.partner_role (WP_PARTNER_ROLE)");
+    }
+    if settings
+        .crm
+        .membership_roles
+        .iter()
+        .all(|r| r.trim().is_empty())
+    {
+        missing.push("crm.membership_roles (SUGARCRM_MEMBERSHIP_ROLES)");
+    }
+    missing
 }

@@ -113,6 +113,5 @@ pub use observe::{EventRecorder, PRUNE_EVERY};
 pub use prometheus::{prometheus, render as render_metrics, sample_queue, serve_metrics};
 pub use signal::shutdown_on_signal;
 pub use worker::{
-    ConnectorHandler, CustomerRuntime, JobHandler, Outcome, Periodic, RetryPolicy, ShippingRuntime,
-    Worker, WorkerOptions,
+    ConnectorHandler, JobHandler, Outcome, Periodic, RetryPolicy, Worker, WorkerOptions,
 };

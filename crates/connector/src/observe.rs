@@ -9,7 +9,7 @@
 //!   `job_retried` and `job_dead` events, `lazona_job_duration_seconds{kind,result}` and
 //!   `lazona_jobs_total{kind,outcome}`; it also schedules the events' pruning
 //!   ([`JobKind::PruneEvents`], hourly).
-//! - [`ShippingRuntime::observed`] and [`CustomerRuntime::observed`] wrap the carrier, the shop,
+//! - [`shipment_jobs`] and [`customer_jobs`] wrap the carrier, the shop,
 //!   the CRM and the mailer (`lazona_external_call_duration_seconds{service,call}`,
 //!   `lazona_external_call_errors_total{service,call,error}`) and the shipment store, whose
 //!   writes are the shipments' events: a booking recorded is `shipment_booked` (or `refused`,
@@ -17,7 +17,7 @@
 //!   tracking poll that changed something is `tracking_changed`; a WordPress user's roles
 //!   changed is `member_upgraded` (the customer job changes roles for nothing else).
 
-use crate::worker::{CustomerRuntime, JobHandler, Periodic, ShippingRuntime, Worker};
+use crate::worker::{JobHandler, Periodic, Worker};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::error::{
@@ -34,6 +34,8 @@ use domain::ports::{
     Crm, Email, EventLog, JobQueue, Mailer, QueueStats, ShipmentStore, ShippingProvider, Shop,
     ShopUser,
 };
+use domain::service::customers::CustomerJobs;
+use domain::service::shipment_jobs::ShipmentJobs;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -394,39 +396,35 @@ async fn external<T, E: ErrorClass>(
     result
 }
 
-impl ShippingRuntime {
-    /// This runtime with its third-party calls measured and its shipments' changes recorded as
-    /// events through `events` (when given).
-    #[must_use]
-    pub fn observed(mut self, events: Option<EventRecorder>) -> Self {
-        self.carrier = Arc::new(ObservedCarrier(self.carrier));
-        self.shop = Arc::new(ObservedShop {
-            inner: self.shop,
-            events: events.clone(),
-        });
-        self.mailer = Arc::new(ObservedMailer(self.mailer));
-        if let Some(events) = events {
-            self.store = Arc::new(ObservedStore {
-                inner: self.store,
-                events,
-            });
-        }
-        self
-    }
-}
-
-impl CustomerRuntime {
-    /// This runtime with its third-party calls measured and members' upgrades recorded as
-    /// events through `events` (when given).
-    #[must_use]
-    pub fn observed(mut self, events: Option<EventRecorder>) -> Self {
-        self.crm = Arc::new(ObservedCrm(self.crm));
-        self.shop = Arc::new(ObservedShop {
-            inner: self.shop,
+/// `jobs` with their third-party calls measured and their shipments' changes recorded as events
+/// through `events` (when given).
+#[must_use]
+pub fn shipment_jobs(mut jobs: ShipmentJobs, events: Option<EventRecorder>) -> ShipmentJobs {
+    jobs.carrier = Arc::new(ObservedCarrier(jobs.carrier));
+    jobs.shop = Arc::new(ObservedShop {
+        inner: jobs.shop,
+        events: events.clone(),
+    });
+    jobs.mailer = Arc::new(ObservedMailer(jobs.mailer));
+    if let Some(events) = events {
+        jobs.store = Arc::new(ObservedStore {
+            inner: jobs.store,
             events,
         });
-        self
     }
+    jobs
+}
+
+/// `jobs` with their CRM calls measured and members' upgrades recorded as events through
+/// `events` (when given).
+#[must_use]
+pub fn customer_jobs(mut jobs: CustomerJobs, events: Option<EventRecorder>) -> CustomerJobs {
+    jobs.crm = Arc::new(ObservedCrm(jobs.crm));
+    jobs.shop = Arc::new(ObservedShop {
+        inner: jobs.shop,
+        events,
+    });
+    jobs
 }
 
 struct ObservedCarrier(Arc<dyn ShippingProvider>);

@@ -10,7 +10,7 @@
 mod handler;
 mod retry;
 
-pub use handler::{ConnectorHandler, CustomerRuntime, JobHandler, ShippingRuntime};
+pub use handler::{ConnectorHandler, JobHandler};
 pub use retry::RetryPolicy;
 
 use chrono::Utc;

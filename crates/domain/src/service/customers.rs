@@ -14,11 +14,13 @@
 //! The job is idempotent: a webhook already processed is left alone, and the role is set only
 //! while the user lacks it.
 
+use super::process::settle;
 use crate::error::{CrmError, JobError, ShopError, Transience};
 use crate::model::payload;
 use crate::model::{Webhook, WebhookStatus};
 use crate::ports::{Crm, Shop, WebhookInbox};
 use std::fmt;
+use std::sync::Arc;
 
 /// The WooCommerce role of a shop customer: the only role upgraded to the partner role.
 pub const CUSTOMER_ROLE: &str = "customer";
@@ -110,18 +112,20 @@ impl fmt::Display for CustomerOutcome {
     }
 }
 
-/// The ports and settings the customer job uses.
-pub struct CustomerJobs<'a> {
+/// The customer use case and what it needs: the ports (each an `Arc<dyn Port>`, shared) and who
+/// is a member and what they become. Built once by the composition root. Cheap to clone.
+#[derive(Clone)]
+pub struct CustomerJobs {
     /// The webhook inbox.
-    pub inbox: &'a dyn WebhookInbox,
+    pub inbox: Arc<dyn WebhookInbox>,
     /// The cooperative's CRM.
-    pub crm: &'a dyn Crm,
-    /// The shop (WordPress users).
-    pub shop: &'a dyn Shop,
+    pub crm: Arc<dyn Crm>,
+    /// The shop (its users).
+    pub shop: Arc<dyn Shop>,
     /// The CRM relationship roles that make a member (`SUGARCRM_MEMBERSHIP_ROLES`).
-    pub membership_roles: &'a [String],
-    /// The WordPress role members get (`WP_PARTNER_ROLE`); never empty.
-    pub partner_role: &'a str,
+    pub membership_roles: Vec<String>,
+    /// The shop role members get (`WP_PARTNER_ROLE`); never empty.
+    pub partner_role: String,
 }
 
 /// The job error for a CRM error: bad credentials (or rights) are permanent; an unreachable CRM,
@@ -141,7 +145,7 @@ fn shop_error(e: &ShopError) -> JobError {
     JobError::from_port(e, transience)
 }
 
-impl CustomerJobs<'_> {
+impl CustomerJobs {
     /// Processes a stored customer webhook (as the caller read it): gives the partner role to a
     /// member's user (see the module documentation) and records the webhook as processed, with
     /// what was done as its summary. A webhook not `Queued` any more is left alone.
@@ -161,34 +165,12 @@ impl CustomerJobs<'_> {
                 reason: format!("the customer body does not parse: {e}"),
             }),
         };
-        match result {
-            Ok(outcome) => {
-                let summary = outcome.to_string();
-                tracing::info!(webhook_id = webhook.id.0, %summary, "customer processed");
-                // Compare-and-set: when two workers race on the same webhook, one records it.
-                self.inbox
-                    .transition(
-                        webhook.id,
-                        WebhookStatus::Queued,
-                        WebhookStatus::Processed,
-                        Some(summary),
-                    )
-                    .await?;
-                Ok(())
-            }
-            Err(e @ JobError::Permanent { .. }) => {
-                self.inbox
-                    .transition(
-                        webhook.id,
-                        WebhookStatus::Queued,
-                        WebhookStatus::Failed,
-                        Some(e.to_string()),
-                    )
-                    .await?;
-                Err(e)
-            }
-            Err(e) => Err(e),
-        }
+        let result = result.map(|outcome| {
+            let summary = outcome.to_string();
+            tracing::info!(webhook_id = webhook.id.0, %summary, "customer processed");
+            Some(summary)
+        });
+        settle(self.inbox.as_ref(), webhook.id, result).await
     }
 
     /// Looks `email` up in the CRM and, for a member whose WordPress user is a `customer`,
@@ -203,7 +185,7 @@ impl CustomerJobs<'_> {
             .membership_roles(email)
             .await
             .map_err(|e| crm_error(&e))?;
-        if !is_member(&roles, self.membership_roles) {
+        if !is_member(&roles, &self.membership_roles) {
             tracing::info!("Customer does not have partner role in the CRM");
             return Ok(CustomerOutcome::NotMember);
         }
@@ -217,7 +199,7 @@ impl CustomerJobs<'_> {
             tracing::warn!("no WordPress user has the e-mail of a member");
             return Ok(CustomerOutcome::NoUser);
         };
-        if user.roles.iter().any(|r| r == self.partner_role) {
+        if user.roles.contains(&self.partner_role) {
             return Ok(CustomerOutcome::AlreadyPartner { user_id: user.id });
         }
         if !user.roles.iter().any(|r| r == CUSTOMER_ROLE) {
@@ -226,7 +208,7 @@ impl CustomerJobs<'_> {
                 roles: user.roles,
             });
         }
-        let wanted = partner_roles(&user.roles, self.partner_role);
+        let wanted = partner_roles(&user.roles, &self.partner_role);
         let updated = self
             .shop
             .set_user_roles(user.id, &wanted)
@@ -260,14 +242,15 @@ mod tests {
     }
 
     /// One stored webhook whose status the job moves (compare-and-set, as the port promises).
+    #[derive(Clone)]
     struct OneWebhook {
-        webhook: Mutex<Webhook>,
+        webhook: Arc<Mutex<Webhook>>,
     }
 
     impl OneWebhook {
         fn customer(body: &str) -> Self {
             OneWebhook {
-                webhook: Mutex::new(Webhook {
+                webhook: Arc::new(Mutex::new(Webhook {
                     id: WebhookId(7),
                     data: NewWebhook {
                         resource: Resource::Customer,
@@ -285,7 +268,7 @@ mod tests {
                     },
                     last_error: None,
                     processed_at: None,
-                }),
+                })),
             }
         }
 
@@ -353,14 +336,13 @@ mod tests {
         }
     }
 
-    async fn run(inbox: &OneWebhook, crm: &MockCrm, shop: &MockShop) -> Result<(), JobError> {
-        let membership = membership();
+    async fn run(inbox: &OneWebhook, crm: MockCrm, shop: MockShop) -> Result<(), JobError> {
         let jobs = CustomerJobs {
-            inbox,
-            crm,
-            shop,
-            membership_roles: &membership,
-            partner_role: "partner",
+            inbox: Arc::new(inbox.clone()),
+            crm: Arc::new(crm),
+            shop: Arc::new(shop),
+            membership_roles: membership(),
+            partner_role: "partner".into(),
         };
         let webhook = inbox.snapshot();
         jobs.process_customer(&webhook).await
@@ -412,7 +394,7 @@ mod tests {
             .withf(|id, roles| *id == 13 && roles == ["partner"])
             .times(1)
             .returning(|_, _| Ok(user(&["partner"])));
-        run(&inbox, &crm, &shop).await.expect("processed");
+        run(&inbox, crm, shop).await.expect("processed");
         let w = inbox.snapshot();
         assert_eq!(w.data.status, WebhookStatus::Processed);
         assert_eq!(
@@ -420,7 +402,7 @@ mod tests {
             Some("a member; user 13 now has roles partner")
         );
         // The same job again (a replay): the webhook is processed, nothing is asked.
-        run(&inbox, &MockCrm::new(), &MockShop::new())
+        run(&inbox, MockCrm::new(), MockShop::new())
             .await
             .expect("left alone");
     }
@@ -433,7 +415,7 @@ mod tests {
         shop.expect_user_by_email()
             .returning(|_| Ok(Some(user(&["partner"]))));
         shop.expect_set_user_roles().never();
-        run(&inbox, &crm, &shop).await.expect("processed");
+        run(&inbox, crm, shop).await.expect("processed");
         assert_eq!(
             inbox.snapshot().last_error.as_deref(),
             Some("a member; user 13 has the partner role already")
@@ -448,7 +430,7 @@ mod tests {
         shop.expect_user_by_email()
             .returning(|_| Ok(Some(user(&["wcfm_vendor"]))));
         shop.expect_set_user_roles().never();
-        run(&inbox, &crm, &shop).await.expect("processed");
+        run(&inbox, crm, shop).await.expect("processed");
         assert_eq!(inbox.snapshot().data.status, WebhookStatus::Processed);
     }
 
@@ -459,7 +441,7 @@ mod tests {
         let mut shop = MockShop::new();
         shop.expect_user_by_email().never();
         shop.expect_set_user_roles().never();
-        run(&inbox, &crm, &shop).await.expect("processed");
+        run(&inbox, crm, shop).await.expect("processed");
         let w = inbox.snapshot();
         assert_eq!(w.data.status, WebhookStatus::Processed);
         assert_eq!(w.last_error.as_deref(), Some("not a member in the CRM"));
@@ -471,7 +453,7 @@ mod tests {
         let crm = crm_says(&["^member^"]);
         let mut shop = MockShop::new();
         shop.expect_user_by_email().returning(|_| Ok(None));
-        run(&inbox, &crm, &shop).await.expect("processed");
+        run(&inbox, crm, shop).await.expect("processed");
         assert_eq!(inbox.snapshot().data.status, WebhookStatus::Processed);
     }
 
@@ -484,7 +466,7 @@ mod tests {
                 reason: "Invalid Login".into(),
             })
         });
-        let err = run(&inbox, &crm, &MockShop::new()).await.unwrap_err();
+        let err = run(&inbox, crm, MockShop::new()).await.unwrap_err();
         assert!(matches!(err, JobError::Permanent { .. }), "{err:?}");
         let w = inbox.snapshot();
         assert_eq!(w.data.status, WebhookStatus::Failed);
@@ -504,7 +486,7 @@ mod tests {
                 retry_after: None,
             })
         });
-        let err = run(&inbox, &crm, &MockShop::new()).await.unwrap_err();
+        let err = run(&inbox, crm, MockShop::new()).await.unwrap_err();
         assert!(matches!(err, JobError::Transient { .. }), "{err:?}");
         assert_eq!(inbox.snapshot().data.status, WebhookStatus::Queued);
 
@@ -516,7 +498,7 @@ mod tests {
                 retry_after: Some(std::time::Duration::from_secs(9)),
             })
         });
-        let err = run(&inbox, &crm, &shop).await.unwrap_err();
+        let err = run(&inbox, crm, shop).await.unwrap_err();
         assert!(
             matches!(err, JobError::Transient { retry_after: Some(d), .. } if d.as_secs() == 9),
             "{err:?}"
@@ -536,7 +518,7 @@ mod tests {
                 reason: "status 400: rest_user_invalid_role".into(),
             })
         });
-        let err = run(&inbox, &crm, &shop).await.unwrap_err();
+        let err = run(&inbox, crm, shop).await.unwrap_err();
         assert!(matches!(err, JobError::Permanent { .. }), "{err:?}");
         assert_eq!(inbox.snapshot().data.status, WebhookStatus::Failed);
     }
@@ -545,7 +527,7 @@ mod tests {
     async fn a_body_that_is_not_a_customer_fails_the_webhook() {
         for body in [r#"{"email": "x@y.z"}"#, r#"{"id": 3, "email": " "}"#] {
             let inbox = OneWebhook::customer(body);
-            let err = run(&inbox, &MockCrm::new(), &MockShop::new())
+            let err = run(&inbox, MockCrm::new(), MockShop::new())
                 .await
                 .unwrap_err();
             assert!(matches!(err, JobError::Permanent { .. }), "{err:?}");

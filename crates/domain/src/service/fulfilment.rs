@@ -11,25 +11,14 @@
 //! worker that dies between the claim and the record leaves the shipment in `BOOKING` for an
 //! operator.
 
-use super::shipping::{ShippingMethods, build_parcel, pair_results, plan};
+use super::shipment_jobs::ShipmentJobs;
+use super::shipping::{build_parcel, pair_results, plan};
 use crate::error::{JobError, ShopError, Transience, error_chain};
 use crate::model::{
     BookingOutcome, BookingRecorded, Claim, Order, ParcelBooking, ShipmentMethod, ShipmentRecord,
     ShipmentStatus,
 };
-use crate::ports::{ShipmentStore, ShippingProvider, Shop};
-
-/// The ports fulfilment uses.
-pub struct FulfilmentDeps<'a> {
-    /// Where shipments are kept.
-    pub store: &'a dyn ShipmentStore,
-    /// The carrier.
-    pub carrier: &'a dyn ShippingProvider,
-    /// The shop (vendors' sender data).
-    pub shop: &'a dyn Shop,
-    /// Which shipping methods mean the carrier and local pickup.
-    pub methods: &'a ShippingMethods,
-}
+use crate::ports::ShipmentStore;
 
 /// What fulfilling an order did, by shipment id (vendor id for `ignored`).
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -142,10 +131,10 @@ async fn record_claimed(
 /// the store, the shop or the carrier cannot be reached (the job is retried; nothing is booked
 /// twice).
 pub async fn fulfil_order(
-    deps: &FulfilmentDeps<'_>,
+    deps: &ShipmentJobs,
     order: &Order,
 ) -> Result<FulfilmentReport, JobError> {
-    let plan = plan(order, deps.methods).map_err(|e| JobError::Permanent {
+    let plan = plan(order, &deps.methods).map_err(|e| JobError::Permanent {
         reason: format!("order {}: {e}", order.id),
     })?;
     let mut report = FulfilmentReport {
@@ -167,7 +156,7 @@ pub async fn fulfil_order(
                     message: String::new(),
                     label_pdf: None,
                 };
-                if record_claimed(deps.store, s.id, &delivered)
+                if record_claimed(deps.store.as_ref(), s.id, &delivered)
                     .await?
                     .is_some()
                 {
@@ -234,7 +223,7 @@ pub async fn fulfil_order(
         // Bad vendor data (or data the carrier cannot take): an error shipment for this vendor,
         // the others are booked.
         let outcome = failed_outcome(String::new(), problem);
-        if let Some(recorded) = record_claimed(deps.store, s.id, &outcome).await? {
+        if let Some(recorded) = record_claimed(deps.store.as_ref(), s.id, &outcome).await? {
             report.failed.push(s.id);
             report.to_mail.extend(ToMail::found(recorded));
         }
@@ -258,7 +247,7 @@ pub async fn fulfil_order(
             let message = error_chain(&e);
             for (id, request) in claims.iter().zip(&requests) {
                 let outcome = failed_outcome(request.clone(), message.clone());
-                if let Some(recorded) = record_claimed(deps.store, *id, &outcome).await? {
+                if let Some(recorded) = record_claimed(deps.store.as_ref(), *id, &outcome).await? {
                     report.failed.push(*id);
                     report.to_mail.extend(ToMail::found(recorded));
                 }
@@ -272,7 +261,8 @@ pub async fn fulfil_order(
             for ((((_, _, result), request), id), email) in answers {
                 let outcome = outcome_of(request, result);
                 let label_pdf = outcome.label_pdf.clone();
-                let Some(recorded) = record_claimed(deps.store, *id, &outcome).await? else {
+                let Some(recorded) = record_claimed(deps.store.as_ref(), *id, &outcome).await?
+                else {
                     continue;
                 };
                 if recorded.status == ShipmentStatus::LabelSent {
@@ -293,7 +283,7 @@ pub async fn fulfil_order(
             let message = format!("the carrier's answer does not match the request: {e}");
             for (id, request) in claims.iter().zip(&requests) {
                 let outcome = failed_outcome(request.clone(), message.clone());
-                if let Some(recorded) = record_claimed(deps.store, *id, &outcome).await? {
+                if let Some(recorded) = record_claimed(deps.store.as_ref(), *id, &outcome).await? {
                     report.failed.push(*id);
                     report.to_mail.extend(ToMail::found(recorded));
                 }
@@ -310,7 +300,11 @@ mod tests {
     use crate::model::ParcelBooking;
     use crate::model::ShipmentRecord;
     use crate::model::shipment::VendorProfile;
-    use crate::ports::{MockShippingProvider, MockShop};
+    use crate::ports::{
+        MockJobQueue, MockMailer, MockShippingProvider, MockShop, MockWebhookInbox,
+    };
+    use crate::service::shipping::ShippingMethods;
+    use std::sync::Arc;
 
     type MemoryStore = crate::memory::MemoryShipmentStore;
 
@@ -349,19 +343,39 @@ mod tests {
         .expect("order")
     }
 
-    /// Fulfils [`order`] with [`shop`] and the default methods.
-    async fn fulfil(
-        store: &MemoryStore,
-        carrier: &MockShippingProvider,
-    ) -> Result<FulfilmentReport, JobError> {
-        let (shop, methods) = (shop(), ShippingMethods::default());
-        let deps = FulfilmentDeps {
-            store,
+    /// The shipment jobs over `store`, `carrier` and `shop` with `methods`; the other ports are
+    /// mocks that panic when called (fulfilment does not use them).
+    fn jobs(
+        store: &Arc<MemoryStore>,
+        carrier: Arc<MockShippingProvider>,
+        shop: MockShop,
+        methods: ShippingMethods,
+    ) -> ShipmentJobs {
+        ShipmentJobs {
+            inbox: Arc::new(MockWebhookInbox::new()),
+            store: store.clone(),
             carrier,
-            shop: &shop,
-            methods: &methods,
-        };
-        fulfil_order(&deps, &order()).await
+            shop: Arc::new(shop),
+            mailer: Arc::new(MockMailer::new()),
+            queue: Arc::new(MockJobQueue::new()),
+            methods,
+            shop_host: String::new(),
+            admins: Vec::new(),
+        }
+    }
+
+    /// Fulfils [`order`] with [`shop`] and the default methods; `carrier` is lent to the jobs
+    /// and handed back, so that a test can set more expectations on it afterwards.
+    async fn fulfil(
+        store: &Arc<MemoryStore>,
+        carrier: &mut MockShippingProvider,
+    ) -> Result<FulfilmentReport, JobError> {
+        let lent = Arc::new(std::mem::take(carrier));
+        let jobs = jobs(store, lent.clone(), shop(), ShippingMethods::default());
+        let report = fulfil_order(&jobs, &order()).await;
+        drop(jobs);
+        *carrier = Arc::into_inner(lent).expect("the carrier is handed back");
+        report
     }
 
     fn shop() -> MockShop {
@@ -402,7 +416,7 @@ mod tests {
 
     #[tokio::test]
     async fn each_label_goes_to_the_vendor_it_was_requested_for_and_pickups_are_delivered() {
-        let store = MemoryStore::default();
+        let store = Arc::new(MemoryStore::default());
         let mut carrier = carrier();
         carrier.expect_book().times(1).returning(|req| {
             // One parcel per vendor; answer with a barcode naming the sender.
@@ -411,7 +425,7 @@ mod tests {
                 .map(|p| booked(&format!("code-{}", p.sender.name)))
                 .collect())
         });
-        let report = fulfil(&store, &carrier).await.expect("fulfilled");
+        let report = fulfil(&store, &mut carrier).await.expect("fulfilled");
         assert_eq!(report.booked.len(), 2);
         assert_eq!(report.picked_up.len(), 1);
         let a = store.by_vendor(5);
@@ -429,14 +443,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_repeated_delivery_books_nothing_twice() {
-        let store = MemoryStore::default();
+        let store = Arc::new(MemoryStore::default());
         let mut carrier = carrier();
         carrier
             .expect_book()
             .times(1)
             .returning(|req| Ok(req.iter().map(|_| booked("c")).collect()));
-        fulfil(&store, &carrier).await.expect("first");
-        let again = fulfil(&store, &carrier).await.expect("second");
+        fulfil(&store, &mut carrier).await.expect("first");
+        let again = fulfil(&store, &mut carrier).await.expect("second");
         assert!(again.booked.is_empty() && again.picked_up.is_empty());
         assert_eq!(
             again.existing.len(),
@@ -447,7 +461,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unreachable_carrier_releases_the_claims_for_the_retry() {
-        let store = MemoryStore::default();
+        let store = Arc::new(MemoryStore::default());
         let mut carrier = carrier();
         let mut calls = 0;
         carrier.expect_book().times(2).returning(move |req| {
@@ -461,7 +475,7 @@ mod tests {
                 Ok(req.iter().map(|_| booked("c")).collect())
             }
         });
-        let first = fulfil(&store, &carrier).await;
+        let first = fulfil(&store, &mut carrier).await;
         assert!(
             matches!(first, Err(JobError::Transient { .. })),
             "{first:?}"
@@ -474,20 +488,20 @@ mod tests {
                 .iter()
                 .all(|s| s.method == ShipmentMethod::LocalPickup)
         );
-        let retry = fulfil(&store, &carrier).await.expect("retry");
+        let retry = fulfil(&store, &mut carrier).await.expect("retry");
         assert_eq!(retry.booked.len(), 2);
     }
 
     #[tokio::test]
     async fn a_booking_that_may_have_happened_is_not_booked_again() {
-        let store = MemoryStore::default();
+        let store = Arc::new(MemoryStore::default());
         let mut carrier = carrier();
         carrier.expect_book().times(1).returning(|_| {
             Err(ShippingError::Indeterminate {
                 reason: "timed out: operation timed out".into(),
             })
         });
-        let report = fulfil(&store, &carrier).await.expect("recorded");
+        let report = fulfil(&store, &mut carrier).await.expect("recorded");
         assert_eq!(report.failed.len(), 2, "{report:?}");
         for vendor in [5, 6] {
             let s = store.by_vendor(vendor);
@@ -497,13 +511,13 @@ mod tests {
         }
         // The admins are told (the error mail); a repeat finds the shipments and books nothing.
         assert_eq!(report.to_mail.len(), 2);
-        let again = fulfil(&store, &carrier).await.expect("repeat");
+        let again = fulfil(&store, &mut carrier).await.expect("repeat");
         assert!(again.booked.is_empty() && again.failed.is_empty());
     }
 
     #[tokio::test]
     async fn a_refused_parcel_is_recorded_as_an_error_with_the_carriers_message() {
-        let store = MemoryStore::default();
+        let store = Arc::new(MemoryStore::default());
         let mut carrier = carrier();
         carrier.expect_book().returning(|req| {
             Ok(req
@@ -519,7 +533,7 @@ mod tests {
                 })
                 .collect())
         });
-        let report = fulfil(&store, &carrier).await.expect("fulfilled");
+        let report = fulfil(&store, &mut carrier).await.expect("fulfilled");
         assert_eq!((report.booked.len(), report.failed.len()), (1, 1));
         let b = store.by_vendor(6);
         assert_eq!(b.status, ShipmentStatus::ErrorFromBody);
@@ -530,20 +544,15 @@ mod tests {
 
     #[tokio::test]
     async fn an_order_of_local_pickups_only_never_calls_the_carrier() {
-        let store = MemoryStore::default();
+        let store = Arc::new(MemoryStore::default());
         let carrier = MockShippingProvider::new(); // any call would panic
         let shop = MockShop::new();
         let methods = ShippingMethods {
             koiki: Vec::new(),
             local_pickup: vec!["local_pickup".into()],
         };
-        let deps = FulfilmentDeps {
-            store: &store,
-            carrier: &carrier,
-            shop: &shop,
-            methods: &methods,
-        };
-        let report = fulfil_order(&deps, &order()).await.expect("fulfilled");
+        let jobs = jobs(&store, Arc::new(carrier), shop, methods);
+        let report = fulfil_order(&jobs, &order()).await.expect("fulfilled");
         assert_eq!(report.picked_up.len(), 1);
         assert_eq!(report.ignored, vec![5, 6]);
     }

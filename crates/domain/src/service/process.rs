@@ -25,21 +25,46 @@ pub async fn process_webhook(inbox: &dyn WebhookInbox, id: WebhookId) -> Result<
     if webhook.data.status != WebhookStatus::Queued {
         return Ok(());
     }
-    if let Err(e) = payload::parse(webhook.data.resource, &webhook.data.body) {
-        let reason = format!("the {} body does not parse: {e}", webhook.data.resource);
-        inbox
-            .transition(
-                id,
-                WebhookStatus::Queued,
-                WebhookStatus::Failed,
-                Some(reason.clone()),
-            )
-            .await?;
-        return Err(JobError::Permanent { reason });
+    let parsed = payload::parse(webhook.data.resource, &webhook.data.body)
+        .map(|_| None)
+        .map_err(|e| JobError::Permanent {
+            reason: format!("the {} body does not parse: {e}", webhook.data.resource),
+        });
+    settle(inbox, id, parsed).await
+}
+
+/// Records what processing a queued webhook came to, the same way for every use case: done (with
+/// its summary) becomes `processed`; a permanent failure becomes `failed` with its reason, and is
+/// returned so that the job is dead-lettered; a transient failure leaves the webhook `queued` for
+/// the job's retry. Compare-and-set from `queued`: when two workers race on one webhook, one of
+/// them records it, and a webhook already settled is left alone.
+///
+/// # Errors
+/// The permanent or transient failure given; [`JobError::Transient`] when the inbox cannot be
+/// reached.
+pub async fn settle(
+    inbox: &dyn WebhookInbox,
+    id: WebhookId,
+    result: Result<Option<String>, JobError>,
+) -> Result<(), JobError> {
+    match result {
+        Ok(summary) => {
+            inbox
+                .transition(id, WebhookStatus::Queued, WebhookStatus::Processed, summary)
+                .await?;
+            Ok(())
+        }
+        Err(e @ JobError::Permanent { .. }) => {
+            inbox
+                .transition(
+                    id,
+                    WebhookStatus::Queued,
+                    WebhookStatus::Failed,
+                    Some(e.to_string()),
+                )
+                .await?;
+            Err(e)
+        }
+        Err(e) => Err(e),
     }
-    // Compare-and-set: when two workers race on the same webhook, one of them records it.
-    inbox
-        .transition(id, WebhookStatus::Queued, WebhookStatus::Processed, None)
-        .await?;
-    Ok(())
 }

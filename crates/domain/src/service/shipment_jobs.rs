@@ -4,8 +4,9 @@
 //! that fails is sent again without booking again; one shipment whose tracking fails does not
 //! stop the others.
 
-use super::fulfilment::{FulfilmentDeps, ToMail, failed_outcome, fulfil_order, outcome_of};
+use super::fulfilment::{ToMail, failed_outcome, fulfil_order, outcome_of};
 use super::mails::{booking_error_mail, label_mail, tracking_changed_mail};
+use super::process::settle;
 use super::shipping::{
     ShippingMethods, VendorGroup, build_parcel, pair_results, plan, tracking_status,
 };
@@ -16,27 +17,31 @@ use crate::model::{
     ShipmentRecord, ShipmentStatus, TrackingReport, Webhook, WebhookStatus,
 };
 use crate::ports::{Email, JobQueue, Mailer, ShipmentStore, ShippingProvider, Shop, WebhookInbox};
+use std::sync::Arc;
 
-/// The ports and settings the shipment jobs use.
-pub struct ShipmentJobs<'a> {
+/// The shipment use cases and what they need: the ports (each an `Arc<dyn Port>`, shared) and the
+/// shop's settings. The composition root (`connector::ConnectorBuilder`) builds it once; every
+/// shipment job, fulfilment included, runs through it. Cheap to clone.
+#[derive(Clone)]
+pub struct ShipmentJobs {
     /// The webhook inbox.
-    pub inbox: &'a dyn WebhookInbox,
+    pub inbox: Arc<dyn WebhookInbox>,
     /// Where shipments are kept.
-    pub store: &'a dyn ShipmentStore,
+    pub store: Arc<dyn ShipmentStore>,
     /// The carrier.
-    pub carrier: &'a dyn ShippingProvider,
+    pub carrier: Arc<dyn ShippingProvider>,
     /// The shop.
-    pub shop: &'a dyn Shop,
+    pub shop: Arc<dyn Shop>,
     /// Outgoing mail.
-    pub mailer: &'a dyn Mailer,
+    pub mailer: Arc<dyn Mailer>,
     /// Where follow-up jobs (mails, tracking) are enqueued.
-    pub queue: &'a dyn JobQueue,
+    pub queue: Arc<dyn JobQueue>,
     /// Which shipping methods mean the carrier and local pickup.
-    pub methods: &'a ShippingMethods,
+    pub methods: ShippingMethods,
     /// The shop's base URL (for the order links in mails).
-    pub shop_host: &'a str,
+    pub shop_host: String,
     /// The admins, who get booking errors and tracking changes.
-    pub admins: &'a [String],
+    pub admins: Vec<String>,
 }
 
 /// The label's attachment name: its barcode, or the shipment's id when it has none.
@@ -73,7 +78,7 @@ fn shop_error(e: &ShopError) -> JobError {
     JobError::from_port(e, transience)
 }
 
-impl ShipmentJobs<'_> {
+impl ShipmentJobs {
     async fn enqueue(&self, kind: JobKind) -> Result<(), JobError> {
         self.queue
             .enqueue(NewJob { kind, run_at: None })
@@ -102,42 +107,17 @@ impl ShipmentJobs<'_> {
         if webhook.data.status != WebhookStatus::Queued {
             return Ok(());
         }
-        let order: Order = match payload::order(&webhook.data.body) {
-            Ok(order) => order,
-            Err(e) => {
-                let reason = format!("the order body does not parse: {e}");
-                self.inbox
-                    .transition(
-                        webhook_id,
-                        WebhookStatus::Queued,
-                        WebhookStatus::Failed,
-                        Some(reason.clone()),
-                    )
-                    .await?;
-                return Err(JobError::Permanent { reason });
-            }
-        };
-        let deps = FulfilmentDeps {
-            store: self.store,
-            carrier: self.carrier,
-            shop: self.shop,
-            methods: self.methods,
-        };
-        let report = match fulfil_order(&deps, &order).await {
-            Ok(report) => report,
-            Err(e @ JobError::Permanent { .. }) => {
-                self.inbox
-                    .transition(
-                        webhook_id,
-                        WebhookStatus::Queued,
-                        WebhookStatus::Failed,
-                        Some(e.to_string()),
-                    )
-                    .await?;
-                return Err(e);
-            }
-            Err(e) => return Err(e),
-        };
+        let result = self.fulfil_and_mail(webhook).await;
+        settle(self.inbox.as_ref(), webhook_id, result.map(Some)).await
+    }
+
+    /// Fulfils the webhook's order and sends (or enqueues) the mails of what was recorded; the
+    /// summary the webhook is settled with.
+    async fn fulfil_and_mail(&self, webhook: &Webhook) -> Result<String, JobError> {
+        let order: Order = payload::order(&webhook.data.body).map_err(|e| JobError::Permanent {
+            reason: format!("the order body does not parse: {e}"),
+        })?;
+        let report = fulfil_order(self, &order).await?;
         for mail in report.to_mail {
             self.mail_now_or_later(mail).await?;
         }
@@ -150,15 +130,7 @@ impl ShipmentJobs<'_> {
             report.ignored.len()
         );
         tracing::info!(order_id = order.id, %summary, "order fulfilled");
-        self.inbox
-            .transition(
-                webhook_id,
-                WebhookStatus::Queued,
-                WebhookStatus::Processed,
-                Some(summary),
-            )
-            .await?;
-        Ok(())
+        Ok(summary)
     }
 
     /// Sends the mail of a shipment just recorded (its label to the vendor, or its refusal to the
@@ -177,7 +149,7 @@ impl ShipmentJobs<'_> {
                             s.vendor_id
                         );
                         let email =
-                            label_mail(self.shop_host, s.order_id, &to, pdf, &label_filename(s));
+                            label_mail(&self.shop_host, s.order_id, &to, pdf, &label_filename(s));
                         (email, job)
                     }
                     _ => return self.enqueue(job).await,
@@ -212,9 +184,9 @@ impl ShipmentJobs<'_> {
             s.order_id
         );
         booking_error_mail(
-            self.shop_host,
+            &self.shop_host,
             s.order_id,
-            self.admins,
+            &self.admins,
             Some(&s.message),
             &s.request,
         )
@@ -246,7 +218,7 @@ impl ShipmentJobs<'_> {
             s.vendor_id
         );
         let email = label_mail(
-            self.shop_host,
+            &self.shop_host,
             s.order_id,
             &vendor.email,
             pdf,
@@ -324,7 +296,7 @@ impl ShipmentJobs<'_> {
         }
         if (updated.status != s.status || updated.message != s.message) && !self.admins.is_empty() {
             let email = tracking_changed_mail(
-                self.admins,
+                &self.admins,
                 &s.delivery_id,
                 updated.status.as_str(),
                 date.as_deref(),
@@ -532,7 +504,7 @@ impl ShipmentJobs<'_> {
             .order(s.order_id)
             .await
             .map_err(|e| shop_error(&e))?;
-        let plan = plan(&order, self.methods).map_err(|e| permanent(e.to_string()))?;
+        let plan = plan(&order, &self.methods).map_err(|e| permanent(e.to_string()))?;
         let Some(group) = plan.koiki.into_iter().find(|g| g.vendor_id == s.vendor_id) else {
             return Err(permanent(format!(
                 "order {} has no Koiki shipping for vendor {} any more",
@@ -647,13 +619,13 @@ mod tests {
     }
 
     struct Fixture {
-        store: MemoryShipmentStore,
-        shop: MockShop,
-        carrier: MockShippingProvider,
-        queue: MockJobQueue,
+        store: Arc<MemoryShipmentStore>,
+        shop: Arc<MockShop>,
+        carrier: Arc<MockShippingProvider>,
+        queue: Arc<MockJobQueue>,
         log: Arc<Mutex<Vec<JobKind>>>,
-        inbox: MockWebhookInbox,
-        mailer: MockMailer,
+        inbox: Arc<MockWebhookInbox>,
+        mailer: Arc<MockMailer>,
         methods: ShippingMethods,
     }
 
@@ -661,28 +633,36 @@ mod tests {
         fn new(carrier: MockShippingProvider) -> Self {
             let log = Arc::new(Mutex::new(Vec::new()));
             Fixture {
-                store: MemoryShipmentStore::new(),
-                shop: shop(),
-                carrier,
-                queue: queue(log.clone()),
+                store: Arc::new(MemoryShipmentStore::new()),
+                shop: Arc::new(shop()),
+                carrier: Arc::new(carrier),
+                queue: Arc::new(queue(log.clone())),
                 log,
-                inbox: MockWebhookInbox::new(),
-                mailer: MockMailer::new(),
+                inbox: Arc::new(MockWebhookInbox::new()),
+                mailer: Arc::new(MockMailer::new()),
                 methods: ShippingMethods::default(),
             }
         }
-        fn jobs(&self) -> ShipmentJobs<'_> {
+        fn jobs(&self) -> ShipmentJobs {
             ShipmentJobs {
-                inbox: &self.inbox,
-                store: &self.store,
-                carrier: &self.carrier,
-                shop: &self.shop,
-                mailer: &self.mailer,
-                queue: &self.queue,
-                methods: &self.methods,
-                shop_host: "https://shop.example",
-                admins: &[],
+                inbox: self.inbox.clone(),
+                store: self.store.clone(),
+                carrier: self.carrier.clone(),
+                shop: self.shop.clone(),
+                mailer: self.mailer.clone(),
+                queue: self.queue.clone(),
+                methods: self.methods.clone(),
+                shop_host: "https://shop.example".into(),
+                admins: Vec::new(),
             }
+        }
+        /// The inbox, to set expectations on before the jobs run.
+        fn inbox(&mut self) -> &mut MockWebhookInbox {
+            Arc::get_mut(&mut self.inbox).expect("the inbox is not shared yet")
+        }
+        /// The mailer, to set expectations on before the jobs run.
+        fn mailer(&mut self) -> &mut MockMailer {
+            Arc::get_mut(&mut self.mailer).expect("the mailer is not shared yet")
         }
     }
 
@@ -1036,10 +1016,10 @@ mod tests {
             }])
         });
         let mut f = Fixture::new(once);
-        processed(&mut f.inbox, 2);
+        processed(f.inbox(), 2);
         let sent = Arc::new(Mutex::new(Vec::new()));
         let log = sent.clone();
-        f.mailer.expect_send().returning(move |e| {
+        f.mailer().expect_send().returning(move |e| {
             log.lock().expect("lock").push(e.clone());
             Ok(())
         });
@@ -1071,8 +1051,8 @@ mod tests {
     #[tokio::test]
     async fn a_label_mail_that_cannot_be_sent_now_becomes_a_job_and_the_booking_stands() {
         let mut f = Fixture::new(carrier("NEW1"));
-        processed(&mut f.inbox, 1);
-        f.mailer.expect_send().times(1).returning(|_| {
+        processed(f.inbox(), 1);
+        f.mailer().expect_send().times(1).returning(|_| {
             Err(MailError::Unavailable {
                 reason: "connection refused".into(),
             })
@@ -1102,7 +1082,7 @@ mod tests {
                 retry_after: None,
             })
         });
-        f.shop = shop;
+        f.shop = Arc::new(shop);
         let err = f
             .jobs()
             .process_order(&order_webhook())
