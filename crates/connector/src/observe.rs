@@ -21,7 +21,7 @@ use crate::worker::{JobHandler, Periodic, Worker};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::error::{
-    CrmError, JobError, MailError, QueueError, ShippingError, ShopError, StoreError,
+    Classified, CrmError, JobError, MailError, QueueError, ShippingError, ShopError, StoreError,
     UnshippableParcel,
 };
 use domain::model::shipment::VendorProfile;
@@ -334,53 +334,8 @@ impl JobQueue for ObservedQueue {
 }
 
 /// How a port error is labelled in `lazona_external_call_errors_total`.
-trait ErrorClass {
-    fn class(&self) -> &'static str;
-}
-
-impl ErrorClass for ShippingError {
-    fn class(&self) -> &'static str {
-        match self {
-            ShippingError::Rejected { .. } => "rejected",
-            ShippingError::Unavailable { .. } => "unavailable",
-            ShippingError::InvalidResponse { .. } => "invalid_response",
-            ShippingError::Indeterminate { .. } => "indeterminate",
-        }
-    }
-}
-
-impl ErrorClass for ShopError {
-    fn class(&self) -> &'static str {
-        match self {
-            ShopError::NotFound { .. } => "not_found",
-            ShopError::Rejected { .. } => "rejected",
-            ShopError::Unavailable { .. } => "unavailable",
-            ShopError::InvalidResponse { .. } => "invalid_response",
-        }
-    }
-}
-
-impl ErrorClass for CrmError {
-    fn class(&self) -> &'static str {
-        match self {
-            CrmError::Authentication { .. } => "authentication",
-            CrmError::Unavailable { .. } => "unavailable",
-            CrmError::InvalidResponse { .. } => "invalid_response",
-        }
-    }
-}
-
-impl ErrorClass for MailError {
-    fn class(&self) -> &'static str {
-        match self {
-            MailError::Rejected { .. } => "rejected",
-            MailError::Unavailable { .. } => "unavailable",
-        }
-    }
-}
-
 /// Runs a third-party call, timing it and counting its errors by class.
-async fn external<T, E: ErrorClass>(
+async fn external<T, E: Classified>(
     service: &'static str,
     call: &'static str,
     f: impl Future<Output = Result<T, E>>,
@@ -390,7 +345,7 @@ async fn external<T, E: ErrorClass>(
     metrics::histogram!("lazona_external_call_duration_seconds", "service" => service, "call" => call)
         .record(started.elapsed().as_secs_f64());
     if let Err(e) = &result {
-        metrics::counter!("lazona_external_call_errors_total", "service" => service, "call" => call, "error" => e.class())
+        metrics::counter!("lazona_external_call_errors_total", "service" => service, "call" => call, "error" => e.kind())
             .increment(1);
     }
     result

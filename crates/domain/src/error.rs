@@ -257,6 +257,11 @@ pub enum JobError {
 }
 
 impl JobError {
+    /// The job error for a domain error, as its [`Classified::transience`] says.
+    pub fn from_error<E: Classified>(err: &E) -> Self {
+        Self::from_port(err, err.transience())
+    }
+
     /// Builds the job error for a port error, from its [`Transience`].
     pub fn from_port(err: &dyn std::error::Error, transience: Transience) -> Self {
         let reason = error_chain(err);
@@ -284,19 +289,13 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
 
 impl From<StoreError> for JobError {
     fn from(e: StoreError) -> Self {
-        JobError::Transient {
-            reason: error_chain(&e),
-            retry_after: None,
-        }
+        JobError::from_error(&e)
     }
 }
 
 impl From<InboxError> for JobError {
     fn from(e: InboxError) -> Self {
-        JobError::Transient {
-            reason: error_chain(&e),
-            retry_after: None,
-        }
+        JobError::from_error(&e)
     }
 }
 
@@ -309,6 +308,177 @@ pub enum EventError {
     /// Anything else (a row that does not decode).
     #[error("event log error")]
     Unexpected(#[source] BoxError),
+}
+
+/// What every error of the domain says about itself, said once: a stable machine-readable
+/// [`kind`](Classified::kind) (the `error` label of metrics, what events and the API show) and its
+/// [`transience`](Classified::transience) (what the retry policy reads, through
+/// [`JobError::from_error`]).
+pub trait Classified: std::error::Error {
+    /// A short stable name of the variant: `unavailable`, `rejected`, `not_found`, ...
+    fn kind(&self) -> &'static str;
+    /// Whether trying again later may help.
+    fn transience(&self) -> Transience;
+}
+
+/// Retry later, without a peer's `Retry-After`.
+const RETRY: Transience = Transience::Transient { retry_after: None };
+
+impl Classified for InboxError {
+    fn kind(&self) -> &'static str {
+        match self {
+            InboxError::Unavailable(_) => "unavailable",
+            InboxError::ShuttingDown => "shutting_down",
+            InboxError::Unexpected(_) => "unexpected",
+        }
+    }
+    /// The inbox is the connector's own database: whatever failed, a later try may succeed.
+    fn transience(&self) -> Transience {
+        RETRY
+    }
+}
+
+impl Classified for StoreError {
+    fn kind(&self) -> &'static str {
+        match self {
+            StoreError::Unavailable(_) => "unavailable",
+            StoreError::NotFound(_) => "not_found",
+            StoreError::Unexpected(_) => "unexpected",
+        }
+    }
+    /// As the inbox: the connector's own database.
+    fn transience(&self) -> Transience {
+        RETRY
+    }
+}
+
+impl Classified for TokenError {
+    fn kind(&self) -> &'static str {
+        match self {
+            TokenError::Unavailable(_) => "unavailable",
+            TokenError::NotFound(_) => "not_found",
+            TokenError::Unexpected(_) => "unexpected",
+        }
+    }
+    fn transience(&self) -> Transience {
+        match self {
+            TokenError::NotFound(_) => Transience::Permanent,
+            TokenError::Unavailable(_) | TokenError::Unexpected(_) => RETRY,
+        }
+    }
+}
+
+impl Classified for QueueError {
+    fn kind(&self) -> &'static str {
+        match self {
+            QueueError::Unavailable(_) => "unavailable",
+            QueueError::NotFound(_) => "not_found",
+            QueueError::LeaseLost(_) => "lease_lost",
+            QueueError::Corrupt { .. } => "corrupt",
+            QueueError::Unexpected(_) => "unexpected",
+        }
+    }
+    fn transience(&self) -> Transience {
+        match self {
+            QueueError::NotFound(_) | QueueError::Corrupt { .. } => Transience::Permanent,
+            QueueError::Unavailable(_) | QueueError::LeaseLost(_) | QueueError::Unexpected(_) => {
+                RETRY
+            }
+        }
+    }
+}
+
+impl Classified for ShippingError {
+    fn kind(&self) -> &'static str {
+        match self {
+            ShippingError::Rejected { .. } => "rejected",
+            ShippingError::Unavailable { .. } => "unavailable",
+            ShippingError::InvalidResponse { .. } => "invalid_response",
+            ShippingError::Indeterminate { .. } => "indeterminate",
+        }
+    }
+    fn transience(&self) -> Transience {
+        ShippingError::transience(self)
+    }
+}
+
+impl Classified for CrmError {
+    fn kind(&self) -> &'static str {
+        match self {
+            CrmError::Authentication { .. } => "authentication",
+            CrmError::Unavailable { .. } => "unavailable",
+            CrmError::InvalidResponse { .. } => "invalid_response",
+        }
+    }
+    fn transience(&self) -> Transience {
+        CrmError::transience(self)
+    }
+}
+
+impl Classified for MailError {
+    fn kind(&self) -> &'static str {
+        match self {
+            MailError::Rejected { .. } => "rejected",
+            MailError::Unavailable { .. } => "unavailable",
+        }
+    }
+    /// A refused mail is refused again; an unreachable server may answer later.
+    fn transience(&self) -> Transience {
+        match self {
+            MailError::Rejected { .. } => Transience::Permanent,
+            MailError::Unavailable { .. } => RETRY,
+        }
+    }
+}
+
+impl Classified for ShopError {
+    fn kind(&self) -> &'static str {
+        match self {
+            ShopError::NotFound { .. } => "not_found",
+            ShopError::Rejected { .. } => "rejected",
+            ShopError::Unavailable { .. } => "unavailable",
+            ShopError::InvalidResponse { .. } => "invalid_response",
+        }
+    }
+    /// A shop answering nonsense is usually one in trouble (a maintenance page): retried.
+    fn transience(&self) -> Transience {
+        match self {
+            ShopError::Unavailable { retry_after, .. } => Transience::Transient {
+                retry_after: *retry_after,
+            },
+            ShopError::InvalidResponse { .. } => RETRY,
+            ShopError::NotFound { .. } | ShopError::Rejected { .. } => Transience::Permanent,
+        }
+    }
+}
+
+impl Classified for EventError {
+    fn kind(&self) -> &'static str {
+        match self {
+            EventError::Unavailable(_) => "unavailable",
+            EventError::Unexpected(_) => "unexpected",
+        }
+    }
+    fn transience(&self) -> Transience {
+        RETRY
+    }
+}
+
+impl Classified for JobError {
+    fn kind(&self) -> &'static str {
+        match self {
+            JobError::Transient { .. } => "transient",
+            JobError::Permanent { .. } => "permanent",
+        }
+    }
+    fn transience(&self) -> Transience {
+        match self {
+            JobError::Transient { retry_after, .. } => Transience::Transient {
+                retry_after: *retry_after,
+            },
+            JobError::Permanent { .. } => Transience::Permanent,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@
 //! while the user lacks it.
 
 use super::process::settle;
-use crate::error::{CrmError, JobError, ShopError, Transience};
+use crate::error::{CrmError, JobError, ShopError};
 use crate::model::payload;
 use crate::model::{Webhook, WebhookStatus};
 use crate::ports::{Crm, Shop, WebhookInbox};
@@ -135,14 +135,7 @@ fn crm_error(e: &CrmError) -> JobError {
 }
 
 fn shop_error(e: &ShopError) -> JobError {
-    let transience = match e {
-        ShopError::Unavailable { retry_after, .. } => Transience::Transient {
-            retry_after: *retry_after,
-        },
-        ShopError::InvalidResponse { .. } => Transience::Transient { retry_after: None },
-        ShopError::NotFound { .. } | ShopError::Rejected { .. } => Transience::Permanent,
-    };
-    JobError::from_port(e, transience)
+    JobError::from_error(e)
 }
 
 impl CustomerJobs {

@@ -60,22 +60,11 @@ fn store_gone(id: i64) -> JobError {
 }
 
 fn mail_error(e: &MailError) -> JobError {
-    let transience = match e {
-        MailError::Rejected { .. } => Transience::Permanent,
-        MailError::Unavailable { .. } => Transience::Transient { retry_after: None },
-    };
-    JobError::from_port(e, transience)
+    JobError::from_error(e)
 }
 
 fn shop_error(e: &ShopError) -> JobError {
-    let transience = match e {
-        ShopError::Unavailable { retry_after, .. } => Transience::Transient {
-            retry_after: *retry_after,
-        },
-        ShopError::InvalidResponse { .. } => Transience::Transient { retry_after: None },
-        ShopError::NotFound { .. } | ShopError::Rejected { .. } => Transience::Permanent,
-    };
-    JobError::from_port(e, transience)
+    JobError::from_error(e)
 }
 
 impl ShipmentJobs {
