@@ -16,6 +16,7 @@ mod assets;
 mod dashboard;
 mod error;
 mod metrics;
+mod trace;
 mod webhooks;
 
 pub use error::ApiError;
@@ -82,11 +83,12 @@ impl AppState {
 /// The routes: the two webhook endpoints (with and without the trailing slash), `/healthz`,
 /// `/readyz`, `/metrics`, the operations API under `/api/v1/`, `/docs`, the dashboard at `/` and
 /// their files under `/assets/`. Bodies over `state.max_body_bytes` are answered 413; every
-/// failure, a 404 or a 405 included, has [`ApiError`]'s JSON shape.
+/// failure, a 404 or a 405 included, has [`ApiError`]'s JSON shape. Every request has an id,
+/// echoed in `X-Request-Id`, and a span with it (see the `trace` module).
 pub fn router(state: AppState) -> Router {
     let max_body_bytes = state.max_body_bytes;
     let (operations, _) = api::routes().split_for_parts();
-    Router::new()
+    let routes = Router::new()
         .merge(operations)
         .route("/", get(dashboard::page))
         .route("/docs", get(api::openapi::docs))
@@ -100,8 +102,8 @@ pub fn router(state: AppState) -> Router {
         .merge(assets::routes())
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(max_body_bytes))
-        .with_state(state)
+        .layer(DefaultBodyLimit::max(max_body_bytes));
+    trace::layer(routes).with_state(state)
 }
 
 async fn healthz() -> impl IntoResponse {

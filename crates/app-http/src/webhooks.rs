@@ -1,4 +1,5 @@
-//! The webhook endpoints.
+//! The webhook endpoints. The request id set by the `trace` layer is among the headers, so it is
+//! stored with the webhook.
 
 use crate::{ApiError, AppState, Metrics};
 use axum::body::Bytes;
@@ -77,6 +78,10 @@ async fn receive(
         .find(|(k, _)| k == "x-wc-webhook-topic")
         .map(|(_, v)| v.as_str());
     crate::metrics::webhook_received(topic, &ingested);
+    if let Some(id) = ingested.as_ref().ok().and_then(IngestOutcome::webhook_id) {
+        // The request's span (`trace`): its answer is logged with the stored webhook.
+        tracing::Span::current().record("webhook_id", id.0);
+    }
     // Counted here; answered as every front answers (`connector::answer`).
     let counter = match &ingested {
         Ok(IngestOutcome::Ping { .. }) => &m.pings,

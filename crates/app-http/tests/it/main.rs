@@ -12,6 +12,7 @@ mod helpers;
 mod intake;
 mod limits;
 mod outage;
+mod request_ids;
 mod sandbox;
 mod shipping;
 mod startup;

@@ -91,6 +91,10 @@ impl JobHandler for ConnectorHandler {
                 if (self.shipping.is_some() || self.customers.is_some())
                     && let Some(webhook) = self.inbox.get(*webhook_id).await?
                 {
+                    if let Some(request_id) = webhook.data.request_id() {
+                        // From here on the job's lines can be matched with the request's.
+                        tracing::Span::current().record("request_id", request_id);
+                    }
                     // The webhook read here is the one processed: no second read.
                     match (webhook.data.resource, &self.shipping, &self.customers) {
                         (Resource::Order, Some(jobs), _) => {

@@ -328,7 +328,9 @@ impl Worker {
             job_id = %job.id,
             kind = job.kind.name(),
             attempt = job.attempt,
-            webhook_id = tracing::field::Empty
+            webhook_id = tracing::field::Empty,
+            // The id of the request that delivered the webhook (`X-Request-Id`), once read.
+            request_id = tracing::field::Empty
         );
         let handler = self.handler.clone();
         let job_for_task = job.clone();

@@ -27,6 +27,6 @@ pub use shipment_record::{
 };
 pub use token::{ApiToken, Principal, TokenHash, TokenSecret};
 pub use webhook::{
-    NewWebhook, RecordOutcome, Recorded, Resource, Webhook, WebhookEvent, WebhookFilter, WebhookId,
-    WebhookStatus, WebhookSummary,
+    NewWebhook, REQUEST_ID_HEADER, REQUEST_ID_MAX_LEN, RecordOutcome, Recorded, Resource, Webhook,
+    WebhookEvent, WebhookFilter, WebhookId, WebhookStatus, WebhookSummary, is_request_id,
 };

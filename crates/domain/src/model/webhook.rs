@@ -108,6 +108,19 @@ impl FromStr for WebhookStatus {
     }
 }
 
+/// The header that carries a request's id (`lazona-http` sets it on every request it receives,
+/// so it is stored among a webhook's [`NewWebhook::headers`] and its job's log lines carry it).
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The longest request id kept from a client.
+pub const REQUEST_ID_MAX_LEN: usize = 128;
+
+/// Whether `value` is a request id worth logging: 1 to [`REQUEST_ID_MAX_LEN`] bytes of visible
+/// ASCII (no spaces, no control characters), so that it cannot forge a log line or swell one.
+pub fn is_request_id(value: &[u8]) -> bool {
+    (1..=REQUEST_ID_MAX_LEN).contains(&value.len()) && value.iter().all(u8::is_ascii_graphic)
+}
+
 /// A webhook about to be written to the inbox.
 #[derive(Clone, PartialEq)]
 pub struct NewWebhook {
@@ -155,6 +168,16 @@ impl fmt::Debug for NewWebhook {
 }
 
 impl NewWebhook {
+    /// The id of the request that delivered it (its [`REQUEST_ID_HEADER`], when that is a
+    /// sane one: [`is_request_id`]), to follow it from the request to its job in the logs.
+    pub fn request_id(&self) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(REQUEST_ID_HEADER))
+            .map(|(_, v)| v.as_str())
+            .filter(|v| is_request_id(v.as_bytes()))
+    }
+
     /// The inbox's deduplication key: the SHA-256 of the delivery id, the endpoint, the topic and
     /// the exact body, its first 128 bits in hex (as short as WooCommerce's own 32-digit ids, so
     /// the unique index is no larger than before); `None` when WooCommerce sent no delivery id
@@ -332,6 +355,23 @@ mod tests {
         assert_eq!(a.dedupe_key(), again.dedupe_key());
         let key = a.dedupe_key().expect("a key");
         assert!(key.starts_with("wc:") && key.len() == 35, "{key}");
+    }
+
+    #[test]
+    fn the_request_id_is_read_from_the_headers_when_it_is_sane() {
+        let mut w = delivery(Some("a"), "order.created", "{}");
+        assert_eq!(w.request_id(), None);
+        w.headers.push(("x-request-id".into(), "req 1".into()));
+        assert_eq!(w.request_id(), None, "a space is not kept");
+        w.headers.clear();
+        w.headers
+            .push(("x-request-id".into(), "test-req-42".into()));
+        assert_eq!(w.request_id(), Some("test-req-42"));
+        assert!(!is_request_id(b""));
+        assert!(!is_request_id("é".as_bytes()));
+        assert!(!is_request_id(b"a\nb"));
+        assert!(is_request_id(&[b'x'; REQUEST_ID_MAX_LEN]));
+        assert!(!is_request_id(&[b'x'; REQUEST_ID_MAX_LEN + 1]));
     }
 
     #[test]

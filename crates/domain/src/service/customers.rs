@@ -148,6 +148,7 @@ impl CustomerJobs {
     /// is not a customer, bad CRM credentials, or a shop that refuses the change;
     /// [`JobError::Transient`] (the webhook left queued) when the CRM, the shop or the inbox
     /// cannot be reached.
+    #[tracing::instrument(skip_all, fields(webhook_id = %webhook.id, customer_id = webhook.data.subject_id))]
     pub async fn process_customer(&self, webhook: &Webhook) -> Result<(), JobError> {
         if webhook.data.status != WebhookStatus::Queued {
             return Ok(());

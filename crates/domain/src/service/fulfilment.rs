@@ -130,6 +130,7 @@ async fn record_claimed(
 /// [`JobError::Permanent`] when the order cannot be split by vendor; [`JobError::Transient`] when
 /// the store, the shop or the carrier cannot be reached (the job is retried; nothing is booked
 /// twice).
+#[tracing::instrument(skip_all, fields(order_id = order.id))]
 pub async fn fulfil_order(
     deps: &ShipmentJobs,
     order: &Order,

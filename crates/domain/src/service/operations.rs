@@ -168,6 +168,7 @@ async fn enqueue(queue: &dyn JobQueue, kind: JobKind) -> Result<JobId, QueueErro
 /// [`OperationError::NoShipment`], [`OperationError::Refused`] ([`Refusal::LocalPickup`],
 /// [`Refusal::NeedsForce`], [`Refusal::BookingInFlight`], [`Refusal::ShipmentChanged`]), or
 /// [`OperationError::Unavailable`].
+#[tracing::instrument(skip_all, fields(shipment_id, force))]
 pub async fn retry_shipment(
     store: &dyn ShipmentStore,
     queue: &dyn JobQueue,
@@ -236,6 +237,7 @@ async fn retry_record(
 /// # Errors
 /// [`OperationError::NoShipment`], [`OperationError::Refused`] ([`Refusal::NoBarcode`]), or
 /// [`OperationError::Unavailable`].
+#[tracing::instrument(skip_all, fields(shipment_id))]
 pub async fn track_shipment(
     store: &dyn ShipmentStore,
     queue: &dyn JobQueue,
@@ -276,6 +278,7 @@ pub struct Replayed {
 /// # Errors
 /// [`OperationError::Refused`] ([`Refusal::AlreadyQueued`], [`Refusal::StatusChanged`]) or
 /// [`OperationError::Unavailable`].
+#[tracing::instrument(skip_all, fields(webhook_id = %webhook.id, subject_id = webhook.subject_id, force))]
 pub async fn replay_webhook(
     inbox: &dyn WebhookInbox,
     queue: &dyn JobQueue,
@@ -369,6 +372,7 @@ pub struct ReplayTarget {
 ///
 /// # Errors
 /// [`OperationError::NoWebhook`], and as for [`replay_webhook`].
+#[tracing::instrument(skip_all, fields(webhook_id = %id, force))]
 pub async fn replay_webhook_by_id(
     inbox: &dyn WebhookInbox,
     queue: &dyn JobQueue,
@@ -390,6 +394,7 @@ pub async fn replay_webhook_by_id(
 ///
 /// # Errors
 /// [`OperationError::NoDeadJob`] or [`OperationError::Unavailable`].
+#[tracing::instrument(skip_all, fields(job_id = %id))]
 pub async fn requeue_dead(queue: &dyn JobQueue, id: JobId) -> Result<(), OperationError> {
     Ok(queue.requeue_dead(id).await?)
 }

@@ -16,6 +16,7 @@ use crate::ports::WebhookInbox;
 /// # Errors
 /// [`JobError::Transient`] when the inbox cannot be reached, [`JobError::Permanent`] when the
 /// webhook is missing or its body does not parse as its resource.
+#[tracing::instrument(skip_all, fields(webhook_id = %id))]
 pub async fn process_webhook(inbox: &dyn WebhookInbox, id: WebhookId) -> Result<(), JobError> {
     let Some(webhook) = inbox.get(id).await? else {
         return Err(JobError::Permanent {

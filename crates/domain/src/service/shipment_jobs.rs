@@ -91,6 +91,7 @@ impl ShipmentJobs {
     /// # Errors
     /// [`JobError::Permanent`] for a body that is not an order or an order that cannot be split;
     /// [`JobError::Transient`] when a port cannot be reached.
+    #[tracing::instrument(skip_all, fields(webhook_id = %webhook.id, order_id = webhook.data.subject_id))]
     pub async fn process_order(&self, webhook: &Webhook) -> Result<(), JobError> {
         let webhook_id = webhook.id;
         if webhook.data.status != WebhookStatus::Queued {
@@ -186,6 +187,7 @@ impl ShipmentJobs {
     /// # Errors
     /// [`JobError::Transient`] when the mail server or the shop cannot be reached;
     /// [`JobError::Permanent`] when the server refuses the message or the shipment has no label.
+    #[tracing::instrument(skip_all, fields(shipment_id))]
     pub async fn send_label_mail(&self, shipment_id: i64) -> Result<(), JobError> {
         let s = self.shipment(shipment_id).await?;
         if s.mailed_at.is_some() {
@@ -222,6 +224,7 @@ impl ShipmentJobs {
     ///
     /// # Errors
     /// As for [`ShipmentJobs::send_label_mail`].
+    #[tracing::instrument(skip_all, fields(shipment_id))]
     pub async fn send_booking_error_mail(&self, shipment_id: i64) -> Result<(), JobError> {
         let s = self.shipment(shipment_id).await?;
         if s.mailed_at.is_some() || self.admins.is_empty() {
@@ -251,6 +254,7 @@ impl ShipmentJobs {
     ///
     /// # Errors
     /// [`JobError::Transient`] when the carrier or the mail server cannot be reached.
+    #[tracing::instrument(skip_all, fields(shipment_id))]
     pub async fn track_one(&self, shipment_id: i64) -> Result<(), JobError> {
         let s = self.shipment(shipment_id).await?;
         // A shipment `BOOKING` is being booked again: its tracking is the new booking's, later.
@@ -316,6 +320,7 @@ impl ShipmentJobs {
     /// [`JobError::Permanent`] for a local pickup, a shipment with a booking and no `force`, an
     /// order that no longer has Koiki shipping for the vendor, or bad vendor data;
     /// [`JobError::Transient`] when the shop or the carrier cannot be reached.
+    #[tracing::instrument(skip_all, fields(shipment_id, force))]
     pub async fn retry_shipment(
         &self,
         shipment_id: i64,
@@ -480,6 +485,7 @@ impl ShipmentJobs {
 
     /// The order fetched again, the vendor's part of it to book, and what the carrier is to be
     /// sent for it.
+    #[tracing::instrument(skip_all, fields(shipment_id = s.id, order_id = s.order_id, vendor_id = s.vendor_id))]
     async fn plan_rebooking(
         &self,
         s: &ShipmentRecord,
