@@ -20,7 +20,6 @@ mod trace;
 mod webhooks;
 
 pub use error::ApiError;
-pub use metrics::Metrics;
 
 use adapters::config::Settings;
 use adapters::db::{Database, SqlInbox};
@@ -44,8 +43,6 @@ pub struct AppState {
     pub inbox: Arc<dyn WebhookInbox>,
     /// The webhook secret; `None` answers signed webhooks 503.
     pub secret: Option<Arc<WebhookSecret>>,
-    /// Counters for `/metrics`.
-    pub metrics: Arc<Metrics>,
     /// How long a request waits for its webhook to be committed before answering 503.
     pub commit_timeout: Duration,
     /// Bodies over this size are answered 413.
@@ -69,7 +66,6 @@ impl AppState {
         AppState {
             inbox,
             secret: secret.map(Arc::new),
-            metrics: Arc::new(Metrics::default()),
             commit_timeout: Duration::from_secs(10),
             max_body_bytes: 1024 * 1024,
             api: None,

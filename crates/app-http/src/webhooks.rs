@@ -1,14 +1,14 @@
 //! The webhook endpoints. The request id set by the `trace` layer is among the headers, so it is
 //! stored with the webhook.
 
-use crate::{ApiError, AppState, Metrics};
+use crate::{ApiError, AppState};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use connector::answer::Answer;
-use connector::{IngestError, IngestOutcome};
+use connector::IngestOutcome;
 use domain::model::Resource;
 
 pub(crate) async fn order(
@@ -37,14 +37,9 @@ async fn receive(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let m = &state.metrics;
-    let slot = match resource {
-        Resource::Order => 0,
-        Resource::Customer => 1,
-    };
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Metrics::inc(&m.too_large);
+            connector::count_too_large();
             tracing::warn!(%resource, "webhook body over the size limit");
             ApiError::TooLarge {
                 limit: state.max_body_bytes,
@@ -77,23 +72,12 @@ async fn receive(
         .iter()
         .find(|(k, _)| k == "x-wc-webhook-topic")
         .map(|(_, v)| v.as_str());
-    crate::metrics::webhook_received(topic, &ingested);
+    connector::count(resource, topic, &ingested);
     if let Some(id) = ingested.as_ref().ok().and_then(IngestOutcome::webhook_id) {
         // The request's span (`trace`): its answer is logged with the stored webhook.
         tracing::Span::current().record("webhook_id", id.0);
     }
-    // Counted here; answered as every front answers (`connector::answer`).
-    let counter = match &ingested {
-        Ok(IngestOutcome::Ping { .. }) => &m.pings,
-        Ok(IngestOutcome::Rejected { .. }) => &m.rejected[slot],
-        Ok(IngestOutcome::Duplicate { .. }) => &m.duplicates[slot],
-        Ok(IngestOutcome::Stored { .. }) => &m.accepted[slot],
-        Err(IngestError::MissingSignature | IngestError::InvalidSignature) => &m.signature_failures,
-        Err(
-            IngestError::Unconfigured | IngestError::Unavailable(_) | IngestError::CommitTimeout,
-        ) => &m.unavailable,
-    };
-    Metrics::inc(counter);
+    // Answered as every front answers (`connector::answer`).
     let answer = match ingested {
         Ok(outcome) => Answer::Ingested(resource, outcome),
         Err(e) => Answer::Refused(e),

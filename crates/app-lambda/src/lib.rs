@@ -89,15 +89,23 @@ async fn answer(connector: &Connector, request: Request) -> Answer {
     let limit = connector.settings().webhook.max_body_bytes;
     if body.len() > limit {
         tracing::warn!(%resource, "webhook body over the size limit");
+        connector::count_too_large();
         return Answer::TooLarge { limit };
     }
+    let topic = parts
+        .headers
+        .get("x-wc-webhook-topic")
+        .and_then(|v| v.to_str().ok());
     let headers = parts.headers.iter().map(|(name, value)| {
         (
             name.as_str(),
             String::from_utf8_lossy(value.as_bytes()).into_owned(),
         )
     });
-    match connector.ingest(resource, headers, body).await {
+    // Counted as lazona-http counts (in the `metrics` facade, for a recorder the function has).
+    let ingested = connector.ingest(resource, headers, body).await;
+    connector::count(resource, topic, &ingested);
+    match ingested {
         Ok(outcome) => Answer::Ingested(resource, outcome),
         Err(e) => Answer::Refused(e),
     }

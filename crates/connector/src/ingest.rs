@@ -150,3 +150,86 @@ pub async fn ingest(
     tracing::info!(%resource, %webhook_id, ?delivery_id, %status, "webhook stored");
     Ok(IngestOutcome::Stored { webhook_id, status })
 }
+
+/// Counts an ingested request in the `metrics` facade, the one place intake is counted (every
+/// front calls it): `lazona_webhooks_total{resource,result}` (`accepted`, `duplicate`,
+/// `rejected`), `lazona_signature_failures_total`, `lazona_pings_total`,
+/// `lazona_unavailable_total`, and `lazona_webhooks_received_total{topic,result}` (`result`:
+/// `queued`, `ignored`, `duplicate`, `rejected`, `ping`, `missing_signature`,
+/// `invalid_signature`, `unconfigured`, `unavailable`). The topic is WooCommerce's
+/// `X-WC-Webhook-Topic` of signed requests only (`unauthenticated` otherwise), and `other` when
+/// it does not look like one, so that no sender can make up label values.
+pub fn count(
+    resource: Resource,
+    topic: Option<&str>,
+    ingested: &Result<IngestOutcome, IngestError>,
+) {
+    use IngestError as E;
+    use IngestOutcome as O;
+    let resource_label = match resource {
+        Resource::Order => "order",
+        Resource::Customer => "customer",
+    };
+    let by_resource = |result: &'static str| {
+        metrics::counter!("lazona_webhooks_total", "resource" => resource_label, "result" => result)
+            .increment(1);
+    };
+    let (signed, result) = match ingested {
+        Ok(O::Ping { .. }) => {
+            metrics::counter!("lazona_pings_total").increment(1);
+            (false, "ping")
+        }
+        Ok(O::Stored { status, .. }) => {
+            by_resource("accepted");
+            (true, status.as_str())
+        }
+        Ok(O::Duplicate { .. }) => {
+            by_resource("duplicate");
+            (true, "duplicate")
+        }
+        Ok(O::Rejected { .. }) => {
+            by_resource("rejected");
+            (true, "rejected")
+        }
+        Err(e @ (E::MissingSignature | E::InvalidSignature)) => {
+            metrics::counter!("lazona_signature_failures_total").increment(1);
+            let result = if matches!(e, E::MissingSignature) {
+                "missing_signature"
+            } else {
+                "invalid_signature"
+            };
+            (false, result)
+        }
+        Err(E::Unconfigured) => {
+            metrics::counter!("lazona_unavailable_total").increment(1);
+            (false, "unconfigured")
+        }
+        Err(E::Unavailable(_) | E::CommitTimeout) => {
+            metrics::counter!("lazona_unavailable_total").increment(1);
+            (true, "unavailable")
+        }
+    };
+    let topic = match topic {
+        _ if !signed => "unauthenticated",
+        Some(t) if looks_like_a_topic(t) => t,
+        _ => "other",
+    };
+    metrics::counter!("lazona_webhooks_received_total", "topic" => topic.to_owned(), "result" => result)
+        .increment(1);
+}
+
+/// Counts a request refused for its size (413), before it could be ingested.
+pub fn count_too_large() {
+    metrics::counter!("lazona_body_too_large_total").increment(1);
+}
+
+/// `resource.event`, lowercase letters and underscores, short.
+fn looks_like_a_topic(t: &str) -> bool {
+    t.len() <= 40
+        && t.split_once('.').is_some_and(|(a, b)| {
+            !a.is_empty()
+                && !b.is_empty()
+                && t.bytes()
+                    .all(|c| c.is_ascii_lowercase() || c == b'.' || c == b'_')
+        })
+}

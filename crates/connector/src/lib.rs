@@ -108,7 +108,7 @@ pub use adapters;
 pub use builder::{Connector, ConnectorBuilder};
 /// The domain: models, ports (to implement your own adapters) and use cases.
 pub use domain;
-pub use ingest::{IngestError, IngestOutcome, ingest};
+pub use ingest::{IngestError, IngestOutcome, count, count_too_large, ingest};
 pub use observe::{EventRecorder, PRUNE_EVERY};
 pub use prometheus::{prometheus, render as render_metrics, sample_queue, serve_metrics};
 pub use signal::shutdown_on_signal;

@@ -85,6 +85,31 @@ fn describe() {
         "lazona_webhooks_received_total",
         "Webhook requests, by topic and result."
     );
+    describe_counter!(
+        "lazona_webhooks_total",
+        "Webhooks received, by resource and result."
+    );
+    describe_counter!(
+        "lazona_signature_failures_total",
+        "Requests with a missing or wrong signature."
+    );
+    describe_counter!("lazona_pings_total", "WooCommerce webhook creation pings.");
+    describe_counter!("lazona_unavailable_total", "Requests answered 503.");
+    describe_counter!("lazona_body_too_large_total", "Requests answered 413.");
+    // The intake's series exist from the start, at 0, as dashboards and alerts expect.
+    for resource in ["order", "customer"] {
+        for result in ["accepted", "duplicate", "rejected"] {
+            let _ = metrics::counter!("lazona_webhooks_total", "resource" => resource, "result" => result);
+        }
+    }
+    for name in [
+        "lazona_signature_failures_total",
+        "lazona_pings_total",
+        "lazona_unavailable_total",
+        "lazona_body_too_large_total",
+    ] {
+        let _ = metrics::counter!(name);
+    }
 }
 
 /// Sets the queue gauges from `queue.stats()`, labelled `backend` (`sql` or `redis`). A queue
