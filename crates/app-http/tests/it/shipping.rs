@@ -100,11 +100,18 @@ async fn a_signed_order_becomes_a_koiki_label_in_the_vendors_inbox_once() {
         app.count("SELECT COUNT(*) FROM shipments WHERE order_id = 33 AND vendor_id = 6 AND status = 'LABEL_SENT' AND delivery_id = 'yyy' AND label_pdf IS NOT NULL").await,
         1
     );
-    assert_eq!(
-        app.count("SELECT COUNT(*) FROM webhooks WHERE status = 'processed'")
-            .await,
-        1
-    );
+    // The webhook is marked processed after its mails: wait for it too.
+    let mut processed = 0;
+    for _ in 0..100 {
+        processed = app
+            .count("SELECT COUNT(*) FROM webhooks WHERE status = 'processed'")
+            .await;
+        if processed == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(processed, 1);
 
     // The same order again (an order.updated, another delivery): nothing booked, nothing mailed.
     let resp = app
