@@ -21,6 +21,7 @@ pub mod db;
 pub mod http;
 pub mod koiki;
 pub mod mail;
+pub mod memory;
 pub mod queue;
 pub mod redact;
 pub mod redis_queue;

@@ -7,8 +7,8 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use connector::answer::Answer;
 use connector::IngestOutcome;
+use connector::answer::Answer;
 use domain::model::Resource;
 
 pub(crate) async fn order(

@@ -3,7 +3,7 @@
 //! A signed WooCommerce order (`tests/fixtures/order_minimal.json`) is ingested in-process, the
 //! worker runs in the background of this program's tokio runtime, the custom carrier books the
 //! vendor's parcel, and the label is "mailed" by a mailer that prints. No network, no services:
-//! the database is SQLite in memory, the shop is `domain::memory::MemoryShop`.
+//! the database is SQLite in memory, the shop is `adapters::memory::MemoryShop`.
 //!
 //! ```sh
 //! cargo run -p connector --example embed
@@ -17,8 +17,8 @@
 use anyhow::{Context as _, bail};
 use async_trait::async_trait;
 use connector::adapters::config::Settings;
+use connector::adapters::memory::MemoryShop;
 use connector::domain::error::{MailError, ShippingError, UnshippableParcel};
-use connector::domain::memory::MemoryShop;
 use connector::domain::model::shipment::VendorProfile;
 use connector::domain::model::{
     Parcel, ParcelBooking, Resource, ShipmentStatus, TrackingReport, TrackingState, WebhookStatus,

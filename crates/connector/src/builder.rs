@@ -96,7 +96,7 @@ impl ConnectorBuilder {
     }
 
     /// Keeps shipments in `store` instead of the connector's database (for example
-    /// [`domain::memory::MemoryShipmentStore`]).
+    /// [`adapters::memory::MemoryShipmentStore`]).
     pub fn shipment_store(mut self, store: Arc<dyn ShipmentStore>) -> Self {
         self.shipments = Some(store);
         self

@@ -13,7 +13,7 @@
 //! ```
 //! use connector::adapters::config::Settings;
 //! use connector::domain::error::ShippingError;
-//! use connector::domain::memory::{MemoryMailer, MemoryShop};
+//! use connector::adapters::memory::{MemoryMailer, MemoryShop};
 //! use connector::domain::model::shipment::VendorProfile;
 //! use connector::domain::model::{
 //!     Parcel, ParcelBooking, Resource, ShipmentStatus, TrackingReport,

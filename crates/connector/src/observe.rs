@@ -656,8 +656,8 @@ impl ShipmentStore for ObservedStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use adapters::memory::MemoryShipmentStore;
     use domain::error::EventError;
-    use domain::memory::MemoryShipmentStore;
     use domain::model::{Event, EventId};
     use std::sync::Mutex;
 

@@ -5,8 +5,20 @@
 //! This crate does no I/O and depends on no framework (no tokio, axum, sea-orm, reqwest, redis
 //! or figment): adapters implement the [`ports`], applications wire them together.
 
+// `domain::` names this crate from inside it too, as the shared in-memory adapters' file does.
+#[cfg(test)]
+extern crate self as domain;
+
 pub mod error;
-pub mod memory;
+/// The in-memory adapters (`adapters::memory`), for this crate's own unit tests only.
+#[cfg(test)]
+#[path = "../../adapters/src/memory.rs"]
+#[allow(
+    dead_code,
+    unreachable_pub,
+    reason = "adapters' public module; these tests use part of it"
+)]
+pub(crate) mod memory;
 pub mod model;
 pub mod ports;
 pub mod service;

@@ -82,7 +82,7 @@ const SQL_SHIPMENTS_DIVERGE: &[&str] = &["a_booking_on_the_same_attempt_keeps_th
 async fn memory_shipment_store_meets_the_contract() {
     shipments::run_all("memory", || async {
         (
-            Arc::new(domain::memory::MemoryShipmentStore::new()) as Arc<dyn ShipmentStore>,
+            Arc::new(adapters::memory::MemoryShipmentStore::new()) as Arc<dyn ShipmentStore>,
             Box::new(()) as Box<dyn std::any::Any + Send>,
         )
     })

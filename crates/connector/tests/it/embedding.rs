@@ -3,12 +3,12 @@
 //! deliveries deduplicated, bad signatures refused, malformed bodies kept as rejected.
 
 use adapters::config::Settings;
+use adapters::memory::{MemoryMailer, MemoryShop};
 use adapters::redis_queue::RedisJobQueue;
 use adapters::testing::{TestDb, count, unique};
 use async_trait::async_trait;
 use connector::{Connector, IngestError, IngestOutcome};
 use domain::error::ShippingError;
-use domain::memory::{MemoryMailer, MemoryShop};
 use domain::model::shipment::VendorProfile;
 use domain::model::{Parcel, ParcelBooking, TrackingReport};
 use domain::model::{Resource, ShipmentStatus, WebhookStatus};

@@ -1,17 +1,21 @@
 //! In-memory adapters, for tests, examples and embedders: a [`ShipmentStore`] (for those who
 //! keep shipments elsewhere), a [`Shop`] holding vendors, orders and users, and a [`Mailer`]
 //! that keeps what it is given. Each holds everything in one mutex and loses it on drop;
-//! production uses the SQL store, the WordPress shop and the SMTP mailer of the `adapters` crate.
+//! production uses the SQL store, the WordPress shop and the SMTP mailer beside this module.
+//!
+//! This file is also compiled into `domain`'s own unit tests (`#[path]`, as `domain::memory`
+//! under `cfg(test)` only), whose use cases run on it: it names the domain as `domain::`, which
+//! `domain` makes resolve to itself (`extern crate self as domain`).
 
-use crate::error::{MailError, ShopError, StoreError};
-use crate::model::shipment::VendorProfile;
-use crate::model::{
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use domain::error::{MailError, ShopError, StoreError};
+use domain::model::shipment::VendorProfile;
+use domain::model::{
     BookingOutcome, BookingRecorded, Claim, Order, PastBooking, PastBookingReason, ShipmentFilter,
     ShipmentMethod, ShipmentRecord, ShipmentStatus,
 };
-use crate::ports::{Email, Mailer, ShipmentStore, Shop, ShopUser};
-use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use domain::ports::{Email, Mailer, ShipmentStore, Shop, ShopUser};
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
