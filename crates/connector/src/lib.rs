@@ -90,7 +90,7 @@
 //! - [`ingest()`]: a webhook request verified and stored with its job (the intake use case);
 //!   [`answer`]: what every front answers it.
 //! - [`worker`]: the worker loop, the job handler routing jobs to use cases, the retry policy.
-//! - [`observe`]: the ports decorated with events and metrics; [`prometheus`]: rendering them.
+//! - [`observe`]: the ports decorated with events and metrics; [`prometheus`](mod@prometheus): rendering them.
 //! - [`serve`]: the HTTP accept loop with limits on slow and idle clients.
 //! - [`shutdown_on_signal`].
 

@@ -48,7 +48,7 @@
 //!
 //! **Keys** (all under a prefix `p`, default [`DEFAULT_PREFIX`]):
 //! - `{p}:jobs`: the stream of runnable jobs (fields `id`, the SQL job id, and `payload`, the
-//!   JSON of the [`JobKind`]), read by the consumer group `workers` (created with `MKSTREAM`);
+//!   JSON of the [`JobKind`](domain::model::JobKind)), read by the consumer group `workers` (created with `MKSTREAM`);
 //!   each [`RedisJobQueue`] is its own consumer (process id and a nonce);
 //! - `{p}:delayed`: retries, a sorted set scored by due time (ms), members the JSON of
 //!   `{id, payload, attempts, error}`;
