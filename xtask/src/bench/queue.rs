@@ -132,7 +132,8 @@ async fn measure(args: &QueueArgs, db_url: &str) -> Result<()> {
         let keys = redis.purge().await?;
         println!("redis: {keys} keys under {prefix}:* deleted");
     }
-    if outcome.completed != args.jobs {
+    // The connector's worker also runs its periodic jobs (the events' pruning) once at start.
+    if outcome.completed < args.jobs {
         bail!(
             "{} jobs completed, {} enqueued",
             outcome.completed,
