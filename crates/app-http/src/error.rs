@@ -8,18 +8,6 @@ use serde_json::json;
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// No `X-WC-Webhook-Signature` header (401).
-    #[error("the X-WC-Webhook-Signature header is missing")]
-    MissingSignature,
-    /// A signature that does not match the body (401).
-    #[error("the X-WC-Webhook-Signature header does not match the body")]
-    InvalidSignature,
-    /// The body is over the limit (413).
-    #[error("the body is larger than {limit} bytes")]
-    TooLarge {
-        /// The limit.
-        limit: usize,
-    },
     /// The body could not be read (400).
     #[error("the body could not be read: {0}")]
     BadBody(String),
@@ -29,19 +17,6 @@ pub enum ApiError {
         /// The time allowed (`server.body_read_timeout_secs`).
         secs: u64,
     },
-    /// A signed webhook with bad data: stored as rejected (400).
-    #[error("{message}")]
-    Invalid {
-        /// The field at fault.
-        field: Option<String>,
-        /// What is wrong.
-        message: String,
-        /// The inbox id of the stored rejection.
-        webhook_id: i64,
-    },
-    /// No webhook secret is configured (503).
-    #[error("no webhook secret is configured on this connector (WC_WEBHOOK_SECRET)")]
-    Unconfigured,
     /// The database is down or slow: nothing was stored (503).
     #[error("storage unavailable, nothing was stored: {0}")]
     Unavailable(String),
@@ -77,17 +52,14 @@ impl ApiError {
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::MissingSignature
-            | ApiError::InvalidSignature
-            | ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::BadParameter { .. } => StatusCode::BAD_REQUEST,
             ApiError::Missing(_) => StatusCode::NOT_FOUND,
             ApiError::Refused(_) => StatusCode::CONFLICT,
-            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
-            ApiError::BadBody(_) | ApiError::Invalid { .. } => StatusCode::BAD_REQUEST,
-            ApiError::Unconfigured | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BadBody(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         }
@@ -96,13 +68,8 @@ impl ApiError {
     /// The stable machine-readable code.
     pub fn code(&self) -> &'static str {
         match self {
-            ApiError::MissingSignature => "missing_signature",
-            ApiError::InvalidSignature => "invalid_signature",
-            ApiError::TooLarge { .. } => "body_too_large",
             ApiError::BadBody(_) => "unreadable_body",
             ApiError::BodyTimeout { .. } => "body_timeout",
-            ApiError::Invalid { .. } => "invalid_payload",
-            ApiError::Unconfigured => "not_configured",
             ApiError::Unavailable(_) => "storage_unavailable",
             ApiError::NotFound | ApiError::Missing(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
@@ -117,17 +84,9 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let bearer = matches!(self, ApiError::Unauthenticated(_));
         let mut error = json!({ "code": self.code(), "message": self.to_string() });
         if let ApiError::BadParameter { field, .. } = &self {
             error["field"] = json!(field);
-        }
-        if let ApiError::Invalid {
-            field, webhook_id, ..
-        } = &self
-        {
-            error["field"] = json!(field);
-            error["webhook_id"] = json!(webhook_id);
         }
         let mut response = (status, axum::Json(json!({ "error": error }))).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
@@ -136,13 +95,11 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
         if status == StatusCode::UNAUTHORIZED {
+            // Only the operations API's tokens: the webhooks' signatures are answered through
+            // `connector::answer`.
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(if bearer {
-                    "Bearer realm=\"lazona\""
-                } else {
-                    "X-WC-Webhook-Signature"
-                }),
+                HeaderValue::from_static("Bearer realm=\"lazona\""),
             );
         }
         response

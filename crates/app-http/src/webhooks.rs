@@ -37,17 +37,16 @@ async fn receive(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             connector::count_too_large();
             tracing::warn!(%resource, "webhook body over the size limit");
-            ApiError::TooLarge {
-                limit: state.max_body_bytes,
-            }
-        } else {
-            ApiError::BadBody(rejection.body_text())
+            let limit = state.max_body_bytes;
+            return Ok(respond(&Answer::TooLarge { limit }));
         }
-    })?;
+        Err(rejection) => return Err(ApiError::BadBody(rejection.body_text())),
+    };
     let headers: Vec<(String, String)> = headers
         .iter()
         .map(|(k, v)| {
