@@ -5,14 +5,13 @@
 //! The log lines are those the binary writes (`adapters::telemetry`'s JSON subscriber), captured
 //! in a buffer: the subscriber is the process's global one, which nextest gives each test alone.
 
-use crate::helpers::{TestApp, TestDb, fixture, settings, sign};
+use crate::helpers::{TestApp, TestDb, fixture, sign};
+use crate::shipping::{fake_koiki_and_shop, shipping_settings};
 use adapters::smtp_sink::SmtpSink;
 use serde_json::Value;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
 
 #[derive(Clone, Default)]
 struct Logs(Arc<Mutex<Vec<u8>>>);
@@ -58,10 +57,6 @@ fn span<'a>(line: &'a Value, name: &str) -> Option<&'a Value> {
     line["spans"].as_array()?.iter().find(|s| s["name"] == name)
 }
 
-fn json(name: &str) -> Value {
-    serde_json::from_str(&fixture(name)).expect("fixture is JSON")
-}
-
 fn request_id(resp: &reqwest::Response) -> String {
     resp.headers()
         .get("x-request-id")
@@ -75,42 +70,9 @@ fn request_id(resp: &reqwest::Response) -> String {
 async fn a_request_id_is_echoed_and_follows_the_order_to_its_koiki_call() {
     let logs = Logs::capture();
     let sink = SmtpSink::start(None).await;
-    let shop = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/rekis/api/altaEnvios"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json("koiki_alta_envios_ok.json")))
-        .expect(1)
-        .mount(&shop)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/wp-json/wcfmmp/v1/settings/id/6"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json("wcfm_settings_6.json")))
-        .mount(&shop)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/wp-json/wp/v2/users/6"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json("wp_user_6.json")))
-        .mount(&shop)
-        .await;
+    let shop = fake_koiki_and_shop().await;
     let db = TestDb::sqlite();
-    let port = sink.port().to_string();
-    let app = TestApp::spawn(&settings(
-        &db.url,
-        &[
-            ("worker.embedded", "true"),
-            ("koiki.host", &shop.uri()),
-            ("koiki.tracking_host", &shop.uri()),
-            ("koiki.auth_token", "koiki-token"),
-            ("shop.host", &shop.uri()),
-            ("shop.user", "connector"),
-            ("shop.password", "secret"),
-            ("mail.host", "127.0.0.1"),
-            ("mail.port", &port),
-            ("mail.from", "lazona@example.coop"),
-            ("mail.admin_recipients", "admin@example.coop"),
-        ],
-    ))
-    .await;
+    let app = TestApp::spawn(&shipping_settings(&db.url, &shop, &sink)).await;
 
     let order = fixture("order_minimal.json");
     let resp = app

@@ -3,6 +3,7 @@
 //! the vendor's e-mail; a repeated order books nothing more.
 
 use crate::helpers::{TestApp, TestDb, fixture, settings};
+use adapters::config::Settings;
 use adapters::smtp_sink::SmtpSink;
 use std::time::Duration;
 use wiremock::matchers::{method, path};
@@ -12,9 +13,9 @@ fn json(name: &str) -> serde_json::Value {
     serde_json::from_str(&fixture(name)).expect("fixture is JSON")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_signed_order_becomes_a_koiki_label_in_the_vendors_inbox_once() {
-    let sink = SmtpSink::start(None).await;
+/// A fake Koiki and shop on one server: vendor 6's WCFM settings and WordPress user, and exactly
+/// one booking expected.
+pub(crate) async fn fake_koiki_and_shop() -> MockServer {
     let shop = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/rekis/api/altaEnvios"))
@@ -32,11 +33,15 @@ async fn a_signed_order_becomes_a_koiki_label_in_the_vendors_inbox_once() {
         .respond_with(ResponseTemplate::new(200).set_body_json(json("wp_user_6.json")))
         .mount(&shop)
         .await;
+    shop
+}
 
-    let db = TestDb::sqlite();
+/// Settings for a server with its worker in-process that books through `shop`
+/// ([`fake_koiki_and_shop`]) and mails through `sink`.
+pub(crate) fn shipping_settings(db_url: &str, shop: &MockServer, sink: &SmtpSink) -> Settings {
     let port = sink.port().to_string();
-    let app = TestApp::spawn(&settings(
-        &db.url,
+    settings(
+        db_url,
         &[
             ("worker.embedded", "true"),
             ("koiki.host", &shop.uri()),
@@ -50,8 +55,15 @@ async fn a_signed_order_becomes_a_koiki_label_in_the_vendors_inbox_once() {
             ("mail.from", "lazona@example.coop"),
             ("mail.admin_recipients", "admin@example.coop"),
         ],
-    ))
-    .await;
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_order_becomes_a_koiki_label_in_the_vendors_inbox_once() {
+    let sink = SmtpSink::start(None).await;
+    let shop = fake_koiki_and_shop().await;
+    let db = TestDb::sqlite();
+    let app = TestApp::spawn(&shipping_settings(&db.url, &shop, &sink)).await;
 
     let order = fixture("order_minimal.json");
     let resp = app
