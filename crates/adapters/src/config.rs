@@ -91,6 +91,8 @@ pub struct Settings {
     pub log: LogConfig,
     /// The event log (`/api/v1/events`).
     pub events: EventsConfig,
+    /// The reconciliation with the shop.
+    pub reconcile: ReconcileConfig,
 }
 
 /// `lazona-http`'s limits on its clients' connections, so that slow or idle clients cannot hold
@@ -199,6 +201,8 @@ pub struct KoikiConfig {
     /// `KOIKI_TRACKING_AUTH_TOKEN`.
     #[serde(default, deserialize_with = "secret_opt")]
     pub tracking_auth_token: Option<SecretString>,
+    /// The public tracking page of a parcel, `{barcode}` replaced (in the order note).
+    pub tracking_url: String,
 }
 
 /// How orders are shipped.
@@ -216,6 +220,9 @@ pub struct ShippingConfig {
     /// Timeout of every call to Koiki and to the shop.
     #[serde(deserialize_with = "seconds")]
     pub http_timeout_secs: Duration,
+    /// The order statuses booked (`any`: every status, as the original).
+    #[serde(deserialize_with = "string_list")]
+    pub book_statuses: Vec<String>,
 }
 
 /// The WordPress shop.
@@ -230,6 +237,12 @@ pub struct ShopConfig {
     pub password: Option<SecretString>,
     /// `WP_PARTNER_ROLE`.
     pub partner_role: String,
+    /// Write the tracking note and the shipments meta on the order.
+    #[serde(deserialize_with = "flexible_bool")]
+    pub write_back: bool,
+    /// Set an order `completed` once all its Koiki shipments are delivered.
+    #[serde(deserialize_with = "flexible_bool")]
+    pub complete_on_delivery: bool,
 }
 
 /// Outgoing mail.
@@ -294,6 +307,27 @@ impl EventsConfig {
     pub fn retention(&self) -> Duration {
         Duration::from_secs(self.retention_days.max(1).saturating_mul(86_400))
     }
+}
+
+/// The reconciliation with the shop: orders never delivered as webhooks, and the shop's
+/// webhook configurations.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReconcileConfig {
+    /// `auto` (on when the shop is configured), `true` or `false`.
+    #[serde(deserialize_with = "auto_bool")]
+    pub enabled: Option<bool>,
+    /// How often a pass runs.
+    #[serde(deserialize_with = "seconds")]
+    pub interval_secs: Duration,
+    /// How far before the last pass's latest order a pass starts.
+    #[serde(deserialize_with = "seconds")]
+    pub overlap_secs: Duration,
+    /// How far back the first pass looks.
+    #[serde(deserialize_with = "seconds")]
+    pub initial_lookback_secs: Duration,
+    /// Set a paused or disabled webhook of the connector back to active.
+    #[serde(deserialize_with = "flexible_bool")]
+    pub reactivate_webhooks: bool,
 }
 
 /// Why the configuration could not be loaded.

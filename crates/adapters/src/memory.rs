@@ -12,10 +12,11 @@ use chrono::{DateTime, Utc};
 use domain::error::{MailError, ShopError, StoreError};
 use domain::model::shipment::VendorProfile;
 use domain::model::{
-    BookingOutcome, BookingRecorded, Claim, Order, PastBooking, PastBookingReason, ShipmentFilter,
-    ShipmentMethod, ShipmentRecord, ShipmentStatus,
+    BookingOutcome, BookingRecorded, Claim, Order, OrderNote, OrderPage, OrderUpdate, PastBooking,
+    PastBookingReason, ShipmentFilter, ShipmentMethod, ShipmentRecord, ShipmentStatus, ShopOrder,
+    ShopWebhook,
 };
-use domain::ports::{Email, Mailer, ShipmentStore, Shop, ShopUser};
+use domain::ports::{Email, Mailer, ShipmentStore, Shop, ShopUser, StateStore};
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
@@ -97,6 +98,8 @@ impl ShipmentStore for MemoryShipmentStore {
             created_at: now,
             updated_at: now,
             booking_attempt: 0,
+            order_withdrawn: None,
+            noted_barcode: None,
         };
         rows.push((r.clone(), None));
         Ok(Claim::Claimed(r))
@@ -273,6 +276,29 @@ impl ShipmentStore for MemoryShipmentStore {
         })
     }
 
+    async fn mark_withdrawn(
+        &self,
+        order_id: i64,
+        status: &str,
+    ) -> Result<Vec<ShipmentRecord>, StoreError> {
+        let mut marked = Vec::new();
+        for (r, _) in self.rows().iter_mut() {
+            if r.order_id == order_id && !r.delivery_id.is_empty() && r.order_withdrawn.is_none() {
+                r.order_withdrawn = Some(status.to_owned());
+                r.updated_at = Utc::now();
+                marked.push(r.clone());
+            }
+        }
+        Ok(marked)
+    }
+
+    async fn mark_noted(&self, id: i64, barcode: &str) -> Result<ShipmentRecord, StoreError> {
+        self.update(id, |r, _| {
+            r.noted_barcode = Some(barcode.to_owned());
+            r.clone()
+        })
+    }
+
     async fn get(&self, id: i64) -> Result<Option<ShipmentRecord>, StoreError> {
         Ok(self
             .rows()
@@ -355,6 +381,10 @@ struct ShopData {
     vendors: HashMap<i64, VendorProfile>,
     orders: HashMap<i64, Order>,
     users: Vec<ShopUser>,
+    listed: Vec<ShopOrder>,
+    webhooks: Vec<ShopWebhook>,
+    notes: HashMap<i64, Vec<OrderNote>>,
+    updates: Vec<(i64, OrderUpdate)>,
 }
 
 /// A shop in memory: the vendors, orders and WordPress users it is given.
@@ -390,6 +420,37 @@ impl MemoryShop {
     /// The WordPress users, as they are now (roles changed by [`Shop::set_user_roles`]).
     pub fn users(&self) -> Vec<ShopUser> {
         lock(&self.data).users.clone()
+    }
+
+    /// Adds an order to the listing [`Shop::orders_modified_after`] pages through.
+    pub fn with_listed(self, order: ShopOrder) -> Self {
+        lock(&self.data).listed.push(order);
+        self
+    }
+
+    /// Adds a webhook configuration.
+    pub fn with_webhook(self, webhook: ShopWebhook) -> Self {
+        lock(&self.data).webhooks.push(webhook);
+        self
+    }
+
+    /// The notes written on an order, oldest first.
+    pub fn notes(&self, order_id: i64) -> Vec<OrderNote> {
+        lock(&self.data)
+            .notes
+            .get(&order_id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Every order update received, in order.
+    pub fn updates(&self) -> Vec<(i64, OrderUpdate)> {
+        lock(&self.data).updates.clone()
+    }
+
+    /// The webhook configurations as they are now.
+    pub fn webhook_list(&self) -> Vec<ShopWebhook> {
+        lock(&self.data).webhooks.clone()
     }
 }
 
@@ -435,6 +496,115 @@ impl Shop for MemoryShop {
         user.roles = roles.to_vec();
         Ok(user.clone())
     }
+
+    async fn orders_modified_after(
+        &self,
+        after: DateTime<Utc>,
+        page: u32,
+        per_page: u32,
+    ) -> Result<OrderPage, ShopError> {
+        let data = lock(&self.data);
+        let mut listed: Vec<&ShopOrder> = data
+            .listed
+            .iter()
+            .filter(|o| o.modified.is_some_and(|m| m > after))
+            .collect();
+        listed.sort_by_key(|o| (o.modified, o.id));
+        let per_page = per_page.max(1) as usize;
+        let start = (page.max(1) as usize - 1) * per_page;
+        Ok(OrderPage {
+            orders: listed
+                .into_iter()
+                .skip(start)
+                .take(per_page)
+                .cloned()
+                .collect(),
+            per_page,
+        })
+    }
+
+    async fn webhooks(&self) -> Result<Vec<ShopWebhook>, ShopError> {
+        Ok(lock(&self.data).webhooks.clone())
+    }
+
+    async fn set_webhook_status(&self, id: i64, status: &str) -> Result<ShopWebhook, ShopError> {
+        let mut data = lock(&self.data);
+        let webhook = data
+            .webhooks
+            .iter_mut()
+            .find(|w| w.id == id)
+            .ok_or_else(|| ShopError::NotFound {
+                what: format!("webhook {id}"),
+            })?;
+        webhook.status = status.to_owned();
+        Ok(webhook.clone())
+    }
+
+    async fn order_notes(&self, order_id: i64) -> Result<Vec<OrderNote>, ShopError> {
+        Ok(self.notes(order_id))
+    }
+
+    async fn add_order_note(
+        &self,
+        order_id: i64,
+        note: &str,
+        customer_note: bool,
+    ) -> Result<OrderNote, ShopError> {
+        let mut data = lock(&self.data);
+        let notes = data.notes.entry(order_id).or_default();
+        let note = OrderNote {
+            id: i64::try_from(notes.len()).unwrap_or(i64::MAX) + 1,
+            note: note.to_owned(),
+            customer_note,
+        };
+        notes.push(note.clone());
+        Ok(note)
+    }
+
+    async fn update_order(&self, order_id: i64, update: &OrderUpdate) -> Result<(), ShopError> {
+        let mut data = lock(&self.data);
+        if let Some(status) = &update.status
+            && let Some(order) = data.orders.get_mut(&order_id)
+        {
+            order.status.clone_from(status);
+        }
+        data.updates.push((order_id, update.clone()));
+        Ok(())
+    }
+}
+
+/// Named values in memory.
+#[derive(Debug, Default)]
+pub struct MemoryStateStore {
+    values: Mutex<HashMap<String, String>>,
+}
+
+impl MemoryStateStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl StateStore for MemoryStateStore {
+    async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(lock(&self.values).get(key).cloned())
+    }
+
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: Option<&str>,
+        value: &str,
+    ) -> Result<bool, StoreError> {
+        let mut values = lock(&self.values);
+        if values.get(key).map(String::as_str) != expected {
+            return Ok(false);
+        }
+        values.insert(key.to_owned(), value.to_owned());
+        Ok(true)
+    }
 }
 
 /// A mailer that sends nothing and keeps every message, in order.
@@ -473,6 +643,7 @@ mod tests {
             .with_vendor(VendorProfile {
                 id: 6,
                 email: "v@example.com".into(),
+                store_name: String::new(),
                 ..VendorProfile::default()
             })
             .with_user(ShopUser {

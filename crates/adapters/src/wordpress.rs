@@ -164,6 +164,7 @@ impl Shop for WordPressShop {
             state: field("state"),
             country: field("country"),
             email: user.email,
+            store_name: String::new(),
         })
     }
 

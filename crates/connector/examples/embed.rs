@@ -122,6 +122,7 @@ async fn main() -> anyhow::Result<()> {
         state: "B".into(),
         country: "ES".into(),
         email: "queviure@example.com".into(),
+        store_name: String::new(),
     };
     let carrier = Arc::new(ParcelCo::default());
     let connector = Connector::builder(settings)

@@ -10,12 +10,14 @@ use crate::error::{
 use crate::model::shipment::VendorProfile;
 use crate::model::{
     ApiToken, BookingOutcome, BookingRecorded, Claim, DeadJob, Event, EventId, Job, JobId,
-    NewEvent, NewJob, NewWebhook, Order, Parcel, ParcelBooking, PastBooking, Principal, Recorded,
-    ShipmentFilter, ShipmentMethod, ShipmentRecord, ShipmentStatus, TokenSecret, TrackingReport,
-    Webhook, WebhookEvent, WebhookFilter, WebhookId, WebhookStatus, WebhookSummary,
+    NewEvent, NewJob, NewWebhook, Order, OrderNote, OrderPage, OrderUpdate, Parcel, ParcelBooking,
+    PastBooking, Principal, Recorded, ShipmentFilter, ShipmentMethod, ShipmentRecord,
+    ShipmentStatus, ShopWebhook, TokenSecret, TrackingReport, Webhook, WebhookEvent, WebhookFilter,
+    WebhookId, WebhookStatus, WebhookSummary,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// The durable inbox of webhooks.
@@ -70,6 +72,18 @@ pub trait WebhookInbox: Send + Sync {
     /// # Errors
     /// [`InboxError::Unavailable`] when the database cannot be reached.
     async fn count(&self) -> Result<u64, InboxError>;
+
+    /// For each of `order_ids` the inbox holds an order webhook of: the latest
+    /// [`NewWebhook::subject_modified`] among them (`None` when none of them carries one). An
+    /// order absent from the map was never received. The reconciliation asks this once per page
+    /// of the shop's listing.
+    ///
+    /// # Errors
+    /// [`InboxError::Unavailable`] when the database cannot be reached.
+    async fn order_versions(
+        &self,
+        order_ids: &[i64],
+    ) -> Result<HashMap<i64, Option<DateTime<Utc>>>, InboxError>;
 
     /// Checks that the storage answers (for `/readyz`).
     ///
@@ -333,11 +347,54 @@ pub trait ShipmentStore: Send + Sync {
     /// [`StoreError::Unavailable`] when the database cannot be reached.
     async fn list(&self, filter: &ShipmentFilter) -> Result<Vec<ShipmentRecord>, StoreError>;
 
+    /// Records that the shipments of `order_id` with a booking (a barcode) were seen withdrawn
+    /// in the shop (the order arrived `cancelled`, `refunded` or `failed`): sets their
+    /// `order_withdrawn` to `status` where it is not set yet, and returns those it set now.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached.
+    async fn mark_withdrawn(
+        &self,
+        order_id: i64,
+        status: &str,
+    ) -> Result<Vec<ShipmentRecord>, StoreError>;
+
+    /// Records that the tracking note of `barcode` was written on the shipment's order in the
+    /// shop; returns the shipment as recorded.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] for an unknown id.
+    async fn mark_noted(&self, id: i64, barcode: &str) -> Result<ShipmentRecord, StoreError>;
+
     /// Shipments to poll: with a barcode, not delivered, and not `BOOKING`.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] when the database cannot be reached.
     async fn to_track(&self) -> Result<Vec<ShipmentRecord>, StoreError>;
+}
+
+/// Small named values the connector keeps between runs and shares between processes: the
+/// reconciliation's cursor, the last state reported of each shop webhook. (No mock: tests use
+/// `adapters::memory::MemoryStateStore`.)
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    /// The value of `key`, if set.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached.
+    async fn get(&self, key: &str) -> Result<Option<String>, StoreError>;
+
+    /// Sets `key` to `value` if it holds `expected` now (`None`: if it is not set); returns
+    /// whether it did. Of two callers racing from the same value, one wins.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached.
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: Option<&str>,
+        value: &str,
+    ) -> Result<bool, StoreError>;
 }
 
 /// The operations API's tokens. Only a hash of each secret is stored; the secret is shown once,
@@ -471,6 +528,79 @@ pub trait Shop: Send + Sync {
     /// # Errors
     /// As for [`Shop::vendor`].
     async fn set_user_roles(&self, user_id: i64, roles: &[String]) -> Result<ShopUser, ShopError>;
+
+    /// Page `page` (from 1) of the orders modified after `after`, oldest modification first,
+    /// `per_page` at most (`GET wc/v3/orders?modified_after=...&dates_are_gmt=true&orderby=
+    /// modified&order=asc`). The default says the shop does not list orders.
+    ///
+    /// # Errors
+    /// [`ShopError::Unavailable`] when the shop cannot be reached; [`ShopError::Rejected`] when
+    /// it refuses (bad credentials) or cannot list orders.
+    async fn orders_modified_after(
+        &self,
+        after: DateTime<Utc>,
+        page: u32,
+        per_page: u32,
+    ) -> Result<OrderPage, ShopError> {
+        let _ = (after, page, per_page);
+        Err(unsupported("listing orders"))
+    }
+
+    /// The shop's webhook configurations (`GET wc/v3/webhooks`). The default says the shop has
+    /// none to show.
+    ///
+    /// # Errors
+    /// As for [`Shop::orders_modified_after`].
+    async fn webhooks(&self) -> Result<Vec<ShopWebhook>, ShopError> {
+        Err(unsupported("listing webhooks"))
+    }
+
+    /// Sets a webhook configuration's status (`active`) and returns it as it now is.
+    ///
+    /// # Errors
+    /// As for [`Shop::vendor`].
+    async fn set_webhook_status(&self, id: i64, status: &str) -> Result<ShopWebhook, ShopError> {
+        let _ = (id, status);
+        Err(unsupported("changing webhooks"))
+    }
+
+    /// The notes of an order.
+    ///
+    /// # Errors
+    /// As for [`Shop::vendor`].
+    async fn order_notes(&self, order_id: i64) -> Result<Vec<OrderNote>, ShopError> {
+        let _ = order_id;
+        Err(unsupported("reading order notes"))
+    }
+
+    /// Adds a note to an order, seen by the customer when `customer_note`; returns it.
+    ///
+    /// # Errors
+    /// As for [`Shop::vendor`].
+    async fn add_order_note(
+        &self,
+        order_id: i64,
+        note: &str,
+        customer_note: bool,
+    ) -> Result<OrderNote, ShopError> {
+        let _ = (order_id, note, customer_note);
+        Err(unsupported("writing order notes"))
+    }
+
+    /// Changes an order (its status, meta entries).
+    ///
+    /// # Errors
+    /// As for [`Shop::vendor`].
+    async fn update_order(&self, order_id: i64, update: &OrderUpdate) -> Result<(), ShopError> {
+        let _ = (order_id, update);
+        Err(unsupported("updating orders"))
+    }
+}
+
+fn unsupported(what: &str) -> ShopError {
+    ShopError::Rejected {
+        reason: format!("this shop adapter does not support {what}"),
+    }
 }
 
 /// A file attached to an e-mail.

@@ -28,6 +28,8 @@ pub mod webhook {
         pub source: Option<String>,
         /// The order or customer id.
         pub subject_id: Option<i64>,
+        /// An order's `date_modified_gmt`, milliseconds since the epoch.
+        pub subject_modified: Option<i64>,
         /// The kept headers, as a JSON array of `[name, value]` pairs.
         pub headers: String,
         /// The body, byte for byte.

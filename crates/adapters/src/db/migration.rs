@@ -8,6 +8,7 @@ mod m0005_tokens;
 mod m0006_events;
 mod m0007_jobs_due_index;
 mod m0008_booking_attempts;
+mod m0009_shop_loop;
 
 /// The connector's migrations, in order.
 #[derive(Debug)]
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0006_events::M0006Events),
             Box::new(m0007_jobs_due_index::M0007JobsDueIndex),
             Box::new(m0008_booking_attempts::M0008BookingAttempts),
+            Box::new(m0009_shop_loop::M0009ShopLoop),
         ]
     }
 }

@@ -13,6 +13,7 @@ pub mod migration;
 mod queue;
 mod shipments;
 mod sql;
+mod state;
 mod tokens;
 
 pub use events::SqlEventLog;
@@ -20,6 +21,7 @@ pub use import::{ImportError, ImportReport, import_django_shipments};
 pub use inbox::SqlInbox;
 pub use queue::{NOTIFY_CHANNEL, SqlJobQueue};
 pub use shipments::SqlShipmentStore;
+pub use state::SqlStateStore;
 pub use tokens::SqlTokenStore;
 
 use crate::config::DatabaseConfig;

@@ -40,6 +40,7 @@ fn vendor(id: i64, settings: &str, user: &str) -> VendorProfile {
         state: field(&address["state"]),
         country: field(&address["country"]),
         email: field(&user["email"]),
+        store_name: String::new(),
     }
 }
 
@@ -59,6 +60,7 @@ fn sender(city: &str, state: &str, country: &str) -> VendorProfile {
         state: state.to_owned(),
         country: country.to_owned(),
         email: "queviure@lazona.coop".to_owned(),
+        store_name: String::new(),
     }
 }
 

@@ -78,6 +78,7 @@ fn webhook(delivery: &str, topic: &str, status: WebhookStatus) -> NewWebhook {
         wc_webhook_id: None,
         source: None,
         subject_id: Some(33),
+        subject_modified: None,
         headers: Vec::new(),
         body: bytes::Bytes::from_static(b"{\"id\":33}"),
         received_at: chrono::Utc::now(),

@@ -26,6 +26,7 @@ pub(crate) fn webhook(delivery_id: Option<&str>, status: WebhookStatus) -> NewWe
         wc_webhook_id: Some(3),
         source: Some("https://lazona.example/".into()),
         subject_id: Some(33),
+        subject_modified: None,
         headers: vec![("x-wc-webhook-topic".into(), "order.created".into())],
         body: Bytes::from_static(br#"{"id": 33, "note": "\u00e8 \\/"}"#),
         received_at: chrono::DateTime::from_timestamp_millis(1_700_000_000_123).expect("time"),

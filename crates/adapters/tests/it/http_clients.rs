@@ -32,6 +32,7 @@ fn koiki_config(server: &MockServer) -> KoikiConfig {
         auth_token: Some(SecretString::from(TOKEN)),
         tracking_host: server.uri(),
         tracking_auth_token: Some(SecretString::from(TRACKING_TOKEN)),
+        tracking_url: String::new(),
     }
 }
 
@@ -464,6 +465,7 @@ async fn a_refused_connection_is_unavailable() {
         auth_token: Some(SecretString::from(TOKEN)),
         tracking_host: format!("http://127.0.0.1:{port}"),
         tracking_auth_token: None,
+        tracking_url: String::new(),
     };
     let err = KoikiClient::new(&cfg, TIMEOUT)
         .expect("client")
@@ -596,6 +598,8 @@ fn shop(server: &MockServer) -> WordPressShop {
         user: WP_USER.into(),
         password: Some(SecretString::from(WP_PASSWORD)),
         partner_role: "partner".into(),
+        write_back: false,
+        complete_on_delivery: false,
     };
     WordPressShop::new(&cfg, TIMEOUT).expect("client")
 }
@@ -654,6 +658,7 @@ async fn a_vendor_is_its_wcfm_settings_and_its_user_email() {
             state: String::new(),
             country: "ES".into(),
             email: "detergents@agranel.coop".into(),
+            store_name: String::new(),
         }
     );
     let logs = logs.text();
@@ -901,6 +906,8 @@ async fn a_host_with_a_password_is_never_printed_in_an_error_or_a_log() {
             user: WP_USER.into(),
             password: Some(SecretString::from(WP_PASSWORD)),
             partner_role: "partner".into(),
+            write_back: false,
+            complete_on_delivery: false,
         },
         TIMEOUT,
     )
@@ -915,6 +922,7 @@ async fn a_host_with_a_password_is_never_printed_in_an_error_or_a_log() {
             auth_token: Some(SecretString::from(TOKEN)),
             tracking_host: "http://k:Secr3t@127.0.0.1:1".into(),
             tracking_auth_token: Some(SecretString::from(TRACKING_TOKEN)),
+            tracking_url: String::new(),
         },
         TIMEOUT,
     )

@@ -63,6 +63,7 @@ fn order_webhook() -> NewWebhook {
         wc_webhook_id: Some(3),
         source: Some("https://shop.example/".into()),
         subject_id: Some(33),
+        subject_modified: None,
         headers: vec![
             ("x-wc-webhook-topic".into(), "order.created".into()),
             ("x-wc-webhook-delivery-id".into(), "d-1".into()),

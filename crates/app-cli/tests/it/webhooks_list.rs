@@ -18,6 +18,7 @@ fn webhook(delivery: &str, subject: i64) -> NewWebhook {
         wc_webhook_id: Some(3),
         source: None,
         subject_id: Some(subject),
+        subject_modified: None,
         headers: Vec::new(),
         body: Bytes::from(format!(r#"{{"id":{subject}}}"#)),
         received_at: Utc::now(),

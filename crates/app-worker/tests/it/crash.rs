@@ -55,6 +55,7 @@ async fn crash_and_recover(backend: &str, db: TestDb) {
                     wc_webhook_id: None,
                     source: None,
                     subject_id: Some(i),
+                    subject_modified: None,
                     headers: Vec::new(),
                     body: Bytes::from(format!(r#"{{"id": {i}}}"#)),
                     received_at: chrono::Utc::now(),

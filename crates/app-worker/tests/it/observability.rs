@@ -48,6 +48,7 @@ async fn the_worker_process_serves_its_metrics_and_logs_json() {
                 wc_webhook_id: None,
                 source: None,
                 subject_id: Some(i),
+                subject_modified: None,
                 headers: Vec::new(),
                 body: Bytes::from(format!(r#"{{"id": {i}}}"#)),
                 received_at: chrono::Utc::now(),

@@ -106,6 +106,7 @@ async fn embed(db: &TestDb, extra: &str) -> Embedded {
         city: "Barcelona".into(),
         state: "B".into(),
         email: "vendor6@example.com".into(),
+        store_name: String::new(),
         ..VendorProfile::default()
     };
     let connector = Connector::builder(settings)
@@ -427,6 +428,7 @@ async fn a_webhook_whose_retries_run_out_is_failed_with_the_reason_not_left_queu
         city: "Barcelona".into(),
         state: "B".into(),
         email: "vendor6@example.com".into(),
+        store_name: String::new(),
         ..VendorProfile::default()
     };
     let c = Connector::builder(settings)

@@ -59,6 +59,27 @@ pub enum JobKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         held: Option<HeldBooking>,
     },
+    /// Asks the shop for the orders modified since the last pass and takes in, as webhooks,
+    /// those the inbox never received; checks the shop's webhook configurations (the periodic
+    /// reconciliation, `reconcile.interval_secs`).
+    Reconcile,
+    /// Writes a booked shipment's tracking note (store, barcode, tracking link) on its order in
+    /// the shop, seen by the customer; once per barcode.
+    NoteShipment {
+        /// The shipment.
+        shipment_id: i64,
+    },
+    /// Sets the order's `_lazona_shipments` meta in the shop to its shipments as they are.
+    SyncOrderMeta {
+        /// The order.
+        order_id: i64,
+    },
+    /// Sets the order `completed` in the shop when every carrier shipment of it is delivered
+    /// (`shop.complete_on_delivery`).
+    CompleteOrder {
+        /// The order.
+        order_id: i64,
+    },
     /// Deletes the events older than the retention (`events.retention_days`): the hourly
     /// schedule of workers that record events.
     PruneEvents,
@@ -90,6 +111,10 @@ impl JobKind {
             JobKind::TrackShipments => "track_shipments",
             JobKind::TrackShipment { .. } => "track_shipment",
             JobKind::RetryShipment { .. } => "retry_shipment",
+            JobKind::Reconcile => "reconcile",
+            JobKind::NoteShipment { .. } => "note_shipment",
+            JobKind::SyncOrderMeta { .. } => "sync_order_meta",
+            JobKind::CompleteOrder { .. } => "complete_order",
             JobKind::PruneEvents => "prune_events",
             JobKind::Noop { .. } => "noop",
         }

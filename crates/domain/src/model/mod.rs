@@ -11,6 +11,7 @@ pub mod parcel;
 pub mod payload;
 pub mod shipment;
 pub mod shipment_record;
+pub mod shop;
 pub mod token;
 pub mod webhook;
 
@@ -25,6 +26,7 @@ pub use shipment_record::{
     BOOKING_LEASE, BookingOutcome, BookingRecorded, Claim, PastBooking, PastBookingReason,
     ShipmentFilter, ShipmentRecord,
 };
+pub use shop::{OrderNote, OrderPage, OrderUpdate, ShopOrder, ShopWebhook};
 pub use token::{ApiToken, Principal, TokenHash, TokenSecret};
 pub use webhook::{
     NewWebhook, REQUEST_ID_HEADER, REQUEST_ID_MAX_LEN, RecordOutcome, Recorded, Resource, Webhook,

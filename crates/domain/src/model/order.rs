@@ -17,6 +17,10 @@ pub struct Order {
     /// The WooCommerce order status (`processing`, ...).
     #[serde(default, deserialize_with = "lenient::string")]
     pub status: String,
+    /// When the order was last modified, in UTC (`2024-05-02T10:11:12`, WooCommerce's
+    /// `date_modified_gmt`); empty when the payload has none.
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub date_modified_gmt: String,
     /// The customer's note, sent to Koiki as `observaciones`.
     #[serde(default, deserialize_with = "lenient::string")]
     pub customer_note: String,
@@ -32,6 +36,28 @@ pub struct Order {
     /// The shipping methods, each with its vendor in `vendor_id` meta (WCFM).
     #[serde(default, deserialize_with = "lenient::or_default")]
     pub shipping_lines: Vec<ShippingLine>,
+}
+
+impl Order {
+    /// When the order was last modified ([`Order::date_modified_gmt`]), if it reads as a date.
+    pub fn modified(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        parse_gmt(&self.date_modified_gmt)
+    }
+}
+
+/// A WooCommerce `*_gmt` date (`2024-05-02T10:11:12`, UTC without an offset; one with an offset
+/// or a `Z` is read too).
+pub fn parse_gmt(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    if let Ok(d) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Some(d.with_timezone(&chrono::Utc));
+    }
+    chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
+        .ok()
+        .map(|d| d.and_utc())
 }
 
 /// A postal address (the order's `shipping`).

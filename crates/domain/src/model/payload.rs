@@ -39,6 +39,32 @@ pub fn parse(resource: Resource, body: &[u8]) -> Result<i64, PayloadError> {
     }
 }
 
+/// What intake keeps of a parsed body: its id and, for an order, when it was last modified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subject {
+    /// The order's or customer's id.
+    pub id: i64,
+    /// The order's `date_modified_gmt`, when it has one (`None` for a customer).
+    pub modified: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Parses `body` as [`parse`] does and returns its [`Subject`].
+///
+/// # Errors
+/// As [`parse`].
+pub fn subject(resource: Resource, body: &[u8]) -> Result<Subject, PayloadError> {
+    match resource {
+        Resource::Order => order(body).map(|o| Subject {
+            id: o.id,
+            modified: o.modified(),
+        }),
+        Resource::Customer => customer(body).map(|c| Subject {
+            id: c.id,
+            modified: None,
+        }),
+    }
+}
+
 /// Parses an order webhook's body (see [`parse`]).
 ///
 /// # Errors

@@ -53,4 +53,6 @@ pub struct VendorProfile {
     pub country: String,
     /// The vendor's e-mail (WordPress user).
     pub email: String,
+    /// The store's name (WCFM `store_name`), shown to customers; may be empty.
+    pub store_name: String,
 }

@@ -107,6 +107,12 @@ pub struct ShipmentRecord {
     /// each time an operator's retry takes the shipment to book it again. Whoever books holds
     /// an attempt, and records its booking only while the row still has it.
     pub booking_attempt: i64,
+    /// The order's status (`cancelled`, `refunded`, `failed`) when it arrived withdrawn after
+    /// this shipment was booked: the admins were told to cancel the booking by hand.
+    pub order_withdrawn: Option<String>,
+    /// The barcode whose tracking note was written on the order in the shop (the note is
+    /// written again when a forced retry changes the barcode).
+    pub noted_barcode: Option<String>,
 }
 
 /// How long a booking in flight holds its shipment: a shipment `BOOKING` for less than this is

@@ -140,6 +140,9 @@ pub struct NewWebhook {
     pub source: Option<String>,
     /// The resource id found in the body (the order id or customer id), when there is one.
     pub subject_id: Option<i64>,
+    /// For an order, when the shop last modified it (its `date_modified_gmt`): the
+    /// reconciliation compares it with the shop's listing.
+    pub subject_modified: Option<DateTime<Utc>>,
     /// The request headers worth keeping (all but cookies and authorisation).
     pub headers: Vec<(String, String)>,
     /// The body exactly as received: its signature is over these bytes.
@@ -327,6 +330,7 @@ mod tests {
             wc_webhook_id: Some(3),
             source: None,
             subject_id: None,
+            subject_modified: None,
             headers: Vec::new(),
             body: Bytes::from(body.to_owned()),
             received_at: Utc::now(),

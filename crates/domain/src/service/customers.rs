@@ -254,6 +254,7 @@ mod tests {
                         wc_webhook_id: None,
                         source: None,
                         subject_id: Some(1),
+                        subject_modified: None,
                         headers: Vec::new(),
                         body: bytes::Bytes::copy_from_slice(body.as_bytes()),
                         received_at: chrono::DateTime::UNIX_EPOCH,
@@ -302,6 +303,13 @@ mod tests {
         }
         async fn count(&self) -> Result<u64, InboxError> {
             Ok(1)
+        }
+        async fn order_versions(
+            &self,
+            _: &[i64],
+        ) -> Result<std::collections::HashMap<i64, Option<chrono::DateTime<chrono::Utc>>>, InboxError>
+        {
+            Ok(std::collections::HashMap::new())
         }
         async fn ping(&self) -> Result<(), InboxError> {
             Ok(())

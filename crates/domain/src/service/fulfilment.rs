@@ -362,6 +362,7 @@ mod tests {
             methods,
             shop_host: String::new(),
             admins: Vec::new(),
+            shop_sync: crate::service::shop_sync::ShopSync::default(),
         }
     }
 
@@ -391,6 +392,7 @@ mod tests {
                 state: "B".into(),
                 country: "ES".into(),
                 email: format!("vendor{id}@example.coop"),
+                store_name: String::new(),
             })
         });
         shop

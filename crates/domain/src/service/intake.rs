@@ -101,7 +101,25 @@ pub fn intake(
     if !secret.verify(&body, signature) {
         return Intake::Unauthenticated(AuthFailure::InvalidSignature);
     }
+    classify(resource, headers, body, received_at)
+}
 
+/// Classifies a body the connector trusts already (signed, or read from the shop by the
+/// reconciliation) exactly as [`intake`] classifies a signed request: `Accept` (queued, or
+/// ignored for another topic or a deletion) or `Reject`. `headers` have lowercase names.
+pub fn classify(
+    resource: Resource,
+    headers: &[(String, String)],
+    body: Bytes,
+    received_at: DateTime<Utc>,
+) -> Intake {
+    let get = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    };
     let topic = get(header::TOPIC).map(str::to_owned);
     let mut webhook = NewWebhook {
         resource,
@@ -116,6 +134,7 @@ pub fn intake(
         wc_webhook_id: get(header::WEBHOOK_ID).and_then(|v| v.trim().parse().ok()),
         source: get(header::SOURCE).map(str::to_owned),
         subject_id: None,
+        subject_modified: None,
         headers: headers
             .iter()
             .filter(|(k, _)| k != "authorization" && k != "cookie")
@@ -154,9 +173,10 @@ pub fn intake(
 
     // What processing will parse, parsed here by the same function: what is acknowledged can
     // be processed, and what cannot is refused now (400) and kept as rejected.
-    match payload::parse(resource, &webhook.body) {
-        Ok(id) => {
-            webhook.subject_id = Some(id);
+    match payload::subject(resource, &webhook.body) {
+        Ok(subject) => {
+            webhook.subject_id = Some(subject.id);
+            webhook.subject_modified = subject.modified;
             Intake::Accept(webhook)
         }
         Err(e) => {

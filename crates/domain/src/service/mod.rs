@@ -6,6 +6,8 @@ pub mod intake;
 pub mod mails;
 pub mod operations;
 pub mod process;
+pub mod reconcile;
 pub mod shipment_jobs;
 pub mod shipping;
+pub mod shop_sync;
 pub mod signature;

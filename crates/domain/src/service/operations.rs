@@ -533,6 +533,7 @@ mod tests {
                     wc_webhook_id: None,
                     source: None,
                     subject_id: None,
+                    subject_modified: None,
                     headers: Vec::new(),
                     body: bytes::Bytes::from_static(body.as_bytes()),
                     received_at: Utc::now(),

@@ -10,6 +10,7 @@ use super::process::settle;
 use super::shipping::{
     ShippingMethods, VendorGroup, build_parcel, pair_results, plan, tracking_status,
 };
+use super::shop_sync::{ShopSync, StatusDecision};
 use crate::error::{JobError, MailError, ShopError, StoreError, Transience, error_chain};
 use crate::model::payload;
 use crate::model::{
@@ -42,6 +43,8 @@ pub struct ShipmentJobs {
     pub shop_host: String,
     /// The admins, who get booking errors and tracking changes.
     pub admins: Vec<String>,
+    /// Which order statuses are booked, and what is written back to the shop.
+    pub shop_sync: ShopSync,
 }
 
 /// The label's attachment name: its barcode, or the shipment's id when it has none.
@@ -68,7 +71,7 @@ fn shop_error(e: &ShopError) -> JobError {
 }
 
 impl ShipmentJobs {
-    async fn enqueue(&self, kind: JobKind) -> Result<(), JobError> {
+    pub(crate) async fn enqueue(&self, kind: JobKind) -> Result<(), JobError> {
         self.queue
             .enqueue(NewJob { kind, run_at: None })
             .await
@@ -79,7 +82,7 @@ impl ShipmentJobs {
             })
     }
 
-    async fn shipment(&self, id: i64) -> Result<ShipmentRecord, JobError> {
+    pub(crate) async fn shipment(&self, id: i64) -> Result<ShipmentRecord, JobError> {
         self.store.get(id).await?.ok_or_else(|| store_gone(id))
     }
 
@@ -107,9 +110,23 @@ impl ShipmentJobs {
         let order: Order = payload::order(&webhook.data.body).map_err(|e| JobError::Permanent {
             reason: format!("the order body does not parse: {e}"),
         })?;
+        match self.shop_sync.book_statuses.decide(&order.status) {
+            StatusDecision::Book => {}
+            StatusDecision::Wait => {
+                let summary = format!("order {} is {}: not booked", order.id, order.status.trim());
+                tracing::info!(order_id = order.id, %summary, "order not booked");
+                return Ok(summary);
+            }
+            StatusDecision::Withdrawn => return self.withdrawn(&order).await,
+        }
         let report = fulfil_order(self, &order).await?;
         for mail in report.to_mail {
             self.mail_now_or_later(mail).await?;
+        }
+        if self.shop_sync.write_back && !(report.booked.is_empty() && report.existing.is_empty()) {
+            let shipments = self.store.of_order(order.id).await?;
+            self.enqueue_write_backs(order.id, !report.booked.is_empty(), &shipments)
+                .await?;
         }
         let summary = format!(
             "booked {}, refused {}, picked up {}, already there {}, other methods {}",
@@ -287,6 +304,9 @@ impl ShipmentJobs {
         if updated.status == ShipmentStatus::Booking {
             return Ok(());
         }
+        if updated.status != s.status {
+            self.enqueue_tracking_write_backs(&updated).await?;
+        }
         if (updated.status != s.status || updated.message != s.message) && !self.admins.is_empty() {
             let email = tracking_changed_mail(
                 &self.admins,
@@ -427,7 +447,9 @@ impl ShipmentJobs {
             "shipment booked again"
         );
         if recorded.status == ShipmentStatus::LabelSent {
-            self.enqueue(JobKind::SendLabelMail { shipment_id }).await
+            self.enqueue(JobKind::SendLabelMail { shipment_id }).await?;
+            self.enqueue_write_backs(recorded.order_id, true, std::slice::from_ref(&recorded))
+                .await
         } else {
             self.enqueue(JobKind::SendBookingErrorMail { shipment_id })
                 .await
@@ -549,6 +571,7 @@ mod tests {
                 state: "B".into(),
                 country: "ES".into(),
                 email: format!("vendor{id}@example.coop"),
+                store_name: String::new(),
             })
         });
         shop
@@ -649,6 +672,7 @@ mod tests {
                 methods: self.methods.clone(),
                 shop_host: "https://shop.example".into(),
                 admins: Vec::new(),
+                shop_sync: crate::service::shop_sync::ShopSync::default(),
             }
         }
         /// The inbox, to set expectations on before the jobs run.
@@ -978,6 +1002,7 @@ mod tests {
                 wc_webhook_id: None,
                 source: None,
                 subject_id: Some(33),
+                subject_modified: None,
                 headers: Vec::new(),
                 body: bytes::Bytes::from_static(ORDER.as_bytes()),
                 received_at: chrono::Utc::now(),

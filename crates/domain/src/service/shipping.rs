@@ -354,6 +354,7 @@ mod tests {
             state: field(&address["state"]),
             country: field(&address["country"]),
             email: field(&user["email"]),
+            store_name: String::new(),
         }
     }
 
@@ -397,6 +398,7 @@ mod tests {
             state: state.to_owned(),
             country: country.to_owned(),
             email: "queviure@lazona.coop".to_owned(),
+            store_name: String::new(),
         }
     }
 

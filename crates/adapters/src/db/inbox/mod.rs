@@ -18,6 +18,7 @@ use super::{Database, boxed, from_millis, millis};
 use crate::config::InboxConfig;
 use async_trait::async_trait;
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use domain::error::InboxError;
 use domain::model::{
     NewWebhook, Recorded, Resource, Webhook, WebhookEvent, WebhookFilter, WebhookId, WebhookStatus,
@@ -232,6 +233,7 @@ impl WebhookInbox for SqlInbox {
                 wc_webhook_id: m.wc_webhook_id,
                 source: m.source,
                 subject_id: m.subject_id,
+                subject_modified: m.subject_modified.map(from_millis),
                 headers,
                 body: Bytes::from(m.body),
                 received_at: from_millis(m.received_at),
@@ -348,6 +350,40 @@ impl WebhookInbox for SqlInbox {
             .count(self.db.reader())
             .await
             .map_err(unavailable)
+    }
+
+    async fn order_versions(
+        &self,
+        order_ids: &[i64],
+    ) -> Result<HashMap<i64, Option<DateTime<Utc>>>, InboxError> {
+        let mut versions = HashMap::with_capacity(order_ids.len());
+        // A few hundred ids per statement: under every backend's parameter limit.
+        for ids in order_ids.chunks(500) {
+            let mut b = SqlBuilder::new(
+                self.db.backend(),
+                "SELECT subject_id, MAX(subject_modified) FROM webhooks \
+                 WHERE resource = 'order' AND subject_id IN "
+                    .into(),
+            );
+            b.row(0, ids.iter().map(|id| sea_orm::Value::from(*id)));
+            b.sql.push_str(" GROUP BY subject_id");
+            for row in self
+                .db
+                .reader()
+                .query_all_raw(b.build())
+                .await
+                .map_err(unavailable)?
+            {
+                let id: i64 = row
+                    .try_get_by_index(0)
+                    .map_err(|e| corrupt(e.to_string()))?;
+                let modified: Option<i64> = row
+                    .try_get_by_index(1)
+                    .map_err(|e| corrupt(e.to_string()))?;
+                versions.insert(id, modified.map(from_millis));
+            }
+        }
+        Ok(versions)
     }
 
     async fn ping(&self) -> Result<(), InboxError> {

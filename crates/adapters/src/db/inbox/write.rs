@@ -52,7 +52,7 @@ pub(super) async fn writer(
 }
 
 const INSERT_COLUMNS: &str = "dedupe_key, resource, topic, event, delivery_id, wc_webhook_id, \
-     source, subject_id, headers, body, received_at, status, error";
+     source, subject_id, subject_modified, headers, body, received_at, status, error";
 
 /// Inserts the batch and the jobs of its new queued webhooks atomically. Returns each request's
 /// outcome, in order, and whether any job was enqueued.
@@ -129,6 +129,7 @@ fn insert_webhooks(backend: DbBackend, batch: &[WriteRequest]) -> SqlBuilder {
                 w.wc_webhook_id.into(),
                 w.source.clone().into(),
                 w.subject_id.into(),
+                w.subject_modified.map(millis).into(),
                 headers_json(&w.headers).into(),
                 Value::Bytes(Some(w.body.to_vec())),
                 millis(w.received_at).into(),

@@ -23,7 +23,7 @@ use write::*;
 
 pub(super) const COLUMNS: &str = "id, order_id, vendor_id, method, status, delivery_id, request, message, \
      notes, label_pdf IS NOT NULL, tracking_status_created_at, tracking_updated_at, mailed_at, \
-     created_at, updated_at, booking_attempt";
+     created_at, updated_at, booking_attempt, order_withdrawn, noted_barcode";
 
 /// The shipments on the connector's SQL database.
 #[derive(Debug, Clone)]
@@ -167,6 +167,8 @@ pub(super) fn record(row: &QueryResult) -> Result<ShipmentRecord, StoreError> {
         created_at: from_millis(row.try_get_by_index(13).map_err(get)?),
         updated_at: from_millis(row.try_get_by_index(14).map_err(get)?),
         booking_attempt: row.try_get_by_index(15).map_err(get)?,
+        order_withdrawn: row.try_get_by_index(16).map_err(get)?,
+        noted_barcode: row.try_get_by_index(17).map_err(get)?,
     })
 }
 
@@ -371,6 +373,37 @@ impl ShipmentStore for SqlShipmentStore {
             Written::Record(Some(r)) => Ok(r),
             _ => Err(StoreError::NotFound(id)),
         }
+    }
+
+    async fn mark_withdrawn(
+        &self,
+        order_id: i64,
+        status: &str,
+    ) -> Result<Vec<ShipmentRecord>, StoreError> {
+        let mut b = SqlBuilder::new(
+            self.db.backend(),
+            "UPDATE shipments SET order_withdrawn = ".into(),
+        );
+        b.param(status.to_owned().into());
+        b.sql.push_str(", updated_at = ");
+        b.param(millis(Utc::now()).into());
+        b.sql.push_str(" WHERE order_id = ");
+        b.param(order_id.into());
+        b.sql
+            .push_str(" AND delivery_id <> '' AND order_withdrawn IS NULL RETURNING ");
+        b.sql.push_str(COLUMNS);
+        self.write_statement(b).await?.iter().map(record).collect()
+    }
+
+    async fn mark_noted(&self, id: i64, barcode: &str) -> Result<ShipmentRecord, StoreError> {
+        let mut b = SqlBuilder::new(
+            self.db.backend(),
+            "UPDATE shipments SET noted_barcode = ".into(),
+        );
+        b.param(barcode.to_owned().into());
+        b.sql.push_str(" WHERE id = ");
+        b.param(id.into());
+        self.write_record(b).await?.ok_or(StoreError::NotFound(id))
     }
 
     async fn get(&self, id: i64) -> Result<Option<ShipmentRecord>, StoreError> {

@@ -85,6 +85,7 @@ fn webhook(delivery_id: Option<&str>, body: &str) -> NewWebhook {
         wc_webhook_id: Some(3),
         source: Some("https://lazona.example/".into()),
         subject_id: Some(33),
+        subject_modified: None,
         headers: vec![
             ("x-wc-webhook-topic".into(), "order.created".into()),
             ("content-type".into(), "application/json".into()),
