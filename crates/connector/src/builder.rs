@@ -12,7 +12,9 @@ use crate::ingest::{IngestError, IngestOutcome, ingest};
 use crate::observe::{self, EventRecorder};
 use crate::worker::{ConnectorHandler, Outcome, Periodic, Worker, WorkerOptions};
 use adapters::config::Settings;
-use adapters::db::{Database, SqlEventLog, SqlInbox, SqlJobQueue, SqlShipmentStore, SqlTokenStore};
+use adapters::db::{
+    Database, SqlEventLog, SqlInbox, SqlJobQueue, SqlShipmentStore, SqlStateStore, SqlTokenStore,
+};
 use adapters::queue::Queue;
 use bytes::Bytes;
 use domain::error::QueueError;
@@ -23,8 +25,10 @@ use domain::ports::{
     WebhookInbox,
 };
 use domain::service::customers::CustomerJobs;
+use domain::service::reconcile::{ReconcileSettings, Reconciler};
 use domain::service::shipment_jobs::ShipmentJobs;
 use domain::service::shipping::ShippingMethods;
+use domain::service::shop_sync::{BookStatuses, ShopSync};
 use domain::service::signature::WebhookSecret;
 use secrecy::ExposeSecret as _;
 use std::sync::Arc;
@@ -168,10 +172,32 @@ impl ConnectorBuilder {
             Some(store) => store.clone(),
             None => Arc::new(SqlShipmentStore::new(db.clone())),
         };
+        let shop = self.shop_client()?;
+        let reconciler = match &shop {
+            Some(shop) => Some(Reconciler {
+                inbox: inbox.clone(),
+                shop: shop.clone(),
+                state: Arc::new(SqlStateStore::new(db.clone())),
+                // Replaced by the shipment jobs' mailer when orders are fulfilled; a CLI or a
+                // customers-only connector may have no mail set up: its sends fail, not its build.
+                mailer: self
+                    .mailer_client()
+                    .unwrap_or_else(|e| Arc::new(NoMail(e.to_string())) as Arc<dyn Mailer>),
+                admins: settings.mail.admin_recipients.clone(),
+                settings: reconcile_settings(settings, self.crm.is_some()),
+            }),
+            None => None,
+        };
         let (worker, fulfils_orders, handles_customers) = match &queue {
             Some(queue) => {
-                let wired =
-                    self.wire_worker(inbox.clone(), queue.port.clone(), &shipments, &log)?;
+                let wired = self.wire_worker(
+                    inbox.clone(),
+                    queue.port.clone(),
+                    &shipments,
+                    &log,
+                    shop,
+                    reconciler.clone(),
+                )?;
                 (Some(wired.0), wired.1, wired.2)
             }
             None => (None, false, false),
@@ -193,6 +219,32 @@ impl ConnectorBuilder {
             worker,
             fulfils_orders,
             handles_customers,
+            reconciler,
+        })
+    }
+
+    /// The shop given, or the WordPress site of `shop.host`; `None` without either.
+    fn shop_client(&self) -> anyhow::Result<Option<Arc<dyn Shop>>> {
+        Ok(match &self.shop {
+            Some(shop) => Some(shop.clone()),
+            None if !self.settings.shop.host.trim().is_empty() => {
+                Some(Arc::new(adapters::wordpress::WordPressShop::new(
+                    &self.settings.shop,
+                    self.settings.shipping.http_timeout_secs,
+                )?))
+            }
+            None => None,
+        })
+    }
+
+    /// The mailer given, or SMTP as `mail.*` says.
+    fn mailer_client(&self) -> anyhow::Result<Arc<dyn Mailer>> {
+        Ok(match &self.mailer {
+            Some(mailer) => mailer.clone(),
+            None => Arc::new(adapters::mail::SmtpMailer::new(
+                &self.settings.mail,
+                self.settings.shipping.http_timeout_secs,
+            )?),
         })
     }
 
@@ -205,16 +257,11 @@ impl ConnectorBuilder {
         queue: Arc<dyn JobQueue>,
         shipments: &Arc<dyn ShipmentStore>,
         log: &Arc<dyn EventLog>,
+        shop: Option<Arc<dyn Shop>>,
+        reconciler: Option<Reconciler>,
     ) -> anyhow::Result<(Worker, bool, bool)> {
         let settings = &self.settings;
         let timeout = settings.shipping.http_timeout_secs;
-        let shop: Option<Arc<dyn Shop>> = match &self.shop {
-            Some(shop) => Some(shop.clone()),
-            None if !settings.shop.host.trim().is_empty() => Some(Arc::new(
-                adapters::wordpress::WordPressShop::new(&settings.shop, timeout)?,
-            )),
-            None => None,
-        };
         let carrier: Option<Arc<dyn ShippingProvider>> = match &self.carrier {
             Some(carrier) => Some(carrier.clone()),
             None if !settings.koiki.host.trim().is_empty() => Some(Arc::new(
@@ -236,10 +283,7 @@ impl ConnectorBuilder {
         let events = EventRecorder::start(log.clone());
         let fulfils_orders = match (&carrier, &shop) {
             (Some(carrier), Some(shop)) => {
-                let mailer: Arc<dyn Mailer> = match &self.mailer {
-                    Some(mailer) => mailer.clone(),
-                    None => Arc::new(adapters::mail::SmtpMailer::new(&settings.mail, timeout)?),
-                };
+                let mailer = self.mailer_client()?;
                 let jobs = ShipmentJobs {
                     inbox: inbox.clone(),
                     store: shipments.clone(),
@@ -253,8 +297,16 @@ impl ConnectorBuilder {
                     },
                     shop_host: settings.shop.host.trim_end_matches('/').to_owned(),
                     admins: settings.mail.admin_recipients.clone(),
+                    shop_sync: shop_sync(settings),
                 };
-                handler = handler.with_shipping(observe::shipment_jobs(jobs, Some(events.clone())));
+                let jobs = observe::shipment_jobs(jobs, Some(events.clone()));
+                if let Some(mut reconciler) = reconciler.clone() {
+                    // The same measured shop as the shipments' calls.
+                    reconciler.shop = jobs.shop.clone();
+                    reconciler.mailer = jobs.mailer.clone();
+                    handler = handler.with_reconciler(reconciler);
+                }
+                handler = handler.with_shipping(jobs);
                 true
             }
             _ => {
@@ -303,6 +355,11 @@ impl ConnectorBuilder {
         );
         if fulfils_orders {
             worker = worker.with_periodic(tracking_schedule(settings));
+            if settings.reconcile.enabled.unwrap_or(true) {
+                worker = worker.with_periodic(reconcile_schedule(settings));
+            }
+        } else if settings.reconcile.enabled == Some(true) {
+            tracing::warn!("reconcile.enabled is on, but orders are not fulfilled: no pass runs");
         }
         Ok((worker, fulfils_orders, handles_customers))
     }
@@ -326,6 +383,7 @@ pub struct Connector {
     worker: Option<Worker>,
     fulfils_orders: bool,
     handles_customers: bool,
+    reconciler: Option<Reconciler>,
 }
 
 impl std::fmt::Debug for Connector {
@@ -503,6 +561,12 @@ impl Connector {
         crate::prometheus::serve_metrics(addr, queue, backend, self.inbox.clone(), shutdown).await
     }
 
+    /// The reconciliation with the shop (`lazona reconcile`, `lazona config check`); `None`
+    /// without a shop.
+    pub fn reconciler(&self) -> Option<&Reconciler> {
+        self.reconciler.as_ref()
+    }
+
     /// The database.
     pub fn database(&self) -> &Database {
         &self.db
@@ -511,6 +575,55 @@ impl Connector {
     /// The configuration it was built from.
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+}
+
+/// A mailer for a connector whose mail is not set up: every send fails with why.
+struct NoMail(String);
+
+#[async_trait::async_trait]
+impl Mailer for NoMail {
+    async fn send(&self, _: &domain::ports::Email) -> Result<(), domain::error::MailError> {
+        Err(domain::error::MailError::Rejected {
+            reason: format!("mail is not set up: {}", self.0),
+        })
+    }
+}
+
+/// The periodic reconciliation with the shop; its first tick is due at once.
+fn reconcile_schedule(settings: &Settings) -> Periodic {
+    Periodic {
+        name: "reconcile".into(),
+        every: settings.reconcile.interval_secs.max(Duration::from_secs(1)),
+        kind: JobKind::Reconcile,
+    }
+}
+
+/// How the shipment jobs treat the shop: the statuses booked, what is written back.
+fn shop_sync(settings: &Settings) -> ShopSync {
+    ShopSync {
+        book_statuses: BookStatuses::new(&settings.shipping.book_statuses),
+        write_back: settings.shop.write_back,
+        tracking_url: settings.koiki.tracking_url.clone(),
+        complete_on_delivery: settings.shop.complete_on_delivery,
+    }
+}
+
+/// How a reconciliation pass runs; customer topics are watched when a CRM is wired.
+fn reconcile_settings(settings: &Settings, crm_given: bool) -> ReconcileSettings {
+    let secs = |d: Duration| {
+        chrono::Duration::seconds(i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 1000))
+    };
+    let mut topics = vec!["order.created".to_owned(), "order.updated".to_owned()];
+    if crm_given || !settings.crm.rest_url.trim().is_empty() {
+        topics.extend(["customer.created".to_owned(), "customer.updated".to_owned()]);
+    }
+    ReconcileSettings {
+        overlap: secs(settings.reconcile.overlap_secs),
+        initial_lookback: secs(settings.reconcile.initial_lookback_secs),
+        per_page: 100,
+        reactivate_webhooks: settings.reconcile.reactivate_webhooks,
+        topics,
     }
 }
 

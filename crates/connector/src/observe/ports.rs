@@ -3,13 +3,15 @@
 
 use super::EventRecorder;
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use domain::error::{
     Classified, CrmError, MailError, ShippingError, ShopError, StoreError, UnshippableParcel,
 };
 use domain::model::shipment::VendorProfile;
 use domain::model::{
-    BookingOutcome, BookingRecorded, Claim, EventKind, NewEvent, Order, Parcel, ParcelBooking,
-    PastBooking, ShipmentFilter, ShipmentMethod, ShipmentRecord, ShipmentStatus, TrackingReport,
+    BookingOutcome, BookingRecorded, Claim, EventKind, NewEvent, Order, OrderNote, OrderPage,
+    OrderUpdate, Parcel, ParcelBooking, PastBooking, ShipmentFilter, ShipmentMethod,
+    ShipmentRecord, ShipmentStatus, ShopWebhook, TrackingReport,
 };
 use domain::ports::{Crm, Email, Mailer, ShipmentStore, ShippingProvider, Shop, ShopUser};
 use domain::service::customers::CustomerJobs;
@@ -143,6 +145,60 @@ impl Shop for ObservedShop {
             ));
         }
         Ok(user)
+    }
+
+    async fn orders_modified_after(
+        &self,
+        after: DateTime<Utc>,
+        page: u32,
+        per_page: u32,
+    ) -> Result<OrderPage, ShopError> {
+        external(
+            "shop",
+            "orders_modified_after",
+            self.inner.orders_modified_after(after, page, per_page),
+        )
+        .await
+    }
+
+    async fn webhooks(&self) -> Result<Vec<ShopWebhook>, ShopError> {
+        external("shop", "webhooks", self.inner.webhooks()).await
+    }
+
+    async fn set_webhook_status(&self, id: i64, status: &str) -> Result<ShopWebhook, ShopError> {
+        external(
+            "shop",
+            "set_webhook_status",
+            self.inner.set_webhook_status(id, status),
+        )
+        .await
+    }
+
+    async fn order_notes(&self, order_id: i64) -> Result<Vec<OrderNote>, ShopError> {
+        external("shop", "order_notes", self.inner.order_notes(order_id)).await
+    }
+
+    async fn add_order_note(
+        &self,
+        order_id: i64,
+        note: &str,
+        customer_note: bool,
+    ) -> Result<OrderNote, ShopError> {
+        external(
+            "shop",
+            "add_order_note",
+            self.inner.add_order_note(order_id, note, customer_note),
+        )
+        .await
+    }
+
+    async fn update_order(&self, order_id: i64, update: &OrderUpdate) -> Result<(), ShopError> {
+        external(
+            "shop",
+            "update_order",
+            self.inner.update_order(order_id, update),
+        )
+        .await
     }
 }
 
@@ -283,6 +339,18 @@ impl ShipmentStore for ObservedStore {
             );
         }
         Ok(s)
+    }
+
+    async fn mark_withdrawn(
+        &self,
+        order_id: i64,
+        status: &str,
+    ) -> Result<Vec<ShipmentRecord>, StoreError> {
+        self.inner.mark_withdrawn(order_id, status).await
+    }
+
+    async fn mark_noted(&self, id: i64, barcode: &str) -> Result<ShipmentRecord, StoreError> {
+        self.inner.mark_noted(id, barcode).await
     }
 
     async fn mark_mailed(&self, id: i64) -> Result<ShipmentRecord, StoreError> {

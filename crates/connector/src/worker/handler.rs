@@ -7,6 +7,7 @@ use domain::model::{Job, JobKind, Resource};
 use domain::ports::WebhookInbox;
 use domain::service::customers::CustomerJobs;
 use domain::service::process::{process_webhook, settle};
+use domain::service::reconcile::Reconciler;
 use domain::service::shipment_jobs::ShipmentJobs;
 use std::sync::Arc;
 
@@ -32,6 +33,7 @@ pub struct ConnectorHandler {
     inbox: Arc<dyn WebhookInbox>,
     shipping: Option<ShipmentJobs>,
     customers: Option<CustomerJobs>,
+    reconciler: Option<Reconciler>,
 }
 
 impl ConnectorHandler {
@@ -42,6 +44,7 @@ impl ConnectorHandler {
             inbox,
             shipping: None,
             customers: None,
+            reconciler: None,
         }
     }
 
@@ -55,6 +58,12 @@ impl ConnectorHandler {
     /// Fulfils orders, mails and tracks shipments with `shipping`.
     pub fn with_shipping(mut self, shipping: ShipmentJobs) -> Self {
         self.shipping = Some(shipping);
+        self
+    }
+
+    /// Reconciles with the shop with `reconciler` ([`JobKind::Reconcile`]).
+    pub fn with_reconciler(mut self, reconciler: Reconciler) -> Self {
+        self.reconciler = Some(reconciler);
         self
     }
 
@@ -127,6 +136,17 @@ impl JobHandler for ConnectorHandler {
                     .retry_shipment(*shipment_id, *force, *held)
                     .await
             }
+            JobKind::NoteShipment { shipment_id } => {
+                self.shipping()?.note_shipment(*shipment_id).await
+            }
+            JobKind::SyncOrderMeta { order_id } => {
+                self.shipping()?.sync_order_meta(*order_id).await
+            }
+            JobKind::CompleteOrder { order_id } => self.shipping()?.complete_order(*order_id).await,
+            JobKind::Reconcile => match &self.reconciler {
+                Some(r) => r.run().await.map(|_| ()),
+                None => Ok(()),
+            },
             // Pruned by the observed worker's handler (`Worker::observed`); nothing to do here.
             JobKind::PruneEvents | JobKind::Noop { .. } => Ok(()),
         }
