@@ -254,7 +254,52 @@ async fn connections(settings: &Settings, timeout: Duration) -> Vec<Check> {
             Err(e) => fail(name, redact(url), &redact(&format!("unreachable: {e}"))),
         });
     }
+    if !settings.shop.host.is_empty() {
+        checks.extend(shop_webhooks(settings, timeout).await);
+    }
     checks
+}
+
+/// The shop's WooCommerce webhooks (with the shop's credentials): each one pointing at a
+/// connector endpoint, and whether it is active (WooCommerce sends nothing for a paused or
+/// disabled one).
+async fn shop_webhooks(settings: &Settings, timeout: Duration) -> Vec<Check> {
+    use domain::ports::Shop as _;
+    let target = redact(&format!("{}/wp-json/wc/v3/webhooks", settings.shop.host));
+    let shop = match adapters::wordpress::WordPressShop::new(&settings.shop, timeout) {
+        Ok(shop) => shop,
+        Err(e) => return vec![fail("webhooks", target, &e.to_string())],
+    };
+    let hooks = match tokio::time::timeout(timeout, shop.webhooks()).await {
+        Ok(Ok(hooks)) => hooks,
+        Ok(Err(e)) => return vec![fail("webhooks", target, &redact(&e.to_string()))],
+        Err(_) => return vec![fail("webhooks", target, "timed out")],
+    };
+    let ours: Vec<_> = hooks
+        .iter()
+        .filter(|h| {
+            let url = h.delivery_url.trim_end_matches('/');
+            url.ends_with("/api/deliveries") || url.ends_with("/api/customers")
+        })
+        .collect();
+    if ours.is_empty() {
+        return vec![fail(
+            "webhooks",
+            target,
+            &format!(
+                "none of the shop's {} webhook(s) points at /api/deliveries/ or /api/customers/",
+                hooks.len()
+            ),
+        )];
+    }
+    ours.into_iter()
+        .map(|h| Check {
+            name: "webhook",
+            target: format!("{} -> {}", h.topic, redact(&h.delivery_url)),
+            ok: h.is_active(),
+            detail: format!("id {} \"{}\": {}", h.id, h.name, h.status),
+        })
+        .collect()
 }
 
 async fn smtp(target: &str, timeout: Duration) -> Check {

@@ -22,12 +22,14 @@ pub use sandbox::SandboxArgs;
 
 mod config_check;
 mod dead;
+mod reconcile;
 mod replay;
 mod shipments;
 mod tokens;
 
 pub use config_check::ConfigCommand;
 pub use dead::DeadCommand;
+pub use reconcile::ReconcileArgs;
 pub use replay::ReplayArgs;
 
 pub use shipments::{LabelsCommand, ShipmentsCommand};
@@ -73,6 +75,9 @@ pub enum Command {
     /// Process stored webhooks again (nothing already booked is booked again unless --force),
     /// or re-send them to another connector with --to.
     Replay(ReplayArgs),
+    /// Ask the shop for the orders modified since a time and take in, as webhooks, those the
+    /// connector never received (a worker then processes them); show the shop's webhooks.
+    Reconcile(ReconcileArgs),
     /// Jobs the workers gave up on: list, show, requeue.
     #[command(subcommand)]
     Dead(DeadCommand),
@@ -170,6 +175,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replay(args) => replay::replay(&connector, args, cli.json).await,
         Command::Dead(cmd) => dead::dead(&connector, cmd, cli.json).await,
         Command::Tokens(cmd) => tokens::tokens(&connector, cmd, cli.json).await,
+        Command::Reconcile(args) => reconcile::reconcile(&connector, args, cli.json).await,
         Command::Sandbox(_)
         | Command::Config(_)
         | Command::Migrate
@@ -228,6 +234,7 @@ impl Command {
     fn writes(&self) -> bool {
         match self {
             Command::Migrate | Command::Replay(_) | Command::ImportDjango { .. } => true,
+            Command::Reconcile(args) => !args.dry_run,
             Command::Tokens(cmd) => !matches!(cmd, TokensCommand::List),
             Command::Shipments(cmd) => matches!(
                 cmd,
