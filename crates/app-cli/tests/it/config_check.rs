@@ -4,7 +4,7 @@
 use crate::lazona;
 use adapters::testing::TestDb;
 use std::process::Command;
-use wiremock::matchers::method;
+use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 fn check(db_url: &str, env: &[(&str, &str)]) -> std::process::Output {
@@ -23,6 +23,21 @@ async fn config_check_shows_sources_hides_secrets_and_tests_connections() {
     let db = TestDb::sqlite();
     assert!(lazona(&db.url, &["migrate"]).status.success());
     let shop = MockServer::start().await;
+    // The shop's webhooks (read with its credentials): the connector's two, active, and one of
+    // another plugin, which is not shown.
+    Mock::given(method("GET"))
+        .and(path("/wp-json/wc/v3/webhooks"))
+        .and(query_param("per_page", "100"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!([
+            {"id": 3, "name": "Comandes", "status": "active", "topic": "order.created",
+             "delivery_url": "https://connector.example/api/deliveries/"},
+            {"id": 4, "name": "Clients", "status": "active", "topic": "customer.created",
+             "delivery_url": "https://connector.example/api/customers/"},
+            {"id": 5, "name": "Altres", "status": "disabled", "topic": "product.created",
+             "delivery_url": "https://elsewhere.example/hook"}
+        ])))
+        .mount(&shop)
+        .await;
     Mock::given(method("GET"))
         .respond_with(ResponseTemplate::new(404))
         .mount(&shop)
@@ -69,8 +84,17 @@ async fn config_check_shows_sources_hides_secrets_and_tests_connections() {
     assert_eq!(setting("worker.concurrency")["source"], "default");
     let checks = report["checks"].as_array().expect("checks");
     let names: Vec<&str> = checks.iter().filter_map(|c| c["name"].as_str()).collect();
-    assert_eq!(names, ["database", "queue", "shop"], "{checks:?}");
+    assert_eq!(
+        names,
+        ["database", "queue", "shop", "webhook", "webhook"],
+        "{checks:?}"
+    );
     assert!(checks.iter().all(|c| c["ok"] == true), "{checks:?}");
+    assert_eq!(
+        checks[3]["target"],
+        "order.created -> https://connector.example/api/deliveries/"
+    );
+    assert_eq!(checks[3]["detail"], "id 3 \"Comandes\": active");
 
     // An unreachable carrier fails the check (exit 1) and says so.
     let out = tokio::task::spawn_blocking({

@@ -15,5 +15,6 @@ mod outage;
 mod request_ids;
 mod sandbox;
 mod shipping;
+mod shop_loop;
 mod startup;
 mod web;
