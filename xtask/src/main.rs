@@ -57,6 +57,12 @@ Commands:
       --connections C         keep-alive connections (default 16)
       --vendors 1|2|mix       Koiki vendors per order (default 1; mix: 2 for every 4th)
       --set KEY=VALUE         a server setting for the run (worker.concurrency=64), repeatable
+  bench reconcile [options]  one reconciliation pass over the sandbox shop's orders, of which
+                          some never reached the inbox: the pass timed, those booked exactly
+                          once, and a second pass that writes nothing.
+      --db sqlite|postgres    database (required)
+      --orders N              orders in the shop (default 10000)
+      --missing M             of them never received (default 100)
   help                    this text
 ";
 

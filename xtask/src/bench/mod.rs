@@ -10,6 +10,7 @@ mod load;
 mod order;
 mod orders;
 mod queue;
+mod reconcile;
 
 use crate::cmd;
 use anyhow::{Context, Result, bail};
@@ -54,7 +55,10 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         Some("ingest") => ingest(root, &IngestArgs::parse(&args[1..])?),
         Some("queue") => queue::run(&args[1..]),
         Some("orders") => orders::run(root, &args[1..]),
-        Some(other) => bail!("unknown benchmark `{other}` (available: ingest, queue, orders)"),
+        Some("reconcile") => reconcile::run(&args[1..]),
+        Some(other) => {
+            bail!("unknown benchmark `{other}` (available: ingest, queue, orders, reconcile)")
+        }
         None => bail!("which benchmark? `cargo xtask bench ingest --db sqlite|postgres`"),
     }
 }
