@@ -1,12 +1,18 @@
 //! The WordPress shop: [`WordPressShop`] implements [`Shop`] over three REST APIs of the same
 //! site (spec §6.1–§6.3), all with basic auth (`WCFMMP_USER`/`WCFMMP_PASSWORD`) and a timeout:
 //!
-//! - WCFM Marketplace: `GET {host}/wp-json/wcfmmp/v1/settings/id/{id}`, a vendor's store phone and
-//!   address;
+//! - WCFM Marketplace: `GET {host}/wp-json/wcfmmp/v1/settings/id/{id}`, a vendor's store name,
+//!   phone and address;
 //! - WordPress users: `GET {host}/wp-json/wp/v2/users?search={email}`,
 //!   `GET {host}/wp-json/wp/v2/users/{id}?context=edit` (e-mail and roles), and
 //!   `POST {host}/wp-json/wp/v2/users/{id}` with the form body `roles=a,b`;
-//! - WooCommerce: `GET {host}/wp-json/wc/v3/orders/{id}`.
+//! - WooCommerce: `GET {host}/wp-json/wc/v3/orders/{id}`;
+//!   `GET {host}/wp-json/wc/v3/orders?modified_after={UTC, %Y-%m-%dT%H:%M:%S}&dates_are_gmt=true&
+//!   orderby=modified&order=asc&per_page={n}&page={p}` (the reconciliation's listing);
+//!   `PUT {host}/wp-json/wc/v3/orders/{id}` with JSON holding only what changes (`status`,
+//!   `meta_data: [{key, value}]`); `GET` and `POST {host}/wp-json/wc/v3/orders/{id}/notes` (JSON
+//!   `{note, customer_note}`); `GET {host}/wp-json/wc/v3/webhooks?per_page=100` and
+//!   `PUT {host}/wp-json/wc/v3/webhooks/{id}` with JSON `{status}`.
 //!
 //! Answers are read leniently (WordPress sends `[]` for an empty PHP array, `null` or numbers
 //! where strings are expected). 404 is [`ShopError::NotFound`]; timeouts, connection errors, 5xx
@@ -16,13 +22,15 @@
 //! reaches them.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use domain::error::ShopError;
-use domain::model::Order;
+use domain::model::order::parse_gmt;
 use domain::model::shipment::VendorProfile;
+use domain::model::{Order, OrderNote, OrderPage, OrderUpdate, ShopOrder, ShopWebhook};
 use domain::ports::{Shop, ShopUser};
 use reqwest::{RequestBuilder, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::fmt;
 use std::time::Duration;
 
@@ -164,7 +172,7 @@ impl Shop for WordPressShop {
             state: field("state"),
             country: field("country"),
             email: user.email,
-            store_name: String::new(),
+            store_name: text_of(settings.get("store_name")),
         })
     }
 
@@ -231,6 +239,202 @@ impl Shop for WordPressShop {
             .await?;
         wp_user(&body, &what)
     }
+
+    async fn orders_modified_after(
+        &self,
+        after: DateTime<Utc>,
+        page: u32,
+        per_page: u32,
+    ) -> Result<OrderPage, ShopError> {
+        let url = self.url("/wp-json/wc/v3/orders");
+        let modified_after = after.format("%Y-%m-%dT%H:%M:%S").to_string();
+        let (page_text, per_page_text) = (page.to_string(), per_page.to_string());
+        let params = [
+            ("modified_after", modified_after.as_str()),
+            ("dates_are_gmt", "true"),
+            ("orderby", "modified"),
+            ("order", "asc"),
+            ("per_page", per_page_text.as_str()),
+            ("page", page_text.as_str()),
+        ];
+        tracing::info!(
+            "Woocommerce request. url={}. params={{\"modified_after\": {modified_after:?}, \
+             \"page\": {page}, \"per_page\": {per_page}}}",
+            redact(&url)
+        );
+        let what = format!("WooCommerce orders modified after {modified_after} (page {page})");
+        let listed = self.send(self.http.get(&url).query(&params), &what).await?;
+        let Value::Array(items) = listed else {
+            return Err(ShopError::InvalidResponse {
+                reason: format!(
+                    "{what}: not a list: {}",
+                    cut(&listed.to_string(), QUOTED_BODY_CHARS)
+                ),
+            });
+        };
+        let orders = items
+            .iter()
+            .map(|item| shop_order(item, &what))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(OrderPage {
+            orders,
+            per_page: per_page as usize,
+        })
+    }
+
+    async fn webhooks(&self) -> Result<Vec<ShopWebhook>, ShopError> {
+        let url = self.url("/wp-json/wc/v3/webhooks");
+        tracing::info!(
+            "Woocommerce request. url={}. params={{\"per_page\": 100}}",
+            redact(&url)
+        );
+        let what = "WooCommerce webhooks";
+        let listed = self
+            .send(self.http.get(&url).query(&[("per_page", "100")]), what)
+            .await?;
+        let Value::Array(items) = listed else {
+            return Err(ShopError::InvalidResponse {
+                reason: format!(
+                    "{what}: not a list: {}",
+                    cut(&listed.to_string(), QUOTED_BODY_CHARS)
+                ),
+            });
+        };
+        items.iter().map(|item| shop_webhook(item, what)).collect()
+    }
+
+    async fn set_webhook_status(&self, id: i64, status: &str) -> Result<ShopWebhook, ShopError> {
+        let url = self.url(&format!("/wp-json/wc/v3/webhooks/{id}"));
+        tracing::info!(
+            "Woocommerce PUT request. url={}. data={{\"status\": {status:?}}}",
+            redact(&url)
+        );
+        let what = format!("WooCommerce webhook {id}");
+        let body = self
+            .send(self.http.put(&url).json(&json!({"status": status})), &what)
+            .await?;
+        shop_webhook(&body, &what)
+    }
+
+    async fn order_notes(&self, order_id: i64) -> Result<Vec<OrderNote>, ShopError> {
+        let url = self.url(&format!("/wp-json/wc/v3/orders/{order_id}/notes"));
+        tracing::info!("Woocommerce request. url={}", redact(&url));
+        let what = format!("notes of WooCommerce order {order_id}");
+        let listed = self.send(self.http.get(&url), &what).await?;
+        let Value::Array(items) = listed else {
+            return Err(ShopError::InvalidResponse {
+                reason: format!(
+                    "{what}: not a list: {}",
+                    cut(&listed.to_string(), QUOTED_BODY_CHARS)
+                ),
+            });
+        };
+        items.iter().map(|item| order_note(item, &what)).collect()
+    }
+
+    async fn add_order_note(
+        &self,
+        order_id: i64,
+        note: &str,
+        customer_note: bool,
+    ) -> Result<OrderNote, ShopError> {
+        let url = self.url(&format!("/wp-json/wc/v3/orders/{order_id}/notes"));
+        // The note's text may hold personal data: only its length is logged.
+        tracing::info!(
+            "Woocommerce POST request. url={}. data={{\"note\": <{} chars>, \"customer_note\": \
+             {customer_note}}}",
+            redact(&url),
+            note.chars().count()
+        );
+        let what = format!("notes of WooCommerce order {order_id}");
+        let body = self
+            .send(
+                self.http
+                    .post(&url)
+                    .json(&json!({"note": note, "customer_note": customer_note})),
+                &what,
+            )
+            .await?;
+        order_note(&body, &what)
+    }
+
+    async fn update_order(&self, order_id: i64, update: &OrderUpdate) -> Result<(), ShopError> {
+        let url = self.url(&format!("/wp-json/wc/v3/orders/{order_id}"));
+        let mut data = serde_json::Map::new();
+        if let Some(status) = &update.status {
+            data.insert("status".into(), json!(status));
+        }
+        if !update.meta_data.is_empty() {
+            let meta: Vec<Value> = update
+                .meta_data
+                .iter()
+                .map(|(key, value)| json!({"key": key, "value": value}))
+                .collect();
+            data.insert("meta_data".into(), Value::Array(meta));
+        }
+        let keys: Vec<&str> = update.meta_data.iter().map(|(k, _)| k.as_str()).collect();
+        tracing::info!(
+            "Woocommerce PUT request. url={}. status={:?}. meta_data keys={keys:?}",
+            redact(&url),
+            update.status
+        );
+        let what = format!("WooCommerce order {order_id}");
+        self.send(self.http.put(&url).json(&Value::Object(data)), &what)
+            .await?;
+        Ok(())
+    }
+}
+
+/// One element of the orders' listing, as the domain's [`ShopOrder`]: its id, status and
+/// modification, and the element itself as compact JSON (the body stored like a webhook's).
+fn shop_order(item: &Value, what: &str) -> Result<ShopOrder, ShopError> {
+    let id = int_of(item.get("id")).ok_or_else(|| ShopError::InvalidResponse {
+        reason: format!(
+            "{what}: an order without an id: {}",
+            cut(&item.to_string(), QUOTED_BODY_CHARS)
+        ),
+    })?;
+    let body = serde_json::to_vec(item).map_err(|e| ShopError::InvalidResponse {
+        reason: format!("{what}: order {id} cannot be serialized: {e}"),
+    })?;
+    Ok(ShopOrder {
+        id,
+        status: text_of(item.get("status")),
+        modified: parse_gmt(&text_of(item.get("date_modified_gmt"))),
+        body: body.into(),
+    })
+}
+
+/// A WooCommerce webhook configuration (an element of `webhooks`, or a PUT's answer).
+fn shop_webhook(item: &Value, what: &str) -> Result<ShopWebhook, ShopError> {
+    let id = int_of(item.get("id")).ok_or_else(|| ShopError::InvalidResponse {
+        reason: format!(
+            "{what}: a webhook without an id: {}",
+            cut(&item.to_string(), QUOTED_BODY_CHARS)
+        ),
+    })?;
+    Ok(ShopWebhook {
+        id,
+        name: text_of(item.get("name")),
+        topic: text_of(item.get("topic")),
+        status: text_of(item.get("status")),
+        delivery_url: text_of(item.get("delivery_url")),
+    })
+}
+
+/// An order note (an element of `orders/{id}/notes`, or a POST's answer).
+fn order_note(item: &Value, what: &str) -> Result<OrderNote, ShopError> {
+    let id = int_of(item.get("id")).ok_or_else(|| ShopError::InvalidResponse {
+        reason: format!(
+            "{what}: a note without an id: {}",
+            cut(&item.to_string(), QUOTED_BODY_CHARS)
+        ),
+    })?;
+    Ok(OrderNote {
+        id,
+        note: text_of(item.get("note")),
+        customer_note: bool_of(item.get("customer_note")),
+    })
 }
 
 /// A WordPress user as `users/{id}?context=edit` (or the POST's answer) shows it, as the
@@ -263,6 +467,16 @@ fn text_of(value: Option<&Value>) -> String {
         Some(Value::Number(n)) => n.to_string(),
         Some(Value::Bool(true)) => "true".into(),
         _ => String::new(),
+    }
+}
+
+/// A flag: `true`, a non-zero number, or `"true"`, `"yes"` or `"1"`; anything else is false.
+fn bool_of(value: Option<&Value>) -> bool {
+    match value {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::Number(n)) => n.as_f64().is_some_and(|n| n != 0.0),
+        Some(Value::String(s)) => matches!(s.trim(), "true" | "yes" | "1"),
+        _ => false,
     }
 }
 

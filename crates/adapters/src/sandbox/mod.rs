@@ -19,24 +19,45 @@
 //! - WordPress `GET /wp-json/wp/v2/users?search=...` and `POST /wp-json/wp/v2/users/{id}`
 //!   (`roles=a,b`), over users kept in memory (the customer of `tests/fixtures/customer.json` is
 //!   there from the start; [`Sandbox::add_user`] adds more).
-//! - WooCommerce `GET /wp-json/wc/v3/orders/{id}`: the two-vendor order fixture with that id.
+//! - WooCommerce `GET /wp-json/wc/v3/orders/{id}`: the order added with that id
+//!   ([`Sandbox::add_shop_order`]), or else the two-vendor order fixture with that id.
+//! - WooCommerce `GET /wp-json/wc/v3/orders?modified_after=...&dates_are_gmt=true&orderby=modified&
+//!   order=asc&per_page=N&page=P`: the orders added, modified after `modified_after`, by
+//!   `(date_modified_gmt, id)`, one page (`per_page` 10 by default, 100 at most: above,
+//!   WooCommerce's 400 `rest_invalid_param`; `page` from 1), with `X-WP-Total` and
+//!   `X-WP-TotalPages`. Only `orderby=modified` is served. [`Sandbox::sample_order`] builds an
+//!   order to add.
+//! - WooCommerce `PUT /wp-json/wc/v3/orders/{id}` (JSON `status`, `meta_data`): recorded
+//!   ([`Sandbox::order_updates`]) and applied to an added order (its modification time kept);
+//!   answers the order.
+//! - WooCommerce `GET` and `POST /wp-json/wc/v3/orders/{id}/notes` (JSON `note`,
+//!   `customer_note`; 201 with the note and its new id): notes kept per order
+//!   ([`Sandbox::order_notes`]).
+//! - WooCommerce `GET /wp-json/wc/v3/webhooks` and `PUT /wp-json/wc/v3/webhooks/{id}` (JSON
+//!   `status`: `active`, `paused` or `disabled`): three webhooks delivering to the connector
+//!   (`http://127.0.0.1:8080` unless [`Sandbox::set_connector_url`] says otherwise):
+//!   `order.created` (active) and `order.updated` (**disabled**, as WooCommerce leaves one after
+//!   five failed deliveries) to `/api/deliveries/`, `customer.created` (active) to
+//!   `/api/customers/` ([`Sandbox::webhooks`], [`Sandbox::set_webhook_status`]).
 //!
 //! The shop endpoints want the sandbox's basic-auth credentials (401 otherwise). Every call is
 //! counted ([`Sandbox::calls`]).
 //!
-//! This file starts the server and keeps the state the fakes share (users, counters); the fakes
-//! are in `koiki.rs` (Koiki), `shop.rs` (WCFM, WordPress, WooCommerce) and `crm.rs` (SugarCRM).
+//! This file starts the server and keeps the state the fakes share (users, orders, counters); the
+//! fakes are in `koiki.rs` (Koiki), `shop.rs` (WCFM, WordPress), `woocommerce.rs` (WooCommerce)
+//! and `crm.rs` (SugarCRM).
 
 mod crm;
 mod koiki;
 mod shop;
+mod woocommerce;
 
 pub use koiki::label_pdf;
 
 use axum::Router;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::serve::ListenerExt as _;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -51,6 +72,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::smtp_sink::SmtpSink;
+use domain::model::ShopWebhook;
 
 /// The webhook secret the sandbox's environment sets, to sign sample orders with.
 pub const WEBHOOK_SECRET: &str = "sandbox-secret";
@@ -135,6 +157,18 @@ pub struct Calls {
     pub wp_user_updates: u64,
     /// WooCommerce `orders/{id}` calls.
     pub wc_orders: u64,
+    /// WooCommerce `orders` listings.
+    pub wc_order_lists: u64,
+    /// WooCommerce `orders/{id}` updates (PUT).
+    pub wc_order_updates: u64,
+    /// WooCommerce `orders/{id}/notes` reads.
+    pub wc_note_reads: u64,
+    /// WooCommerce `orders/{id}/notes` notes added.
+    pub wc_note_writes: u64,
+    /// WooCommerce `webhooks` listings.
+    pub wc_webhook_lists: u64,
+    /// WooCommerce `webhooks/{id}` updates.
+    pub wc_webhook_updates: u64,
     /// SugarCRM calls (login, search, get_entry).
     pub crm_calls: u64,
     /// Requests refused for a missing or wrong token or password.
@@ -151,6 +185,12 @@ struct Counters {
     wp_user_searches: AtomicU64,
     wp_user_updates: AtomicU64,
     wc_orders: AtomicU64,
+    wc_order_lists: AtomicU64,
+    wc_order_updates: AtomicU64,
+    wc_note_reads: AtomicU64,
+    wc_note_writes: AtomicU64,
+    wc_webhook_lists: AtomicU64,
+    wc_webhook_updates: AtomicU64,
     crm_calls: AtomicU64,
     refused: AtomicU64,
 }
@@ -171,6 +211,12 @@ impl Counters {
             wp_user_searches: get(&self.wp_user_searches),
             wp_user_updates: get(&self.wp_user_updates),
             wc_orders: get(&self.wc_orders),
+            wc_order_lists: get(&self.wc_order_lists),
+            wc_order_updates: get(&self.wc_order_updates),
+            wc_note_reads: get(&self.wc_note_reads),
+            wc_note_writes: get(&self.wc_note_writes),
+            wc_webhook_lists: get(&self.wc_webhook_lists),
+            wc_webhook_updates: get(&self.wc_webhook_updates),
             crm_calls: get(&self.crm_calls),
             refused: get(&self.refused),
         }
@@ -229,6 +275,8 @@ impl SandboxUser {
 struct Fakes {
     calls: Counters,
     users: Mutex<BTreeMap<i64, SandboxUser>>,
+    /// WooCommerce's orders, notes, updates and webhooks.
+    woo: Mutex<woocommerce::Store>,
     /// A prefix unique to this start, so barcodes differ from those of an earlier run.
     run: u32,
     barcodes: AtomicU64,
@@ -238,6 +286,10 @@ struct Fakes {
 impl Fakes {
     fn users(&self) -> std::sync::MutexGuard<'_, BTreeMap<i64, SandboxUser>> {
         self.users.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn woo(&self) -> std::sync::MutexGuard<'_, woocommerce::Store> {
+        self.woo.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn user(&self, id: i64) -> SandboxUser {
@@ -320,6 +372,7 @@ impl Sandbox {
         let fakes = Arc::new(Fakes {
             calls: Counters::default(),
             users: Mutex::new(users),
+            woo: Mutex::new(woocommerce::Store::default()),
             run,
             barcodes: AtomicU64::new(0),
             shop_auth: format!(
@@ -339,7 +392,20 @@ impl Sandbox {
                 "/wp-json/wp/v2/users/{id}",
                 get(shop::user).post(shop::set_roles),
             )
-            .route("/wp-json/wc/v3/orders/{id}", get(shop::order))
+            .route("/wp-json/wc/v3/orders", get(woocommerce::list_orders))
+            .route(
+                "/wp-json/wc/v3/orders/{id}",
+                get(woocommerce::order).put(woocommerce::update_order),
+            )
+            .route(
+                "/wp-json/wc/v3/orders/{id}/notes",
+                get(woocommerce::order_notes).post(woocommerce::add_order_note),
+            )
+            .route("/wp-json/wc/v3/webhooks", get(woocommerce::webhooks))
+            .route(
+                "/wp-json/wc/v3/webhooks/{id}",
+                put(woocommerce::set_webhook),
+            )
             .route(CRM_PATH, post(crm::crm))
             .fallback(not_found)
             .with_state(fakes.clone());
@@ -424,6 +490,67 @@ impl Sandbox {
     #[must_use]
     pub fn user(&self, id: i64) -> SandboxUser {
         self.fakes.user(id)
+    }
+
+    /// The sample order (the two-vendor fixture, as [`sample_order`]) with this id, `status` and
+    /// `date_modified_gmt` (WooCommerce's `2026-12-07T08:00:00`, UTC without an offset; its
+    /// creation and local times are the same), as JSON: an order to [`Sandbox::add_shop_order`]
+    /// that books like the sample webhook.
+    #[must_use]
+    pub fn sample_order(id: i64, status: &str, date_modified_gmt: &str) -> Value {
+        woocommerce::sample_order(id, status, date_modified_gmt)
+    }
+
+    /// Adds an order to the fake WooCommerce (replacing the one with its id): listed by
+    /// `GET wc/v3/orders` after its `date_modified_gmt`, answered by `GET wc/v3/orders/{id}`.
+    /// Returns its id. Cheap: the orders are kept sorted as they are added.
+    ///
+    /// # Panics
+    /// When `order` has no integer `id` (a number or a numeric string).
+    pub fn add_shop_order(&self, order: Value) -> i64 {
+        self.fakes.woo().add_order(order)
+    }
+
+    /// [`Sandbox::add_shop_order`] for many orders, under one lock.
+    ///
+    /// # Panics
+    /// As [`Sandbox::add_shop_order`].
+    pub fn add_shop_orders(&self, orders: impl IntoIterator<Item = Value>) {
+        let mut woo = self.fakes.woo();
+        for order in orders {
+            woo.add_order(order);
+        }
+    }
+
+    /// The notes added to order `id` through `POST wc/v3/orders/{id}/notes`, as
+    /// `(note, customer_note)`, oldest first.
+    #[must_use]
+    pub fn order_notes(&self, id: i64) -> Vec<(String, bool)> {
+        self.fakes.woo().notes_of(id)
+    }
+
+    /// The bodies of the `PUT wc/v3/orders/{id}` received, as `(order id, JSON body)`, oldest
+    /// first.
+    #[must_use]
+    pub fn order_updates(&self) -> Vec<(i64, Value)> {
+        self.fakes.woo().updates()
+    }
+
+    /// The fake WooCommerce's webhook configurations, by id.
+    #[must_use]
+    pub fn webhooks(&self) -> Vec<ShopWebhook> {
+        self.fakes.woo().webhooks()
+    }
+
+    /// Sets webhook `id`'s status (`active`, `paused`, `disabled`); whether there is one.
+    pub fn set_webhook_status(&self, id: i64, status: &str) -> bool {
+        self.fakes.woo().set_webhook_status(id, status)
+    }
+
+    /// Where the connector listens (`http://127.0.0.1:8080` unless told): the webhooks that
+    /// delivered to the former URL deliver under this one.
+    pub fn set_connector_url(&self, url: &str) {
+        self.fakes.woo().set_connector_url(url);
     }
 
     /// The settings that point the connector at the sandbox, as `(key, value)` with the

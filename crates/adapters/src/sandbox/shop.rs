@@ -1,8 +1,8 @@
-//! The fake shop: WCFM vendor settings, WordPress users (read, searched, their roles set) and
-//! WooCommerce orders, behind the sandbox's basic-auth credentials.
+//! The fake shop's WCFM vendor settings and WordPress users (read, searched, their roles set),
+//! behind the sandbox's basic-auth credentials (WooCommerce is in `woocommerce.rs`).
 
 use super::crm::is_member;
-use super::{FIRST_USER_ID, Fakes, SAMPLE_ORDER, SandboxUser, VENDOR_SETTINGS, bump};
+use super::{FIRST_USER_ID, Fakes, SandboxUser, VENDOR_SETTINGS, bump};
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-fn unauthorized() -> Response {
+pub(super) fn unauthorized() -> Response {
     (
         StatusCode::UNAUTHORIZED,
         axum::Json(json!({
@@ -152,25 +152,4 @@ pub(super) async fn set_roles(
             .collect();
     }
     axum::Json(user.json(true)).into_response()
-}
-
-pub(super) async fn order(
-    State(fakes): State<Arc<Fakes>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    bump(&fakes.calls.wc_orders);
-    if !fakes.authorized(&headers) {
-        return unauthorized();
-    }
-    let Ok(id) = id.parse::<i64>() else {
-        return (
-            StatusCode::NOT_FOUND,
-            axum::Json(json!({"code": "woocommerce_rest_shop_order_invalid_id", "message": "Invalid ID.", "data": {"status": 404}})),
-        )
-            .into_response();
-    };
-    let mut order: Value = serde_json::from_str(SAMPLE_ORDER).expect("the order fixture is JSON");
-    order["id"] = json!(id);
-    axum::Json(order).into_response()
 }

@@ -587,12 +587,12 @@ async fn tracking_server_errors_are_unavailable() {
 // ---------------------------------------------------------------------------------------------
 // WordPress
 
-const WP_USER: &str = "wcfm-user";
-const WP_PASSWORD: &str = "wcfm-password";
+pub(crate) const WP_USER: &str = "wcfm-user";
+pub(crate) const WP_PASSWORD: &str = "wcfm-password";
 /// `Basic base64("wcfm-user:wcfm-password")`.
-const BASIC: &str = "Basic d2NmbS11c2VyOndjZm0tcGFzc3dvcmQ=";
+pub(crate) const BASIC: &str = "Basic d2NmbS11c2VyOndjZm0tcGFzc3dvcmQ=";
 
-fn shop(server: &MockServer) -> WordPressShop {
+pub(crate) fn shop(server: &MockServer) -> WordPressShop {
     let cfg = ShopConfig {
         host: format!("{}/", server.uri()),
         user: WP_USER.into(),

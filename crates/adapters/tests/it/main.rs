@@ -12,5 +12,6 @@ mod queue;
 mod redis_queue;
 mod sandbox;
 mod shipments;
+mod shop_writes;
 mod sugarcrm;
 mod tokens;
