@@ -405,8 +405,27 @@ impl DatabaseConfig {
     }
 }
 
+/// Seconds: a number, or a string holding one (`"900"`, as a provider that keeps strings
+/// gives it).
 fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    Ok(Duration::from_secs_f64(f64::deserialize(d)?))
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NumberOrString {
+        Number(f64),
+        Str(String),
+    }
+    let secs = match NumberOrString::deserialize(d)? {
+        NumberOrString::Number(n) => n,
+        NumberOrString::Str(s) => s.trim().parse().map_err(|_| {
+            serde::de::Error::custom(format!("expected a number of seconds, got {s:?}"))
+        })?,
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(serde::de::Error::custom(format!(
+            "expected a number of seconds, got {secs}"
+        )));
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 fn millis<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {

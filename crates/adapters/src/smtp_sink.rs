@@ -47,16 +47,22 @@ impl ReceivedMail {
         String::from_utf8_lossy(&self.data).into_owned()
     }
 
-    /// The value of the first header called `name` (case-insensitive), unfolded.
+    /// The value of the first header called `name` (case-insensitive), unfolded (RFC 5322: the
+    /// line breaks go, the white space stays) and with its RFC 2047 encoded words
+    /// (`=?utf-8?b?...?=`, `=?utf-8?q?...?=`) decoded.
     #[must_use]
     pub fn header(&self, name: &str) -> Option<String> {
+        self.raw_header(name).map(|v| decode_words(&v))
+    }
+
+    fn raw_header(&self, name: &str) -> Option<String> {
         let text = self.text();
         let head = text.split("\r\n\r\n").next().unwrap_or_default();
         let mut value: Option<String> = None;
         for line in head.split("\r\n") {
             if line.starts_with([' ', '\t']) {
                 if let Some(v) = value.as_mut() {
-                    v.push_str(line.trim_start());
+                    v.push_str(line);
                 }
                 continue;
             }
@@ -71,6 +77,63 @@ impl ReceivedMail {
         }
         value
     }
+}
+
+/// Decodes the RFC 2047 encoded words of a header value; white space between two encoded words
+/// is dropped, as the RFC says.
+fn decode_words(value: &str) -> String {
+    use base64::Engine as _;
+    let decode = |word: &str| -> Option<String> {
+        let inner = word.strip_prefix("=?")?.strip_suffix("?=")?;
+        let mut parts = inner.splitn(3, '?');
+        let (_charset, encoding, text) = (parts.next()?, parts.next()?, parts.next()?);
+        let bytes = match encoding {
+            "b" | "B" => base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .ok()?,
+            "q" | "Q" => {
+                let mut out = Vec::new();
+                let mut chars = text.bytes();
+                while let Some(c) = chars.next() {
+                    match c {
+                        b'_' => out.push(b' '),
+                        b'=' => {
+                            let hex = [chars.next()?, chars.next()?];
+                            out.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
+                        }
+                        c => out.push(c),
+                    }
+                }
+                out
+            }
+            _ => return None,
+        };
+        Some(String::from_utf8_lossy(&bytes).into_owned())
+    };
+    let mut out = String::new();
+    let mut previous_encoded = false;
+    let mut pending_space = String::new();
+    for token in value.split_inclusive(char::is_whitespace) {
+        let word = token.trim_end();
+        let space = &token[word.len()..];
+        match decode(word) {
+            Some(text) => {
+                if !previous_encoded {
+                    out.push_str(&pending_space);
+                }
+                out.push_str(&text);
+                previous_encoded = true;
+            }
+            None => {
+                out.push_str(&pending_space);
+                out.push_str(word);
+                previous_encoded = false;
+            }
+        }
+        pending_space = space.to_owned();
+    }
+    out.push_str(&pending_space);
+    out.trim().to_owned()
 }
 
 #[derive(Default)]
@@ -320,5 +383,27 @@ async fn session(
             _ => b"502 5.5.2 Command not recognized\r\n",
         };
         write.write_all(reply).await?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_are_unfolded_and_their_encoded_words_decoded() {
+        let mail = ReceivedMail {
+            from: String::new(),
+            to: Vec::new(),
+            data: b"Subject: Webhook de WooCommerce =?utf-8?b?wqtvcmRlci51cGRhdGVkwrs6?=\r\n \
+                    disabled\r\nX-Q: =?utf-8?q?cancel=C2=B7lar_ara?= =?utf-8?q?_ja?= fi\r\n\r\nbody"
+                .to_vec(),
+        };
+        assert_eq!(
+            mail.header("subject").as_deref(),
+            Some("Webhook de WooCommerce «order.updated»: disabled")
+        );
+        assert_eq!(mail.header("x-q").as_deref(), Some("cancel·lar ara ja fi"));
+        assert_eq!(mail.header("missing"), None);
     }
 }

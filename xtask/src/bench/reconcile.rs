@@ -184,7 +184,10 @@ async fn measure(args: &ReconcileArgs, db_url: &str) -> Result<()> {
         report.stored.len()
     );
     if report.missing.len() != missing || report.stored.len() != missing {
-        bail!("the pass found {} missing orders, {missing} expected", report.missing.len());
+        bail!(
+            "the pass found {} missing orders, {missing} expected",
+            report.missing.len()
+        );
     }
 
     let draining = Instant::now();
@@ -212,7 +215,11 @@ async fn measure(args: &ReconcileArgs, db_url: &str) -> Result<()> {
         second.as_secs_f64(),
         again.listed,
         again.missing.len(),
-        if before == after { "unchanged" } else { "CHANGED" }
+        if before == after {
+            "unchanged"
+        } else {
+            "CHANGED"
+        }
     );
     if !again.missing.is_empty() || before != after {
         bail!("the second pass wrote to the database");

@@ -34,11 +34,11 @@
 //!   `customer_note`; 201 with the note and its new id): notes kept per order
 //!   ([`Sandbox::order_notes`]).
 //! - WooCommerce `GET /wp-json/wc/v3/webhooks` and `PUT /wp-json/wc/v3/webhooks/{id}` (JSON
-//!   `status`: `active`, `paused` or `disabled`): three webhooks delivering to the connector
+//!   `status`: `active`, `paused` or `disabled`): four webhooks delivering to the connector
 //!   (`http://127.0.0.1:8080` unless [`Sandbox::set_connector_url`] says otherwise):
 //!   `order.created` (active) and `order.updated` (**disabled**, as WooCommerce leaves one after
-//!   five failed deliveries) to `/api/deliveries/`, `customer.created` (active) to
-//!   `/api/customers/` ([`Sandbox::webhooks`], [`Sandbox::set_webhook_status`]).
+//!   five failed deliveries) to `/api/deliveries/`, `customer.created` and `customer.updated`
+//!   (active) to `/api/customers/` ([`Sandbox::webhooks`], [`Sandbox::set_webhook_status`]).
 //!
 //! The shop endpoints want the sandbox's basic-auth credentials (401 otherwise). Every call is
 //! counted ([`Sandbox::calls`]).

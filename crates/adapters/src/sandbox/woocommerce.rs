@@ -81,7 +81,7 @@ impl Default for Store {
             notes: HashMap::new(),
             last_note_id: 0,
             updates: Vec::new(),
-            // The connector's three webhooks; order.updated disabled, as WooCommerce leaves one
+            // The connector's four webhooks; order.updated disabled, as WooCommerce leaves one
             // after five failed deliveries in a row.
             webhooks: [
                 hook(
@@ -102,6 +102,13 @@ impl Default for Store {
                     3,
                     "La Zona connector: customer created",
                     "customer.created",
+                    "active",
+                    "/api/customers/",
+                ),
+                hook(
+                    4,
+                    "La Zona connector: customer updated",
+                    "customer.updated",
                     "active",
                     "/api/customers/",
                 ),

@@ -431,6 +431,12 @@ async fn the_fakes_webhooks_are_listed_and_set() {
                 "active",
                 "http://127.0.0.1:8080/api/customers/"
             ),
+            (
+                4,
+                "customer.updated",
+                "active",
+                "http://127.0.0.1:8080/api/customers/"
+            ),
         ]
     );
     assert_eq!(sandbox.webhooks(), hooks);
