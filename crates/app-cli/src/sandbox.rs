@@ -57,6 +57,13 @@ pub(crate) async fn run(args: &SandboxArgs) -> anyhow::Result<ExitCode> {
     std::fs::write(&order_path, &order)
         .with_context(|| format!("cannot write {}", order_path.display()))?;
     let signature = WebhookSecret::new(sandbox::WEBHOOK_SECRET).sign(order.as_bytes());
+    // The shop's side: an order WooCommerce never delivered (the reconciliation takes it in when
+    // the server starts), and the connector's webhooks delivering to the server (order.updated
+    // disabled: the admins are told).
+    let missed_id = i64::try_from(order_id).unwrap_or(1) + 1;
+    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S").to_string();
+    fakes.add_shop_order(Sandbox::sample_order(missed_id, "processing", &now));
+    fakes.set_connector_url(&format!("http://{}", args.listen));
 
     let mut env = fakes.env();
     env.push((
@@ -109,8 +116,12 @@ pub(crate) async fn run(args: &SandboxArgs) -> anyhow::Result<ExitCode> {
     println!("{}", curl(args.listen, &order_path, &signature));
     println!();
     println!(
-        "Each vendor's label mail lands in {}. Ctrl-C stops the sandbox.",
-        mail_dir.display()
+        "Each vendor's label mail lands in {}. The shop also lists order {missed_id}, which \
+         WooCommerce never delivered: the server's first reconciliation pass (at start-up) books \
+         it, and tells the admins ({}) that the shop's order.updated webhook is disabled. \
+         Ctrl-C stops the sandbox.",
+        mail_dir.display(),
+        sandbox::ADMIN_EMAIL
     );
     println!("{rule}");
 
@@ -151,7 +162,8 @@ async fn watch(fakes: &Sandbox) {
 fn summary(calls: &Calls) -> String {
     format!(
         "Koiki bookings {} ({} envios), tracking {}; WCFM vendors {}; WordPress users {} \
-         (searches {}, role updates {}); WooCommerce orders {}; refused {}",
+         (searches {}, role updates {}); WooCommerce orders {} (listings {}, updates {}, \
+         notes {}), webhook listings {}; refused {}",
         calls.koiki_bookings,
         calls.koiki_envios,
         calls.koiki_tracking,
@@ -160,6 +172,10 @@ fn summary(calls: &Calls) -> String {
         calls.wp_user_searches,
         calls.wp_user_updates,
         calls.wc_orders,
+        calls.wc_order_lists,
+        calls.wc_order_updates,
+        calls.wc_note_writes,
+        calls.wc_webhook_lists,
         calls.refused
     )
 }
