@@ -395,9 +395,10 @@ mod tests {
         let mail = ReceivedMail {
             from: String::new(),
             to: Vec::new(),
-            data: b"Subject: Webhook de WooCommerce =?utf-8?b?wqtvcmRlci51cGRhdGVkwrs6?=\r\n \
+            data:
+                b"Subject: Webhook de WooCommerce =?utf-8?b?wqtvcmRlci51cGRhdGVkwrs6?=\r\n \
                     disabled\r\nX-Q: =?utf-8?q?cancel=C2=B7lar_ara?= =?utf-8?q?_ja?= fi\r\n\r\nbody"
-                .to_vec(),
+                    .to_vec(),
         };
         assert_eq!(
             mail.header("subject").as_deref(),

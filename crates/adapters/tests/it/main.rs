@@ -13,5 +13,6 @@ mod redis_queue;
 mod sandbox;
 mod shipments;
 mod shop_writes;
+mod state;
 mod sugarcrm;
 mod tokens;

@@ -7,6 +7,7 @@ mod database_url;
 mod dead_and_replay;
 mod first_use;
 mod import_django;
+mod reconcile;
 mod sandbox;
 mod shipments;
 mod support;

@@ -403,6 +403,152 @@ fn all_delivered(shipments: &[ShipmentRecord]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::memory::{MemoryMailer, MemoryShipmentStore, MemoryShop};
+    use crate::model::{BookingOutcome, Claim, OrderNote};
+    use crate::ports::{
+        MockJobQueue, MockShippingProvider, MockWebhookInbox, ShipmentStore as _, Shop as _,
+    };
+    use crate::service::shipping::ShippingMethods;
+    use std::sync::Arc;
+
+    /// Shipment jobs over memory adapters, with a shipment of order 33 (vendor 6) booked with
+    /// barcode `B33`; the carrier, inbox and queue must not be used.
+    async fn booked() -> (
+        ShipmentJobs,
+        Arc<MemoryShipmentStore>,
+        Arc<MemoryShop>,
+        Arc<MemoryMailer>,
+        i64,
+    ) {
+        let store = Arc::new(MemoryShipmentStore::new());
+        let Claim::Claimed(s) = store
+            .claim(33, 6, ShipmentMethod::Koiki)
+            .await
+            .expect("claim")
+        else {
+            panic!("new shipment");
+        };
+        store
+            .record_booking(
+                s.id,
+                0,
+                &BookingOutcome {
+                    status: ShipmentStatus::LabelSent,
+                    delivery_id: "B33".into(),
+                    request: String::new(),
+                    message: String::new(),
+                    label_pdf: Some(b"%PDF".to_vec()),
+                },
+            )
+            .await
+            .expect("booked");
+        let shop = Arc::new(MemoryShop::new());
+        let mailer = Arc::new(MemoryMailer::new());
+        let jobs = ShipmentJobs {
+            inbox: Arc::new(MockWebhookInbox::new()),
+            store: store.clone(),
+            carrier: Arc::new(MockShippingProvider::new()),
+            shop: shop.clone(),
+            mailer: mailer.clone(),
+            queue: Arc::new(MockJobQueue::new()),
+            methods: ShippingMethods::default(),
+            shop_host: "https://shop.example".into(),
+            admins: vec!["admin@example.coop".into()],
+            shop_sync: ShopSync {
+                write_back: true,
+                ..ShopSync::default()
+            },
+        };
+        (jobs, store, shop, mailer, s.id)
+    }
+
+    fn order(status: &str) -> Order {
+        serde_json::from_value(serde_json::json!({"id": 33, "status": status})).expect("order")
+    }
+
+    #[tokio::test]
+    async fn a_withdrawn_order_tells_the_admins_once_and_records_it() {
+        let (jobs, store, _, mailer, id) = booked().await;
+        let summary = jobs.withdrawn(&order("cancelled")).await.expect("handled");
+        assert!(summary.contains("not booked again"), "{summary}");
+        let sent = mailer.sent();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].to, ["admin@example.coop"]);
+        assert!(
+            sent[0].body.contains("codi de barres B33"),
+            "{}",
+            sent[0].body
+        );
+        assert_eq!(
+            store
+                .get(id)
+                .await
+                .expect("read")
+                .expect("there")
+                .order_withdrawn
+                .as_deref(),
+            Some("cancelled")
+        );
+        // Refunded later: nothing more to say.
+        let summary = jobs.withdrawn(&order("refunded")).await.expect("handled");
+        assert_eq!(summary, "order 33 is refunded: not booked");
+        assert_eq!(mailer.sent().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_note_is_written_once_and_not_again_after_a_crash_before_it_was_recorded() {
+        let (jobs, _, shop, _, id) = booked().await;
+        jobs.note_shipment(id).await.expect("noted");
+        jobs.note_shipment(id).await.expect("a repeat");
+        let notes: Vec<OrderNote> = shop.notes(33);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].customer_note);
+        assert!(notes[0].note.contains("B33"));
+
+        // A note written but not recorded (the worker died in between): found, not written again.
+        let (jobs, store2, shop2, _, id2) = booked().await;
+        shop2
+            .add_order_note(33, "El teu paquet ... Codi de seguiment: B33.", true)
+            .await
+            .expect("note");
+        jobs.note_shipment(id2).await.expect("noted");
+        assert_eq!(shop2.notes(33).len(), 1);
+        assert_eq!(
+            store2
+                .get(id2)
+                .await
+                .expect("read")
+                .expect("there")
+                .noted_barcode
+                .as_deref(),
+            Some("B33")
+        );
+    }
+
+    #[tokio::test]
+    async fn the_meta_lists_the_shipments_and_completion_waits_for_every_delivery() {
+        let (mut jobs, store, shop, _, id) = booked().await;
+        jobs.sync_order_meta(33).await.expect("meta");
+        let updates = shop.updates();
+        assert_eq!(updates.len(), 1);
+        assert_eq!(updates[0].1.status, None);
+        assert_eq!(
+            updates[0].1.meta_data,
+            [(
+                SHIPMENTS_META_KEY.to_owned(),
+                serde_json::json!([{"vendor_id": 6, "barcode": "B33", "status": "LABEL_SENT"}])
+            )]
+        );
+        jobs.shop_sync.complete_on_delivery = true;
+        jobs.complete_order(33).await.expect("not yet");
+        assert_eq!(shop.updates().len(), 1, "not delivered yet: not completed");
+        store
+            .record_tracking(id, ShipmentStatus::Delivered, "", "", None)
+            .await
+            .expect("tracked");
+        jobs.complete_order(33).await.expect("completed");
+        assert_eq!(shop.updates()[1].1.status.as_deref(), Some("completed"));
+    }
 
     #[test]
     fn the_default_books_paid_orders_only() {
