@@ -179,6 +179,15 @@ fn print_one(s: &ShipmentRecord) {
         "mailed     {}",
         s.mailed_at.map_or("no".into(), |t| t.to_string())
     );
+    if let Some(barcode) = &s.noted_barcode {
+        println!("noted      tracking note for {barcode} written on the order in the shop");
+    }
+    if let Some(status) = &s.order_withdrawn {
+        println!(
+            "WITHDRAWN  the order arrived {status} after this booking: cancel it with Koiki by \
+             hand (the admins were mailed)"
+        );
+    }
     println!("created    {}", s.created_at);
     println!("updated    {}", s.updated_at);
     if let Some(t) = s.tracking_updated_at {

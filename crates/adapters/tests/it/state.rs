@@ -11,17 +11,33 @@ use domain::ports::{StateStore, WebhookInbox};
 
 async fn compare_and_set_holds(name: &str, state: &dyn StateStore) {
     assert_eq!(state.get("k").await.expect("get"), None, "{name}");
-    assert!(state.compare_and_set("k", None, "1").await.expect("cas"), "{name}");
+    assert!(
+        state.compare_and_set("k", None, "1").await.expect("cas"),
+        "{name}"
+    );
     assert!(
         !state.compare_and_set("k", None, "2").await.expect("cas"),
         "{name}: set already"
     );
     assert!(
-        !state.compare_and_set("k", Some("0"), "2").await.expect("cas"),
+        !state
+            .compare_and_set("k", Some("0"), "2")
+            .await
+            .expect("cas"),
         "{name}: not 0"
     );
-    assert!(state.compare_and_set("k", Some("1"), "2").await.expect("cas"), "{name}");
-    assert_eq!(state.get("k").await.expect("get").as_deref(), Some("2"), "{name}");
+    assert!(
+        state
+            .compare_and_set("k", Some("1"), "2")
+            .await
+            .expect("cas"),
+        "{name}"
+    );
+    assert_eq!(
+        state.get("k").await.expect("get").as_deref(),
+        Some("2"),
+        "{name}"
+    );
     assert_eq!(state.get("other").await.expect("get"), None, "{name}");
 }
 
@@ -66,6 +82,10 @@ async fn the_inbox_says_the_latest_modification_it_holds_of_each_order() {
             .await
             .expect("read")
             .expect("there");
-        assert_eq!(got.data.subject_modified, Some(at("2026-12-07T09:00:00Z")), "{name}");
+        assert_eq!(
+            got.data.subject_modified,
+            Some(at("2026-12-07T09:00:00Z")),
+            "{name}"
+        );
     }
 }

@@ -55,6 +55,11 @@ pub(crate) struct ShipmentView {
     /// Which booking of the shipment it holds: 0 for the first, one more for each retry that
     /// took it.
     pub(crate) booking_attempt: i64,
+    /// The order's status (`cancelled`, `refunded`, `failed`) when it arrived so after this
+    /// shipment was booked: the admins were told to cancel the booking with the carrier.
+    pub(crate) order_withdrawn: Option<String>,
+    /// The barcode whose tracking note was written on the order in the shop.
+    pub(crate) noted_barcode: Option<String>,
     /// Bookings the carrier made for it that it no longer holds (a forced retry's replaced
     /// booking, or one that came back late): parcels to cancel or follow by hand (in
     /// `GET /api/v1/shipments/{id}` only).
@@ -115,6 +120,8 @@ impl ShipmentView {
             updated_at: s.updated_at,
             request: with_request.then_some(s.request),
             booking_attempt: s.booking_attempt,
+            order_withdrawn: s.order_withdrawn,
+            noted_barcode: s.noted_barcode,
             past_bookings: None,
         }
     }

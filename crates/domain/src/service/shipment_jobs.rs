@@ -365,7 +365,7 @@ impl ShipmentJobs {
         let permanent = |reason: String| JobError::Permanent {
             reason: format!("shipment {shipment_id}: {reason}"),
         };
-        let planned = self.plan_rebooking(&s).await;
+        let planned = self.plan_rebooking(&s, force).await;
         let (group, parcel, request) = match planned {
             Ok(planned) => planned,
             Err(e) => {
@@ -511,6 +511,7 @@ impl ShipmentJobs {
     async fn plan_rebooking(
         &self,
         s: &ShipmentRecord,
+        force: bool,
     ) -> Result<(VendorGroup, Parcel, String), JobError> {
         let shipment_id = s.id;
         let permanent = |reason: String| JobError::Permanent {
@@ -521,6 +522,15 @@ impl ShipmentJobs {
             .order(s.order_id)
             .await
             .map_err(|e| shop_error(&e))?;
+        // The order as the shop has it now: one not (or no longer) in a bookable status is
+        // booked again only when forced.
+        if !force && self.shop_sync.book_statuses.decide(&order.status) != StatusDecision::Book {
+            return Err(permanent(format!(
+                "order {} is {}: not booked (retry with force to book it anyway)",
+                s.order_id,
+                order.status.trim()
+            )));
+        }
         let plan = plan(&order, &self.methods).map_err(|e| permanent(e.to_string()))?;
         let Some(group) = plan.koiki.into_iter().find(|g| g.vendor_id == s.vendor_id) else {
             return Err(permanent(format!(
@@ -706,6 +716,30 @@ mod tests {
             *f.log.lock().expect("lock"),
             vec![JobKind::SendLabelMail { shipment_id: id }]
         );
+    }
+
+    #[tokio::test]
+    async fn a_refused_booking_of_an_order_since_cancelled_is_booked_again_only_when_forced() {
+        let mut f = Fixture::new(no_booking()); // any booking panics
+        let mut shop = MockShop::new();
+        shop.expect_order().returning(|_| {
+            let mut order: serde_json::Value = serde_json::from_str(ORDER).expect("order");
+            order["status"] = "cancelled".into();
+            Ok(serde_json::from_value(order).expect("order"))
+        });
+        f.shop = Arc::new(shop);
+        let id = shipment(&f.store, ShipmentStatus::ErrorFromBody, "").await;
+        let err = f
+            .jobs()
+            .retry_shipment(id, false, None)
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(&err, JobError::Permanent { reason } if reason.contains("order 33 is cancelled: not booked")),
+            "{err:?}"
+        );
+        let s = f.store.get(id).await.expect("get").expect("row");
+        assert_eq!(s.status, ShipmentStatus::ErrorFromBody, "left as it was");
     }
 
     #[tokio::test]
