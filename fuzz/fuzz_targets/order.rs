@@ -71,6 +71,7 @@ fn vendor() -> VendorProfile {
         state: "B".to_owned(),
         country: String::new(),
         email: "vendor@example.coop".to_owned(),
+        store_name: String::new(),
     }
 }
 
