@@ -100,6 +100,7 @@ impl ShipmentStore for MemoryShipmentStore {
             booking_attempt: 0,
             order_withdrawn: None,
             noted_barcode: None,
+            tracking_unmailed_since: None,
         };
         rows.push((r.clone(), None));
         Ok(Claim::Claimed(r))
@@ -259,6 +260,9 @@ impl ShipmentStore for MemoryShipmentStore {
             .find(|(r, _)| r.id == id)
             .ok_or(StoreError::NotFound(id))?;
         if r.status != ShipmentStatus::Booking {
+            if (r.status != status || r.message != message) && r.tracking_unmailed_since.is_none() {
+                r.tracking_unmailed_since = Some(Utc::now());
+            }
             r.status = status;
             r.message = message.to_owned();
             r.notes = notes.to_owned();
@@ -267,6 +271,20 @@ impl ShipmentStore for MemoryShipmentStore {
             r.updated_at = Utc::now();
         }
         Ok(r.clone())
+    }
+
+    async fn mark_tracking_mailed(
+        &self,
+        id: i64,
+        since: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.update(id, |r, _| {
+            let due = r.tracking_unmailed_since == Some(since);
+            if due {
+                r.tracking_unmailed_since = None;
+            }
+            due
+        })
     }
 
     async fn mark_mailed(&self, id: i64) -> Result<ShipmentRecord, StoreError> {

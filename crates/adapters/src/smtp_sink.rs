@@ -146,6 +146,8 @@ struct Shared {
     connections: AtomicUsize,
     /// Count the messages without keeping them.
     discard: bool,
+    /// How many of the next messages to defer (`451` after their data): kept nowhere.
+    defer: AtomicUsize,
 }
 
 /// A running SMTP sink. Dropping it stops accepting connections.
@@ -221,6 +223,12 @@ impl SmtpSink {
             shared,
             accept,
         }
+    }
+
+    /// Defers the next `n` messages: each is answered `451 4.3.0` after its data and not kept,
+    /// as a mail server in trouble does; the sender is to try again.
+    pub fn defer_next(&self, n: usize) {
+        self.shared.defer.store(n, Ordering::Release);
     }
 
     /// The address it listens on.
@@ -345,6 +353,18 @@ async fn session(
                     }
                     let body = if line.starts_with(b".") { &line[1..] } else { &line[..] };
                     data.extend_from_slice(body);
+                }
+                let deferred = shared
+                    .defer
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                    .is_ok();
+                if deferred {
+                    from = None;
+                    to.clear();
+                    write
+                        .write_all(b"451 4.3.0 Deferred by the sink, try again\r\n")
+                        .await?;
+                    continue;
                 }
                 let mail = ReceivedMail {
                     from: from.take().unwrap_or_default(),

@@ -291,7 +291,10 @@ pub trait ShipmentStore: Send + Sync {
     async fn past_label(&self, id: i64, past_id: i64) -> Result<Option<Vec<u8>>, StoreError>;
 
     /// Records a tracking poll: the new status and message, the notes and the event's date. A
-    /// shipment `BOOKING` (a retry in flight) is left as it is and returned so.
+    /// shipment `BOOKING` (a retry in flight) is left as it is and returned so. When the status
+    /// or the message changes, the same write sets `tracking_unmailed_since` (unless already
+    /// set): the change's mail to the admins is then due until
+    /// [`ShipmentStore::mark_tracking_mailed`].
     ///
     /// # Errors
     /// [`StoreError::NotFound`] for an unknown id.
@@ -303,6 +306,14 @@ pub trait ShipmentStore: Send + Sync {
         notes: &str,
         event_date: Option<String>,
     ) -> Result<ShipmentRecord, StoreError>;
+
+    /// The tracking change's mail was sent: clears `tracking_unmailed_since` if it still is
+    /// `since` (a later change stays due). Returns whether it did.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached.
+    async fn mark_tracking_mailed(&self, id: i64, since: DateTime<Utc>)
+    -> Result<bool, StoreError>;
 
     /// Marks the shipment's mail (its label to the vendor, or its refusal to the admins) as sent;
     /// returns the shipment as recorded.

@@ -353,6 +353,14 @@ impl ShipmentStore for ObservedStore {
         self.inner.mark_noted(id, barcode).await
     }
 
+    async fn mark_tracking_mailed(
+        &self,
+        id: i64,
+        since: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.inner.mark_tracking_mailed(id, since).await
+    }
+
     async fn mark_mailed(&self, id: i64) -> Result<ShipmentRecord, StoreError> {
         let s = self.inner.mark_mailed(id).await?;
         let (kind, message) = if s.status == ShipmentStatus::ErrorFromBody {

@@ -113,6 +113,11 @@ pub struct ShipmentRecord {
     /// The barcode whose tracking note was written on the order in the shop (the note is
     /// written again when a forced retry changes the barcode).
     pub noted_barcode: Option<String>,
+    /// Since when a tracking change (status or message) waits for its mail to the admins: set
+    /// by [`crate::ports::ShipmentStore::record_tracking`] in the same write as the change,
+    /// cleared once the mail is sent ([`crate::ports::ShipmentStore::mark_tracking_mailed`]),
+    /// so a mail that fails is sent by the retry instead of being lost.
+    pub tracking_unmailed_since: Option<DateTime<Utc>>,
 }
 
 /// How long a booking in flight holds its shipment: a shipment `BOOKING` for less than this is

@@ -275,13 +275,13 @@ impl ShipmentJobs {
     pub async fn track_one(&self, shipment_id: i64) -> Result<(), JobError> {
         let s = self.shipment(shipment_id).await?;
         // A shipment `BOOKING` is being booked again: its tracking is the new booking's, later.
-        if s.delivery_id.is_empty()
-            || matches!(
-                s.status,
-                ShipmentStatus::Delivered | ShipmentStatus::Booking
-            )
-        {
+        if s.delivery_id.is_empty() || s.status == ShipmentStatus::Booking {
             return Ok(());
+        }
+        // Delivered: not polled any more, but the mail of the change that delivered it may still
+        // be due (it failed, and this is the retry).
+        if s.status == ShipmentStatus::Delivered {
+            return self.mail_tracking_change(&s).await;
         }
         let report = self
             .carrier
@@ -307,17 +307,29 @@ impl ShipmentJobs {
         if updated.status != s.status {
             self.enqueue_tracking_write_backs(&updated).await?;
         }
-        if (updated.status != s.status || updated.message != s.message) && !self.admins.is_empty() {
+        self.mail_tracking_change(&updated).await
+    }
+
+    /// Mails the admins the shipment's tracking as it now is when a change of it waits for its
+    /// mail (`tracking_unmailed_since`, set with the change itself), then clears that mark. A
+    /// mail that fails leaves the mark, so the job's retry (or the next poll) sends it: a change
+    /// is never left untold.
+    async fn mail_tracking_change(&self, s: &ShipmentRecord) -> Result<(), JobError> {
+        let Some(since) = s.tracking_unmailed_since else {
+            return Ok(());
+        };
+        if !self.admins.is_empty() {
             let email = tracking_changed_mail(
                 &self.admins,
                 &s.delivery_id,
-                updated.status.as_str(),
-                date.as_deref(),
-                &updated.message,
-                &updated.notes,
+                s.status.as_str(),
+                s.tracking_status_created_at.as_deref(),
+                &s.message,
+                &s.notes,
             );
             self.mailer.send(&email).await.map_err(|e| mail_error(&e))?;
         }
+        self.store.mark_tracking_mailed(s.id, since).await?;
         Ok(())
     }
 
@@ -716,6 +728,58 @@ mod tests {
             *f.log.lock().expect("lock"),
             vec![JobKind::SendLabelMail { shipment_id: id }]
         );
+    }
+
+    #[tokio::test]
+    async fn a_tracking_change_whose_mail_fails_is_mailed_by_the_retry_once() {
+        let mut carrier = no_booking();
+        carrier.expect_track().returning(|_| {
+            Ok(TrackingReport::Event {
+                state: crate::model::TrackingState::InTransit,
+                description: "En reparto".into(),
+                date: Some("2026-12-07T08:00:00+0000".into()),
+                notes: String::new(),
+            })
+        });
+        let mut f = Fixture::new(carrier);
+        let mut mailer = MockMailer::new();
+        let mut seq = mockall::Sequence::new();
+        mailer
+            .expect_send()
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_| {
+                Err(MailError::Unavailable {
+                    reason: "421 try later".into(),
+                })
+            });
+        mailer
+            .expect_send()
+            .times(1)
+            .in_sequence(&mut seq)
+            .withf(|m| m.body.contains("En reparto") && m.to == ["admin@example.coop"])
+            .returning(|_| Ok(()));
+        f.mailer = Arc::new(mailer);
+        let id = shipment(&f.store, ShipmentStatus::LabelSent, "B1").await;
+        let mut jobs = f.jobs();
+        jobs.admins = vec!["admin@example.coop".into()];
+
+        let err = jobs.track_one(id).await.expect_err("the mail failed");
+        assert!(matches!(err, JobError::Transient { .. }), "{err:?}");
+        let s = f.store.get(id).await.expect("get").expect("row");
+        assert_eq!(
+            s.status,
+            ShipmentStatus::InProcess,
+            "the change is recorded"
+        );
+        assert!(s.tracking_unmailed_since.is_some(), "its mail is due");
+
+        // The job's retry: the carrier says the same, no change now, and the mail still goes.
+        jobs.track_one(id).await.expect("mailed");
+        let s = f.store.get(id).await.expect("get").expect("row");
+        assert_eq!(s.tracking_unmailed_since, None);
+        // Once: a third poll with nothing new sends nothing (the mock allows two sends).
+        jobs.track_one(id).await.expect("nothing new");
     }
 
     #[tokio::test]

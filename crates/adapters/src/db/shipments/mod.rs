@@ -23,7 +23,8 @@ use write::*;
 
 pub(super) const COLUMNS: &str = "id, order_id, vendor_id, method, status, delivery_id, request, message, \
      notes, label_pdf IS NOT NULL, tracking_status_created_at, tracking_updated_at, mailed_at, \
-     created_at, updated_at, booking_attempt, order_withdrawn, noted_barcode";
+     created_at, updated_at, booking_attempt, order_withdrawn, noted_barcode, \
+     tracking_unmailed_since";
 
 /// The shipments on the connector's SQL database.
 #[derive(Debug, Clone)]
@@ -169,6 +170,10 @@ pub(super) fn record(row: &QueryResult) -> Result<ShipmentRecord, StoreError> {
         booking_attempt: row.try_get_by_index(15).map_err(get)?,
         order_withdrawn: row.try_get_by_index(16).map_err(get)?,
         noted_barcode: row.try_get_by_index(17).map_err(get)?,
+        tracking_unmailed_since: row
+            .try_get_by_index::<Option<i64>>(18)
+            .map_err(get)?
+            .map(from_millis),
     })
 }
 
@@ -346,7 +351,21 @@ impl ShipmentStore for SqlShipmentStore {
         event_date: Option<String>,
     ) -> Result<ShipmentRecord, StoreError> {
         let now = millis(Utc::now());
-        let mut b = SqlBuilder::new(self.db.backend(), "UPDATE shipments SET status = ".into());
+        let mut b = SqlBuilder::new(
+            self.db.backend(),
+            "UPDATE shipments SET tracking_unmailed_since = CASE WHEN \
+             tracking_unmailed_since IS NULL AND (status <> "
+                .into(),
+        );
+        // The right-hand side reads the row as it was: the change and its mail's due mark are
+        // one write.
+        b.param(status.as_str().into());
+        b.sql.push_str(" OR message <> ");
+        b.param(message.into());
+        b.sql.push_str(") THEN ");
+        b.param(now.into());
+        b.sql
+            .push_str(" ELSE tracking_unmailed_since END, status = ");
         b.param(status.as_str().into());
         b.sql.push_str(", message = ");
         b.param(message.into());
@@ -366,6 +385,22 @@ impl ShipmentStore for SqlShipmentStore {
             return Ok(r);
         }
         self.get(id).await?.ok_or(StoreError::NotFound(id))
+    }
+
+    async fn mark_tracking_mailed(
+        &self,
+        id: i64,
+        since: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut b = SqlBuilder::new(
+            self.db.backend(),
+            "UPDATE shipments SET tracking_unmailed_since = NULL WHERE id = ".into(),
+        );
+        b.param(id.into());
+        b.sql.push_str(" AND tracking_unmailed_since = ");
+        b.param(millis(since).into());
+        b.sql.push_str(" RETURNING id");
+        Ok(!self.write_statement(b).await?.is_empty())
     }
 
     async fn mark_mailed(&self, id: i64) -> Result<ShipmentRecord, StoreError> {

@@ -35,6 +35,7 @@ const CHECKS: Checks<Fresh> = &[
         a_retry_supersedes_the_booking_and_clears_the_mail_mark
     ),
     check!(Fresh, booking_attempts_hold),
+    check!(Fresh, a_tracking_change_is_due_for_its_mail_until_marked),
     check!(Fresh, status_changes_are_compare_and_set),
     check!(Fresh, listings_filter_and_page_newest_first),
     check!(Fresh, unknown_ids_are_absent_or_not_found),
@@ -649,6 +650,61 @@ async fn booking_attempts_hold(backend: String, (store, _guard): Fresh) {
             "{backend}"
         );
     }
+}
+
+async fn a_tracking_change_is_due_for_its_mail_until_marked(
+    backend: String,
+    (store, _guard): Fresh,
+) {
+    let s = claimed(store.as_ref(), 33, 6).await;
+    let booked = store
+        .record_booking(s.id, 0, &booked("B1", b"%PDF"))
+        .await
+        .expect("booked")
+        .shipment()
+        .clone();
+    assert_eq!(
+        booked.tracking_unmailed_since, None,
+        "{backend}: a booking is no change"
+    );
+    let moving = store
+        .record_tracking(s.id, ShipmentStatus::InProcess, "En reparto", "", None)
+        .await
+        .expect("tracking");
+    let since = moving
+        .tracking_unmailed_since
+        .unwrap_or_else(|| panic!("{backend}: the change is due for its mail"));
+    // The same poll again (a retry): still due, since the same change.
+    let again = store
+        .record_tracking(s.id, ShipmentStatus::InProcess, "En reparto", "", None)
+        .await
+        .expect("tracking");
+    assert_eq!(again.tracking_unmailed_since, Some(since), "{backend}");
+    // Another change before the mail went: still due, from the first.
+    let newer = store
+        .record_tracking(s.id, ShipmentStatus::InProcess, "Al centre", "", None)
+        .await
+        .expect("tracking");
+    assert_eq!(newer.tracking_unmailed_since, Some(since), "{backend}");
+    assert!(
+        !store
+            .mark_tracking_mailed(s.id, since + chrono::Duration::milliseconds(1))
+            .await
+            .expect("mark"),
+        "{backend}: another mark is not cleared"
+    );
+    assert!(
+        store.mark_tracking_mailed(s.id, since).await.expect("mark"),
+        "{backend}"
+    );
+    let mailed = store.get(s.id).await.expect("get").expect("row");
+    assert_eq!(mailed.tracking_unmailed_since, None, "{backend}");
+    // A poll that changes nothing leaves nothing due.
+    let same = store
+        .record_tracking(s.id, ShipmentStatus::InProcess, "Al centre", "", None)
+        .await
+        .expect("tracking");
+    assert_eq!(same.tracking_unmailed_since, None, "{backend}");
 }
 
 async fn status_changes_are_compare_and_set(backend: String, (store, _guard): Fresh) {
