@@ -264,7 +264,12 @@ impl JobError {
 
     /// Builds the job error for a port error, from its [`Transience`].
     pub fn from_port(err: &dyn std::error::Error, transience: Transience) -> Self {
-        let reason = error_chain(err);
+        Self::classified(transience, error_chain(err))
+    }
+
+    /// The job error with `reason`, retried or not as `transience` says (the use case's own
+    /// words for a port error, classified as the port error is).
+    pub fn classified(transience: Transience, reason: String) -> Self {
         match transience {
             Transience::Transient { retry_after } => JobError::Transient {
                 reason,

@@ -10,7 +10,7 @@
 
 use super::mails::order_url;
 use super::shipment_jobs::ShipmentJobs;
-use crate::error::{JobError, ShopError, error_chain};
+use crate::error::{Classified as _, JobError, ShopError, error_chain};
 use crate::model::{Order, OrderUpdate, ShipmentMethod, ShipmentRecord, ShipmentStatus};
 use crate::ports::Email;
 use serde_json::json;
@@ -177,13 +177,7 @@ fn write_back_error(order_id: i64, what: &str, e: &ShopError) -> JobError {
         ),
         _ => format!("order {order_id}: {what}: {}", error_chain(e)),
     };
-    match JobError::from_error(e) {
-        JobError::Transient { retry_after, .. } => JobError::Transient {
-            reason,
-            retry_after,
-        },
-        JobError::Permanent { .. } => JobError::Permanent { reason },
-    }
+    JobError::classified(e.transience(), reason)
 }
 
 impl ShipmentJobs {
