@@ -277,10 +277,7 @@ async fn shop_webhooks(settings: &Settings, timeout: Duration) -> Vec<Check> {
     };
     let ours: Vec<_> = hooks
         .iter()
-        .filter(|h| {
-            let url = h.delivery_url.trim_end_matches('/');
-            url.ends_with("/api/deliveries") || url.ends_with("/api/customers")
-        })
+        .filter(|h| domain::service::reconcile::points_at_connector(&h.delivery_url))
         .collect();
     if ours.is_empty() {
         return vec![fail(

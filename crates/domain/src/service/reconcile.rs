@@ -17,7 +17,7 @@
 //! to active itself when allowed to).
 
 use super::intake::{Intake, classify, header};
-use crate::error::{JobError, error_chain};
+use crate::error::{Classified as _, JobError, error_chain};
 use crate::model::{NewWebhook, RecordOutcome, Resource, ShopOrder, ShopWebhook, WebhookId};
 use crate::ports::{Email, Mailer, Shop, StateStore, WebhookInbox};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
@@ -128,6 +128,12 @@ fn endpoint_of(topic: &str) -> &'static str {
     } else {
         "/api/deliveries/"
     }
+}
+
+/// Whether a webhook delivering to `url` delivers to one of the connector's endpoints
+/// (`/api/deliveries/`, `/api/customers/`).
+pub fn points_at_connector(url: &str) -> bool {
+    points_at(url, endpoint_of("order.created")) || points_at(url, endpoint_of("customer.created"))
 }
 
 /// Whether `url` is the connector's endpoint `path` (with or without its trailing slash, a
@@ -242,13 +248,7 @@ impl Reconciler {
                 .await
                 .map_err(|e| {
                     let reason = format!("listing the shop's orders: {}", error_chain(&e));
-                    match JobError::from_error(&e) {
-                        JobError::Transient { retry_after, .. } => JobError::Transient {
-                            reason,
-                            retry_after,
-                        },
-                        JobError::Permanent { .. } => JobError::Permanent { reason },
-                    }
+                    JobError::classified(e.transience(), reason)
                 })?;
             report.pages = page;
             report.listed += listed.orders.len();
@@ -509,6 +509,8 @@ mod tests {
             "/api/customers/"
         ));
         assert!(!points_at("https://other.example/hook", "/api/deliveries/"));
+        assert!(points_at_connector("https://c.example/api/customers"));
+        assert!(!points_at_connector("https://other.example/hook"));
     }
 
     #[test]
