@@ -12,6 +12,7 @@
 //! operator.
 
 use super::shipment_jobs::ShipmentJobs;
+use super::shop_sync::needs_note;
 use super::shipping::{build_parcel, pair_results, plan};
 use crate::error::{JobError, ShopError, Transience, error_chain};
 use crate::model::{
@@ -37,6 +38,9 @@ pub struct FulfilmentReport {
     /// now, with what their mail needs, and those found not mailed yet (a repeat after a crash
     /// between the booking and the mail).
     pub to_mail: Vec<ToMail>,
+    /// The carrier's shipments holding a booking whose tracking note is not written on the order
+    /// yet: those booked now, and those found so.
+    pub to_note: Vec<ShipmentRecord>,
 }
 
 /// A shipment whose mail is still to be sent.
@@ -187,6 +191,9 @@ pub async fn fulfil_order(
             Claim::Claimed(s) => s,
             Claim::Exists(s) => {
                 report.existing.push(s.id);
+                if needs_note(&s) {
+                    report.to_note.push(s.clone());
+                }
                 report.to_mail.extend(ToMail::found(s));
                 continue;
             }
@@ -268,6 +275,7 @@ pub async fn fulfil_order(
                 };
                 if recorded.status == ShipmentStatus::LabelSent {
                     report.booked.push(*id);
+                    report.to_note.push(recorded.clone());
                 } else {
                     report.failed.push(*id);
                 }

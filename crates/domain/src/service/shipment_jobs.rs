@@ -123,9 +123,8 @@ impl ShipmentJobs {
         for mail in report.to_mail {
             self.mail_now_or_later(mail).await?;
         }
-        if self.shop_sync.write_back && !(report.booked.is_empty() && report.existing.is_empty()) {
-            let shipments = self.store.of_order(order.id).await?;
-            self.enqueue_write_backs(order.id, !report.booked.is_empty(), &shipments)
+        if !report.to_note.is_empty() {
+            self.enqueue_write_backs(order.id, !report.booked.is_empty(), &report.to_note)
                 .await?;
         }
         let summary = format!(

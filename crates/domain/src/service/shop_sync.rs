@@ -378,7 +378,7 @@ impl ShipmentJobs {
 }
 
 /// A shipment with a booking whose note is not written for its barcode.
-fn needs_note(s: &ShipmentRecord) -> bool {
+pub(crate) fn needs_note(s: &ShipmentRecord) -> bool {
     s.method == ShipmentMethod::Koiki
         && !s.delivery_id.is_empty()
         && s.order_withdrawn.is_none()
