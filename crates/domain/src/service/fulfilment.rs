@@ -12,8 +12,8 @@
 //! operator.
 
 use super::shipment_jobs::ShipmentJobs;
-use super::shop_sync::needs_note;
 use super::shipping::{build_parcel, pair_results, plan};
+use super::shop_sync::needs_note;
 use crate::error::{JobError, ShopError, Transience, error_chain};
 use crate::model::{
     BookingOutcome, BookingRecorded, Claim, Order, ParcelBooking, ShipmentMethod, ShipmentRecord,
