@@ -17,7 +17,6 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 const REST_PATH: &str = "/service/v4_1/rest.php";
 const EMAIL: &str = "partner@email.com";
 const USER_ID: i64 = 1;
-const WAIT: Duration = Duration::from_secs(20);
 
 /// A backend to run on: a database, and the Redis queue's URL and prefix when it is the Redis
 /// one.
@@ -215,17 +214,6 @@ async fn fake_wordpress(roles: &[&str], updates: u64) -> (MockServer, WpUser) {
     (wp, user)
 }
 
-async fn wait_count(app: &TestApp, sql: &str, want: i64) -> i64 {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let n = app.count(sql).await;
-        if n >= want || tokio::time::Instant::now() > deadline {
-            return n;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn post_customer(app: &TestApp, delivery_id: &str) {
     let resp = app
         .post_signed(
@@ -271,7 +259,7 @@ async fn a_members_user_gets_the_partner_role_once_however_often_the_customer_co
 
         post_customer(&app, "customer-1").await;
         let processed = "SELECT COUNT(*) FROM webhooks WHERE status = 'processed'";
-        assert_eq!(wait_count(&app, processed, 1).await, 1, "{name}");
+        assert_eq!(app.wait_count(processed, 1).await, 1, "{name}");
         assert_eq!(user.roles(), ["partner"], "{name}");
         assert_eq!(
             app.count(
@@ -285,7 +273,7 @@ async fn a_members_user_gets_the_partner_role_once_however_often_the_customer_co
         // Another delivery of the customer (a customer.updated, the one our change triggers):
         // the user has the role, nothing is sent.
         post_customer(&app, "customer-2").await;
-        assert_eq!(wait_count(&app, processed, 2).await, 2, "{name}");
+        assert_eq!(app.wait_count(processed, 2).await, 2, "{name}");
         assert_eq!(
             app.count(
                 "SELECT COUNT(*) FROM webhooks WHERE error = 'a member; user 1 has the partner role already'"
@@ -331,7 +319,7 @@ async fn someone_who_is_not_a_member_keeps_their_role() {
     let app = TestApp::spawn(&connector_settings(&backend, &crm, &wp)).await;
     post_customer(&app, "customer-1").await;
     let sql = "SELECT COUNT(*) FROM webhooks WHERE status = 'processed' AND error = 'not a member in the CRM'";
-    assert_eq!(wait_count(&app, sql, 1).await, 1);
+    assert_eq!(app.wait_count(sql, 1).await, 1);
     assert_eq!(user.roles(), ["customer"]);
     assert!(
         wp.received_requests().await.expect("recording").is_empty(),
@@ -354,7 +342,7 @@ async fn bad_crm_credentials_dead_letter_the_job_with_the_reason() {
         post_customer(&app, "customer-1").await;
 
         let failed = "SELECT COUNT(*) FROM webhooks WHERE status = 'failed' AND error LIKE '%Invalid Login%'";
-        assert_eq!(wait_count(&app, failed, 1).await, 1, "{name}");
+        assert_eq!(app.wait_count(failed, 1).await, 1, "{name}");
         let queue = Queue::open(&settings, &app.running.db, None)
             .await
             .expect("queue");
@@ -409,7 +397,7 @@ async fn a_crm_that_is_down_is_retried_until_it_answers() {
         post_customer(&app, "customer-1").await;
 
         let processed = "SELECT COUNT(*) FROM webhooks WHERE status = 'processed'";
-        assert_eq!(wait_count(&app, processed, 1).await, 1, "{name}");
+        assert_eq!(app.wait_count(processed, 1).await, 1, "{name}");
         assert_eq!(user.roles(), ["partner"], "{name}");
         let logins = crm
             .received_requests()

@@ -84,6 +84,18 @@ impl TestApp {
     pub(crate) async fn count(&self, sql: &str) -> i64 {
         adapters::testing::count(&self.running.db, sql).await
     }
+
+    /// Waits until `sql` counts `want` or more (20 s at most); the last count.
+    pub(crate) async fn wait_count(&self, sql: &str, want: i64) -> i64 {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let n = self.count(sql).await;
+            if n >= want || tokio::time::Instant::now() > deadline {
+                return n;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
 }
 
 pub(crate) fn sign(body: &[u8]) -> String {

@@ -3,25 +3,13 @@
 //! - A booking Koiki refuses reaches the admins.
 
 use crate::helpers::{TestApp, TestDb, fixture};
-use crate::shipping::{fake_koiki_and_shop, shipping_settings};
+use crate::shipping::{fake_koiki_and_shop, mount_vendor_6, shipping_settings};
 use adapters::smtp_sink::SmtpSink;
 use domain::model::{JobKind, NewJob};
 use domain::ports::JobQueue as _;
 use std::time::Duration;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-async fn wait_count(app: &TestApp, sql: &str, want: i64) -> i64 {
-    let mut n = 0;
-    for _ in 0..400 {
-        n = app.count(sql).await;
-        if n == want {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    n
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tracking_change_whose_mail_is_deferred_reaches_the_admins_on_the_retry_once() {
@@ -65,8 +53,7 @@ async fn a_tracking_change_whose_mail_is_deferred_reaches_the_admins_on_the_retr
             .await
             .expect("enqueued");
         assert_eq!(
-            wait_count(
-                &app,
+            app.wait_count(
                 "SELECT COUNT(*) FROM shipments WHERE status = 'DELIVERED' \
                  AND tracking_unmailed_since IS NOT NULL",
                 1
@@ -85,8 +72,7 @@ async fn a_tracking_change_whose_mail_is_deferred_reaches_the_admins_on_the_retr
         assert_eq!(mails[1].to, vec!["admin@example.coop".to_owned()]);
         assert!(mails[1].text().contains("DELIVERED"), "{name}");
         assert_eq!(
-            wait_count(
-                &app,
+            app.wait_count(
                 "SELECT COUNT(*) FROM shipments WHERE tracking_unmailed_since IS NULL",
                 1
             )
@@ -115,16 +101,7 @@ async fn a_refused_booking_reaches_the_admins_through_the_mail_server() {
         .expect(1)
         .mount(&shop)
         .await;
-    Mock::given(method("GET"))
-        .and(path("/wp-json/wcfmmp/v1/settings/id/6"))
-        .respond_with(ResponseTemplate::new(200).set_body_string(fixture("wcfm_settings_6.json")))
-        .mount(&shop)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/wp-json/wp/v2/users/6"))
-        .respond_with(ResponseTemplate::new(200).set_body_string(fixture("wp_user_6.json")))
-        .mount(&shop)
-        .await;
+    mount_vendor_6(&shop).await;
     let mut settings = shipping_settings(&db.url, &shop, &sink);
     settings.reconcile.enabled = Some(false);
     settings.shop.write_back = false;
@@ -144,8 +121,7 @@ async fn a_refused_booking_reaches_the_admins_through_the_mail_server() {
     assert!(text.contains("Codigo postal incorrecto"), "{text}");
     assert!(text.contains("/area-privada/orders-details/33"), "{text}");
     assert_eq!(
-        wait_count(
-            &app,
+        app.wait_count(
             "SELECT COUNT(*) FROM shipments WHERE status = 'ERROR_FROM_BODY' AND mailed_at IS NOT NULL",
             1
         )

@@ -23,39 +23,54 @@ pub(crate) async fn fake_koiki_and_shop() -> MockServer {
         .expect(1)
         .mount(&shop)
         .await;
+    mount_vendor_6(&shop).await;
+    shop
+}
+
+/// Vendor 6's WCFM settings and WordPress user, on `shop`.
+pub(crate) async fn mount_vendor_6(shop: &MockServer) {
     Mock::given(method("GET"))
         .and(path("/wp-json/wcfmmp/v1/settings/id/6"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json("wcfm_settings_6.json")))
-        .mount(&shop)
+        .mount(shop)
         .await;
     Mock::given(method("GET"))
         .and(path("/wp-json/wp/v2/users/6"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json("wp_user_6.json")))
-        .mount(&shop)
+        .mount(shop)
         .await;
-    shop
 }
 
 /// Settings for a server with its worker in-process that books through `shop`
 /// ([`fake_koiki_and_shop`]) and mails through `sink`.
 pub(crate) fn shipping_settings(db_url: &str, shop: &MockServer, sink: &SmtpSink) -> Settings {
+    shipping_settings_with(db_url, shop, sink, &[])
+}
+
+/// [`shipping_settings`] with `extra` settings over them.
+pub(crate) fn shipping_settings_with(
+    db_url: &str,
+    shop: &MockServer,
+    sink: &SmtpSink,
+    extra: &[(&str, &str)],
+) -> Settings {
+    let uri = shop.uri();
     let port = sink.port().to_string();
-    settings(
-        db_url,
-        &[
-            ("worker.embedded", "true"),
-            ("koiki.host", &shop.uri()),
-            ("koiki.tracking_host", &shop.uri()),
-            ("koiki.auth_token", "koiki-token"),
-            ("shop.host", &shop.uri()),
-            ("shop.user", "connector"),
-            ("shop.password", "secret"),
-            ("mail.host", "127.0.0.1"),
-            ("mail.port", &port),
-            ("mail.from", "lazona@example.coop"),
-            ("mail.admin_recipients", "admin@example.coop"),
-        ],
-    )
+    let mut all: Vec<(&str, &str)> = vec![
+        ("worker.embedded", "true"),
+        ("koiki.host", &uri),
+        ("koiki.tracking_host", &uri),
+        ("koiki.auth_token", "koiki-token"),
+        ("shop.host", &uri),
+        ("shop.user", "connector"),
+        ("shop.password", "secret"),
+        ("mail.host", "127.0.0.1"),
+        ("mail.port", &port),
+        ("mail.from", "lazona@example.coop"),
+        ("mail.admin_recipients", "admin@example.coop"),
+    ];
+    all.extend_from_slice(extra);
+    settings(db_url, &all)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,6 +10,7 @@
 //! - the tracking note is written once even when its job is retried.
 
 use crate::helpers::{SECRET, TestApp, TestDb, fixture};
+use crate::shipping::{mount_vendor_6, shipping_settings_with};
 use adapters::config::Settings;
 use adapters::smtp_sink::SmtpSink;
 use domain::service::signature::WebhookSecret;
@@ -42,18 +43,7 @@ async fn fake_koiki_and_shop(bookings: u64) -> MockServer {
         .named("Koiki bookings")
         .mount(&shop)
         .await;
-    Mock::given(method("GET"))
-        .and(path("/wp-json/wcfmmp/v1/settings/id/6"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(json_fixture("wcfm_settings_6.json")),
-        )
-        .mount(&shop)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/wp-json/wp/v2/users/6"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json_fixture("wp_user_6.json")))
-        .mount(&shop)
-        .await;
+    mount_vendor_6(&shop).await;
     shop
 }
 
@@ -103,24 +93,9 @@ fn loop_settings(
     sink: &SmtpSink,
     extra: &[(&str, &str)],
 ) -> Settings {
-    let uri = shop.uri();
-    let port = sink.port().to_string();
-    let mut all: Vec<(&str, &str)> = vec![
-        ("worker.embedded", "true"),
-        ("koiki.host", &uri),
-        ("koiki.tracking_host", &uri),
-        ("koiki.auth_token", "koiki-token"),
-        ("koiki.tracking_url", "https://track.example/{barcode}"),
-        ("shop.host", &uri),
-        ("shop.user", "connector"),
-        ("shop.password", "secret"),
-        ("mail.host", "127.0.0.1"),
-        ("mail.port", &port),
-        ("mail.from", "lazona@example.coop"),
-        ("mail.admin_recipients", "admin@example.coop"),
-    ];
+    let mut all = vec![("koiki.tracking_url", "https://track.example/{barcode}")];
     all.extend_from_slice(extra);
-    crate::helpers::settings(db_url, &all)
+    shipping_settings_with(db_url, shop, sink, &all)
 }
 
 async fn post_order(app: &TestApp, order: &Value, topic: &str, delivery: &str) -> u16 {
@@ -142,19 +117,6 @@ async fn post_order(app: &TestApp, order: &Value, topic: &str, delivery: &str) -
         .as_u16()
 }
 
-/// Waits until `sql` counts `want` (at most 20 s); the last count.
-async fn wait_count(app: &TestApp, sql: &str, want: i64) -> i64 {
-    let mut n = 0;
-    for _ in 0..400 {
-        n = app.count(sql).await;
-        if n == want {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    n
-}
-
 async fn databases() -> Vec<(&'static str, TestDb)> {
     TestDb::all().await
 }
@@ -174,8 +136,7 @@ async fn a_pending_order_books_nothing_and_is_booked_once_when_it_arrives_proces
             201
         );
         assert_eq!(
-            wait_count(
-                &app,
+            app.wait_count(
                 "SELECT COUNT(*) FROM webhooks WHERE status = 'processed' \
                  AND error = 'order 33 is pending: not booked'",
                 1
@@ -195,8 +156,7 @@ async fn a_pending_order_books_nothing_and_is_booked_once_when_it_arrives_proces
         let mails = sink.wait_for(1, Duration::from_secs(20)).await;
         assert_eq!(mails.len(), 1, "{name}: the label mail");
         assert_eq!(
-            wait_count(
-                &app,
+            app.wait_count(
                 "SELECT COUNT(*) FROM shipments WHERE noted_barcode = 'yyy'",
                 1
             )
@@ -206,8 +166,7 @@ async fn a_pending_order_books_nothing_and_is_booked_once_when_it_arrives_proces
         );
         // The same paid order again (a third delivery): nothing more.
         assert_eq!(post_order(&app, &paid, "order.updated", "d-3").await, 201);
-        wait_count(
-            &app,
+        app.wait_count(
             "SELECT COUNT(*) FROM webhooks WHERE status = 'processed'",
             3,
         )
@@ -260,8 +219,7 @@ async fn an_order_cancelled_after_its_booking_mails_the_admins_once() {
             "{name}: the barcode is named"
         );
         assert_eq!(
-            wait_count(
-                &app,
+            app.wait_count(
                 "SELECT COUNT(*) FROM shipments WHERE order_withdrawn = 'cancelled'",
                 1
             )
@@ -275,8 +233,7 @@ async fn an_order_cancelled_after_its_booking_mails_the_admins_once() {
             post_order(&app, &refunded, "order.updated", "c-3").await,
             201
         );
-        wait_count(
-            &app,
+        app.wait_count(
             "SELECT COUNT(*) FROM webhooks WHERE status = 'processed'",
             3,
         )
@@ -427,8 +384,7 @@ async fn the_tracking_note_is_written_once_even_when_its_job_is_retried() {
     let paid = order("processing", "2026-12-07T08:00:00");
     assert_eq!(post_order(&app, &paid, "order.created", "n-1").await, 201);
     assert_eq!(
-        wait_count(
-            &app,
+        app.wait_count(
             "SELECT COUNT(*) FROM shipments WHERE noted_barcode = 'yyy'",
             1
         )
