@@ -71,6 +71,15 @@ enum Db {
 }
 
 impl Db {
+    /// The value of a `--db` option.
+    fn parse(value: &str) -> Result<Db> {
+        match value {
+            "sqlite" => Ok(Db::Sqlite),
+            "postgres" | "postgresql" => Ok(Db::Postgres),
+            other => bail!("--db: `{other}` (expected sqlite or postgres)"),
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Db::Sqlite => "sqlite",
@@ -127,11 +136,7 @@ impl IngestArgs {
             };
             match flag {
                 "--db" => {
-                    a.db = Some(match value()?.as_str() {
-                        "sqlite" => Db::Sqlite,
-                        "postgres" | "postgresql" => Db::Postgres,
-                        other => bail!("--db: `{other}` (expected sqlite or postgres)"),
-                    });
+                    a.db = Some(Db::parse(&value()?)?);
                 }
                 "--requests" => a.requests = number(value()?)?,
                 "--concurrency" => a.concurrency = number(value()?)?,

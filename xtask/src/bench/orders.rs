@@ -96,11 +96,7 @@ impl OrdersArgs {
             };
             match flag {
                 "--db" => {
-                    db = Some(match value()?.as_str() {
-                        "sqlite" => Db::Sqlite,
-                        "postgres" | "postgresql" => Db::Postgres,
-                        other => bail!("--db: `{other}` (expected sqlite or postgres)"),
-                    });
+                    db = Some(Db::parse(&value()?)?);
                 }
                 "--orders" => a.orders = number(value()?)?,
                 "--connections" => a.connections = number(value()?)?,

@@ -42,11 +42,7 @@ impl ReconcileArgs {
             let number = |v: String| v.replace('_', "").parse::<usize>().context("a number");
             match flag.as_str() {
                 "--db" => {
-                    db = Some(match value()?.as_str() {
-                        "sqlite" => Db::Sqlite,
-                        "postgres" | "postgresql" => Db::Postgres,
-                        other => bail!("--db: `{other}` (expected sqlite or postgres)"),
-                    });
+                    db = Some(Db::parse(&value()?)?);
                 }
                 "--orders" => a.orders = number(value()?)?,
                 "--missing" => a.missing = number(value()?)?,
