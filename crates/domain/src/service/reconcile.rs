@@ -344,7 +344,7 @@ impl Reconciler {
                 .iter()
                 .filter(|h| h.topic == *topic && points_at(&h.delivery_url, endpoint_of(topic)))
                 .collect();
-            let (mut status, webhook) = match ours.iter().find(|h| h.is_active()) {
+            let (status, webhook) = match ours.iter().find(|h| h.is_active()) {
                 Some(h) => ("active".to_owned(), Some((*h).clone())),
                 None => match ours.first() {
                     Some(h) => (h.status.clone(), Some((*h).clone())),
@@ -353,13 +353,13 @@ impl Reconciler {
             };
             let mut check = WebhookCheck {
                 topic: topic.clone(),
-                status: status.clone(),
+                status,
                 webhook,
                 reactivated: false,
                 reported: false,
             };
             if !dry_run {
-                self.report_webhook(&mut check, &mut status).await?;
+                self.report_webhook(&mut check).await?;
             }
             checks.push(check);
         }
@@ -367,11 +367,8 @@ impl Reconciler {
     }
 
     /// Tells the admins about a webhook's change of state, once (the state reported is kept).
-    async fn report_webhook(
-        &self,
-        check: &mut WebhookCheck,
-        status: &mut String,
-    ) -> Result<(), JobError> {
+    async fn report_webhook(&self, check: &mut WebhookCheck) -> Result<(), JobError> {
+        let status = check.status.clone();
         let key = format!("webhook.{}", check.topic);
         let state_error =
             |e: crate::error::StoreError| transient(format!("state: {}", error_chain(&e)));
@@ -380,7 +377,7 @@ impl Reconciler {
             Some(h) => format!("{}:{}", h.status, h.id),
             None => "missing".to_owned(),
         };
-        if *status == "active" {
+        if status == "active" {
             if previous.as_deref() != Some(state.as_str()) {
                 self.state
                     .compare_and_set(&key, previous.as_deref(), &state)
@@ -416,7 +413,7 @@ impl Reconciler {
             check.topic
         );
         if !self.admins.is_empty() {
-            let mail = webhook_mail(&self.admins, check, status);
+            let mail = webhook_mail(&self.admins, check, &status);
             self.mailer
                 .send(&mail)
                 .await
@@ -430,9 +427,6 @@ impl Reconciler {
         } else {
             state
         };
-        if check.reactivated {
-            *status = "active".into();
-        }
         self.state
             .compare_and_set(&key, previous.as_deref(), &kept)
             .await
