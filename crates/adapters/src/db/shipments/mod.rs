@@ -109,53 +109,51 @@ pub(super) fn unavailable(e: DbErr) -> StoreError {
     StoreError::Unavailable(boxed(e))
 }
 
+/// A `label_pdf IS NOT NULL` column: a boolean on Postgres, an integer on SQLite.
+fn flag(row: &QueryResult, index: usize) -> Result<bool, DbErr> {
+    row.try_get_by_index::<bool>(index)
+        .or_else(|_| row.try_get_by_index::<i64>(index).map(|v| v != 0))
+}
+
+/// A status column read back into its enum.
+fn parsed<T: std::str::FromStr<Err = String>>(
+    row: &QueryResult,
+    index: usize,
+) -> Result<T, StoreError> {
+    let text: String = row
+        .try_get_by_index(index)
+        .map_err(|e| StoreError::Unexpected(boxed(e)))?;
+    text.parse()
+        .map_err(|e: String| StoreError::Unexpected(e.into()))
+}
+
 pub(super) fn past_booking(row: &QueryResult) -> Result<PastBooking, StoreError> {
     let get = |e: DbErr| StoreError::Unexpected(boxed(e));
-    let status: String = row.try_get_by_index(3).map_err(get)?;
-    let reason: String = row.try_get_by_index(7).map_err(get)?;
-    let has_label: bool = row
-        .try_get_by_index::<bool>(5)
-        .or_else(|_| row.try_get_by_index::<i64>(5).map(|v| v != 0))
-        .map_err(get)?;
     Ok(PastBooking {
         id: row.try_get_by_index(0).map_err(get)?,
         shipment_id: row.try_get_by_index(1).map_err(get)?,
         delivery_id: row.try_get_by_index(2).map_err(get)?,
-        status: status
-            .parse()
-            .map_err(|e: String| StoreError::Unexpected(e.into()))?,
+        status: parsed(row, 3)?,
         message: row.try_get_by_index(4).map_err(get)?,
-        has_label,
+        has_label: flag(row, 5).map_err(get)?,
         kept_at: from_millis(row.try_get_by_index(6).map_err(get)?),
-        reason: reason
-            .parse()
-            .map_err(|e: String| StoreError::Unexpected(e.into()))?,
+        reason: parsed(row, 7)?,
     })
 }
 
 pub(super) fn record(row: &QueryResult) -> Result<ShipmentRecord, StoreError> {
     let get = |e: DbErr| StoreError::Unexpected(boxed(e));
-    let method: String = row.try_get_by_index(3).map_err(get)?;
-    let status: String = row.try_get_by_index(4).map_err(get)?;
-    let has_label: bool = row
-        .try_get_by_index::<bool>(9)
-        .or_else(|_| row.try_get_by_index::<i64>(9).map(|v| v != 0))
-        .map_err(get)?;
     Ok(ShipmentRecord {
         id: row.try_get_by_index(0).map_err(get)?,
         order_id: row.try_get_by_index(1).map_err(get)?,
         vendor_id: row.try_get_by_index(2).map_err(get)?,
-        method: method
-            .parse()
-            .map_err(|e: String| StoreError::Unexpected(e.into()))?,
-        status: status
-            .parse()
-            .map_err(|e: String| StoreError::Unexpected(e.into()))?,
+        method: parsed(row, 3)?,
+        status: parsed(row, 4)?,
         delivery_id: row.try_get_by_index(5).map_err(get)?,
         request: row.try_get_by_index(6).map_err(get)?,
         message: row.try_get_by_index(7).map_err(get)?,
         notes: row.try_get_by_index(8).map_err(get)?,
-        has_label,
+        has_label: flag(row, 9).map_err(get)?,
         tracking_status_created_at: row.try_get_by_index(10).map_err(get)?,
         tracking_updated_at: row
             .try_get_by_index::<Option<i64>>(11)
