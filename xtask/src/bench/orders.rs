@@ -424,6 +424,9 @@ fn start_server(
         .env("LAZONA_LISTEN", listen)
         .env("LAZONA_DATABASE__URL", db_url)
         .env("LAZONA_WORKER__EMBEDDED", "true")
+        // The run counts label mails: no reconciliation pass, whose mail about the sandbox's
+        // disabled webhook would be one more.
+        .env("LAZONA_RECONCILE__ENABLED", "false")
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null());
     for (key, value) in set {
