@@ -93,6 +93,8 @@ pub struct Settings {
     pub events: EventsConfig,
     /// The reconciliation with the shop.
     pub reconcile: ReconcileConfig,
+    /// Alerts to the operators.
+    pub alerts: AlertsConfig,
 }
 
 /// `lazona-http`'s limits on its clients' connections, so that slow or idle clients cannot hold
@@ -328,6 +330,34 @@ pub struct ReconcileConfig {
     /// Set a paused or disabled webhook of the connector back to active.
     #[serde(deserialize_with = "flexible_bool")]
     pub reactivate_webhooks: bool,
+}
+
+/// Alerts to the operators (`[alerts]`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct AlertsConfig {
+    /// Kinds not raised (`job_dead`, `booking_stuck`, ...).
+    #[serde(deserialize_with = "string_list")]
+    pub off: Vec<String>,
+    /// A shipment `BOOKING` longer than this raises an alert (0: never).
+    #[serde(deserialize_with = "seconds")]
+    pub booking_stuck_secs: Duration,
+    /// Hours without an order webhook before an alert (0: never).
+    pub silence_hours: u64,
+    /// More alerts than this at once are told as a digest.
+    pub digest_threshold: u64,
+    /// At most one digest per this window.
+    #[serde(deserialize_with = "seconds")]
+    pub digest_window_secs: Duration,
+    /// Seconds between alert checks.
+    #[serde(deserialize_with = "seconds")]
+    pub check_interval_secs: Duration,
+    /// The outbound webhook (empty: none).
+    pub webhook_url: String,
+    /// The outbound webhook's signing secret.
+    #[serde(default, deserialize_with = "secret_opt")]
+    pub webhook_secret: Option<SecretString>,
+    /// The alerts list's address, for the mails.
+    pub list_url: String,
 }
 
 /// Why the configuration could not be loaded.

@@ -16,6 +16,7 @@
 //! - [`wordpress`]: the shop client (WCFM vendors, WooCommerce orders, WordPress users).
 //! - `testing` (feature `testing`): throwaway databases for the workspace's test suites.
 
+pub mod alert_hook;
 pub mod config;
 pub mod db;
 pub mod http;

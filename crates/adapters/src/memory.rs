@@ -12,11 +12,11 @@ use chrono::{DateTime, Utc};
 use domain::error::{MailError, ShopError, StoreError};
 use domain::model::shipment::VendorProfile;
 use domain::model::{
-    BookingOutcome, BookingRecorded, Claim, Order, OrderNote, OrderPage, OrderUpdate, PastBooking,
-    PastBookingReason, ShipmentFilter, ShipmentMethod, ShipmentRecord, ShipmentStatus, ShopOrder,
-    ShopWebhook,
+    Alert, AlertChannel, AlertFilter, AlertKind, AlertState, BookingOutcome, BookingRecorded,
+    Claim, NewAlert, Order, OrderNote, OrderPage, OrderUpdate, PastBooking, PastBookingReason,
+    Raised, ShipmentFilter, ShipmentMethod, ShipmentRecord, ShipmentStatus, ShopOrder, ShopWebhook,
 };
-use domain::ports::{Email, Mailer, ShipmentStore, Shop, ShopUser, StateStore};
+use domain::ports::{AlertStore, Email, Mailer, ShipmentStore, Shop, ShopUser, StateStore};
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
@@ -622,6 +622,172 @@ impl StateStore for MemoryStateStore {
         }
         values.insert(key.to_owned(), value.to_owned());
         Ok(true)
+    }
+}
+
+/// Alerts in memory, one open per (kind, subject) like the SQL store.
+#[derive(Debug, Default)]
+pub struct MemoryAlertStore {
+    alerts: Mutex<Vec<Alert>>,
+}
+
+impl MemoryAlertStore {
+    /// A store with no alert.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every alert, oldest first.
+    pub fn all(&self) -> Vec<Alert> {
+        lock(&self.alerts).clone()
+    }
+}
+
+fn resolve_in(a: &mut Alert, by: &str) {
+    a.state = AlertState::Resolved;
+    a.resolved_at = Some(Utc::now());
+    a.resolved_by = Some(by.to_owned());
+}
+
+fn count_kinds<'a>(alerts: impl Iterator<Item = &'a Alert>) -> Vec<(AlertKind, u64)> {
+    let mut counts: Vec<(AlertKind, u64)> = Vec::new();
+    for a in alerts {
+        match counts.iter_mut().find(|(k, _)| *k == a.kind) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((a.kind, 1)),
+        }
+    }
+    counts.sort();
+    counts
+}
+
+#[async_trait]
+impl AlertStore for MemoryAlertStore {
+    async fn raise(&self, new: &NewAlert) -> Result<Raised, StoreError> {
+        let mut alerts = lock(&self.alerts);
+        let now = Utc::now();
+        if let Some(a) = alerts
+            .iter_mut()
+            .find(|a| a.state == AlertState::Open && a.kind == new.kind && a.subject == new.subject)
+        {
+            a.count += 1;
+            a.last_seen = now;
+            a.detail.clone_from(&new.detail);
+            return Ok(Raised::Repeated(a.clone()));
+        }
+        let alert = Alert {
+            id: i64::try_from(alerts.len()).unwrap_or(i64::MAX) + 1,
+            kind: new.kind,
+            subject: new.subject.clone(),
+            summary: new.summary.clone(),
+            detail: new.detail.clone(),
+            state: AlertState::Open,
+            count: 1,
+            first_seen: now,
+            last_seen: now,
+            resolved_at: None,
+            resolved_by: None,
+            mail_due: true,
+            hook_due: true,
+        };
+        alerts.push(alert.clone());
+        Ok(Raised::Opened(alert))
+    }
+
+    async fn resolve(
+        &self,
+        kind: AlertKind,
+        subject: &str,
+        by: &str,
+    ) -> Result<Option<Alert>, StoreError> {
+        let mut alerts = lock(&self.alerts);
+        Ok(alerts
+            .iter_mut()
+            .find(|a| a.state == AlertState::Open && a.kind == kind && a.subject == subject)
+            .map(|a| {
+                resolve_in(a, by);
+                a.clone()
+            }))
+    }
+
+    async fn resolve_id(&self, id: i64, by: &str) -> Result<Option<Alert>, StoreError> {
+        let mut alerts = lock(&self.alerts);
+        Ok(alerts.iter_mut().find(|a| a.id == id).map(|a| {
+            if a.state == AlertState::Open {
+                resolve_in(a, by);
+            }
+            a.clone()
+        }))
+    }
+
+    async fn get(&self, id: i64) -> Result<Option<Alert>, StoreError> {
+        Ok(lock(&self.alerts).iter().find(|a| a.id == id).cloned())
+    }
+
+    async fn list(&self, filter: &AlertFilter) -> Result<Vec<Alert>, StoreError> {
+        let mut found: Vec<Alert> = lock(&self.alerts)
+            .iter()
+            .filter(|a| filter.state.is_none_or(|s| a.state == s))
+            .filter(|a| filter.kind.is_none_or(|k| a.kind == k))
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then(b.id.cmp(&a.id)));
+        found.truncate(if filter.limit == 0 { 100 } else { filter.limit });
+        Ok(found)
+    }
+
+    async fn open_counts(&self) -> Result<Vec<(AlertKind, u64)>, StoreError> {
+        let alerts = lock(&self.alerts);
+        Ok(count_kinds(
+            alerts.iter().filter(|a| a.state == AlertState::Open),
+        ))
+    }
+
+    async fn open_subjects(&self, kind: AlertKind) -> Result<Vec<String>, StoreError> {
+        Ok(lock(&self.alerts)
+            .iter()
+            .filter(|a| a.state == AlertState::Open && a.kind == kind)
+            .map(|a| a.subject.clone())
+            .collect())
+    }
+
+    async fn due(&self, channel: AlertChannel, limit: usize) -> Result<Vec<Alert>, StoreError> {
+        Ok(lock(&self.alerts)
+            .iter()
+            .filter(|a| a.due(channel))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn due_counts(
+        &self,
+        channel: AlertChannel,
+    ) -> Result<(Vec<(AlertKind, u64)>, Option<i64>), StoreError> {
+        let alerts = lock(&self.alerts);
+        let due = || alerts.iter().filter(|a| a.due(channel));
+        Ok((count_kinds(due()), due().map(|a| a.id).max()))
+    }
+
+    async fn opened_since(&self, since: DateTime<Utc>) -> Result<u64, StoreError> {
+        let n = lock(&self.alerts)
+            .iter()
+            .filter(|a| a.first_seen >= since)
+            .count();
+        Ok(u64::try_from(n).unwrap_or(u64::MAX))
+    }
+
+    async fn delivered(&self, channel: AlertChannel, from: i64, to: i64) -> Result<(), StoreError> {
+        for a in lock(&self.alerts)
+            .iter_mut()
+            .filter(|a| (from..=to).contains(&a.id))
+        {
+            match channel {
+                AlertChannel::Mail => a.mail_due = false,
+                AlertChannel::Hook => a.hook_due = false,
+            }
+        }
+        Ok(())
     }
 }
 

@@ -205,6 +205,23 @@ pub enum MailError {
     },
 }
 
+/// Errors of the outbound alert webhook ([`crate::ports::AlertHook`]).
+#[derive(Debug, thiserror::Error)]
+pub enum HookError {
+    /// The receiver refused the message for good (a 4xx other than 408 and 429).
+    #[error("alert webhook refused: {reason}")]
+    Rejected {
+        /// What it answered.
+        reason: String,
+    },
+    /// The receiver could not be reached, or answered 5xx, 408 or 429.
+    #[error("alert webhook unavailable: {reason}")]
+    Unavailable {
+        /// What happened.
+        reason: String,
+    },
+}
+
 /// Errors of the WordPress side (WCFM, WordPress users, WooCommerce REST).
 #[derive(Debug, thiserror::Error)]
 pub enum ShopError {
@@ -432,6 +449,21 @@ impl Classified for MailError {
         match self {
             MailError::Rejected { .. } => Transience::Permanent,
             MailError::Unavailable { .. } => RETRY,
+        }
+    }
+}
+
+impl Classified for HookError {
+    fn kind(&self) -> &'static str {
+        match self {
+            HookError::Rejected { .. } => "rejected",
+            HookError::Unavailable { .. } => "unavailable",
+        }
+    }
+    fn transience(&self) -> Transience {
+        match self {
+            HookError::Rejected { .. } => Transience::Permanent,
+            HookError::Unavailable { .. } => RETRY,
         }
     }
 }

@@ -4,16 +4,16 @@
 //! Every method's `# Errors` section says which variant an implementation must return when.
 
 use crate::error::{
-    CrmError, EventError, InboxError, MailError, QueueError, ShippingError, ShopError, StoreError,
-    TokenError, UnshippableParcel,
+    CrmError, EventError, HookError, InboxError, MailError, QueueError, ShippingError, ShopError,
+    StoreError, TokenError, UnshippableParcel,
 };
 use crate::model::shipment::VendorProfile;
 use crate::model::{
-    ApiToken, BookingOutcome, BookingRecorded, Claim, DeadJob, Event, EventId, Job, JobId,
-    NewEvent, NewJob, NewWebhook, Order, OrderNote, OrderPage, OrderUpdate, Parcel, ParcelBooking,
-    PastBooking, Principal, Recorded, ShipmentFilter, ShipmentMethod, ShipmentRecord,
-    ShipmentStatus, ShopWebhook, TokenSecret, TrackingReport, Webhook, WebhookEvent, WebhookFilter,
-    WebhookId, WebhookStatus, WebhookSummary,
+    Alert, AlertChannel, AlertFilter, AlertKind, ApiToken, BookingOutcome, BookingRecorded, Claim,
+    DeadJob, Event, EventId, Job, JobId, NewAlert, NewEvent, NewJob, NewWebhook, Order, OrderNote,
+    OrderPage, OrderUpdate, Parcel, ParcelBooking, PastBooking, Principal, Raised, Recorded,
+    ShipmentFilter, ShipmentMethod, ShipmentRecord, ShipmentStatus, ShopWebhook, TokenSecret,
+    TrackingReport, Webhook, WebhookEvent, WebhookFilter, WebhookId, WebhookStatus, WebhookSummary,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -193,6 +193,17 @@ pub trait JobQueue: Send + Sync {
     /// # Errors
     /// [`QueueError::Unavailable`] when the backend cannot be reached.
     async fn stats(&self) -> Result<QueueStats, QueueError>;
+
+    /// Whether the queue still holds the job `id` (waiting, running or dead): `false` once it
+    /// completed. The alerts check asks it of dead-lettered jobs an operator requeued. The
+    /// default says it always does (a backend that cannot tell never resolves such alerts).
+    ///
+    /// # Errors
+    /// [`QueueError::Unavailable`] when the backend cannot be reached.
+    async fn holds(&self, id: JobId) -> Result<bool, QueueError> {
+        let _ = id;
+        Ok(true)
+    }
 }
 
 /// The shipments: one per (order, vendor), unique in storage.
@@ -406,6 +417,105 @@ pub trait StateStore: Send + Sync {
         expected: Option<&str>,
         value: &str,
     ) -> Result<bool, StoreError>;
+}
+
+/// The alerts ([`crate::model::alert`]), kept in the database: the outbox of their delivery too
+/// (each alert carries whether each channel still has to tell it).
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait AlertStore: Send + Sync {
+    /// Raises an alert: opens one for its (kind, subject), due on every channel, unless one is
+    /// open; then that one is counted once more (its `last_seen` and `detail` updated) and
+    /// nothing becomes due again. Of two callers racing on the same (kind, subject), one opens.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached.
+    async fn raise(&self, alert: &NewAlert) -> Result<Raised, StoreError>;
+
+    /// Resolves the open alert of (kind, subject), if any, recording `by`; returns it.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached.
+    async fn resolve(
+        &self,
+        kind: AlertKind,
+        subject: &str,
+        by: &str,
+    ) -> Result<Option<Alert>, StoreError>;
+
+    /// Resolves the alert `id` if it is open, recording `by`; returns it as it now is (`None` for
+    /// an unknown id).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached.
+    async fn resolve_id(&self, id: i64, by: &str) -> Result<Option<Alert>, StoreError>;
+
+    /// One alert.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached.
+    async fn get(&self, id: i64) -> Result<Option<Alert>, StoreError>;
+
+    /// Alerts matching `filter`, newest first (by `last_seen`).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached.
+    async fn list(&self, filter: &AlertFilter) -> Result<Vec<Alert>, StoreError>;
+
+    /// How many alerts are open, per kind (kinds with none left out).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached.
+    async fn open_counts(&self) -> Result<Vec<(AlertKind, u64)>, StoreError>;
+
+    /// The subjects of the open alerts of `kind` (for the checks that resolve them).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached.
+    async fn open_subjects(&self, kind: AlertKind) -> Result<Vec<String>, StoreError>;
+
+    /// Up to `limit` alerts `channel` still has to tell, oldest first.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached.
+    async fn due(&self, channel: AlertChannel, limit: usize) -> Result<Vec<Alert>, StoreError>;
+
+    /// How many alerts `channel` still has to tell, per kind, and the highest such id.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached.
+    async fn due_counts(
+        &self,
+        channel: AlertChannel,
+    ) -> Result<(Vec<(AlertKind, u64)>, Option<i64>), StoreError>;
+
+    /// How many alerts were opened at `since` or later.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached.
+    async fn opened_since(&self, since: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// `channel` told the alerts with ids `from..=to` that it still had to: they are no longer
+    /// due on it.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached.
+    async fn delivered(&self, channel: AlertChannel, from: i64, to: i64) -> Result<(), StoreError>;
+}
+
+/// The outbound webhook of alerts (`alerts.webhook_url`): a JSON document with a `text` field
+/// (shown as is by Slack, Mattermost or Rocket.Chat incoming webhooks) plus the structured
+/// fields, signed as Standard Webhooks does.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait AlertHook: Send + Sync {
+    /// Posts `message`, identified by `id` (the same id for a repeat of the same delivery, so
+    /// that the receiver can drop it).
+    ///
+    /// # Errors
+    /// [`HookError::Unavailable`] when the receiver cannot be reached or answers 5xx, 408 or 429
+    /// (to be retried), [`HookError::Rejected`] for another refusal.
+    async fn post(&self, id: &str, message: &serde_json::Value) -> Result<(), HookError>;
 }
 
 /// The operations API's tokens. Only a hash of each secret is stored; the secret is shown once,

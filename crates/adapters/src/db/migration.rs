@@ -10,6 +10,7 @@ mod m0007_jobs_due_index;
 mod m0008_booking_attempts;
 mod m0009_shop_loop;
 mod m0010_tracking_mail_due;
+mod m0011_alerts;
 
 /// The connector's migrations, in order.
 #[derive(Debug)]
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0008_booking_attempts::M0008BookingAttempts),
             Box::new(m0009_shop_loop::M0009ShopLoop),
             Box::new(m0010_tracking_mail_due::M0010TrackingMailDue),
+            Box::new(m0011_alerts::M0011Alerts),
         ]
     }
 }

@@ -3,6 +3,7 @@
 //! ([`migration::Migrator`]), the shipments ([`SqlShipmentStore`]) and the API tokens
 //! ([`SqlTokenStore`]).
 
+mod alerts;
 mod commit;
 pub mod entity;
 mod events;
@@ -16,6 +17,7 @@ mod sql;
 mod state;
 mod tokens;
 
+pub use alerts::SqlAlertStore;
 pub use events::SqlEventLog;
 pub use import::{ImportError, ImportReport, import_django_shipments};
 pub use inbox::SqlInbox;

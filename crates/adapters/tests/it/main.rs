@@ -1,6 +1,7 @@
 //! Integration tests of the SQL adapters against real SQLite and (with `TEST_DATABASE_URL`)
 //! Postgres databases.
 
+mod alerts;
 mod config_file;
 mod contract;
 mod events;

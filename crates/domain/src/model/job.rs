@@ -80,6 +80,13 @@ pub enum JobKind {
         /// The order.
         order_id: i64,
     },
+    /// Tells the alerts that are due (mail to the admins, the outbound webhook), one by one or
+    /// as a digest ([`crate::service::alerts::AlertDelivery`]); nudged by new alerts.
+    DeliverAlerts,
+    /// The periodic alerts check: raises what only time shows (a booking stuck, a silent shop),
+    /// resolves alerts whose condition ended, then delivers
+    /// ([`crate::service::alerts::AlertCheck`]).
+    CheckAlerts,
     /// Deletes the events older than the retention (`events.retention_days`): the hourly
     /// schedule of workers that record events.
     PruneEvents,
@@ -115,6 +122,8 @@ impl JobKind {
             JobKind::NoteShipment { .. } => "note_shipment",
             JobKind::SyncOrderMeta { .. } => "sync_order_meta",
             JobKind::CompleteOrder { .. } => "complete_order",
+            JobKind::DeliverAlerts => "deliver_alerts",
+            JobKind::CheckAlerts => "check_alerts",
             JobKind::PruneEvents => "prune_events",
             JobKind::Noop { .. } => "noop",
         }

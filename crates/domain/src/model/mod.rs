@@ -2,6 +2,7 @@
 //! by the adapters; the WooCommerce order and customer payloads are lenient serde models because the
 //! connector stores webhooks byte for byte and parses them only when it processes them.
 
+pub mod alert;
 pub mod customer;
 pub mod event;
 pub mod job;
@@ -15,6 +16,7 @@ pub mod shop;
 pub mod token;
 pub mod webhook;
 
+pub use alert::{Alert, AlertChannel, AlertFilter, AlertKind, AlertState, NewAlert, Raised};
 pub use customer::Customer;
 pub use event::{Event, EventId, EventKind, NewEvent};
 pub use job::{DeadJob, HeldBooking, Job, JobId, JobKind, Lease, NewJob};

@@ -371,6 +371,7 @@ mod tests {
             shop_host: String::new(),
             admins: Vec::new(),
             shop_sync: crate::service::shop_sync::ShopSync::default(),
+            alerts: crate::service::alerts::Alerts::memory(),
         }
     }
 

@@ -1,5 +1,6 @@
 //! Use cases: pure decisions and orchestration over the ports.
 
+pub mod alerts;
 pub mod customers;
 pub mod fulfilment;
 pub mod intake;

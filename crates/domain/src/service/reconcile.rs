@@ -16,10 +16,14 @@
 //! when the one of a topic the connector serves is missing, paused or disabled (and sets it back
 //! to active itself when allowed to).
 
+use super::alerts::Alerts;
 use super::intake::{Intake, classify, header};
 use crate::error::{Classified as _, JobError, error_chain};
-use crate::model::{NewWebhook, RecordOutcome, Resource, ShopOrder, ShopWebhook, WebhookId};
-use crate::ports::{Email, Mailer, Shop, StateStore, WebhookInbox};
+use crate::model::alert::subject;
+use crate::model::{
+    AlertKind, NewAlert, NewWebhook, RecordOutcome, Resource, ShopOrder, ShopWebhook, WebhookId,
+};
+use crate::ports::{Email, Shop, StateStore, WebhookInbox};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde::Serialize;
 use std::sync::Arc;
@@ -106,10 +110,8 @@ pub struct Reconciler {
     pub shop: Arc<dyn Shop>,
     /// The cursor and the webhook states reported.
     pub state: Arc<dyn StateStore>,
-    /// Mail to the admins.
-    pub mailer: Arc<dyn Mailer>,
-    /// The admins.
-    pub admins: Vec<String>,
+    /// Alerts to the operators (a webhook disabled, paused or missing).
+    pub alerts: Alerts,
     /// How passes run.
     pub settings: ReconcileSettings,
 }
@@ -379,6 +381,10 @@ impl Reconciler {
         };
         if status == "active" {
             if previous.as_deref() != Some(state.as_str()) {
+                self.alerts
+                    .resolve(AlertKind::ShopWebhook, &subject::shop_webhook(&check.topic))
+                    .await
+                    .map_err(state_error)?;
                 self.state
                     .compare_and_set(&key, previous.as_deref(), &state)
                     .await
@@ -412,13 +418,16 @@ impl Reconciler {
             "the shop's webhook for {} is {status}",
             check.topic
         );
-        if !self.admins.is_empty() {
-            let mail = webhook_mail(&self.admins, check, &status);
-            self.mailer
-                .send(&mail)
-                .await
-                .map_err(|e| JobError::from_error(&e))?;
-        }
+        let mail = webhook_mail(&[], check, &status);
+        self.alerts
+            .raise(NewAlert {
+                kind: AlertKind::ShopWebhook,
+                subject: subject::shop_webhook(&check.topic),
+                summary: mail.subject,
+                detail: mail.body,
+            })
+            .await
+            .map_err(state_error)?;
         check.reported = true;
         // Reported as it was found: when it goes wrong again after a reactivation it is a change
         // again only if it was seen active in between.

@@ -4,6 +4,7 @@
 //! that fails is sent again without booking again; one shipment whose tracking fails does not
 //! stop the others.
 
+use super::alerts::Alerts;
 use super::fulfilment::{ToMail, failed_outcome, fulfil_order, outcome_of};
 use super::mails::{booking_error_mail, label_mail, tracking_changed_mail};
 use super::process::settle;
@@ -12,10 +13,11 @@ use super::shipping::{
 };
 use super::shop_sync::{ShopSync, StatusDecision};
 use crate::error::{JobError, MailError, ShopError, StoreError, Transience, error_chain};
+use crate::model::alert::subject;
 use crate::model::payload;
 use crate::model::{
-    BOOKING_LEASE, BookingRecorded, HeldBooking, JobKind, NewJob, Order, Parcel, ShipmentMethod,
-    ShipmentRecord, ShipmentStatus, TrackingReport, Webhook, WebhookStatus,
+    AlertKind, BOOKING_LEASE, BookingRecorded, HeldBooking, JobKind, NewAlert, NewJob, Order,
+    Parcel, ShipmentMethod, ShipmentRecord, ShipmentStatus, TrackingReport, Webhook, WebhookStatus,
 };
 use crate::ports::{Email, JobQueue, Mailer, ShipmentStore, ShippingProvider, Shop, WebhookInbox};
 use std::sync::Arc;
@@ -45,6 +47,8 @@ pub struct ShipmentJobs {
     pub admins: Vec<String>,
     /// Which order statuses are booked, and what is written back to the shop.
     pub shop_sync: ShopSync,
+    /// Alerts to the operators (refused bookings, tracking errors, withdrawn orders).
+    pub alerts: Alerts,
 }
 
 /// The label's attachment name: its barcode, or the shipment's id when it has none.
@@ -161,10 +165,7 @@ impl ShipmentJobs {
                     _ => return self.enqueue(job).await,
                 }
             }
-            ShipmentStatus::ErrorFromBody if !self.admins.is_empty() => {
-                let job = JobKind::SendBookingErrorMail { shipment_id: s.id };
-                (self.booking_error_email(s), job)
-            }
+            ShipmentStatus::ErrorFromBody => return self.raise_refused(s).await,
             _ => return Ok(()),
         };
         match self.mailer.send(&email).await {
@@ -181,6 +182,22 @@ impl ShipmentJobs {
                 self.enqueue(job).await
             }
         }
+    }
+
+    /// A booking the carrier refused: raises its alert (the original's error mail, told to the
+    /// admins by the alerts' delivery, retried until sent), then marks the shipment told.
+    async fn raise_refused(&self, s: &ShipmentRecord) -> Result<(), JobError> {
+        let email = self.booking_error_email(s);
+        self.alerts
+            .raise(NewAlert {
+                kind: AlertKind::BookingRefused,
+                subject: subject::shipment(s.id),
+                summary: email.subject,
+                detail: email.body,
+            })
+            .await?;
+        self.store.mark_mailed(s.id).await?;
+        Ok(())
     }
 
     fn booking_error_email(&self, s: &ShipmentRecord) -> Email {
@@ -236,20 +253,17 @@ impl ShipmentJobs {
         Ok(())
     }
 
-    /// Mails a refused booking to the admins, unless it was mailed already.
+    /// Raises a refused booking's alert, unless it was told already.
     ///
     /// # Errors
-    /// As for [`ShipmentJobs::send_label_mail`].
+    /// [`JobError::Transient`] when the store cannot be reached.
     #[tracing::instrument(skip_all, fields(shipment_id))]
     pub async fn send_booking_error_mail(&self, shipment_id: i64) -> Result<(), JobError> {
         let s = self.shipment(shipment_id).await?;
-        if s.mailed_at.is_some() || self.admins.is_empty() {
+        if s.mailed_at.is_some() || s.status != ShipmentStatus::ErrorFromBody {
             return Ok(());
         }
-        let email = self.booking_error_email(&s);
-        self.mailer.send(&email).await.map_err(|e| mail_error(&e))?;
-        self.store.mark_mailed(shipment_id).await?;
-        Ok(())
+        self.raise_refused(&s).await
     }
 
     /// Enqueues one tracking job per shipment not delivered yet.
@@ -306,7 +320,45 @@ impl ShipmentJobs {
         if updated.status != s.status {
             self.enqueue_tracking_write_backs(&updated).await?;
         }
+        self.tracking_alert(&s, &updated).await?;
         self.mail_tracking_change(&updated).await
+    }
+
+    /// Raises the tracking error's alert when the carrier's tracking starts answering an error
+    /// for the shipment, and resolves it when it answers again.
+    async fn tracking_alert(
+        &self,
+        before: &ShipmentRecord,
+        after: &ShipmentRecord,
+    ) -> Result<(), JobError> {
+        let was = before.status == ShipmentStatus::ErrorFromTracking;
+        let is = after.status == ShipmentStatus::ErrorFromTracking;
+        if is && !was {
+            self.alerts
+                .raise(NewAlert {
+                    kind: AlertKind::TrackingError,
+                    subject: subject::shipment(after.id),
+                    summary: format!(
+                        "Error de seguiment Koiki de l'enviament {} (comanda {})",
+                        after.delivery_id, after.order_id
+                    ),
+                    detail: format!(
+                        "El seguiment de Koiki de l'enviament {barcode} (enviament {id}, comanda                          {order}, venedora {vendor}) respon un error:\n\n{message}\n\nEl                          connector hi torna a preguntar a cada passada; l'alerta es tanca sola \
+                         quan el seguiment respon bé. Si persisteix, consulteu-ho amb Koiki.",
+                        barcode = after.delivery_id,
+                        id = after.id,
+                        order = after.order_id,
+                        vendor = after.vendor_id,
+                        message = after.message,
+                    ),
+                })
+                .await?;
+        } else if was && !is {
+            self.alerts
+                .resolve(AlertKind::TrackingError, &subject::shipment(after.id))
+                .await?;
+        }
+        Ok(())
     }
 
     /// Mails the admins the shipment's tracking as it now is when a change of it waits for its
@@ -458,6 +510,9 @@ impl ShipmentJobs {
             "shipment booked again"
         );
         if recorded.status == ShipmentStatus::LabelSent {
+            self.alerts
+                .resolve(AlertKind::BookingRefused, &subject::shipment(shipment_id))
+                .await?;
             self.enqueue(JobKind::SendLabelMail { shipment_id }).await?;
             self.enqueue_write_backs(recorded.order_id, true, std::slice::from_ref(&recorded))
                 .await
@@ -694,6 +749,7 @@ mod tests {
                 shop_host: "https://shop.example".into(),
                 admins: Vec::new(),
                 shop_sync: crate::service::shop_sync::ShopSync::default(),
+                alerts: crate::service::alerts::Alerts::memory(),
             }
         }
         /// The inbox, to set expectations on before the jobs run.

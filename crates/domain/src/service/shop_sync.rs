@@ -11,7 +11,10 @@
 use super::mails::order_url;
 use super::shipment_jobs::ShipmentJobs;
 use crate::error::{Classified as _, JobError, ShopError, error_chain};
-use crate::model::{Order, OrderUpdate, ShipmentMethod, ShipmentRecord, ShipmentStatus};
+use crate::model::alert::subject;
+use crate::model::{
+    AlertKind, NewAlert, Order, OrderUpdate, ShipmentMethod, ShipmentRecord, ShipmentStatus,
+};
 use crate::ports::Email;
 use serde_json::json;
 
@@ -182,8 +185,9 @@ fn write_back_error(order_id: i64, what: &str, e: &ShopError) -> JobError {
 
 impl ShipmentJobs {
     /// An order webhook whose order is cancelled, refunded or failed: books nothing; when
-    /// shipments of it were booked and not reported yet, mails the admins (once per order: the
-    /// shipments are marked after the mail) which bookings to cancel by hand. The summary the
+    /// shipments of it were booked and not reported yet, raises the alert that tells the admins
+    /// which bookings to cancel by hand (once per order: a repeat only counts on it, and the
+    /// shipments are marked after it). The summary the
     /// webhook is settled with.
     pub(crate) async fn withdrawn(&self, order: &Order) -> Result<String, JobError> {
         let status = order.status.trim();
@@ -204,14 +208,17 @@ impl ShipmentJobs {
             "order {} is {status} after it was booked: the admins are told to cancel it with Koiki",
             order.id
         );
-        if !self.admins.is_empty() {
-            let email =
-                withdrawn_order_mail(&self.shop_host, order.id, status, &self.admins, &unreported);
-            self.mailer
-                .send(&email)
-                .await
-                .map_err(|e| JobError::from_error(&e))?;
-        }
+        // The alert first: raising it again after a crash before the mark only counts on it.
+        let email =
+            withdrawn_order_mail(&self.shop_host, order.id, status, &self.admins, &unreported);
+        self.alerts
+            .raise(NewAlert {
+                kind: AlertKind::OrderWithdrawn,
+                subject: subject::order(order.id),
+                summary: email.subject,
+                detail: email.body,
+            })
+            .await?;
         let marked = self.store.mark_withdrawn(order.id, status).await?;
         Ok(format!(
             "order {} is {status} after {} shipment(s) were booked: not booked again, the admins \
@@ -452,6 +459,7 @@ mod tests {
                 write_back: true,
                 ..ShopSync::default()
             },
+            alerts: crate::service::alerts::Alerts::memory(),
         };
         (jobs, store, shop, mailer, s.id)
     }
@@ -465,14 +473,21 @@ mod tests {
         let (jobs, store, _, mailer, id) = booked().await;
         let summary = jobs.withdrawn(&order("cancelled")).await.expect("handled");
         assert!(summary.contains("not booked again"), "{summary}");
-        let sent = mailer.sent();
-        assert_eq!(sent.len(), 1);
-        assert_eq!(sent[0].to, ["admin@example.coop"]);
+        let alerts = jobs
+            .alerts
+            .store()
+            .list(&crate::model::AlertFilter::default())
+            .await
+            .expect("alerts");
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert_eq!(alerts[0].kind, AlertKind::OrderWithdrawn);
+        assert_eq!(alerts[0].subject, "order:33");
         assert!(
-            sent[0].body.contains("codi de barres B33"),
+            alerts[0].detail.contains("codi de barres B33"),
             "{}",
-            sent[0].body
+            alerts[0].detail
         );
+        assert!(mailer.sent().is_empty(), "the alert's delivery mails it");
         assert_eq!(
             store
                 .get(id)
@@ -486,7 +501,13 @@ mod tests {
         // Refunded later: nothing more to say.
         let summary = jobs.withdrawn(&order("refunded")).await.expect("handled");
         assert_eq!(summary, "order 33 is refunded: not booked");
-        assert_eq!(mailer.sent().len(), 1);
+        let alerts = jobs
+            .alerts
+            .store()
+            .list(&crate::model::AlertFilter::default())
+            .await
+            .expect("alerts");
+        assert_eq!((alerts.len(), alerts[0].count), (1, 1));
     }
 
     #[tokio::test]
