@@ -42,9 +42,10 @@ pub const LEGACY_ENV: &[(&str, &str)] = &[
     ("SUGARCRM_PASSWORD", "crm.password"),
     ("SUGARCRM_MEMBERSHIP_ROLES", "crm.membership_roles"),
     ("LOG_FORMAT", "log.format"),
+    ("SENTRY_DSN", "sentry.dsn"),
 ];
 
-/// The original's variables that have no meaning here (Django, Sentry, Scout): accepted and
+/// The original's variables that have no meaning here (Django, Scout): accepted and
 /// ignored, so its env file works unchanged.
 pub const IGNORED_LEGACY_ENV: &[&str] = &[
     "SECRET_KEY",
@@ -54,7 +55,6 @@ pub const IGNORED_LEGACY_ENV: &[&str] = &[
     "SECURE_SSL_REDIRECT",
     "CSRF_COOKIE_SECURE",
     "SESSION_COOKIE_SECURE",
-    "SENTRY_DSN",
     "SCOUT_MONITOR",
     "SCOUT_KEY",
     "SCOUT_NAME",
@@ -89,6 +89,8 @@ pub struct Settings {
     pub crm: CrmConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Error reports to Sentry.
+    pub sentry: SentryConfig,
     /// The event log (`/api/v1/events`).
     pub events: EventsConfig,
     /// The reconciliation with the shop.
@@ -295,6 +297,18 @@ pub struct CrmConfig {
 pub struct LogConfig {
     /// `text` or `json` (`LOG_FORMAT`).
     pub format: String,
+}
+
+/// Error reports to Sentry (`adapters::telemetry`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct SentryConfig {
+    /// The project's DSN (`SENTRY_DSN`); unset or empty, nothing is reported.
+    #[serde(default, deserialize_with = "secret_opt")]
+    pub dsn: Option<SecretString>,
+    /// The environment the events are filed under.
+    pub environment: String,
+    /// The share of error events sent, from 0 to 1.
+    pub sample_rate: f32,
 }
 
 /// The event log.
@@ -641,6 +655,35 @@ mod tests {
     }
 
     #[test]
+    fn sentry_dsn_comes_from_sentry_dsn_or_lazona_sentry_dsn() {
+        Jail::expect_with(|jail| {
+            let s = Settings::load(None).expect("defaults");
+            assert!(s.sentry.dsn.is_none(), "off by default");
+            assert_eq!(s.sentry.environment, "production");
+            assert!((s.sentry.sample_rate - 1.0).abs() < f32::EPSILON);
+            jail.set_env("SENTRY_DSN", "https://legacy@o1.ingest.sentry.io/2");
+            let s = Settings::load(None).expect("legacy name");
+            assert_eq!(
+                s.sentry.dsn.as_ref().map(|x| x.expose_secret()),
+                Some("https://legacy@o1.ingest.sentry.io/2")
+            );
+            assert!(!IGNORED_LEGACY_ENV.contains(&"SENTRY_DSN"));
+            jail.set_env("LAZONA_SENTRY__DSN", "https://lazona@o1.ingest.sentry.io/3");
+            jail.set_env("LAZONA_SENTRY__ENVIRONMENT", "staging");
+            let s = Settings::load(None).expect("both");
+            assert_eq!(
+                s.sentry.dsn.as_ref().map(|x| x.expose_secret()),
+                Some("https://lazona@o1.ingest.sentry.io/3"),
+                "LAZONA_ wins over the legacy name"
+            );
+            assert_eq!(s.sentry.environment, "staging");
+            jail.set_env("LAZONA_SENTRY__DSN", "");
+            assert!(Settings::load(None).expect("empty").sentry.dsn.is_none());
+            Ok(())
+        });
+    }
+
+    #[test]
     fn events_retention_and_the_worker_metrics_address_are_settings() {
         Jail::expect_with(|jail| {
             let s = Settings::load(None).expect("defaults");
@@ -676,6 +719,7 @@ mod tests {
             jail.set_env("WC_WEBHOOK_SECRET", "hunter2-webhook");
             jail.set_env("KOIKI_AUTH_TOKEN", "hunter2-koiki");
             jail.set_env("DATABASE_URL", "postgres://u:hunter2-db@h/d");
+            jail.set_env("SENTRY_DSN", "https://hunter2-sentry@o1.ingest.sentry.io/2");
             let s = Settings::load(None).expect("loads");
             let debug = format!("{s:?}");
             assert!(!debug.contains("hunter2"), "{debug}");

@@ -12,7 +12,7 @@
 //! - `sandbox` (feature `sandbox`): fake third parties and an SMTP sink, for `lazona sandbox`.
 //! - [`smtp_sink`]: a real SMTP server that keeps what it receives, for tests and the sandbox.
 //! - [`sugarcrm`]: the SugarCRM client (members' relationship roles) over the v4.1 REST API.
-//! - [`telemetry`]: tracing set-up for every binary.
+//! - [`telemetry`]: tracing set-up for every binary, and error reports to Sentry (`SENTRY_DSN`).
 //! - [`wordpress`]: the shop client (WCFM vendors, WooCommerce orders, WordPress users).
 //! - `testing` (feature `testing`): throwaway databases for the workspace's test suites.
 

@@ -246,7 +246,10 @@ impl SugarCrmClient {
             );
         }
         let answer: Value = serde_json::from_str(&text).map_err(|e| {
-            tracing::error!("SugarCRM response: {}", cut(&logged, LOGGED_BODY_CHARS));
+            tracing::error!(
+                "SugarCRM response: body={}",
+                cut(&logged, LOGGED_BODY_CHARS)
+            );
             CrmError::InvalidResponse {
                 reason: format!("{method}: the answer is not JSON ({e}): {}", quoted()),
             }
@@ -258,11 +261,14 @@ impl SugarCrmClient {
                 *id = Value::from(REDACTED);
             }
             tracing::info!(
-                "SugarCRM response: {}",
+                "SugarCRM response: body={}",
                 cut(&self.scrub(&shown.to_string(), None), LOGGED_BODY_CHARS)
             );
         } else {
-            tracing::info!("SugarCRM response: {}", cut(&logged, LOGGED_BODY_CHARS));
+            tracing::info!(
+                "SugarCRM response: body={}",
+                cut(&logged, LOGGED_BODY_CHARS)
+            );
         }
         Ok(answer)
     }

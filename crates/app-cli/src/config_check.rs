@@ -33,7 +33,7 @@ fn is_secret(key: &str) -> bool {
     let last = key.rsplit('.').next().unwrap_or(key);
     matches!(
         last,
-        "password" | "secret" | "auth_token" | "tracking_auth_token" | "token"
+        "password" | "secret" | "auth_token" | "tracking_auth_token" | "token" | "dsn"
     )
 }
 
@@ -357,6 +357,7 @@ mod tests {
         assert!(is_secret("webhook.secret"));
         assert!(is_secret("koiki.auth_token"));
         assert!(is_secret("shop.password"));
+        assert!(is_secret("sentry.dsn"));
         assert!(!is_secret("shop.user"));
     }
 }

@@ -23,7 +23,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let settings = Settings::load(args.config.as_deref())?;
-    adapters::telemetry::init(&settings.log.format);
+    // Kept to the end of `main`: dropped, it sends the error reports still queued.
+    let _telemetry = adapters::telemetry::init(&settings.log.format, &settings.sentry);
     // Every client connection is a file: the usual soft limit (1,024) is far below the hard one.
     match connector::serve::raise_open_file_limit() {
         Ok(limit) => tracing::debug!(limit, "open-file limit"),

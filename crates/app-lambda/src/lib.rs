@@ -8,7 +8,10 @@
 //! 404, another method on those paths a JSON 405. The function never runs the worker: the
 //! stored webhooks' jobs are processed by `lazona-worker` processes on the same database.
 //!
-//! The answers are `connector`'s [`Answer`], the same `lazona-http` gives.
+//! The answers are `connector`'s [`Answer`], the same `lazona-http` gives. With `SENTRY_DSN`,
+//! errors are reported to Sentry as the other binaries report them (`adapters::telemetry`), and
+//! each invocation waits for its reports to leave before answering: the function is frozen
+//! between invocations.
 //! `lazona-http`'s Prometheus counters are not kept: a function has no `/metrics` to scrape.
 
 pub use connector::adapters::config::Settings;
@@ -21,17 +24,26 @@ use lambda_http::http::{HeaderValue, Method, header};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt as _, Response};
 use std::convert::Infallible;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// The logs and the error reports, set up once per cold start and kept for the process's life.
+static TELEMETRY: OnceLock<telemetry::TelemetryGuard> = OnceLock::new();
+
+/// How long an invocation waits for its error reports to leave.
+const REPORTS_FLUSH: Duration = Duration::from_secs(2);
 
 /// The connector the configuration describes, as the other binaries build it: [`Settings::load`]
 /// from `config/default.toml`'s defaults, the legacy variables (`WC_WEBHOOK_SECRET`,
-/// `DATABASE_URL`, ...) and `LAZONA_*`; logs set up as `log.format` says. Its worker is not
+/// `DATABASE_URL`, ...) and `LAZONA_*`; logs set up as `log.format` says, errors reported to
+/// Sentry when `sentry.dsn` (`SENTRY_DSN`) is set. Its worker is not
 /// started: nothing here runs it. Called once per cold start, before `lambda_http::run`.
 ///
 /// # Errors
 /// When the configuration is invalid or the database cannot be reached or migrated.
 pub async fn connector_from_env() -> Result<Connector, lambda_http::Error> {
     let settings = Settings::load(None)?;
-    telemetry::init(&settings.log.format);
+    TELEMETRY.get_or_init(|| telemetry::init(&settings.log.format, &settings.sentry));
     let connector = Connector::builder(settings)
         .without_worker()
         .build()
@@ -52,7 +64,11 @@ pub async fn connector_from_env() -> Result<Connector, lambda_http::Error> {
 /// # Errors
 /// None: the error type is [`Infallible`], as `lambda_http::run` wants one.
 pub async fn handle(connector: &Connector, request: Request) -> Result<Response<Body>, Infallible> {
-    Ok(response(&answer(connector, request).await))
+    let answer = answer(connector, request).await;
+    if let Some(telemetry) = TELEMETRY.get() {
+        telemetry.flush(REPORTS_FLUSH);
+    }
+    Ok(response(&answer))
 }
 
 /// The Lambda response for `answer`: its JSON body, `Content-Type: application/json`.

@@ -20,7 +20,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::load(Args::parse().config.as_deref())?;
-    connector::adapters::telemetry::init(&settings.log.format);
+    // Kept to the end of `main`: dropped, it sends the error reports still queued.
+    let _telemetry = connector::adapters::telemetry::init(&settings.log.format, &settings.sentry);
     let metrics_listen = settings.worker.metrics_listen;
     let connector = Connector::builder(settings).build().await?;
     let shutdown = tokio_util::sync::CancellationToken::new();

@@ -12,6 +12,7 @@ mod mail;
 mod queue;
 mod redis_queue;
 mod sandbox;
+mod sentry_reports;
 mod shipments;
 mod shop_writes;
 mod state;

@@ -15,6 +15,7 @@ mod notifications;
 mod outage;
 mod request_ids;
 mod sandbox;
+mod sentry_reports;
 mod shipping;
 mod shop_loop;
 mod startup;
