@@ -13,17 +13,20 @@ use crate::observe::{self, EventRecorder};
 use crate::worker::{ConnectorHandler, Outcome, Periodic, Worker, WorkerOptions};
 use adapters::config::Settings;
 use adapters::db::{
-    Database, SqlEventLog, SqlInbox, SqlJobQueue, SqlShipmentStore, SqlStateStore, SqlTokenStore,
+    Database, SqlAlertStore, SqlEventLog, SqlInbox, SqlJobQueue, SqlShipmentStore, SqlStateStore,
+    SqlTokenStore,
 };
 use adapters::queue::Queue;
 use bytes::Bytes;
 use domain::error::QueueError;
+use domain::model::AlertKind;
 use domain::model::JobKind;
 use domain::model::Resource;
 use domain::ports::{
     Crm, EventLog, JobQueue, Mailer, ShipmentStore, ShippingProvider, Shop, TokenStore,
     WebhookInbox,
 };
+use domain::service::alerts::{AlertCheck, AlertDelivery, AlertSettings, Alerts};
 use domain::service::customers::CustomerJobs;
 use domain::service::reconcile::{ReconcileSettings, Reconciler};
 use domain::service::shipment_jobs::ShipmentJobs;
@@ -172,18 +175,22 @@ impl ConnectorBuilder {
             Some(store) => store.clone(),
             None => Arc::new(SqlShipmentStore::new(db.clone())),
         };
+        let enqueue: Arc<dyn JobQueue> = match &queue {
+            Some(queue) => queue.port.clone(),
+            None => Arc::new(SqlJobQueue::new(db.clone())),
+        };
+        let alerts = Alerts::new(
+            Arc::new(SqlAlertStore::new(db.clone())),
+            alert_settings(settings),
+        )
+        .with_queue(enqueue.clone());
         let shop = self.shop_client()?;
         let reconciler = match &shop {
             Some(shop) => Some(Reconciler {
                 inbox: inbox.clone(),
                 shop: shop.clone(),
                 state: Arc::new(SqlStateStore::new(db.clone())),
-                // Replaced by the shipment jobs' mailer when orders are fulfilled; a CLI or a
-                // customers-only connector may have no mail set up: its sends fail, not its build.
-                mailer: self
-                    .mailer_client()
-                    .unwrap_or_else(|e| Arc::new(NoMail(e.to_string())) as Arc<dyn Mailer>),
-                admins: settings.mail.admin_recipients.clone(),
+                alerts: alerts.clone(),
                 settings: reconcile_settings(settings, self.crm.is_some()),
             }),
             None => None,
@@ -197,14 +204,11 @@ impl ConnectorBuilder {
                     &log,
                     shop,
                     reconciler.clone(),
+                    self.alert_delivery(&db, &alerts)?,
                 )?;
                 (Some(wired.0), wired.1, wired.2)
             }
             None => (None, false, false),
-        };
-        let enqueue: Arc<dyn JobQueue> = match &queue {
-            Some(queue) => queue.port.clone(),
-            None => Arc::new(SqlJobQueue::new(db.clone())),
         };
         Ok(Connector {
             settings: Arc::new(self.settings),
@@ -220,6 +224,7 @@ impl ConnectorBuilder {
             fulfils_orders,
             handles_customers,
             reconciler,
+            alerts,
         })
     }
 
@@ -248,6 +253,30 @@ impl ConnectorBuilder {
         })
     }
 
+    /// The alerts' delivery: mail to the admins (through the mailer given or SMTP; a connector
+    /// without mail set up fails its sends, not its build) and the outbound webhook if set.
+    fn alert_delivery(&self, db: &Database, alerts: &Alerts) -> anyhow::Result<AlertDelivery> {
+        let mailer = self
+            .mailer_client()
+            .unwrap_or_else(|e| Arc::new(NoMail(e.to_string())) as Arc<dyn Mailer>);
+        let hook: Option<Arc<dyn domain::ports::AlertHook>> =
+            match self.settings.alerts.webhook_url.trim() {
+                "" => None,
+                url => Some(Arc::new(adapters::alert_hook::SignedWebhook::new(
+                    adapters::http::http_client(self.settings.shipping.http_timeout_secs)?,
+                    url,
+                    self.settings.alerts.webhook_secret.as_ref(),
+                ))),
+            };
+        Ok(AlertDelivery {
+            alerts: alerts.clone(),
+            mailer: mailer.clone(),
+            admins: self.settings.mail.admin_recipients.clone(),
+            hook,
+            state: Arc::new(SqlStateStore::new(db.clone())),
+        })
+    }
+
     /// The worker: the job handler with shipping when there is a carrier and a shop, customers
     /// when there is a CRM, a shop and their settings, the periodic jobs, events and metrics.
     /// Returns it with whether orders are fulfilled and customers handled.
@@ -259,6 +288,7 @@ impl ConnectorBuilder {
         log: &Arc<dyn EventLog>,
         shop: Option<Arc<dyn Shop>>,
         reconciler: Option<Reconciler>,
+        delivery: AlertDelivery,
     ) -> anyhow::Result<(Worker, bool, bool)> {
         let settings = &self.settings;
         let timeout = settings.shipping.http_timeout_secs;
@@ -277,7 +307,14 @@ impl ConnectorBuilder {
             None => None,
         };
 
-        let mut handler = ConnectorHandler::new(inbox.clone());
+        let alerts = &delivery.alerts;
+        let check = AlertCheck {
+            alerts: alerts.clone(),
+            shipments: Some(shipments.clone()),
+            inbox: inbox.clone(),
+            queue: queue.clone(),
+        };
+        let mut handler = ConnectorHandler::new(inbox.clone()).with_alerts(delivery.clone(), check);
         // Events and metrics as the binaries record them: the live stream and /metrics see an
         // embedded connector's work too.
         let events = EventRecorder::start(log.clone());
@@ -298,12 +335,12 @@ impl ConnectorBuilder {
                     shop_host: settings.shop.host.trim_end_matches('/').to_owned(),
                     admins: settings.mail.admin_recipients.clone(),
                     shop_sync: shop_sync(settings),
+                    alerts: alerts.clone(),
                 };
                 let jobs = observe::shipment_jobs(jobs, Some(events.clone()));
                 if let Some(mut reconciler) = reconciler.clone() {
                     // The same measured shop as the shipments' calls.
                     reconciler.shop = jobs.shop.clone();
-                    reconciler.mailer = jobs.mailer.clone();
                     handler = handler.with_reconciler(reconciler);
                 }
                 handler = handler.with_shipping(jobs);
@@ -353,6 +390,14 @@ impl ConnectorBuilder {
             Some(events),
             Some((log.clone(), settings.events.retention())),
         );
+        worker = worker.with_periodic(Periodic {
+            name: "check_alerts".into(),
+            every: settings
+                .alerts
+                .check_interval_secs
+                .max(Duration::from_secs(1)),
+            kind: JobKind::CheckAlerts,
+        });
         if fulfils_orders {
             worker = worker.with_periodic(tracking_schedule(settings));
             if settings.reconcile.enabled.unwrap_or(true) {
@@ -384,6 +429,7 @@ pub struct Connector {
     fulfils_orders: bool,
     handles_customers: bool,
     reconciler: Option<Reconciler>,
+    alerts: Alerts,
 }
 
 impl std::fmt::Debug for Connector {
@@ -567,6 +613,11 @@ impl Connector {
         self.reconciler.as_ref()
     }
 
+    /// The alerts: raise, resolve, and their store (`lazona alerts`, `/api/v1/alerts`).
+    pub fn alerts(&self) -> &Alerts {
+        &self.alerts
+    }
+
     /// The database.
     pub fn database(&self) -> &Database {
         &self.db
@@ -624,6 +675,31 @@ fn reconcile_settings(settings: &Settings, crm_given: bool) -> ReconcileSettings
         per_page: 100,
         reactivate_webhooks: settings.reconcile.reactivate_webhooks,
         topics,
+    }
+}
+
+/// How alerts are raised and told (`[alerts]`); unknown kinds in `alerts.off` are warned about.
+fn alert_settings(settings: &Settings) -> AlertSettings {
+    let a = &settings.alerts;
+    let off = a
+        .off
+        .iter()
+        .filter(|k| !k.trim().is_empty())
+        .filter_map(|k| match k.parse::<AlertKind>() {
+            Ok(kind) => Some(kind),
+            Err(e) => {
+                tracing::warn!("alerts.off: {e}");
+                None
+            }
+        })
+        .collect();
+    AlertSettings {
+        off,
+        booking_stuck: a.booking_stuck_secs,
+        silence: Duration::from_secs(a.silence_hours.saturating_mul(3600)),
+        digest_threshold: a.digest_threshold,
+        digest_window: a.digest_window_secs,
+        list_url: Some(a.list_url.trim().to_owned()).filter(|u| !u.is_empty()),
     }
 }
 

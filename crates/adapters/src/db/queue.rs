@@ -424,6 +424,18 @@ impl JobQueue for SqlJobQueue {
         }
     }
 
+    async fn holds(&self, id: JobId) -> Result<bool, QueueError> {
+        let mut b = SqlBuilder::new(self.backend(), "SELECT id FROM jobs WHERE id = ".into());
+        b.param(id.0.into());
+        let row = self
+            .db
+            .conn()
+            .query_one_raw(b.build())
+            .await
+            .map_err(unavailable)?;
+        Ok(row.is_some())
+    }
+
     async fn stats(&self) -> Result<QueueStats, QueueError> {
         let mut b = SqlBuilder::new(
             self.backend(),

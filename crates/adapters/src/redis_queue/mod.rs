@@ -472,4 +472,9 @@ impl JobQueue for RedisJobQueue {
     async fn stats(&self) -> Result<QueueStats, QueueError> {
         self.queue_stats().await
     }
+
+    async fn holds(&self, id: JobId) -> Result<bool, QueueError> {
+        // Every job keeps its SQL row until it is done.
+        self.inner.sql.holds(id).await
+    }
 }

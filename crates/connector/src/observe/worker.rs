@@ -154,6 +154,10 @@ impl JobQueue for ObservedQueue {
         self.inner.extend(jobs, lease).await
     }
 
+    async fn holds(&self, id: JobId) -> Result<bool, QueueError> {
+        self.inner.holds(id).await
+    }
+
     async fn complete(&self, jobs: &[Job]) -> Result<(), QueueError> {
         self.inner.complete(jobs).await?;
         for job in jobs {

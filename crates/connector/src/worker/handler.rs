@@ -3,8 +3,11 @@
 
 use async_trait::async_trait;
 use domain::error::JobError;
+use domain::model::alert::subject;
+use domain::model::{AlertKind, NewAlert};
 use domain::model::{Job, JobKind, Resource};
 use domain::ports::WebhookInbox;
+use domain::service::alerts::{AlertCheck, AlertDelivery};
 use domain::service::customers::CustomerJobs;
 use domain::service::process::{process_webhook, settle};
 use domain::service::reconcile::Reconciler;
@@ -34,6 +37,7 @@ pub struct ConnectorHandler {
     shipping: Option<ShipmentJobs>,
     customers: Option<CustomerJobs>,
     reconciler: Option<Reconciler>,
+    alerts: Option<(AlertDelivery, AlertCheck)>,
 }
 
 impl ConnectorHandler {
@@ -45,7 +49,15 @@ impl ConnectorHandler {
             shipping: None,
             customers: None,
             reconciler: None,
+            alerts: None,
         }
+    }
+
+    /// Raises an alert for each job dead-lettered, and runs the alerts' delivery and check
+    /// ([`JobKind::DeliverAlerts`], [`JobKind::CheckAlerts`]).
+    pub fn with_alerts(mut self, delivery: AlertDelivery, check: AlertCheck) -> Self {
+        self.alerts = Some((delivery, check));
+        self
     }
 
     /// Gives members their partner role with `customers`; without it customer webhooks are only
@@ -81,6 +93,12 @@ impl JobHandler for ConnectorHandler {
     /// `queued` for ever: operators find it with `lazona webhooks list --status failed` and can
     /// replay it.
     async fn dead_lettered(&self, job: &Job, reason: &str) {
+        if let Some((delivery, _)) = &self.alerts {
+            let alert = dead_job_alert(job, reason);
+            if let Err(e) = delivery.alerts.raise(alert).await {
+                tracing::warn!(job_id = %job.id, error = %e, "dead job's alert not raised");
+            }
+        }
         if let JobKind::ProcessWebhook { webhook_id } = &job.kind {
             let given_up = JobError::Permanent {
                 reason: format!("given up after {} attempt(s): {reason}", job.attempt),
@@ -147,8 +165,54 @@ impl JobHandler for ConnectorHandler {
                 Some(r) => r.run().await.map(|_| ()),
                 None => Ok(()),
             },
+            JobKind::DeliverAlerts => match &self.alerts {
+                Some((delivery, _)) => delivery.deliver().await.map(|_| ()),
+                None => Ok(()),
+            },
+            JobKind::CheckAlerts => match &self.alerts {
+                Some((delivery, check)) => {
+                    check.run().await?;
+                    delivery.deliver().await.map(|_| ())
+                }
+                None => Ok(()),
+            },
             // Pruned by the observed worker's handler (`Worker::observed`); nothing to do here.
             JobKind::PruneEvents | JobKind::Noop { .. } => Ok(()),
         }
+    }
+}
+
+/// The alert of a dead-lettered job: what it was for, why it was given up, what to do.
+fn dead_job_alert(job: &Job, reason: &str) -> NewAlert {
+    let what = match &job.kind {
+        JobKind::ProcessWebhook { webhook_id } => format!(
+            "processar el webhook {webhook_id} (`lazona webhooks show {webhook_id}`; es torna a \
+             processar amb `lazona webhooks replay {webhook_id}`)"
+        ),
+        JobKind::SendLabelMail { shipment_id } => format!(
+            "enviar l'etiqueta de l'enviament {shipment_id} a la venedora (`lazona shipments \
+             show {shipment_id}`)"
+        ),
+        JobKind::TrackShipment { shipment_id } => {
+            format!("consultar el seguiment de l'enviament {shipment_id}")
+        }
+        JobKind::RetryShipment { shipment_id, .. } => {
+            format!("tornar a reservar l'enviament {shipment_id}")
+        }
+        other => format!("la tasca {}", other.name()),
+    };
+    NewAlert {
+        kind: AlertKind::JobDead,
+        subject: subject::job(job.id.0),
+        summary: format!("Tasca abandonada: {}", job.kind.name()),
+        detail: format!(
+            "El connector ha abandonat la tasca {id} ({kind}) després de {attempts} intent(s). \
+             La tasca havia de {what}.\n\nMotiu:\n{reason}\n\nQuan la causa estigui \
+             resolta: `lazona dead requeue {id}` (l'alerta es tanca sola quan la tasca acaba \
+             bé). `lazona dead list` mostra totes les tasques abandonades.",
+            id = job.id,
+            kind = job.kind.name(),
+            attempts = job.attempt,
+        ),
     }
 }
