@@ -355,8 +355,8 @@ pub struct AlertsConfig {
     /// A shipment `BOOKING` longer than this raises an alert (0: never).
     #[serde(deserialize_with = "seconds")]
     pub booking_stuck_secs: Duration,
-    /// Hours without an order webhook before an alert (0: never).
-    pub silence_hours: u64,
+    /// Hours without an order webhook before an alert (0: never; fractions allowed).
+    pub silence_hours: f64,
     /// More alerts than this at once are told as a digest.
     pub digest_threshold: u64,
     /// At most one digest per this window.

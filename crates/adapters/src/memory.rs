@@ -13,8 +13,9 @@ use domain::error::{MailError, ShopError, StoreError};
 use domain::model::shipment::VendorProfile;
 use domain::model::{
     Alert, AlertChannel, AlertFilter, AlertKind, AlertState, BookingOutcome, BookingRecorded,
-    Claim, NewAlert, Order, OrderNote, OrderPage, OrderUpdate, PastBooking, PastBookingReason,
-    Raised, ShipmentFilter, ShipmentMethod, ShipmentRecord, ShipmentStatus, ShopOrder, ShopWebhook,
+    Claim, KindCounts, NewAlert, Order, OrderNote, OrderPage, OrderUpdate, PastBooking,
+    PastBookingReason, Raised, ShipmentFilter, ShipmentMethod, ShipmentRecord, ShipmentStatus,
+    ShopOrder, ShopWebhook,
 };
 use domain::ports::{AlertStore, Email, Mailer, ShipmentStore, Shop, ShopUser, StateStore};
 use std::collections::HashMap;
@@ -763,7 +764,7 @@ impl AlertStore for MemoryAlertStore {
     async fn due_counts(
         &self,
         channel: AlertChannel,
-    ) -> Result<(Vec<(AlertKind, u64)>, Option<i64>), StoreError> {
+    ) -> Result<(KindCounts, Option<i64>), StoreError> {
         let alerts = lock(&self.alerts);
         let due = || alerts.iter().filter(|a| a.due(channel));
         Ok((count_kinds(due()), due().map(|a| a.id).max()))

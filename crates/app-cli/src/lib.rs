@@ -20,6 +20,7 @@ mod sandbox;
 
 pub use sandbox::SandboxArgs;
 
+mod alerts;
 mod config_check;
 mod dead;
 mod reconcile;
@@ -27,6 +28,7 @@ mod replay;
 mod shipments;
 mod tokens;
 
+pub use alerts::AlertsCommand;
 pub use config_check::ConfigCommand;
 pub use dead::DeadCommand;
 pub use reconcile::ReconcileArgs;
@@ -81,6 +83,9 @@ pub enum Command {
     /// Jobs the workers gave up on: list, show, requeue.
     #[command(subcommand)]
     Dead(DeadCommand),
+    /// What needs a person: list, show, resolve alerts.
+    #[command(subcommand)]
+    Alerts(AlertsCommand),
     /// The resolved configuration and a test of every connection.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -174,6 +179,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Labels(cmd) => shipments::labels(&connector, cmd).await,
         Command::Replay(args) => replay::replay(&connector, args, cli.json).await,
         Command::Dead(cmd) => dead::dead(&connector, cmd, cli.json).await,
+        Command::Alerts(cmd) => alerts::alerts(&connector, cmd, cli.json).await,
         Command::Tokens(cmd) => tokens::tokens(&connector, cmd, cli.json).await,
         Command::Reconcile(args) => reconcile::reconcile(&connector, args, cli.json).await,
         Command::Sandbox(_)
@@ -241,6 +247,7 @@ impl Command {
                 ShipmentsCommand::Retry { .. } | ShipmentsCommand::Track { .. }
             ),
             Command::Dead(cmd) => matches!(cmd, DeadCommand::Requeue { .. }),
+            Command::Alerts(cmd) => matches!(cmd, AlertsCommand::Resolve { .. }),
             Command::Webhooks(_)
             | Command::Labels(_)
             | Command::Sandbox(_)

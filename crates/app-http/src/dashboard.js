@@ -51,6 +51,19 @@ async function loadWebhooks() {
     </tr>`).join("");
 }
 
+// The banner: the open alerts (admin only), the most recent first, each resolvable by hand.
+async function loadAlerts() {
+  if (!admin) return;
+  const list = await json("/alerts?state=open&limit=5");
+  $("alerts-banner").classList.toggle("hidden", list.open_total === 0);
+  const kinds = Object.entries(list.open_by_kind).map(([k, n]) => `${n} ${k}`).join(", ");
+  $("alerts-count").textContent = `${list.open_total} open alert${list.open_total === 1 ? "" : "s"} (${kinds})`;
+  $("alerts-list").innerHTML = list.items.map((a) => `
+    <li data-alert="${a.id}"><span class="kind">${esc(a.kind)}</span>${esc(a.summary)}
+      ${a.count > 1 ? `<span class="count">×${a.count}</span>` : ""}
+      <button type="button" data-resolve="${a.id}">Resolve</button></li>`).join("");
+}
+
 function showEvent(event) {
   const li = document.createElement("li");
   li.dataset.kind = event.kind;
@@ -107,7 +120,7 @@ async function follow() {
 let refreshTimer = null;
 function scheduleRefresh() {
   clearTimeout(refreshTimer);
-  refreshTimer = setTimeout(() => { loadShipments().catch(() => {}); loadWebhooks().catch(() => {}); }, 300);
+  refreshTimer = setTimeout(() => { loadShipments().catch(() => {}); loadWebhooks().catch(() => {}); loadAlerts().catch(() => {}); }, 300);
 }
 
 document.addEventListener("click", async (e) => {
@@ -124,6 +137,10 @@ document.addEventListener("click", async (e) => {
   } else if (t.dataset.track) {
     const response = await call(`/shipments/${t.dataset.track}/track`, { method: "POST" });
     t.textContent = response.ok ? "Queued" : "Refused (" + response.status + ")";
+  } else if (t.dataset.resolve) {
+    t.disabled = true;
+    const response = await call(`/alerts/${t.dataset.resolve}/resolve`, { method: "POST" });
+    if (response.ok) loadAlerts().catch(() => {}); else t.textContent = "Refused (" + response.status + ")";
   } else if (t.dataset.label) {
     e.preventDefault();
     const response = await call(`/shipments/${t.dataset.label}/label`);
@@ -140,7 +157,9 @@ async function signIn() {
   $("app").classList.remove("hidden");
   $("who").textContent = admin ? "admin" : "vendor";
   $("webhooks-panel").classList.toggle("hidden", !admin);
-  await Promise.all([loadShipments(), loadWebhooks()]);
+  await Promise.all([loadShipments(), loadWebhooks(), loadAlerts()]);
+  // Alerts are raised by workers and checks that send no event: looked at every minute too.
+  setInterval(() => { if (token) loadAlerts().catch(() => {}); }, 60000);
   follow();
 }
 

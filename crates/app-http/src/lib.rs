@@ -146,6 +146,7 @@ pub fn state(connector: &Connector, settings: &Settings, shutdown: CancellationT
         shipments: connector.shipments(),
         queue: connector.queue(),
         tokens: connector.tokens(),
+        alerts: connector.alerts().store().clone(),
     }));
     state.events = Some(connector.events());
     state.queue_stats = connector.queue_stats();

@@ -202,8 +202,7 @@ impl ConnectorBuilder {
                     queue.port.clone(),
                     &shipments,
                     &log,
-                    shop,
-                    reconciler.clone(),
+                    (shop, reconciler.clone()),
                     self.alert_delivery(&db, &alerts)?,
                 )?;
                 (Some(wired.0), wired.1, wired.2)
@@ -286,8 +285,7 @@ impl ConnectorBuilder {
         queue: Arc<dyn JobQueue>,
         shipments: &Arc<dyn ShipmentStore>,
         log: &Arc<dyn EventLog>,
-        shop: Option<Arc<dyn Shop>>,
-        reconciler: Option<Reconciler>,
+        (shop, reconciler): (Option<Arc<dyn Shop>>, Option<Reconciler>),
         delivery: AlertDelivery,
     ) -> anyhow::Result<(Worker, bool, bool)> {
         let settings = &self.settings;
@@ -696,7 +694,7 @@ fn alert_settings(settings: &Settings) -> AlertSettings {
     AlertSettings {
         off,
         booking_stuck: a.booking_stuck_secs,
-        silence: Duration::from_secs(a.silence_hours.saturating_mul(3600)),
+        silence: Duration::try_from_secs_f64(a.silence_hours * 3600.0).unwrap_or(Duration::ZERO),
         digest_threshold: a.digest_threshold,
         digest_window: a.digest_window_secs,
         list_url: Some(a.list_url.trim().to_owned()).filter(|u| !u.is_empty()),

@@ -10,10 +10,11 @@ use crate::error::{
 use crate::model::shipment::VendorProfile;
 use crate::model::{
     Alert, AlertChannel, AlertFilter, AlertKind, ApiToken, BookingOutcome, BookingRecorded, Claim,
-    DeadJob, Event, EventId, Job, JobId, NewAlert, NewEvent, NewJob, NewWebhook, Order, OrderNote,
-    OrderPage, OrderUpdate, Parcel, ParcelBooking, PastBooking, Principal, Raised, Recorded,
-    ShipmentFilter, ShipmentMethod, ShipmentRecord, ShipmentStatus, ShopWebhook, TokenSecret,
-    TrackingReport, Webhook, WebhookEvent, WebhookFilter, WebhookId, WebhookStatus, WebhookSummary,
+    DeadJob, Event, EventId, Job, JobId, KindCounts, NewAlert, NewEvent, NewJob, NewWebhook, Order,
+    OrderNote, OrderPage, OrderUpdate, Parcel, ParcelBooking, PastBooking, Principal, Raised,
+    Recorded, ShipmentFilter, ShipmentMethod, ShipmentRecord, ShipmentStatus, ShopWebhook,
+    TokenSecret, TrackingReport, Webhook, WebhookEvent, WebhookFilter, WebhookId, WebhookStatus,
+    WebhookSummary,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -487,7 +488,7 @@ pub trait AlertStore: Send + Sync {
     async fn due_counts(
         &self,
         channel: AlertChannel,
-    ) -> Result<(Vec<(AlertKind, u64)>, Option<i64>), StoreError>;
+    ) -> Result<(KindCounts, Option<i64>), StoreError>;
 
     /// How many alerts were opened at `since` or later.
     ///

@@ -7,7 +7,9 @@ use super::{Database, boxed, from_millis, millis};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::error::StoreError;
-use domain::model::{Alert, AlertChannel, AlertFilter, AlertKind, AlertState, NewAlert, Raised};
+use domain::model::{
+    Alert, AlertChannel, AlertFilter, AlertKind, AlertState, KindCounts, NewAlert, Raised,
+};
 use domain::ports::AlertStore;
 use sea_orm::{ConnectionTrait as _, DbErr, QueryResult, Value};
 
@@ -261,7 +263,7 @@ impl AlertStore for SqlAlertStore {
     async fn due_counts(
         &self,
         channel: AlertChannel,
-    ) -> Result<(Vec<(AlertKind, u64)>, Option<i64>), StoreError> {
+    ) -> Result<(KindCounts, Option<i64>), StoreError> {
         let b = self.builder(&format!(
             "SELECT kind, COUNT(*), MAX(id) FROM alerts WHERE {} = 1 GROUP BY kind",
             due_column(channel)

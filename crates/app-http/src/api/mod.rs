@@ -14,6 +14,7 @@
 //! ([`utoipa_axum::routes!`]), so the OpenAPI document ([`openapi`]) and the router cannot
 //! disagree.
 
+mod alerts;
 pub mod auth;
 mod dead;
 pub mod events;
@@ -27,7 +28,7 @@ pub(crate) use extract::{Id, Query};
 
 use crate::{ApiError, AppState};
 use axum::http::Uri;
-use domain::ports::{JobQueue, ShipmentStore, TokenStore};
+use domain::ports::{AlertStore, JobQueue, ShipmentStore, TokenStore};
 use domain::service::operations::{OperationError, Refusal};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -46,6 +47,8 @@ pub struct ApiDeps {
     pub queue: Arc<dyn JobQueue>,
     /// The API tokens.
     pub tokens: Arc<dyn TokenStore>,
+    /// The alerts.
+    pub alerts: Arc<dyn AlertStore>,
 }
 
 impl AppState {
@@ -70,6 +73,9 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(shipments::track))
         .routes(routes!(dead::list))
         .routes(routes!(dead::requeue))
+        .routes(routes!(alerts::list))
+        .routes(routes!(alerts::show))
+        .routes(routes!(alerts::resolve))
         .routes(routes!(events::handler))
         .routes(routes!(openapi::document))
 }

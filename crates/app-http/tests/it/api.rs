@@ -1031,6 +1031,9 @@ async fn the_openapi_document_is_valid_and_matches_the_routes() {
         ("POST", "/api/v1/shipments/{id}/track"),
         ("GET", "/api/v1/dead"),
         ("POST", "/api/v1/dead/{id}/requeue"),
+        ("GET", "/api/v1/alerts"),
+        ("GET", "/api/v1/alerts/{id}"),
+        ("POST", "/api/v1/alerts/{id}/resolve"),
         ("GET", "/api/v1/openapi.json"),
         ("GET", "/api/v1/events"),
     ]

@@ -1,6 +1,7 @@
 //! Integration tests of `lazona-http` through real HTTP requests, on SQLite and, when
 //! `TEST_DATABASE_URL` is set (always in CI), on Postgres.
 
+mod alerts;
 mod api;
 mod catalogue;
 mod customers;

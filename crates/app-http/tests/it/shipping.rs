@@ -68,6 +68,11 @@ pub(crate) fn shipping_settings_with(
         ("mail.port", &port),
         ("mail.from", "lazona@example.coop"),
         ("mail.admin_recipients", "admin@example.coop"),
+        // This fake shop lists no orders: a reconciliation would be refused, dead-lettered, and
+        // its alert mailed among the mails these tests count (shop_loop.rs turns it on).
+        ("reconcile.enabled", "false"),
+        // Nor notes or order updates: those jobs would die, and their alerts be mailed too.
+        ("shop.write_back", "false"),
     ];
     all.extend_from_slice(extra);
     settings(db_url, &all)

@@ -93,7 +93,11 @@ fn loop_settings(
     sink: &SmtpSink,
     extra: &[(&str, &str)],
 ) -> Settings {
-    let mut all = vec![("koiki.tracking_url", "https://track.example/{barcode}")];
+    let mut all = vec![
+        ("koiki.tracking_url", "https://track.example/{barcode}"),
+        ("reconcile.enabled", "auto"),
+        ("shop.write_back", "true"),
+    ];
     all.extend_from_slice(extra);
     shipping_settings_with(db_url, shop, sink, &all)
 }

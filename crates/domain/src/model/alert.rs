@@ -102,6 +102,9 @@ impl FromStr for AlertKind {
     }
 }
 
+/// How many alerts of each kind.
+pub type KindCounts = Vec<(AlertKind, u64)>;
+
 /// Whether an alert still needs a person.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

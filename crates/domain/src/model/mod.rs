@@ -16,7 +16,9 @@ pub mod shop;
 pub mod token;
 pub mod webhook;
 
-pub use alert::{Alert, AlertChannel, AlertFilter, AlertKind, AlertState, NewAlert, Raised};
+pub use alert::{
+    Alert, AlertChannel, AlertFilter, AlertKind, AlertState, KindCounts, NewAlert, Raised,
+};
 pub use customer::Customer;
 pub use event::{Event, EventId, EventKind, NewEvent};
 pub use job::{DeadJob, HeldBooking, Job, JobId, JobKind, Lease, NewJob};

@@ -584,7 +584,7 @@ impl AlertCheck {
             }
             return Ok(());
         }
-        let hours = silence.as_secs() / 3600;
+        let hours = silence.as_secs().div_ceil(3600);
         let last = last.map_or_else(|| "mai".to_owned(), |at| at.to_rfc3339());
         self.alerts
             .raise(NewAlert {
