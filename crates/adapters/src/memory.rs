@@ -664,14 +664,14 @@ fn count_kinds<'a>(alerts: impl Iterator<Item = &'a Alert>) -> Vec<(AlertKind, u
 
 #[async_trait]
 impl AlertStore for MemoryAlertStore {
-    async fn raise(&self, new: &NewAlert) -> Result<Raised, StoreError> {
+    async fn raise_times(&self, new: &NewAlert, times: u64) -> Result<Raised, StoreError> {
         let mut alerts = lock(&self.alerts);
         let now = Utc::now();
         if let Some(a) = alerts
             .iter_mut()
             .find(|a| a.state == AlertState::Open && a.kind == new.kind && a.subject == new.subject)
         {
-            a.count += 1;
+            a.count += times;
             a.last_seen = now;
             a.detail.clone_from(&new.detail);
             return Ok(Raised::Repeated(a.clone()));
@@ -683,7 +683,7 @@ impl AlertStore for MemoryAlertStore {
             summary: new.summary.clone(),
             detail: new.detail.clone(),
             state: AlertState::Open,
-            count: 1,
+            count: times,
             first_seen: now,
             last_seen: now,
             resolved_at: None,

@@ -431,7 +431,15 @@ pub trait AlertStore: Send + Sync {
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] when the database cannot be reached.
-    async fn raise(&self, alert: &NewAlert) -> Result<Raised, StoreError>;
+    async fn raise(&self, alert: &NewAlert) -> Result<Raised, StoreError> {
+        self.raise_times(alert, 1).await
+    }
+
+    /// [`AlertStore::raise`], counting `times` raises at once (a storm's folded repeats).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached.
+    async fn raise_times(&self, alert: &NewAlert, times: u64) -> Result<Raised, StoreError>;
 
     /// Resolves the open alert of (kind, subject), if any, recording `by`; returns it.
     ///

@@ -6,6 +6,7 @@
 //! stops the server with SIGTERM and checks that every accepted webhook is in the inbox. It
 //! prints the results and a row for `BENCHMARKS.md`.
 
+mod alerts;
 mod load;
 mod order;
 mod orders;
@@ -56,8 +57,11 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         Some("queue") => queue::run(&args[1..]),
         Some("orders") => orders::run(root, &args[1..]),
         Some("reconcile") => reconcile::run(&args[1..]),
+        Some("alerts") => alerts::run(&args[1..]),
         Some(other) => {
-            bail!("unknown benchmark `{other}` (available: ingest, queue, orders, reconcile)")
+            bail!(
+                "unknown benchmark `{other}` (available: ingest, queue, orders, reconcile, alerts)"
+            )
         }
         None => bail!("which benchmark? `cargo xtask bench ingest --db sqlite|postgres`"),
     }

@@ -54,8 +54,15 @@ impl SqlAlertStore {
     }
 
     /// Counts a repeat on the open alert of `new`'s kind and subject, if there is one.
-    async fn count_repeat(&self, new: &NewAlert, now: i64) -> Result<Option<Alert>, StoreError> {
-        let mut b = self.builder("UPDATE alerts SET count = count + 1, last_seen = ");
+    async fn count_repeat(
+        &self,
+        new: &NewAlert,
+        times: i64,
+        now: i64,
+    ) -> Result<Option<Alert>, StoreError> {
+        let mut b = self.builder("UPDATE alerts SET count = count + ");
+        b.param(times.into());
+        b.sql.push_str(", last_seen = ");
         b.param(now.into());
         b.sql.push_str(", detail = ");
         b.param(new.detail.clone().into());
@@ -136,13 +143,12 @@ fn limit_of(limit: usize) -> Value {
 
 #[async_trait]
 impl AlertStore for SqlAlertStore {
-    async fn raise(&self, new: &NewAlert) -> Result<Raised, StoreError> {
+    async fn raise_times(&self, new: &NewAlert, times: u64) -> Result<Raised, StoreError> {
         let now = millis(Utc::now());
-        // Two rounds at most: a raiser that loses the race to open finds the winner's row.
+        let times = i64::try_from(times).unwrap_or(i64::MAX);
+        // A new alert is one statement; a repeat two. Two rounds at most: an open alert resolved
+        // between the two statements lets the second round open a new one.
         for _ in 0..2 {
-            if let Some(alert) = self.count_repeat(new, now).await? {
-                return Ok(Raised::Repeated(alert));
-            }
             let mut b = self.builder(
                 "INSERT INTO alerts (kind, subject, summary, detail, state, count, first_seen, \
                  last_seen, mail_due, hook_due) VALUES ",
@@ -155,7 +161,7 @@ impl AlertStore for SqlAlertStore {
                     new.summary.clone().into(),
                     new.detail.clone().into(),
                     "open".into(),
-                    1_i64.into(),
+                    times.into(),
                     now.into(),
                     now.into(),
                     1_i64.into(),
@@ -166,6 +172,9 @@ impl AlertStore for SqlAlertStore {
             b.sql.push_str(RETURNING);
             if let Some(alert) = self.one(b).await? {
                 return Ok(Raised::Opened(alert));
+            }
+            if let Some(alert) = self.count_repeat(new, times, now).await? {
+                return Ok(Raised::Repeated(alert));
             }
         }
         Err(unexpected(format!(

@@ -162,6 +162,8 @@ pub mod subject {
     }
     /// The shop as a whole.
     pub const SHOP: &str = "shop";
+    /// The alert a storm of one kind is folded into.
+    pub const STORM: &str = "storm";
 
     /// The number after `prefix:` in `subject`.
     #[must_use]

@@ -72,13 +72,37 @@ impl AlertSettings {
     }
 }
 
-/// Raises and resolves alerts. Cheap to clone.
+/// Raises and resolves alerts. Cheap to clone (clones share the storm's counters).
+///
+/// **Storms.** This process counts the alerts it opened of each kind within `digest_window`.
+/// Beyond `digest_threshold` of a kind, the next raises of that kind are folded into one alert
+/// (subject [`subject::STORM`]) counted in memory and written at most once a second (and at each
+/// check): a storm of ten thousand dead jobs costs a few dozen writes, not ten thousand. What a
+/// crash loses then is only the storm alert's exact count; each dead job stays in the dead
+/// letters (`lazona dead list`).
 #[derive(Clone)]
 pub struct Alerts {
     store: Arc<dyn AlertStore>,
     queue: Option<Arc<dyn JobQueue>>,
     settings: Arc<AlertSettings>,
+    storm: Arc<std::sync::Mutex<Storm>>,
 }
+
+/// This process's recent raises, per kind.
+#[derive(Debug, Default)]
+struct Storm {
+    /// Per kind: when its current window began, and how many alerts it opened in it.
+    opened: std::collections::HashMap<AlertKind, (std::time::Instant, u64)>,
+    /// Per kind: raises folded and not written yet.
+    folded: std::collections::HashMap<AlertKind, u64>,
+    /// When the folded raises were last written.
+    flushed: Option<std::time::Instant>,
+    /// When the delivery job was last nudged by this process.
+    nudged: Option<std::time::Instant>,
+}
+
+/// How often folded raises are written.
+const FOLD_FLUSH: Duration = Duration::from_secs(1);
 
 impl Alerts {
     /// Alerts kept in `store`; nothing nudges their delivery until [`Alerts::with_queue`] (the
@@ -88,6 +112,7 @@ impl Alerts {
             store,
             queue: None,
             settings: Arc::new(settings),
+            storm: Arc::default(),
         }
     }
 
@@ -127,8 +152,13 @@ impl Alerts {
             tracing::info!(alert_kind = %alert.kind, subject = %alert.subject, "alert kind off: {}", alert.summary);
             return Ok(None);
         }
+        if self.fold(alert.kind) {
+            self.flush_folded(false).await?;
+            return Ok(None);
+        }
         let raised = self.store.raise(&alert).await?;
         if let Raised::Opened(a) = &raised {
+            self.count_opened(a.kind);
             tracing::error!(
                 alert_id = a.id,
                 alert_kind = %a.kind,
@@ -139,6 +169,77 @@ impl Alerts {
             self.nudge().await;
         }
         Ok(Some(raised))
+    }
+
+    fn lock_storm(&self) -> std::sync::MutexGuard<'_, Storm> {
+        self.storm
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether a raise of `kind` is folded into its storm alert (this process opened more than
+    /// the threshold of that kind within the window); counts it if so.
+    fn fold(&self, kind: AlertKind) -> bool {
+        let mut storm = self.lock_storm();
+        let window = self.settings.digest_window;
+        let storming = storm.opened.get(&kind).is_some_and(|(since, n)| {
+            since.elapsed() < window && *n >= self.settings.digest_threshold
+        });
+        if storming {
+            *storm.folded.entry(kind).or_default() += 1;
+        }
+        storming
+    }
+
+    fn count_opened(&self, kind: AlertKind) {
+        let mut storm = self.lock_storm();
+        let window = self.settings.digest_window;
+        let entry = storm
+            .opened
+            .entry(kind)
+            .or_insert((std::time::Instant::now(), 0));
+        if entry.0.elapsed() >= window {
+            *entry = (std::time::Instant::now(), 0);
+        }
+        entry.1 += 1;
+    }
+
+    /// Writes the folded raises to their storm alerts, if a second passed since the last write
+    /// (or whatever the time with `now`).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the store cannot be reached: the counts are kept for the
+    /// next write.
+    pub async fn flush_folded(&self, now: bool) -> Result<(), StoreError> {
+        let folded: Vec<(AlertKind, u64)> = {
+            let mut storm = self.lock_storm();
+            if storm.folded.is_empty()
+                || (!now && storm.flushed.is_some_and(|t| t.elapsed() < FOLD_FLUSH))
+            {
+                return Ok(());
+            }
+            storm.flushed = Some(std::time::Instant::now());
+            storm.folded.drain().collect()
+        };
+        for (i, (kind, n)) in folded.iter().enumerate() {
+            let alert = storm_alert(*kind, *n, &self.settings);
+            match self.store.raise_times(&alert, *n).await {
+                Ok(Raised::Opened(a)) => {
+                    tracing::error!(alert_id = a.id, alert_kind = %kind, "alert: {}", a.summary);
+                    self.nudge().await;
+                }
+                Ok(Raised::Repeated(_)) => {}
+                Err(e) => {
+                    // Kept for the next write.
+                    let mut storm = self.lock_storm();
+                    for (kind, n) in &folded[i..] {
+                        *storm.folded.entry(*kind).or_default() += n;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Resolves the open alert of (`kind`, `subject`) because its condition ended.
@@ -159,6 +260,15 @@ impl Alerts {
 
     async fn nudge(&self) {
         let Some(queue) = &self.queue else { return };
+        {
+            // Across processes the schedule lets one nudge through per tick; within this one,
+            // calls in between would only be refused by the database.
+            let mut storm = self.lock_storm();
+            if storm.nudged.is_some_and(|t| t.elapsed() < NUDGE_EVERY) {
+                return;
+            }
+            storm.nudged = Some(std::time::Instant::now());
+        }
         let job = NewJob {
             kind: JobKind::DeliverAlerts,
             run_at: None,
@@ -170,6 +280,26 @@ impl Alerts {
             // The periodic check delivers it.
             tracing::warn!(error = %e, "alert delivery not nudged");
         }
+    }
+}
+
+/// The alert a storm of `kind` is folded into.
+fn storm_alert(kind: AlertKind, n: u64, settings: &AlertSettings) -> NewAlert {
+    NewAlert {
+        kind,
+        subject: subject::STORM.to_owned(),
+        summary: format!("Allau d'alertes: {}", kind.label_ca()),
+        detail: format!(
+            "Més de {threshold} alertes «{label}» ({kind}) en {mins} minuts: les següents es \
+             compten en aquesta alerta en lloc d'obrir-ne una per cada una (darrer recompte: \
+             {n} més).\n\nLes tasques abandonades: `lazona dead list`; les alertes: {list}. \
+             Aquesta alerta es tanca a mà (`lazona alerts resolve`) quan la causa estigui \
+             resolta.",
+            threshold = settings.digest_threshold,
+            label = kind.label_ca(),
+            mins = settings.digest_window.as_secs().div_ceil(60),
+            list = settings.where_to_look(),
+        ),
     }
 }
 
@@ -454,6 +584,7 @@ impl AlertCheck {
     /// [`JobError::Transient`] when the store, the inbox or the queue cannot be reached.
     pub async fn run(&self) -> Result<CheckReport, JobError> {
         let mut report = CheckReport::default();
+        self.alerts.flush_folded(true).await?;
         self.stuck_bookings(&mut report).await?;
         self.requeued_jobs(&mut report).await?;
         self.silence(&mut report).await?;
@@ -603,5 +734,277 @@ impl AlertCheck {
             .await?;
         report.raised += 1;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::{MemoryAlertStore, MemoryMailer, MemoryStateStore};
+    use crate::model::{AlertFilter, WebhookId, WebhookStatus, WebhookSummary};
+    use crate::ports::{MockJobQueue, MockWebhookInbox};
+
+    fn alert(kind: AlertKind, n: i64) -> NewAlert {
+        NewAlert {
+            kind,
+            subject: subject::job(n),
+            summary: format!("alert {n}"),
+            detail: "detail".into(),
+        }
+    }
+
+    fn delivery(settings: AlertSettings) -> (AlertDelivery, Arc<MemoryMailer>) {
+        let mailer = Arc::new(MemoryMailer::new());
+        let delivery = AlertDelivery {
+            alerts: Alerts::new(Arc::new(MemoryAlertStore::new()), settings),
+            mailer: mailer.clone(),
+            admins: vec!["admin@example.coop".into()],
+            hook: None,
+            state: Arc::new(MemoryStateStore::new()),
+        };
+        (delivery, mailer)
+    }
+
+    #[tokio::test]
+    async fn a_few_alerts_are_told_one_by_one_and_a_repeat_is_not_told_again() {
+        let (d, mailer) = delivery(AlertSettings::default());
+        d.alerts
+            .raise(alert(AlertKind::JobDead, 1))
+            .await
+            .expect("raise");
+        d.alerts
+            .raise(alert(AlertKind::JobDead, 2))
+            .await
+            .expect("raise");
+        let (mail, hook) = d.deliver().await.expect("told");
+        assert_eq!((mail.sent, mail.digests), (2, 0));
+        assert_eq!(hook, ChannelReport::default(), "no hook: nothing to post");
+        d.alerts
+            .raise(alert(AlertKind::JobDead, 1))
+            .await
+            .expect("a repeat");
+        d.deliver().await.expect("told");
+        let sent = mailer.sent();
+        assert_eq!(sent.len(), 2, "the repeat is counted, not told");
+        assert_eq!(sent[0].subject, "alert 1");
+        assert!(
+            sent[0].body.contains("lazona alerts resolve 1"),
+            "{}",
+            sent[0].body
+        );
+    }
+
+    #[tokio::test]
+    async fn a_storm_is_told_as_one_digest_per_window() {
+        let (d, mailer) = delivery(AlertSettings::default());
+        for n in 0..50 {
+            d.alerts
+                .raise(alert(AlertKind::JobDead, n))
+                .await
+                .expect("raise");
+        }
+        d.alerts
+            .raise(alert(AlertKind::BookingStuck, 1))
+            .await
+            .expect("raise");
+        let (mail, _) = d.deliver().await.expect("told");
+        // Ten on their own, the other forty folded into one storm alert, and the other kind.
+        assert_eq!((mail.digests, mail.digested, mail.sent), (1, 12, 0));
+        let sent = mailer.sent();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].subject, "Connector La Zona: 12 alertes noves");
+        assert!(
+            sent[0].body.contains("11 tasques abandonades (job_dead)"),
+            "{}",
+            sent[0].body
+        );
+        assert!(
+            sent[0].body.contains("1 enviaments encallats"),
+            "{}",
+            sent[0].body
+        );
+
+        // More within the window: held, told by the next digest once the window is over.
+        for n in 50..60 {
+            d.alerts
+                .raise(alert(AlertKind::TrackingError, n))
+                .await
+                .expect("raise");
+        }
+        let (mail, _) = d.deliver().await.expect("held");
+        assert_eq!((mail.digests, mail.held), (0, 10));
+        assert_eq!(mailer.sent().len(), 1, "one digest per window");
+        let key = "alerts.digest.mail";
+        let last = d.state.get(key).await.expect("get").expect("set");
+        let long_ago = (Utc::now() - chrono::TimeDelta::seconds(301)).to_rfc3339();
+        assert!(
+            d.state
+                .compare_and_set(key, Some(&last), &long_ago)
+                .await
+                .expect("cas")
+        );
+        let (mail, _) = d.deliver().await.expect("told");
+        assert_eq!((mail.digests, mail.digested), (1, 10));
+        assert_eq!(mailer.sent().len(), 2);
+        let (mail, _) = d.deliver().await.expect("nothing due");
+        assert_eq!(mail, ChannelReport::default());
+    }
+
+    #[tokio::test]
+    async fn a_kind_switched_off_is_not_raised_and_an_alert_resolved_before_told_is_not_told() {
+        let settings = AlertSettings {
+            off: vec![AlertKind::TrackingError],
+            ..AlertSettings::default()
+        };
+        let (d, mailer) = delivery(settings);
+        assert!(
+            d.alerts
+                .raise(alert(AlertKind::TrackingError, 1))
+                .await
+                .expect("raise")
+                .is_none()
+        );
+        d.alerts
+            .raise(alert(AlertKind::JobDead, 1))
+            .await
+            .expect("raise");
+        d.alerts
+            .resolve(AlertKind::JobDead, "job:1")
+            .await
+            .expect("resolve");
+        let (mail, _) = d.deliver().await.expect("told");
+        assert_eq!((mail.sent, mail.skipped), (0, 1));
+        assert!(mailer.sent().is_empty());
+        let all = d
+            .alerts
+            .store()
+            .list(&AlertFilter::default())
+            .await
+            .expect("list");
+        assert_eq!(all.len(), 1, "the switched-off kind was not stored");
+    }
+
+    fn order_webhook_at(at: DateTime<Utc>) -> WebhookSummary {
+        WebhookSummary {
+            id: WebhookId(1),
+            resource: Resource::Order,
+            topic: Some("order.created".into()),
+            delivery_id: None,
+            subject_id: Some(33),
+            status: WebhookStatus::Processed,
+            received_at: at,
+            error: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_requeued_dead_job_that_completed_and_a_shop_that_speaks_again_resolve_their_alerts()
+    {
+        let settings = AlertSettings {
+            silence: Duration::from_secs(3600),
+            ..AlertSettings::default()
+        };
+        let alerts = Alerts::new(Arc::new(MemoryAlertStore::new()), settings);
+        alerts
+            .raise(alert(AlertKind::JobDead, 7))
+            .await
+            .expect("raise");
+        alerts
+            .raise(alert(AlertKind::JobDead, 8))
+            .await
+            .expect("raise");
+        let mut queue = MockJobQueue::new();
+        // Job 7 was requeued and completed; job 8 is still dead.
+        queue.expect_holds().returning(|id| Ok(id.0 == 8));
+        let mut inbox = MockWebhookInbox::new();
+        let mut quiet = true;
+        inbox.expect_list().returning(move |_| {
+            let at = if quiet {
+                Utc::now() - chrono::TimeDelta::hours(2)
+            } else {
+                Utc::now()
+            };
+            quiet = false;
+            Ok(vec![order_webhook_at(at)])
+        });
+        let check = AlertCheck {
+            alerts: alerts.clone(),
+            shipments: None,
+            inbox: Arc::new(inbox),
+            queue: Arc::new(queue),
+        };
+        let report = check.run().await.expect("checked");
+        assert_eq!(
+            report,
+            CheckReport {
+                raised: 1,
+                resolved: 1
+            }
+        );
+        let open = alerts
+            .store()
+            .open_subjects(AlertKind::JobDead)
+            .await
+            .expect("open");
+        assert_eq!(open, ["job:8"]);
+        assert_eq!(
+            alerts
+                .store()
+                .open_subjects(AlertKind::ShopSilent)
+                .await
+                .expect("open"),
+            ["shop"]
+        );
+        // An order arrives: the next check resolves the silence.
+        let report = check.run().await.expect("checked");
+        assert_eq!(
+            report,
+            CheckReport {
+                raised: 0,
+                resolved: 1
+            }
+        );
+        assert!(
+            alerts
+                .store()
+                .open_subjects(AlertKind::ShopSilent)
+                .await
+                .expect("open")
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_storm_of_one_kind_is_folded_into_one_counted_alert() {
+        let alerts = Alerts::memory();
+        for n in 0..100 {
+            alerts
+                .raise(alert(AlertKind::JobDead, n))
+                .await
+                .expect("raise");
+        }
+        alerts
+            .raise(alert(AlertKind::BookingStuck, 1))
+            .await
+            .expect("another kind");
+        alerts.flush_folded(true).await.expect("written");
+        let all = alerts
+            .store()
+            .list(&AlertFilter::default())
+            .await
+            .expect("list");
+        let storm: Vec<_> = all.iter().filter(|a| a.subject == subject::STORM).collect();
+        assert_eq!(storm.len(), 1, "{all:?}");
+        assert_eq!(storm[0].kind, AlertKind::JobDead);
+        assert_eq!(
+            all.iter().map(|a| a.count).sum::<u64>(),
+            101,
+            "every raise is counted"
+        );
+        assert_eq!(
+            all.len(),
+            10 + 1 + 1,
+            "ten on their own, the storm, the other kind"
+        );
     }
 }

@@ -1,0 +1,205 @@
+//! `cargo xtask bench alerts --db sqlite|postgres [--jobs N] [--seconds S]`: an alert storm. N
+//! jobs that cannot succeed (tracking shipments that do not exist: a permanent failure, so each
+//! is dead-lettered at once) are enqueued at an even pace over S seconds into a connector whose
+//! worker runs in this process, mailing through the sandbox's SMTP sink. Run twice on fresh
+//! databases: once with every alert kind switched off (`alerts.off`), once with alerts on. The
+//! difference in this process's CPU time, over the storm's wall time, is what alerts cost the
+//! worker; the mails the sink got say how the storm was told (one by one, then digests).
+
+use super::{BenchDb, Db};
+use adapters::config::Settings;
+use adapters::sandbox::{Sandbox, SandboxOptions};
+use anyhow::{Context, Result, bail};
+use connector::Connector;
+use domain::model::{AlertKind, JobKind, NewJob};
+use figment::providers::Serialized;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+struct AlertArgs {
+    db: Db,
+    jobs: usize,
+    seconds: u64,
+}
+
+impl AlertArgs {
+    fn parse(args: &[String]) -> Result<Self> {
+        let mut a = AlertArgs {
+            db: Db::Sqlite,
+            jobs: 10_000,
+            seconds: 60,
+        };
+        let mut db = None;
+        let mut it = args.iter();
+        while let Some(flag) = it.next() {
+            let mut value = || {
+                it.next()
+                    .cloned()
+                    .with_context(|| format!("{flag} needs a value"))
+            };
+            match flag.as_str() {
+                "--db" => db = Some(Db::parse(&value()?)?),
+                "--jobs" => a.jobs = value()?.replace('_', "").parse().context("a number")?,
+                "--seconds" => a.seconds = value()?.parse().context("a number")?,
+                other => bail!("bench alerts: unknown option `{other}`"),
+            }
+        }
+        a.db = db.context("bench alerts: --db sqlite|postgres is required")?;
+        Ok(a)
+    }
+}
+
+/// What one run measured.
+struct Run {
+    cpu: Duration,
+    wall: Duration,
+    dead: i64,
+    opened: i64,
+    mails: usize,
+    digests: usize,
+}
+
+/// This process's CPU time (user and system), from `/proc/self/stat` (clock ticks of 10 ms).
+fn cpu_time() -> Result<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").context("reading /proc/self/stat")?;
+    // The fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').context("a stat line")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    Ok(Duration::from_millis(ticks * 10))
+}
+
+/// `bench alerts --db sqlite|postgres [--jobs N] [--seconds S]`.
+pub(crate) fn run(args: &[String]) -> Result<()> {
+    let args = AlertArgs::parse(args)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    rt.block_on(async {
+        let mut runs = Vec::new();
+        for alerts_on in [false, true] {
+            let bench_db = BenchDb::create(args.db).await?;
+            let result = storm(&args, &bench_db.url, alerts_on).await;
+            bench_db.remove().await?;
+            runs.push(result?);
+        }
+        let (off, on) = (&runs[0], &runs[1]);
+        for (label, r) in [("alerts off", off), ("alerts on", on)] {
+            println!(
+                "{label:>10}: {} jobs dead in {:.1} s, CPU {:.2} s ({:.1}% of a core); alerts opened {}, mails {} of which digests {}",
+                r.dead,
+                r.wall.as_secs_f64(),
+                r.cpu.as_secs_f64(),
+                100.0 * r.cpu.as_secs_f64() / r.wall.as_secs_f64(),
+                r.opened,
+                r.mails,
+                r.digests
+            );
+        }
+        let extra = on.cpu.as_secs_f64() - off.cpu.as_secs_f64();
+        println!(
+            "alerts cost {:.2} s of CPU over {:.1} s: {:.2}% of a core",
+            extra,
+            on.wall.as_secs_f64(),
+            100.0 * extra / on.wall.as_secs_f64()
+        );
+        Ok(())
+    })
+}
+
+async fn count(connector: &Connector, sql: &str) -> Result<i64> {
+    use sea_orm::ConnectionTrait as _;
+    let db = connector.database();
+    let row = db
+        .conn()
+        .query_one_raw(sea_orm::Statement::from_string(db.backend(), sql))
+        .await?
+        .context("a count")?;
+    Ok(row.try_get_by_index(0)?)
+}
+
+async fn storm(args: &AlertArgs, db_url: &str, alerts_on: bool) -> Result<Run> {
+    let fakes = Sandbox::start(SandboxOptions::default())
+        .await
+        .context("starting the sandbox")?;
+    let off: Vec<&str> = if alerts_on {
+        Vec::new()
+    } else {
+        AlertKind::ALL.iter().map(|k| k.as_str()).collect()
+    };
+    let mut figment = Settings::figment(None)?
+        .merge(Serialized::default("database.url", db_url))
+        .merge(Serialized::default("reconcile.enabled", "false"))
+        .merge(Serialized::default("log.level", "off"))
+        .merge(Serialized::default("alerts.off", off));
+    for (key, value) in fakes.config() {
+        figment = figment.merge(Serialized::default(key, value));
+    }
+    let settings: Settings = figment.extract().context("settings")?;
+    let connector = Connector::builder(settings).build().await?;
+    let shutdown = CancellationToken::new();
+    let worker = connector.spawn_worker(shutdown.clone());
+    let queue = connector.queue();
+
+    let started = Instant::now();
+    let cpu_before = cpu_time()?;
+    let per_tick = (args.jobs / (args.seconds as usize * 10)).max(1);
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut enqueued = 0;
+    while enqueued < args.jobs {
+        tick.tick().await;
+        for _ in 0..per_tick.min(args.jobs - enqueued) {
+            queue
+                .enqueue(NewJob {
+                    kind: JobKind::TrackShipment {
+                        shipment_id: 50_000_000 + enqueued as i64,
+                    },
+                    run_at: None,
+                })
+                .await?;
+            enqueued += 1;
+        }
+    }
+    let want = i64::try_from(args.jobs)?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let dead = count(
+            &connector,
+            "SELECT COUNT(*) FROM jobs WHERE status = 'dead'",
+        )
+        .await?;
+        if dead >= want || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The check and the delivery after the last death.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let cpu = cpu_time()? - cpu_before;
+    let wall = started.elapsed();
+    let dead = count(
+        &connector,
+        "SELECT COUNT(*) FROM jobs WHERE status = 'dead'",
+    )
+    .await?;
+    let opened = count(&connector, "SELECT COUNT(*) FROM alerts").await?;
+    shutdown.cancel();
+    let _ = worker.await;
+    let mails = fakes.smtp().messages();
+    let digests = mails
+        .iter()
+        .filter(|m| {
+            m.header("subject")
+                .is_some_and(|s| s.starts_with("Connector La Zona:"))
+        })
+        .count();
+    Ok(Run {
+        cpu,
+        wall,
+        dead,
+        opened,
+        mails: mails.len(),
+        digests,
+    })
+}
