@@ -2,6 +2,7 @@
 
 use std::process::Command;
 
+mod alerts;
 mod config_check;
 mod database_url;
 mod dead_and_replay;
