@@ -83,8 +83,8 @@ pub(crate) struct AlertList {
     operation_id = "list_alerts",
     tag = "alerts",
     params(
-        ("state" = Option<String>, Query, description = "`open` (the default), `resolved` or `all`"),
-        ("kind" = Option<String>, Query, description = "Only this kind (`job_dead`, `booking_stuck`, ...)"),
+        ("state" = inline(Option<super::schemas::AlertStateName>), Query, description = "`open` (the default), `resolved` or `all`"),
+        ("kind" = inline(Option<super::schemas::AlertKindName>), Query, description = "Only this kind (`job_dead`, `booking_stuck`, ...)"),
         ("limit" = inline(Option<super::schemas::Limit>), Query, description = "At most this many, 1 to 500 (default 50)"),
     ),
     responses(

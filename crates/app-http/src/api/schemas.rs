@@ -75,6 +75,24 @@ impl PartialSchema for WebhookStatusName {
     }
 }
 
+/// `?kind=` of the alert listing: an [`domain::model::AlertKind`].
+pub(crate) struct AlertKindName;
+
+impl PartialSchema for AlertKindName {
+    fn schema() -> RefOr<Schema> {
+        names(domain::model::AlertKind::ALL.map(domain::model::AlertKind::as_str))
+    }
+}
+
+/// `?state=` of the alert listing: `open`, `resolved` or `all`.
+pub(crate) struct AlertStateName;
+
+impl PartialSchema for AlertStateName {
+    fn schema() -> RefOr<Schema> {
+        names(["open", "resolved", "all"])
+    }
+}
+
 /// `?resource=` of the webhook listing: a [`Resource`].
 pub(crate) struct ResourceName;
 

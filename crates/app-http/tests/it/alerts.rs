@@ -322,3 +322,50 @@ async fn a_tracking_error_is_told_and_resolves_when_the_tracking_answers_again()
         app.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shop_that_sends_no_order_is_told_and_the_next_order_resolves_it() {
+    for (name, db) in TestDb::all().await {
+        let sink = SmtpSink::start(None).await;
+        let shop = MockServer::start().await;
+        // 0.0005 hours: under two seconds without an order webhook.
+        let settings = shipping_settings_with(
+            &db.url,
+            &shop,
+            &sink,
+            &[
+                ("alerts.silence_hours", "0.0005"),
+                ("alerts.check_interval_secs", "1"),
+                ("koiki.host", ""),
+            ],
+        );
+        let app = TestApp::spawn(&settings).await;
+        let mails = sink.wait_for(1, Duration::from_secs(20)).await;
+        assert_eq!(mails.len(), 1, "{name}");
+        assert!(
+            mails[0]
+                .header("subject")
+                .is_some_and(|s| s.starts_with("La botiga no ha enviat cap comanda")),
+            "{name}: {:?}",
+            mails[0].header("subject")
+        );
+        let resp = app
+            .post_signed(
+                "/api/deliveries/",
+                &fixture("order_minimal.json"),
+                Some("silence-1"),
+            )
+            .await;
+        assert_eq!(resp.status(), 201, "{name}");
+        assert_eq!(
+            app.wait_count(
+                "SELECT COUNT(*) FROM alerts WHERE kind = 'shop_silent' AND state = 'resolved'",
+                1
+            )
+            .await,
+            1,
+            "{name}: resolved by the next order"
+        );
+        app.stop().await;
+    }
+}
