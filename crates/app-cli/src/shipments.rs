@@ -239,6 +239,7 @@ pub(crate) async fn shipments(
                     status,
                     delivery_id: barcode,
                     before_id: before,
+                    mail_message_id: None,
                     limit,
                 })
                 .await?;

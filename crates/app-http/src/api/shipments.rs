@@ -185,6 +185,7 @@ pub(super) async fn list(
         })?,
         delivery_id: p.take("barcode")?,
         before_id: p.before_id(Listing::Shipments)?,
+        mail_message_id: None,
         limit: limit + 1,
     };
     p.finish()?;
