@@ -27,7 +27,7 @@ pub(crate) use extract::{Id, Query};
 
 use crate::{ApiError, AppState};
 use axum::http::Uri;
-use domain::ports::{JobQueue, ShipmentStore, TokenStore};
+use domain::ports::{JobQueue, MailEventStore, ShipmentStore, TokenStore};
 use domain::service::operations::{OperationError, Refusal};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -46,6 +46,8 @@ pub struct ApiDeps {
     pub queue: Arc<dyn JobQueue>,
     /// The API tokens.
     pub tokens: Arc<dyn TokenStore>,
+    /// The label mails' events, shown with their shipment.
+    pub mail_events: Arc<dyn MailEventStore>,
 }
 
 impl AppState {
