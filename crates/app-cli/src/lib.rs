@@ -69,7 +69,7 @@ pub enum Command {
     /// Look at shipments; book one again or refresh its tracking (run by a worker).
     #[command(subcommand)]
     Shipments(ShipmentsCommand),
-    /// Download label PDFs.
+    /// Download label PDFs; mail a label again.
     #[command(subcommand)]
     Labels(LabelsCommand),
     /// Process stored webhooks again (nothing already booked is booked again unless --force),
@@ -171,7 +171,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Webhooks(cmd) => webhooks(connector.inbox().as_ref(), cmd, cli.json).await,
         Command::Shipments(cmd) => shipments::shipments(&connector, cmd, cli.json).await,
-        Command::Labels(cmd) => shipments::labels(&connector, cmd).await,
+        Command::Labels(cmd) => shipments::labels(&connector, cmd, cli.json).await,
         Command::Replay(args) => replay::replay(&connector, args, cli.json).await,
         Command::Dead(cmd) => dead::dead(&connector, cmd, cli.json).await,
         Command::Tokens(cmd) => tokens::tokens(&connector, cmd, cli.json).await,
@@ -241,10 +241,8 @@ impl Command {
                 ShipmentsCommand::Retry { .. } | ShipmentsCommand::Track { .. }
             ),
             Command::Dead(cmd) => matches!(cmd, DeadCommand::Requeue { .. }),
-            Command::Webhooks(_)
-            | Command::Labels(_)
-            | Command::Sandbox(_)
-            | Command::Config(_) => false,
+            Command::Labels(cmd) => matches!(cmd, LabelsCommand::Resend { .. }),
+            Command::Webhooks(_) | Command::Sandbox(_) | Command::Config(_) => false,
         }
     }
 }
