@@ -22,6 +22,7 @@ pub use sandbox::SandboxArgs;
 
 mod config_check;
 mod dead;
+mod mail_events;
 mod reconcile;
 mod replay;
 mod shipments;
@@ -29,6 +30,7 @@ mod tokens;
 
 pub use config_check::ConfigCommand;
 pub use dead::DeadCommand;
+pub use mail_events::MailEventsCommand;
 pub use reconcile::ReconcileArgs;
 pub use replay::ReplayArgs;
 
@@ -81,6 +83,10 @@ pub enum Command {
     /// Jobs the workers gave up on: list, show, requeue.
     #[command(subcommand)]
     Dead(DeadCommand),
+    /// What the mail relay reported about the label mails (delivered, bounced, ...), and the
+    /// deliveries that could not be read, kept for inspection.
+    #[command(subcommand)]
+    MailEvents(MailEventsCommand),
     /// The resolved configuration and a test of every connection.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -174,6 +180,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Labels(cmd) => shipments::labels(&connector, cmd, cli.json).await,
         Command::Replay(args) => replay::replay(&connector, args, cli.json).await,
         Command::Dead(cmd) => dead::dead(&connector, cmd, cli.json).await,
+        Command::MailEvents(cmd) => mail_events::mail_events(&connector, cmd, cli.json).await,
         Command::Tokens(cmd) => tokens::tokens(&connector, cmd, cli.json).await,
         Command::Reconcile(args) => reconcile::reconcile(&connector, args, cli.json).await,
         Command::Sandbox(_)
@@ -242,7 +249,10 @@ impl Command {
             ),
             Command::Dead(cmd) => matches!(cmd, DeadCommand::Requeue { .. }),
             Command::Labels(cmd) => matches!(cmd, LabelsCommand::Resend { .. }),
-            Command::Webhooks(_) | Command::Sandbox(_) | Command::Config(_) => false,
+            Command::Webhooks(_)
+            | Command::MailEvents(_)
+            | Command::Sandbox(_)
+            | Command::Config(_) => false,
         }
     }
 }

@@ -484,3 +484,54 @@ async fn a_label_is_mailed_again_and_the_mail_shown_with_the_shipment() {
         let _ = running.await;
     }
 }
+
+/// `lazona mail-events` lists what the relay reported, and shows a malformed delivery as it came.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_events_are_listed_and_a_malformed_delivery_shown_as_received() {
+    use domain::model::{MailEventStatus, NewMailEvent};
+    use domain::ports::MailEventStore as _;
+    for (backend, db) in TestDb::all().await {
+        let database = database(&db.url).await;
+        let events = adapters::db::SqlMailEventStore::new(database.clone());
+        let mut bad = NewMailEvent::new("mandrill", "malformed", "[{not json".into());
+        bad.status = MailEventStatus::Malformed;
+        bad.error = Some("mandrill_events is not JSON".into());
+        events.record(&bad).await.expect("kept");
+        let mut resent = NewMailEvent::new("lazona", "resent", "{}".into());
+        resent.status = MailEventStatus::Applied;
+        resent.shipment_id = Some(5);
+        events.record(&resent).await.expect("kept");
+
+        let rows = stdout_json(
+            &run(
+                &db.url,
+                &["mail-events", "list", "--status", "malformed", "--json"],
+            )
+            .await,
+        );
+        let rows = rows.as_array().expect("array");
+        assert_eq!(rows.len(), 1, "{backend}");
+        assert_eq!(rows[0]["raw"], "[{not json", "{backend}");
+        let id = rows[0]["id"].as_i64().expect("id").to_string();
+        let out = run(&db.url, &["mail-events", "show", &id]).await;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(text.contains("[{not json"), "{backend}: {text}");
+        assert!(text.contains("is not JSON"), "{backend}: {text}");
+        let rows = stdout_json(
+            &run(
+                &db.url,
+                &["mail-events", "list", "--shipment", "5", "--json"],
+            )
+            .await,
+        );
+        assert_eq!(rows[0]["event"], "resent", "{backend}");
+        assert_eq!(
+            run(&db.url, &["mail-events", "show", "999999"])
+                .await
+                .status
+                .code(),
+            Some(3),
+            "{backend}"
+        );
+    }
+}
