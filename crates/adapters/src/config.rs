@@ -275,6 +275,14 @@ pub struct MailConfig {
     pub admin_recipients: Vec<String>,
     /// The most connections open to the SMTP server at once; they are kept open between sends.
     pub max_connections: usize,
+    /// The key of the mail relay's event webhook (Mandrill's, shown once the webhook is added);
+    /// unset, `POST /api/mail-events/mandrill` answers 503.
+    #[serde(default, deserialize_with = "secret_opt")]
+    pub events_key: Option<SecretString>,
+    /// The event webhook's URL exactly as registered with the relay (what Mandrill signs); empty:
+    /// the request's own scheme (`X-Forwarded-Proto` when a proxy sets it), `Host` and path.
+    #[serde(default)]
+    pub events_url: String,
 }
 
 /// SugarCRM.

@@ -6,6 +6,7 @@
 //! - [`http`]: the reqwest client and helpers the Koiki, SugarCRM and WordPress clients share.
 //! - [`koiki`]: the Koiki carrier client (booking and tracking) over HTTP.
 //! - [`mail`]: the SMTP mailer (lettre, with `TCP_NODELAY` connections).
+//! - [`mandrill`]: Mandrill's message-event webhooks: their signature, their events read.
 //! - [`queue`]: opens the configured queue backend.
 //! - [`redact`]: passwords masked in any text that may carry a URL; a URL's problem named.
 //! - [`redis_queue`]: the job queue on Redis Streams, fed from the SQL jobs table as an outbox.
@@ -22,6 +23,7 @@ pub mod db;
 pub mod http;
 pub mod koiki;
 pub mod mail;
+pub mod mandrill;
 pub mod memory;
 pub mod queue;
 pub mod redact;

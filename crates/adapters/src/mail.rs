@@ -18,6 +18,10 @@
 //! orders/s opened a new connection for every other mail), and the mail server never sees more
 //! connections from the connector than it was told.
 //!
+//! A message carries the [`Email`]'s extra headers (the label mails' `X-MC-Metadata`) and its
+//! `Message-ID` when it has one (the label mails' own, recorded on their shipment); otherwise
+//! lettre makes one up.
+//!
 //! Errors: a permanent SMTP reply (5xx, including a refused login), an address that does not
 //! parse, or a message the server cannot take (e.g. no `8BITMIME` for a non-ASCII body) is
 //! [`MailError::Rejected`]; everything else (connection, TLS, a server without STARTTLS when it
@@ -37,7 +41,8 @@ use lettre::{
     Message,
     address::Envelope,
     message::{
-        Attachment as LettreAttachment, Mailbox, MultiPart, SinglePart, header::ContentType,
+        Attachment as LettreAttachment, Mailbox, MultiPart, SinglePart,
+        header::{ContentType, HeaderName, HeaderValue},
     },
     transport::smtp::{
         authentication::{Credentials, Mechanism},
@@ -204,10 +209,24 @@ impl SmtpMailer {
     /// Builds the MIME message and its envelope.
     fn message(&self, email: &Email) -> Result<(Envelope, Vec<u8>), MailError> {
         let rejected = |reason: String| MailError::Rejected { reason };
+        let breaks = |v: &str| v.contains(['\r', '\n']);
+        if let Some(id) = &email.message_id
+            && (breaks(id) || !id.starts_with('<') || !id.ends_with('>'))
+        {
+            return Err(rejected(format!("invalid Message-ID {id:?}")));
+        }
         let mut builder = Message::builder()
             .from(self.from.clone())
             .subject(email.subject.clone())
-            .message_id(None);
+            .message_id(email.message_id.clone());
+        for (name, value) in &email.headers {
+            let header = HeaderName::new_from_ascii(name.clone())
+                .map_err(|_| rejected(format!("invalid header name {name:?}")))?;
+            if breaks(value) {
+                return Err(rejected(format!("header {name} has a line break")));
+            }
+            builder = builder.raw_header(HeaderValue::new(header, value.clone()));
+        }
         for to in &email.to {
             let mailbox = to
                 .parse::<Mailbox>()

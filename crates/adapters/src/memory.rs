@@ -1,6 +1,6 @@
 //! In-memory adapters, for tests, examples and embedders: a [`ShipmentStore`] (for those who
-//! keep shipments elsewhere), a [`Shop`] holding vendors, orders and users, and a [`Mailer`]
-//! that keeps what it is given. Each holds everything in one mutex and loses it on drop;
+//! keep shipments elsewhere), a [`Shop`] holding vendors, orders and users, a [`Mailer`] that
+//! keeps what it is given, and the alerts', named values' and mail events' stores. Each holds everything in one mutex and loses it on drop;
 //! production uses the SQL store, the WordPress shop and the SMTP mailer beside this module.
 //!
 //! This file is also compiled into `domain`'s own unit tests (`#[path]`, as `domain::memory`
@@ -13,11 +13,14 @@ use domain::error::{MailError, ShopError, StoreError};
 use domain::model::shipment::VendorProfile;
 use domain::model::{
     Alert, AlertChannel, AlertFilter, AlertKind, AlertState, BookingOutcome, BookingRecorded,
-    Claim, KindCounts, NewAlert, Order, OrderNote, OrderPage, OrderUpdate, PastBooking,
-    PastBookingReason, Raised, ShipmentFilter, ShipmentMethod, ShipmentRecord, ShipmentStatus,
-    ShopOrder, ShopWebhook,
+    Claim, KindCounts, MailEvent, MailEventFilter, MailEventStatus, MailUpdate, NewAlert,
+    NewMailEvent, Order, OrderNote, OrderPage, OrderUpdate, PastBooking, PastBookingReason, Raised,
+    RecordedMailEvent, ShipmentFilter, ShipmentMethod, ShipmentRecord, ShipmentStatus, ShopOrder,
+    ShopWebhook,
 };
-use domain::ports::{AlertStore, Email, Mailer, ShipmentStore, Shop, ShopUser, StateStore};
+use domain::ports::{
+    AlertStore, Email, MailEventStore, Mailer, ShipmentStore, Shop, ShopUser, StateStore,
+};
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
@@ -102,6 +105,9 @@ impl ShipmentStore for MemoryShipmentStore {
             order_withdrawn: None,
             noted_barcode: None,
             tracking_unmailed_since: None,
+            mail_message_id: None,
+            mail_state: None,
+            mail_state_at: None,
         };
         rows.push((r.clone(), None));
         Ok(Claim::Claimed(r))
@@ -295,6 +301,28 @@ impl ShipmentStore for MemoryShipmentStore {
         })
     }
 
+    async fn update_mail(
+        &self,
+        id: i64,
+        u: &MailUpdate,
+    ) -> Result<Option<ShipmentRecord>, StoreError> {
+        let mut rows = self.rows();
+        let (r, _) = rows
+            .iter_mut()
+            .find(|(r, _)| r.id == id)
+            .ok_or(StoreError::NotFound(id))?;
+        if r.mail_message_id != u.seen_message_id || r.mail_state != u.seen_state {
+            return Ok(None);
+        }
+        r.mail_message_id.clone_from(&u.message_id);
+        r.mail_state = u.state;
+        r.mail_state_at = u.at;
+        if u.mailed {
+            r.mailed_at = Some(Utc::now());
+        }
+        Ok(Some(r.clone()))
+    }
+
     async fn mark_withdrawn(
         &self,
         order_id: i64,
@@ -373,6 +401,9 @@ impl ShipmentStore for MemoryShipmentStore {
                     && f.status.is_none_or(|v| r.status == v)
                     && f.delivery_id.as_ref().is_none_or(|v| &r.delivery_id == v)
                     && f.before_id.is_none_or(|v| r.id < v)
+                    && f.mail_message_id
+                        .as_ref()
+                        .is_none_or(|v| r.mail_message_id.as_ref() == Some(v))
             })
             .take(usize::try_from(limit).unwrap_or(usize::MAX))
             .cloned()
@@ -789,6 +820,82 @@ impl AlertStore for MemoryAlertStore {
             }
         }
         Ok(())
+    }
+}
+
+/// Mail events in memory, deduplicated per (provider, dedupe key) like the SQL store.
+#[derive(Debug, Default)]
+pub struct MemoryMailEventStore {
+    events: Mutex<Vec<MailEvent>>,
+}
+
+impl MemoryMailEventStore {
+    /// A store with no event.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every event, oldest first.
+    pub fn all(&self) -> Vec<MailEvent> {
+        lock(&self.events).clone()
+    }
+}
+
+#[async_trait]
+impl MailEventStore for MemoryMailEventStore {
+    async fn record(&self, event: &NewMailEvent) -> Result<RecordedMailEvent, StoreError> {
+        let mut events = lock(&self.events);
+        if let Some(key) = &event.dedupe_key
+            && let Some(e) = events.iter().find(|e| {
+                e.data.provider == event.provider && e.data.dedupe_key.as_ref() == Some(key)
+            })
+        {
+            return Ok(RecordedMailEvent::Duplicate {
+                id: e.id,
+                status: e.data.status,
+            });
+        }
+        let id = i64::try_from(events.len()).unwrap_or(i64::MAX) + 1;
+        events.push(MailEvent {
+            id,
+            received_at: Utc::now(),
+            data: event.clone(),
+        });
+        Ok(RecordedMailEvent::Inserted(id))
+    }
+
+    async fn settle(
+        &self,
+        id: i64,
+        status: MailEventStatus,
+        shipment_id: Option<i64>,
+        error: Option<String>,
+    ) -> Result<(), StoreError> {
+        if let Some(e) = lock(&self.events).iter_mut().find(|e| e.id == id) {
+            e.data.status = status;
+            e.data.shipment_id = shipment_id;
+            e.data.error = error;
+        }
+        Ok(())
+    }
+
+    async fn get(&self, id: i64) -> Result<Option<MailEvent>, StoreError> {
+        Ok(lock(&self.events).iter().find(|e| e.id == id).cloned())
+    }
+
+    async fn list(&self, f: &MailEventFilter) -> Result<Vec<MailEvent>, StoreError> {
+        let limit = if f.limit == 0 { 100 } else { f.limit };
+        Ok(lock(&self.events)
+            .iter()
+            .rev()
+            .filter(|e| {
+                f.shipment_id.is_none_or(|v| e.data.shipment_id == Some(v))
+                    && f.status.is_none_or(|v| e.data.status == v)
+                    && f.before_id.is_none_or(|v| e.id < v)
+            })
+            .take(limit)
+            .cloned()
+            .collect())
     }
 }
 

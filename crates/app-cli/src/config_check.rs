@@ -34,7 +34,8 @@ fn is_secret(key: &str) -> bool {
     matches!(
         last,
         "password" | "secret" | "auth_token" | "tracking_auth_token" | "token" | "dsn"
-    )
+    ) || last.ends_with("_key")
+        || last.ends_with("_secret")
 }
 
 fn shown(key: &str, value: &Value) -> serde_json::Value {
@@ -358,6 +359,8 @@ mod tests {
         assert!(is_secret("koiki.auth_token"));
         assert!(is_secret("shop.password"));
         assert!(is_secret("sentry.dsn"));
+        assert!(is_secret("mail.events_key"));
+        assert!(is_secret("alerts.webhook_secret"));
         assert!(!is_secret("shop.user"));
     }
 }

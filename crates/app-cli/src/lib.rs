@@ -23,6 +23,7 @@ pub use sandbox::SandboxArgs;
 mod alerts;
 mod config_check;
 mod dead;
+mod mail_events;
 mod reconcile;
 mod replay;
 mod shipments;
@@ -31,6 +32,7 @@ mod tokens;
 pub use alerts::AlertsCommand;
 pub use config_check::ConfigCommand;
 pub use dead::DeadCommand;
+pub use mail_events::MailEventsCommand;
 pub use reconcile::ReconcileArgs;
 pub use replay::ReplayArgs;
 
@@ -71,7 +73,7 @@ pub enum Command {
     /// Look at shipments; book one again or refresh its tracking (run by a worker).
     #[command(subcommand)]
     Shipments(ShipmentsCommand),
-    /// Download label PDFs.
+    /// Download label PDFs; mail a label again.
     #[command(subcommand)]
     Labels(LabelsCommand),
     /// Process stored webhooks again (nothing already booked is booked again unless --force),
@@ -86,6 +88,10 @@ pub enum Command {
     /// What needs a person: list, show, resolve alerts.
     #[command(subcommand)]
     Alerts(AlertsCommand),
+    /// What the mail relay reported about the label mails (delivered, bounced, ...), and the
+    /// deliveries that could not be read, kept for inspection.
+    #[command(subcommand)]
+    MailEvents(MailEventsCommand),
     /// The resolved configuration and a test of every connection.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -176,10 +182,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Webhooks(cmd) => webhooks(connector.inbox().as_ref(), cmd, cli.json).await,
         Command::Shipments(cmd) => shipments::shipments(&connector, cmd, cli.json).await,
-        Command::Labels(cmd) => shipments::labels(&connector, cmd).await,
+        Command::Labels(cmd) => shipments::labels(&connector, cmd, cli.json).await,
         Command::Replay(args) => replay::replay(&connector, args, cli.json).await,
         Command::Dead(cmd) => dead::dead(&connector, cmd, cli.json).await,
         Command::Alerts(cmd) => alerts::alerts(&connector, cmd, cli.json).await,
+        Command::MailEvents(cmd) => mail_events::mail_events(&connector, cmd, cli.json).await,
         Command::Tokens(cmd) => tokens::tokens(&connector, cmd, cli.json).await,
         Command::Reconcile(args) => reconcile::reconcile(&connector, args, cli.json).await,
         Command::Sandbox(_)
@@ -248,8 +255,9 @@ impl Command {
             ),
             Command::Dead(cmd) => matches!(cmd, DeadCommand::Requeue { .. }),
             Command::Alerts(cmd) => matches!(cmd, AlertsCommand::Resolve { .. }),
+            Command::Labels(cmd) => matches!(cmd, LabelsCommand::Resend { .. }),
             Command::Webhooks(_)
-            | Command::Labels(_)
+            | Command::MailEvents(_)
             | Command::Sandbox(_)
             | Command::Config(_) => false,
         }

@@ -1,5 +1,6 @@
 //! `lazona sandbox`: starts the fake third parties of `adapters::sandbox` (Koiki, WCFM,
-//! WordPress, WooCommerce, and an SMTP sink writing each mail to a folder), prints the
+//! WordPress, WooCommerce, an SMTP sink writing each mail to a folder, and a fake Mandrill
+//! reporting the label mails to the server, one of them bounced), prints the
 //! environment that points `lazona-http` at them and a `curl` command that posts a signed
 //! sample order, then reports what the fakes see until ctrl-c.
 //!
@@ -44,6 +45,7 @@ pub(crate) async fn run(args: &SandboxArgs) -> anyhow::Result<ExitCode> {
         port: args.port,
         mail_dir: Some(mail_dir.clone()),
         count_mails_only: false,
+        mail_events: true,
     })
     .await
     .with_context(|| format!("cannot listen on 127.0.0.1:{}", args.port))?;
@@ -118,10 +120,20 @@ pub(crate) async fn run(args: &SandboxArgs) -> anyhow::Result<ExitCode> {
     println!(
         "Each vendor's label mail lands in {}. The shop also lists order {missed_id}, which \
          WooCommerce never delivered: the server's first reconciliation pass (at start-up) books \
-         it, and tells the admins ({}) that the shop's order.updated webhook is disabled. \
-         Ctrl-C stops the sandbox.",
+         it, and tells the admins ({}) that the shop's order.updated webhook is disabled.",
         mail_dir.display(),
         sandbox::ADMIN_EMAIL
+    );
+    println!();
+    println!(
+        "A fake Mandrill then reports each label mail to the server \
+         (http://{}/api/mail-events/mandrill, signed with LAZONA_MAIL__EVENTS_KEY): delivered, \
+         but the first one to vendor 7 ({}) bounced. The admins get an alert mail; `lazona \
+         shipments show ID` shows the mail's state and events; `lazona labels resend ID` (or \
+         `--to EMAIL`) mails the label again, and the fake reports it delivered. Ctrl-C stops \
+         the sandbox.",
+        args.listen,
+        sandbox::vendor_email(7)
     );
     println!("{rule}");
 
@@ -163,7 +175,7 @@ fn summary(calls: &Calls) -> String {
     format!(
         "Koiki bookings {} ({} envios), tracking {}; WCFM vendors {}; WordPress users {} \
          (searches {}, role updates {}); WooCommerce orders {} (listings {}, updates {}, \
-         notes {}), webhook listings {}; refused {}",
+         notes {}), webhook listings {}; Mandrill events posted {} (refused {}); refused {}",
         calls.koiki_bookings,
         calls.koiki_envios,
         calls.koiki_tracking,
@@ -176,6 +188,8 @@ fn summary(calls: &Calls) -> String {
         calls.wc_order_updates,
         calls.wc_note_writes,
         calls.wc_webhook_lists,
+        calls.mandrill_events,
+        calls.mandrill_refused,
         calls.refused
     )
 }

@@ -1,12 +1,16 @@
-//! `lazona shipments ...` and `lazona labels ...`: look at shipments, download labels, and the
-//! operator's actions (book again, refresh tracking) run as worker jobs.
+//! `lazona shipments ...` and `lazona labels ...`: look at shipments (their label mail's state
+//! and the mail relay's reports too), download labels, and the operator's actions (book again,
+//! refresh tracking, mail a label again) run as worker jobs.
 
 use crate::{NOT_FOUND, REFUSED};
 use anyhow::Context;
 use clap::Subcommand;
 use connector::Connector;
-use domain::model::{JobId, PastBooking, ShipmentFilter, ShipmentRecord, ShipmentStatus};
-use domain::ports::{JobQueue, ShipmentStore};
+use domain::model::{
+    JobId, MailEvent, MailEventFilter, MailEventStatus, MailState, PastBooking, ShipmentFilter,
+    ShipmentRecord, ShipmentStatus,
+};
+use domain::ports::{JobQueue, MailEventStore, ShipmentStore};
 use domain::service::operations::{self, Enqueued, OperationError, Refusal};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,7 +41,8 @@ pub enum ShipmentsCommand {
         #[arg(long, default_value_t = 50)]
         limit: u64,
     },
-    /// Show one shipment: status, barcode, messages, the request sent to the carrier.
+    /// Show one shipment: status, barcode, messages, its label mail (where it stands and what the
+    /// mail relay reported), the request sent to the carrier.
     Show {
         /// The shipment id.
         id: i64,
@@ -90,6 +95,19 @@ pub enum LabelsCommand {
         #[arg(long, value_name = "PAST_ID")]
         past: Option<i64>,
     },
+    /// Mail the shipment's label again (a worker sends it): to its vendor's address as the shop
+    /// has it now, or to --to. Recorded on the shipment (its mail state back to `sent`) and
+    /// among its mail events.
+    Resend {
+        /// The shipment id.
+        id: i64,
+        /// Mail it to this address instead of the vendor's.
+        #[arg(long, value_name = "EMAIL")]
+        to: Option<String>,
+        /// Waiting for the worker.
+        #[command(flatten)]
+        wait: Wait,
+    },
 }
 
 fn parse_status(s: &str) -> Result<ShipmentStatus, String> {
@@ -121,12 +139,48 @@ fn print_table(rows: &[ShipmentRecord]) {
     }
 }
 
-/// A shipment with the bookings it no longer holds, as `shipments show --json` prints it.
+/// A shipment with the bookings it no longer holds and its label mails' events, as `shipments
+/// show --json` prints it.
 #[derive(serde::Serialize)]
 struct Shown<'a> {
     #[serde(flatten)]
     shipment: &'a ShipmentRecord,
     past_bookings: &'a [PastBooking],
+    mail_events: &'a [MailEvent],
+}
+
+fn print_mail_events(s: &ShipmentRecord, events: &[MailEvent]) {
+    if events.is_empty() {
+        return;
+    }
+    println!("\nlabel mail events (newest first):");
+    for e in events {
+        let d = &e.data;
+        println!(
+            "  {:<19}  {:<8}  {:<11}  {:<9}  {:<30}  {}{}",
+            d.occurred_at
+                .unwrap_or(e.received_at)
+                .format("%Y-%m-%d %H:%M:%S"),
+            d.provider,
+            d.event,
+            d.state.map_or("-", |m| m.as_str()),
+            d.email.as_deref().unwrap_or("-"),
+            d.detail.as_deref().unwrap_or(""),
+            match d.status {
+                MailEventStatus::Applied => String::new(),
+                MailEventStatus::Stale => " (about an earlier label mail: no change)".to_owned(),
+                MailEventStatus::Ignored => " (no change)".to_owned(),
+                other => format!(" ({other})"),
+            }
+        );
+    }
+    if s.mail_state.is_some_and(MailState::is_failure) {
+        println!(
+            "\nThe vendor has no label: check their address in the shop, then `lazona labels \
+             resend {}` (or `--to EMAIL`).",
+            s.id
+        );
+    }
 }
 
 fn print_past(s: &ShipmentRecord, past: &[PastBooking]) {
@@ -179,6 +233,16 @@ fn print_one(s: &ShipmentRecord) {
         "mailed     {}",
         s.mailed_at.map_or("no".into(), |t| t.to_string())
     );
+    if let Some(state) = s.mail_state {
+        println!(
+            "mail       {state}{}{}",
+            s.mail_state_at
+                .map_or(String::new(), |t| format!(" since {t}")),
+            s.mail_message_id
+                .as_deref()
+                .map_or(String::new(), |m| format!(" (Message-ID {m})"))
+        );
+    }
     if let Some(barcode) = &s.noted_barcode {
         println!("noted      tracking note for {barcode} written on the order in the shop");
     }
@@ -205,6 +269,16 @@ fn print_one(s: &ShipmentRecord) {
     if !s.request.is_empty() {
         println!("\nrequest sent to the carrier:\n{}", s.request);
     }
+}
+
+async fn mail_events(events: &dyn MailEventStore, id: i64) -> anyhow::Result<Vec<MailEvent>> {
+    Ok(events
+        .list(&MailEventFilter {
+            shipment_id: Some(id),
+            limit: 200,
+            ..MailEventFilter::default()
+        })
+        .await?)
 }
 
 async fn find(store: &dyn ShipmentStore, id: i64) -> anyhow::Result<Option<ShipmentRecord>> {
@@ -239,6 +313,7 @@ pub(crate) async fn shipments(
                     status,
                     delivery_id: barcode,
                     before_id: before,
+                    mail_message_id: None,
                     limit,
                 })
                 .await?;
@@ -254,14 +329,17 @@ pub(crate) async fn shipments(
                 return Ok(ExitCode::from(NOT_FOUND));
             };
             let past = store.past_bookings(id).await?;
+            let mails = mail_events(connector.mail_events().as_ref(), id).await?;
             if json {
                 let shown = Shown {
                     shipment: &s,
                     past_bookings: &past,
+                    mail_events: &mails,
                 };
                 println!("{}", serde_json::to_string_pretty(&shown)?);
             } else {
                 print_one(&s);
+                print_mail_events(&s, &mails);
                 print_past(&s, &past);
             }
             Ok(ExitCode::SUCCESS)
@@ -304,6 +382,12 @@ async fn act(
             if matches!(refusal, Refusal::NeedsForce { .. }) {
                 eprintln!("If a second parcel is what you want, add --force.");
             }
+            if matches!(refusal, Refusal::NoLabel) {
+                eprintln!(
+                    "`lazona shipments show {id}` says why; a refused booking is booked again \
+                     with `lazona shipments retry {id}`."
+                );
+            }
             return Ok(ExitCode::from(REFUSED));
         }
         Err(e) => return Err(e.into()),
@@ -337,7 +421,8 @@ async fn act(
         if let Some(s) = now
             && s.status != ShipmentStatus::Booking
             && (s.updated_at != before.updated_at
-                || s.tracking_updated_at != before.tracking_updated_at)
+                || s.tracking_updated_at != before.tracking_updated_at
+                || s.mailed_at != before.mailed_at)
         {
             if json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
@@ -377,9 +462,19 @@ async fn dead(queue: &dyn JobQueue, job: JobId) -> anyhow::Result<Option<String>
 }
 
 /// Runs `lazona labels ...`.
-pub(crate) async fn labels(connector: &Connector, cmd: LabelsCommand) -> anyhow::Result<ExitCode> {
+pub(crate) async fn labels(
+    connector: &Connector,
+    cmd: LabelsCommand,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let store = connector.shipments();
     match cmd {
+        LabelsCommand::Resend { id, to, wait } => {
+            let queue = connector.queue();
+            let done =
+                operations::resend_label(store.as_ref(), queue.as_ref(), id, to.as_deref()).await;
+            act(queue.as_ref(), store.as_ref(), id, done, &wait, json).await
+        }
         LabelsCommand::Get { id, output, past } => {
             let pdf = match past {
                 Some(past) => store.past_label(id, past).await?,

@@ -34,10 +34,38 @@ async function loadShipments() {
       <td>${s.id}</td><td>${s.order_id}</td><td>${s.vendor_id}</td>
       <td>${statusCell(s.status)}</td><td>${esc(s.barcode || "-")}</td>
       <td>${s.has_label ? `<a href="#" data-label="${s.id}">PDF</a>` : ""}</td>
+      <td>${s.mail_state ? `<a href="#" data-mail="${s.id}" title="the label mail's history">${statusCell(s.mail_state)}</a>` : ""}</td>
       <td class="msg">${esc(s.message)}</td>
       <td>${admin && s.method === "KOIKI" ? `<button type="button" data-retry="${s.id}" data-status="${esc(s.status)}"${s.status === "BOOKING" ? " disabled" : ""}>Retry</button>
           ${s.barcode ? `<button type="button" data-track="${s.id}">Refresh</button>` : ""}` : ""}</td>
     </tr>`).join("");
+  for (const id of mailOpen) showMail(id).catch(() => {});
+}
+
+// A shipment's label mail: its state and what the mail relay reported, in a row below it
+// (kept open across reloads until clicked again).
+const mailOpen = new Set();
+async function toggleMail(id) {
+  const open = document.querySelector(`tr[data-mail-detail="${id}"]`);
+  if (open) { open.remove(); mailOpen.delete(id); return; }
+  mailOpen.add(id);
+  await showMail(id);
+}
+
+async function showMail(id) {
+  const row = document.querySelector(`tr[data-shipment="${id}"]`);
+  const s = await json(`/shipments/${id}`);
+  const events = (s.mail_events || []).map((e) => `<li>${esc(new Date(e.occurred_at || e.received_at).toLocaleString())}
+      ${statusCell(e.state || e.event)} ${esc(e.event)} ${esc(e.email || "")} ${esc(e.detail || "")}${e.status === "applied" ? "" : ` (${esc(e.status)})`}</li>`).join("");
+  const detail = document.createElement("tr");
+  detail.className = "mail-detail";
+  detail.dataset.mailDetail = id;
+  detail.innerHTML = `<td colspan="9">Label mail ${statusCell(s.mail_state)}
+      ${s.mail_state_at ? "since " + esc(new Date(s.mail_state_at).toLocaleString()) : ""}
+      ${s.mailed_at ? "· mailed " + esc(new Date(s.mailed_at).toLocaleString()) : ""}
+      ${s.mail_state === "bounced" || s.mail_state === "rejected" || s.mail_state === "spam" ? `· the vendor has no label: <code>lazona labels resend ${s.id}</code>` : ""}
+      <ul>${events || "<li>no report from the mail relay yet</li>"}</ul></td>`;
+  if (row) row.after(detail);
 }
 
 async function loadWebhooks() {
@@ -141,6 +169,9 @@ document.addEventListener("click", async (e) => {
     t.disabled = true;
     const response = await call(`/alerts/${t.dataset.resolve}/resolve`, { method: "POST" });
     if (response.ok) loadAlerts().catch(() => {}); else t.textContent = "Refused (" + response.status + ")";
+  } else if (t.closest("[data-mail]")) {
+    e.preventDefault();
+    await toggleMail(t.closest("[data-mail]").dataset.mail);
   } else if (t.dataset.label) {
     e.preventDefault();
     const response = await call(`/shipments/${t.dataset.label}/label`);

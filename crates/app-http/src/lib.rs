@@ -2,6 +2,9 @@
 //! customers to `/api/customers/`; each signed webhook is written to the inbox with its job in
 //! one transaction before it is acknowledged.
 //!
+//! `/api/mail-events/mandrill` takes Mandrill's signed reports about the label mails
+//! (delivered, bounced, ...) and maps them onto the shipments (`mail_events`).
+//!
 //! The operations API ([`api`], under `/api/v1/`, with bearer tokens) reads the inbox, the
 //! shipments and the dead jobs and enqueues the operators' actions; `/docs` shows its OpenAPI
 //! document.
@@ -15,11 +18,13 @@ pub mod api;
 mod assets;
 mod dashboard;
 mod error;
+mod mail_events;
 mod metrics;
 mod trace;
 mod webhooks;
 
 pub use error::ApiError;
+pub use mail_events::MailEventsEndpoint;
 
 use adapters::config::Settings;
 use adapters::db::{Database, SqlInbox};
@@ -52,6 +57,8 @@ pub struct AppState {
     pub api: Option<Arc<api::ApiDeps>>,
     /// The event log behind `/api/v1/events`; `None` answers it 503.
     pub events: Option<Arc<dyn EventLog>>,
+    /// What `/api/mail-events/mandrill` needs; `None` answers it 503.
+    pub mail_events: Option<Arc<MailEventsEndpoint>>,
     /// The queue whose depth `/metrics` shows, and its backend's name (`sql`, `redis`).
     pub queue_stats: Option<(Arc<dyn JobQueue>, &'static str)>,
     /// Cancelled when the server shuts down: ends the event streams, which would hold up a
@@ -70,6 +77,7 @@ impl AppState {
             max_body_bytes: 1024 * 1024,
             api: None,
             events: None,
+            mail_events: None,
             queue_stats: None,
             shutdown: CancellationToken::new(),
         }
@@ -92,6 +100,14 @@ pub fn router(state: AppState) -> Router {
         .route("/api/deliveries", post(webhooks::order))
         .route("/api/customers/", post(webhooks::customer))
         .route("/api/customers", post(webhooks::customer))
+        .route(
+            "/api/mail-events/mandrill",
+            post(mail_events::mandrill)
+                .head(mail_events::head)
+                .layer(DefaultBodyLimit::max(
+                    max_body_bytes.max(mail_events::MAX_BODY_BYTES),
+                )),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::render))
@@ -147,8 +163,14 @@ pub fn state(connector: &Connector, settings: &Settings, shutdown: CancellationT
         queue: connector.queue(),
         tokens: connector.tokens(),
         alerts: connector.alerts().store().clone(),
+        mail_events: connector.mail_events(),
     }));
     state.events = Some(connector.events());
+    state.mail_events = Some(Arc::new(MailEventsEndpoint {
+        tracking: connector.mail_tracking(),
+        key: settings.mail.events_key.clone(),
+        url: Some(settings.mail.events_url.trim().to_owned()).filter(|u| !u.is_empty()),
+    }));
     state.queue_stats = connector.queue_stats();
     state.shutdown = shutdown;
     state

@@ -13,8 +13,8 @@ use crate::observe::{self, EventRecorder};
 use crate::worker::{ConnectorHandler, Outcome, Periodic, Worker, WorkerOptions};
 use adapters::config::Settings;
 use adapters::db::{
-    Database, SqlAlertStore, SqlEventLog, SqlInbox, SqlJobQueue, SqlShipmentStore, SqlStateStore,
-    SqlTokenStore,
+    Database, SqlAlertStore, SqlEventLog, SqlInbox, SqlJobQueue, SqlMailEventStore,
+    SqlShipmentStore, SqlStateStore, SqlTokenStore,
 };
 use adapters::queue::Queue;
 use bytes::Bytes;
@@ -23,11 +23,12 @@ use domain::model::AlertKind;
 use domain::model::JobKind;
 use domain::model::Resource;
 use domain::ports::{
-    Crm, EventLog, JobQueue, Mailer, ShipmentStore, ShippingProvider, Shop, TokenStore,
-    WebhookInbox,
+    Crm, EventLog, JobQueue, MailEventStore, Mailer, ShipmentStore, ShippingProvider, Shop,
+    TokenStore, WebhookInbox,
 };
 use domain::service::alerts::{AlertCheck, AlertDelivery, AlertSettings, Alerts};
 use domain::service::customers::CustomerJobs;
+use domain::service::mail_events::MailTracking;
 use domain::service::reconcile::{ReconcileSettings, Reconciler};
 use domain::service::shipment_jobs::ShipmentJobs;
 use domain::service::shipping::ShippingMethods;
@@ -184,6 +185,7 @@ impl ConnectorBuilder {
             alert_settings(settings),
         )
         .with_queue(enqueue.clone());
+        let mail_events: Arc<dyn MailEventStore> = Arc::new(SqlMailEventStore::new(db.clone()));
         let shop = self.shop_client()?;
         let reconciler = match &shop {
             Some(shop) => Some(Reconciler {
@@ -201,6 +203,7 @@ impl ConnectorBuilder {
                     inbox.clone(),
                     queue.port.clone(),
                     &shipments,
+                    &mail_events,
                     &log,
                     (shop, reconciler.clone()),
                     self.alert_delivery(&db, &alerts)?,
@@ -224,6 +227,7 @@ impl ConnectorBuilder {
             handles_customers,
             reconciler,
             alerts,
+            mail_events,
         })
     }
 
@@ -279,11 +283,16 @@ impl ConnectorBuilder {
     /// The worker: the job handler with shipping when there is a carrier and a shop, customers
     /// when there is a CRM, a shop and their settings, the periodic jobs, events and metrics.
     /// Returns it with whether orders are fulfilled and customers handled.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the stores build() made, each passed once"
+    )]
     fn wire_worker(
         &self,
         inbox: Arc<SqlInbox>,
         queue: Arc<dyn JobQueue>,
         shipments: &Arc<dyn ShipmentStore>,
+        mail_events: &Arc<dyn MailEventStore>,
         log: &Arc<dyn EventLog>,
         (shop, reconciler): (Option<Arc<dyn Shop>>, Option<Reconciler>),
         delivery: AlertDelivery,
@@ -334,6 +343,8 @@ impl ConnectorBuilder {
                     admins: settings.mail.admin_recipients.clone(),
                     shop_sync: shop_sync(settings),
                     alerts: alerts.clone(),
+                    mail_events: mail_events.clone(),
+                    mail_domain: domain::model::mail::message_id_domain(&settings.mail.from),
                 };
                 let jobs = observe::shipment_jobs(jobs, Some(events.clone()));
                 if let Some(mut reconciler) = reconciler.clone() {
@@ -428,6 +439,7 @@ pub struct Connector {
     handles_customers: bool,
     reconciler: Option<Reconciler>,
     alerts: Alerts,
+    mail_events: Arc<dyn MailEventStore>,
 }
 
 impl std::fmt::Debug for Connector {
@@ -614,6 +626,21 @@ impl Connector {
     /// The alerts: raise, resolve, and their store (`lazona alerts`, `/api/v1/alerts`).
     pub fn alerts(&self) -> &Alerts {
         &self.alerts
+    }
+
+    /// The mail relay's reports on the label mails, and the labels mailed again.
+    pub fn mail_events(&self) -> Arc<dyn MailEventStore> {
+        self.mail_events.clone()
+    }
+
+    /// The label mails followed to the inbox: the relay's events received, matched with their
+    /// shipments and applied (`/api/mail-events/mandrill`).
+    pub fn mail_tracking(&self) -> MailTracking {
+        MailTracking {
+            events: self.mail_events.clone(),
+            shipments: self.shipments.clone(),
+            alerts: self.alerts.clone(),
+        }
     }
 
     /// The database.

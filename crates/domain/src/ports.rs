@@ -10,9 +10,10 @@ use crate::error::{
 use crate::model::shipment::VendorProfile;
 use crate::model::{
     Alert, AlertChannel, AlertFilter, AlertKind, ApiToken, BookingOutcome, BookingRecorded, Claim,
-    DeadJob, Event, EventId, Job, JobId, KindCounts, NewAlert, NewEvent, NewJob, NewWebhook, Order,
-    OrderNote, OrderPage, OrderUpdate, Parcel, ParcelBooking, PastBooking, Principal, Raised,
-    Recorded, ShipmentFilter, ShipmentMethod, ShipmentRecord, ShipmentStatus, ShopWebhook,
+    DeadJob, Event, EventId, Job, JobId, KindCounts, MailEvent, MailEventFilter, MailEventStatus,
+    MailUpdate, NewAlert, NewEvent, NewJob, NewMailEvent, NewWebhook, Order, OrderNote, OrderPage,
+    OrderUpdate, Parcel, ParcelBooking, PastBooking, Principal, Raised, Recorded,
+    RecordedMailEvent, ShipmentFilter, ShipmentMethod, ShipmentRecord, ShipmentStatus, ShopWebhook,
     TokenSecret, TrackingReport, Webhook, WebhookEvent, WebhookFilter, WebhookId, WebhookStatus,
     WebhookSummary,
 };
@@ -334,6 +335,20 @@ pub trait ShipmentStore: Send + Sync {
     /// [`StoreError::NotFound`] for an unknown id.
     async fn mark_mailed(&self, id: i64) -> Result<ShipmentRecord, StoreError>;
 
+    /// Sets the shipment's label mail (`mail_message_id`, `mail_state`, `mail_state_at`, and
+    /// `mailed_at` when `update.mailed`) if it still is as the caller saw it
+    /// (`update.seen_message_id` and `update.seen_state`): a compare-and-set, so that a relay's
+    /// report and the record of a sending racing on one shipment do not undo each other. Returns
+    /// the shipment as it now is, `None` when it was not as seen (read it again and decide again).
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] for an unknown id.
+    async fn update_mail(
+        &self,
+        id: i64,
+        update: &MailUpdate,
+    ) -> Result<Option<ShipmentRecord>, StoreError>;
+
     /// One shipment.
     ///
     /// # Errors
@@ -493,6 +508,10 @@ pub trait AlertStore: Send + Sync {
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] when the database cannot be reached.
+    #[allow(
+        clippy::type_complexity,
+        reason = "counts per kind and an id, said once"
+    )]
     async fn due_counts(
         &self,
         channel: AlertChannel,
@@ -745,7 +764,7 @@ pub struct Attachment {
 }
 
 /// A plain-text e-mail.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Email {
     /// Recipients.
     pub to: Vec<String>,
@@ -755,6 +774,10 @@ pub struct Email {
     pub body: String,
     /// Attachments.
     pub attachments: Vec<Attachment>,
+    /// Extra headers, as (name, value): e.g. `X-MC-Metadata` for Mandrill's relay.
+    pub headers: Vec<(String, String)>,
+    /// The `Message-ID` to send it with (`<...@...>`); `None`: the mailer makes one up.
+    pub message_id: Option<String>,
 }
 
 /// Sends e-mail.
@@ -767,6 +790,45 @@ pub trait Mailer: Send + Sync {
     /// [`MailError::Rejected`] when the server refuses it for good, [`MailError::Unavailable`]
     /// when it cannot be reached or defers it.
     async fn send(&self, email: &Email) -> Result<(), MailError>;
+}
+
+/// The mail events: what the mail relay reported about the label mails (delivered, bounced, ...,
+/// [`crate::model::mail`]), and the connector's own records of labels mailed again. Kept for the
+/// operators (a shipment's mail history) and for inspection (a malformed delivery).
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait MailEventStore: Send + Sync {
+    /// Stores `event` as it is, unless one with its provider and `dedupe_key` is stored already
+    /// (a redelivery): then that one's id and status.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached.
+    async fn record(&self, event: &NewMailEvent) -> Result<RecordedMailEvent, StoreError>;
+
+    /// Records what became of the stored event `id`: its status, the shipment it was matched
+    /// with, and why (for an unmatched one).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached.
+    async fn settle(
+        &self,
+        id: i64,
+        status: MailEventStatus,
+        shipment_id: Option<i64>,
+        error: Option<String>,
+    ) -> Result<(), StoreError>;
+
+    /// One event.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached.
+    async fn get(&self, id: i64) -> Result<Option<MailEvent>, StoreError>;
+
+    /// Events matching `filter`, newest first.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached.
+    async fn list(&self, filter: &MailEventFilter) -> Result<Vec<MailEvent>, StoreError>;
 }
 
 /// The event log: what the connector did, for the live stream (`/api/v1/events`). Every server

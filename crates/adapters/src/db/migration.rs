@@ -11,6 +11,7 @@ mod m0008_booking_attempts;
 mod m0009_shop_loop;
 mod m0010_tracking_mail_due;
 mod m0011_alerts;
+mod m0012_mail_events;
 
 /// The connector's migrations, in order.
 #[derive(Debug)]
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0009_shop_loop::M0009ShopLoop),
             Box::new(m0010_tracking_mail_due::M0010TrackingMailDue),
             Box::new(m0011_alerts::M0011Alerts),
+            Box::new(m0012_mail_events::M0012MailEvents),
         ]
     }
 }

@@ -43,12 +43,17 @@
 //! The shop endpoints want the sandbox's basic-auth credentials (401 otherwise). Every call is
 //! counted ([`Sandbox::calls`]).
 //!
+//! With [`SandboxOptions::mail_events`], a fake Mandrill (`mandrill.rs`) posts signed events
+//! about the label mails the SMTP sink receives to the connector's
+//! `/api/mail-events/mandrill`: delivered, but the first label mail to vendor 7, which bounces.
+//!
 //! This file starts the server and keeps the state the fakes share (users, orders, counters); the
 //! fakes are in `koiki.rs` (Koiki), `shop.rs` (WCFM, WordPress), `woocommerce.rs` (WooCommerce)
 //! and `crm.rs` (SugarCRM).
 
 mod crm;
 mod koiki;
+mod mandrill;
 mod shop;
 mod woocommerce;
 
@@ -88,6 +93,8 @@ pub const SHOP_PASSWORD: &str = "sandbox-password";
 pub const MAIL_FROM: &str = "lazona@sandbox.invalid";
 /// The admins' address (booking errors, tracking changes).
 pub const ADMIN_EMAIL: &str = "admin@sandbox.invalid";
+/// The key the fake Mandrill signs its events with (`mail.events_key`).
+pub const MANDRILL_KEY: &str = "sandbox-mandrill-key";
 /// The fake SugarCRM's user.
 pub const CRM_USER: &str = "sandbox";
 /// The fake SugarCRM's password.
@@ -136,6 +143,10 @@ pub struct SandboxOptions {
     pub mail_dir: Option<PathBuf>,
     /// Only count the mails (keep and write nothing): for load benchmarks.
     pub count_mails_only: bool,
+    /// Run the fake Mandrill: post, signed, what Mandrill's relay would report about each label
+    /// mail the sink receives to the connector's `/api/mail-events/mandrill` (delivered, but the
+    /// first label mail to vendor 7, which bounces).
+    pub mail_events: bool,
 }
 
 /// Calls received by the fakes, by endpoint.
@@ -173,6 +184,10 @@ pub struct Calls {
     pub crm_calls: u64,
     /// Requests refused for a missing or wrong token or password.
     pub refused: u64,
+    /// Mail events the fake Mandrill posted and the connector took.
+    pub mandrill_events: u64,
+    /// Deliveries of the fake Mandrill the connector refused (4xx: a wrong key or URL).
+    pub mandrill_refused: u64,
 }
 
 #[derive(Default)]
@@ -193,6 +208,8 @@ struct Counters {
     wc_webhook_updates: AtomicU64,
     crm_calls: AtomicU64,
     refused: AtomicU64,
+    mandrill_events: AtomicU64,
+    mandrill_refused: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -219,6 +236,8 @@ impl Counters {
             wc_webhook_updates: get(&self.wc_webhook_updates),
             crm_calls: get(&self.crm_calls),
             refused: get(&self.refused),
+            mandrill_events: get(&self.mandrill_events),
+            mandrill_refused: get(&self.mandrill_refused),
         }
     }
 }
@@ -314,7 +333,7 @@ impl Fakes {
 /// The fakes, running. Dropping it stops them.
 pub struct Sandbox {
     addr: SocketAddr,
-    smtp: SmtpSink,
+    smtp: Arc<SmtpSink>,
     fakes: Arc<Fakes>,
     stop: CancellationToken,
     server: JoinHandle<()>,
@@ -347,11 +366,11 @@ impl Sandbox {
     pub async fn start(options: SandboxOptions) -> std::io::Result<Sandbox> {
         let listener = TcpListener::bind(("127.0.0.1", options.port)).await?;
         let addr = listener.local_addr()?;
-        let smtp = if options.count_mails_only {
+        let smtp = Arc::new(if options.count_mails_only {
             SmtpSink::start_counting().await
         } else {
             SmtpSink::start(options.mail_dir).await
-        };
+        });
         let customer: Value = serde_json::from_str(CUSTOMER).expect("the customer fixture is JSON");
         let mut users = BTreeMap::new();
         users.insert(
@@ -424,6 +443,9 @@ impl Sandbox {
                 }
             }
         });
+        if options.mail_events {
+            tokio::spawn(mandrill::run(fakes.clone(), smtp.clone(), stop.clone()));
+        }
         Ok(Sandbox {
             addr,
             smtp,
@@ -573,6 +595,7 @@ impl Sandbox {
             ("mail.use_ssl", "false".to_owned()),
             ("mail.from", MAIL_FROM.to_owned()),
             ("mail.admin_recipients", ADMIN_EMAIL.to_owned()),
+            ("mail.events_key", MANDRILL_KEY.to_owned()),
             ("crm.rest_url", format!("{}{CRM_PATH}", self.url())),
             ("crm.user", CRM_USER.to_owned()),
             ("crm.password", CRM_PASSWORD.to_owned()),

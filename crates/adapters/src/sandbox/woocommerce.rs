@@ -179,6 +179,11 @@ impl Store {
         }
     }
 
+    /// Where the connector listens (`http://127.0.0.1:8080` unless told).
+    pub(super) fn connector_url(&self) -> String {
+        self.connector_url.clone()
+    }
+
     /// Points the webhooks that delivered to the connector's former URL at `url`.
     pub(super) fn set_connector_url(&mut self, url: &str) {
         let url = url.trim_end_matches('/').to_owned();

@@ -27,6 +27,8 @@ fn config(port: u16) -> MailConfig {
         from: "La Zona <noreply@lazona.coop>".into(),
         admin_recipients: vec!["admin@lazona.coop".into()],
         max_connections: 4,
+        events_key: None,
+        events_url: String::new(),
     }
 }
 
@@ -38,6 +40,8 @@ fn small_label() -> Email {
         "v@example.com",
         PDF.to_vec(),
         "l.pdf",
+        1,
+        "<lazona.shipment.1.1@lazona.coop>",
     )
 }
 
@@ -168,6 +172,8 @@ async fn label_mail_reaches_the_server_with_its_attachment() {
         "vendor@example.com",
         PDF.to_vec(),
         "label-42.pdf",
+        12,
+        "<lazona.shipment.12.1700000000123@lazona.coop>",
     );
     mailer(sink.port()).send(&email).await.expect("sent");
 
@@ -185,6 +191,18 @@ async fn label_mail_reaches_the_server_with_its_attachment() {
         mail.header("From")
             .expect("from")
             .contains("noreply@lazona.coop")
+    );
+    // The shipment for Mandrill's relay, and the connector's own Message-ID.
+    assert_eq!(
+        mail.header("Message-ID").as_deref(),
+        Some("<lazona.shipment.12.1700000000123@lazona.coop>")
+    );
+    let metadata: serde_json::Value =
+        serde_json::from_str(&mail.header("X-MC-Metadata").expect("metadata")).expect("JSON");
+    assert_eq!(metadata["shipment_id"], 12);
+    assert_eq!(
+        metadata["message_id"],
+        "<lazona.shipment.12.1700000000123@lazona.coop>"
     );
 
     let parts = parts(mail);
@@ -251,6 +269,8 @@ async fn credentials_are_sent_when_a_user_is_configured() {
         "v@example.com",
         vec![1],
         "l.pdf",
+        1,
+        "<lazona.shipment.1.1@x>",
     ))
     .await
     .expect("sent");
@@ -262,8 +282,30 @@ fn simple(to: &str) -> Email {
         to: vec![to.to_owned()],
         subject: "s".into(),
         body: "b".into(),
-        attachments: Vec::new(),
+        ..Email::default()
     }
+}
+
+#[tokio::test]
+async fn a_message_without_its_own_id_gets_one_and_a_header_with_a_line_break_is_refused() {
+    let sink = SmtpSink::start(None).await;
+    let m = mailer(sink.port());
+    m.send(&simple("v@example.com")).await.expect("sent");
+    let mail = &sink.wait_for(1, Duration::from_secs(5)).await[0];
+    assert!(
+        mail.header("Message-ID")
+            .is_some_and(|id| id.starts_with('<'))
+    );
+    let mut bad = simple("v@example.com");
+    bad.headers = vec![("X-Bad".into(), "a\r\nBcc: x@example.com".into())];
+    let e = m.send(&bad).await.unwrap_err();
+    assert!(matches!(e, MailError::Rejected { .. }), "{e:?}");
+    let mut bad = simple("v@example.com");
+    bad.message_id = Some("no-brackets@x".into());
+    assert!(matches!(
+        m.send(&bad).await,
+        Err(MailError::Rejected { .. })
+    ));
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ mod helpers;
 mod http_clients;
 mod inbox;
 mod mail;
+mod mail_events;
 mod queue;
 mod redis_queue;
 mod sandbox;

@@ -141,7 +141,7 @@ async fn the_sandbox_environment_points_the_real_clients_at_the_fakes() {
             to: vec![vendor.email.clone()],
             subject: "sandbox".into(),
             body: "hello".into(),
-            attachments: Vec::new(),
+            ..Email::default()
         })
         .await
         .expect("mailed");

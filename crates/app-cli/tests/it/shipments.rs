@@ -356,3 +356,182 @@ async fn a_forced_retry_keeps_the_parcel_it_replaces_with_its_label() {
         fake.verify().await;
     }
 }
+
+/// `lazona labels resend` mails the label again through a worker, to the vendor or to `--to`;
+/// `shipments show` shows the label mail's state and its events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_label_is_mailed_again_and_the_mail_shown_with_the_shipment() {
+    for (backend, db) in TestDb::all().await {
+        let sink = SmtpSink::start(None).await;
+        let fake = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/wp-json/wcfmmp/v1/settings/id/6"))
+            .respond_with(ResponseTemplate::new(200).set_body_string(WCFM_6))
+            .mount(&fake)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/wp-json/wp/v2/users/6"))
+            .respond_with(ResponseTemplate::new(200).set_body_string(WP_USER_6))
+            .mount(&fake)
+            .await;
+        let database = database(&db.url).await;
+        let store = SqlShipmentStore::new(database.clone());
+        let id = shipment(
+            &store,
+            33,
+            6,
+            ShipmentStatus::LabelSent,
+            "BAR1",
+            Some(b"%PDF-label"),
+        )
+        .await;
+        let refused = shipment(&store, 34, 6, ShipmentStatus::ErrorFromBody, "", None).await;
+        let (shutdown, running) = start_worker(&db.url, &database, &fake.uri(), sink.port()).await;
+
+        let out =
+            stdout_json(&run(&db.url, &["labels", "resend", &id.to_string(), "--json"]).await);
+        assert_eq!(out["mail_state"], "sent", "{backend}: {out}");
+        let first = out["mail_message_id"]
+            .as_str()
+            .expect("a Message-ID")
+            .to_owned();
+        let vendor: serde_json::Value = serde_json::from_str(WP_USER_6).expect("json");
+        // The label mails (the admins may be told something else meanwhile).
+        let labels = || {
+            sink.messages()
+                .into_iter()
+                .filter(|m| m.header("X-MC-Metadata").is_some())
+                .collect::<Vec<_>>()
+        };
+        let mails = labels();
+        assert_eq!(
+            mails.len(),
+            1,
+            "{backend}: sent before the command returned"
+        );
+        assert_eq!(
+            mails[0].to,
+            vec![vendor["email"].as_str().expect("email").to_owned()],
+            "{backend}"
+        );
+        assert_eq!(
+            mails[0].header("Message-ID").as_deref(),
+            Some(first.as_str()),
+            "{backend}"
+        );
+
+        let out = stdout_json(
+            &run(
+                &db.url,
+                &[
+                    "labels",
+                    "resend",
+                    &id.to_string(),
+                    "--to",
+                    "fixed@example.coop",
+                    "--json",
+                ],
+            )
+            .await,
+        );
+        assert_ne!(
+            out["mail_message_id"],
+            first.as_str(),
+            "{backend}: a new mail"
+        );
+        let mails = labels();
+        assert_eq!(mails.len(), 2, "{backend}");
+        assert_eq!(
+            mails[1].to,
+            vec!["fixed@example.coop".to_owned()],
+            "{backend}"
+        );
+
+        let shown =
+            stdout_json(&run(&db.url, &["shipments", "show", &id.to_string(), "--json"]).await);
+        assert_eq!(shown["mail_state"], "sent", "{backend}");
+        let events = shown["mail_events"].as_array().expect("events");
+        assert_eq!(events.len(), 2, "{backend}: {shown}");
+        assert_eq!(events[0]["event"], "resent", "{backend}");
+        assert_eq!(
+            events[0]["email"], "fixed@example.coop",
+            "{backend}: newest first"
+        );
+        let text = run(&db.url, &["shipments", "show", &id.to_string()]).await;
+        let text = String::from_utf8_lossy(&text.stdout).into_owned();
+        assert!(text.contains("mail       sent"), "{backend}: {text}");
+        assert!(text.contains("resent"), "{backend}: {text}");
+        assert!(text.contains("fixed@example.coop"), "{backend}: {text}");
+
+        // Refused as things stand: no label, not an address; a missing shipment.
+        let out = run(&db.url, &["labels", "resend", &refused.to_string()]).await;
+        assert_eq!(out.status.code(), Some(4), "{backend}: no label");
+        let out = run(
+            &db.url,
+            &[
+                "labels",
+                "resend",
+                &id.to_string(),
+                "--to",
+                "a@x.org, b@y.org",
+            ],
+        )
+        .await;
+        assert_eq!(out.status.code(), Some(4), "{backend}: not one address");
+        let out = run(&db.url, &["labels", "resend", "999999"]).await;
+        assert_eq!(out.status.code(), Some(3), "{backend}");
+        shutdown.cancel();
+        let _ = running.await;
+    }
+}
+
+/// `lazona mail-events` lists what the relay reported, and shows a malformed delivery as it came.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_events_are_listed_and_a_malformed_delivery_shown_as_received() {
+    use domain::model::{MailEventStatus, NewMailEvent};
+    use domain::ports::MailEventStore as _;
+    for (backend, db) in TestDb::all().await {
+        let database = database(&db.url).await;
+        let events = adapters::db::SqlMailEventStore::new(database.clone());
+        let mut bad = NewMailEvent::new("mandrill", "malformed", "[{not json".into());
+        bad.status = MailEventStatus::Malformed;
+        bad.error = Some("mandrill_events is not JSON".into());
+        events.record(&bad).await.expect("kept");
+        let mut resent = NewMailEvent::new("lazona", "resent", "{}".into());
+        resent.status = MailEventStatus::Applied;
+        resent.shipment_id = Some(5);
+        events.record(&resent).await.expect("kept");
+
+        let rows = stdout_json(
+            &run(
+                &db.url,
+                &["mail-events", "list", "--status", "malformed", "--json"],
+            )
+            .await,
+        );
+        let rows = rows.as_array().expect("array");
+        assert_eq!(rows.len(), 1, "{backend}");
+        assert_eq!(rows[0]["raw"], "[{not json", "{backend}");
+        let id = rows[0]["id"].as_i64().expect("id").to_string();
+        let out = run(&db.url, &["mail-events", "show", &id]).await;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(text.contains("[{not json"), "{backend}: {text}");
+        assert!(text.contains("is not JSON"), "{backend}: {text}");
+        let rows = stdout_json(
+            &run(
+                &db.url,
+                &["mail-events", "list", "--shipment", "5", "--json"],
+            )
+            .await,
+        );
+        assert_eq!(rows[0]["event"], "resent", "{backend}");
+        assert_eq!(
+            run(&db.url, &["mail-events", "show", "999999"])
+                .await
+                .status
+                .code(),
+            Some(3),
+            "{backend}"
+        );
+    }
+}

@@ -28,7 +28,7 @@ pub(crate) use extract::{Id, Query};
 
 use crate::{ApiError, AppState};
 use axum::http::Uri;
-use domain::ports::{AlertStore, JobQueue, ShipmentStore, TokenStore};
+use domain::ports::{AlertStore, JobQueue, MailEventStore, ShipmentStore, TokenStore};
 use domain::service::operations::{OperationError, Refusal};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -49,6 +49,8 @@ pub struct ApiDeps {
     pub tokens: Arc<dyn TokenStore>,
     /// The alerts.
     pub alerts: Arc<dyn AlertStore>,
+    /// The label mails' events, shown with their shipment.
+    pub mail_events: Arc<dyn MailEventStore>,
 }
 
 impl AppState {

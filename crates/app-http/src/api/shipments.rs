@@ -12,7 +12,10 @@ use axum::extract::State;
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use domain::model::{PastBooking, Principal, ShipmentFilter, ShipmentRecord, ShipmentStatus};
+use domain::model::{
+    MailEvent, MailEventFilter, PastBooking, Principal, ShipmentFilter, ShipmentRecord,
+    ShipmentStatus,
+};
 use domain::service::operations::{self, Enqueued};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -43,8 +46,16 @@ pub(crate) struct ShipmentView {
     pub(crate) tracking_status_created_at: Option<String>,
     /// When tracking last looked.
     pub(crate) tracking_updated_at: Option<DateTime<Utc>>,
-    /// When the label was mailed to the vendor.
+    /// When the label was (last) mailed to the vendor.
     pub(crate) mailed_at: Option<DateTime<Utc>>,
+    /// Where the latest label mail stands, as the mail relay reported it: `sent` (handed to the
+    /// relay), `deferred`, `delivered`, `opened`, `bounced`, `rejected` or `spam`; `null` before
+    /// the first label mail.
+    pub(crate) mail_state: Option<String>,
+    /// When `mail_state` was last set.
+    pub(crate) mail_state_at: Option<DateTime<Utc>>,
+    /// The connector's `Message-ID` of the latest label mail.
+    pub(crate) mail_message_id: Option<String>,
     /// When it was created.
     pub(crate) created_at: DateTime<Utc>,
     /// When it last changed.
@@ -65,6 +76,49 @@ pub(crate) struct ShipmentView {
     /// `GET /api/v1/shipments/{id}` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) past_bookings: Option<Vec<PastBookingView>>,
+    /// What the mail relay reported about its label mails, and the labels mailed again, newest
+    /// first (in `GET /api/v1/shipments/{id}` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) mail_events: Option<Vec<MailEventView>>,
+}
+
+/// A report about one of a shipment's label mails.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct MailEventView {
+    /// Its id.
+    pub(crate) id: i64,
+    /// When the connector received it.
+    pub(crate) received_at: DateTime<Utc>,
+    /// Who reported it: `mandrill`, or `lazona` for a label mailed again.
+    pub(crate) provider: String,
+    /// The event as the provider names it (`send`, `hard_bounce`, `resent`, ...).
+    pub(crate) event: String,
+    /// What it means for the mail (`delivered`, `bounced`, ...); `null` when nothing.
+    pub(crate) state: Option<String>,
+    /// The recipient.
+    pub(crate) email: Option<String>,
+    /// Why, for a failure.
+    pub(crate) detail: Option<String>,
+    /// When it happened, as the provider says.
+    pub(crate) occurred_at: Option<DateTime<Utc>>,
+    /// `applied`, `stale` (about an older mail of the shipment) or `ignored`.
+    pub(crate) status: String,
+}
+
+impl From<MailEvent> for MailEventView {
+    fn from(e: MailEvent) -> Self {
+        MailEventView {
+            id: e.id,
+            received_at: e.received_at,
+            provider: e.data.provider,
+            event: e.data.event,
+            state: e.data.state.map(|s| s.as_str().to_owned()),
+            email: e.data.email,
+            detail: e.data.detail,
+            occurred_at: e.data.occurred_at,
+            status: e.data.status.as_str().to_owned(),
+        }
+    }
 }
 
 /// A booking the carrier made for a shipment that it no longer holds.
@@ -116,6 +170,9 @@ impl ShipmentView {
             tracking_status_created_at: s.tracking_status_created_at,
             tracking_updated_at: s.tracking_updated_at,
             mailed_at: s.mailed_at,
+            mail_state: s.mail_state.map(|m| m.as_str().to_owned()),
+            mail_state_at: s.mail_state_at,
+            mail_message_id: s.mail_message_id,
             created_at: s.created_at,
             updated_at: s.updated_at,
             request: with_request.then_some(s.request),
@@ -123,6 +180,7 @@ impl ShipmentView {
             order_withdrawn: s.order_withdrawn,
             noted_barcode: s.noted_barcode,
             past_bookings: None,
+            mail_events: None,
         }
     }
 }
@@ -185,6 +243,7 @@ pub(super) async fn list(
         })?,
         delivery_id: p.take("barcode")?,
         before_id: p.before_id(Listing::Shipments)?,
+        mail_message_id: None,
         limit: limit + 1,
     };
     p.finish()?;
@@ -214,7 +273,8 @@ pub(super) async fn list(
     }))
 }
 
-/// One shipment, with the request sent to the carrier.
+/// One shipment, with the request sent to the carrier, its past bookings and its label mails'
+/// events.
 #[utoipa::path(
     get,
     path = "/api/v1/shipments/{id}",
@@ -234,14 +294,24 @@ pub(super) async fn show(
     Id(id): Id,
 ) -> Result<Json<ShipmentView>, ApiError> {
     let s = visible(&state, principal, id).await?;
-    let past = state
-        .api()?
+    let api = state.api()?;
+    let past = api
         .shipments
         .past_bookings(s.id)
         .await
         .map_err(unavailable)?;
+    let mails = api
+        .mail_events
+        .list(&MailEventFilter {
+            shipment_id: Some(s.id),
+            limit: 200,
+            ..MailEventFilter::default()
+        })
+        .await
+        .map_err(unavailable)?;
     let mut view = ShipmentView::of(s, true);
     view.past_bookings = Some(past.into_iter().map(PastBookingView::from).collect());
+    view.mail_events = Some(mails.into_iter().map(MailEventView::from).collect());
     Ok(Json(view))
 }
 

@@ -12,6 +12,7 @@ mod events;
 mod helpers;
 mod intake;
 mod limits;
+mod mail_events;
 mod notifications;
 mod outage;
 mod request_ids;

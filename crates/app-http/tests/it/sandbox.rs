@@ -175,3 +175,75 @@ async fn a_member_of_the_sandbox_crm_becomes_a_partner_and_a_stranger_stays_a_cu
     assert_eq!(fakes.user(stranger).roles, vec!["customer".to_owned()]);
     assert!(fakes.calls().crm_calls >= 3, "login, search, get_entry");
 }
+
+/// The sandbox's fake Mandrill reports the label mails to the connector, signed: vendor 6's
+/// delivered, vendor 7's bounced, which raises an alert the admins are mailed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fake_mandrill_reports_the_label_mails_and_a_bounce_reaches_the_admins() {
+    let fakes = Sandbox::start(SandboxOptions {
+        mail_events: true,
+        ..SandboxOptions::default()
+    })
+    .await
+    .expect("sandbox starts");
+    let db = TestDb::sqlite();
+    let config: Vec<(&str, String)> = fakes.config();
+    let mut extra: Vec<(&str, &str)> = config.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    extra.push(("worker.embedded", "true"));
+    extra.push(("reconcile.enabled", "false"));
+    let app = TestApp::spawn(&settings(&db.url, &extra)).await;
+    fakes.set_connector_url(&app.url(""));
+
+    let order = sandbox::sample_order(44);
+    let signature = WebhookSecret::new(sandbox::WEBHOOK_SECRET).sign(order.as_bytes());
+    let resp = app
+        .client
+        .post(app.url("/api/deliveries/"))
+        .header("content-type", "application/json")
+        .header("x-wc-webhook-signature", signature)
+        .header("x-wc-webhook-topic", "order.created")
+        .header("x-wc-webhook-delivery-id", "sandbox-mandrill-1")
+        .body(order)
+        .send()
+        .await
+        .expect("posted");
+    assert_eq!(resp.status(), 201);
+
+    let state = |vendor: i64, state: &'static str| {
+        format!(
+            "SELECT COUNT(*) FROM shipments WHERE vendor_id = {vendor} AND mail_state = '{state}'"
+        )
+    };
+    assert_eq!(app.wait_count(&state(6, "delivered"), 1).await, 1);
+    assert_eq!(app.wait_count(&state(7, "bounced"), 1).await, 1);
+    assert_eq!(
+        app.wait_count(
+            "SELECT COUNT(*) FROM alerts WHERE kind = 'label_mail_bounced' AND state = 'open'",
+            1
+        )
+        .await,
+        1
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let alert = loop {
+        let told = fakes
+            .smtp()
+            .messages()
+            .into_iter()
+            .find(|m| m.to == [sandbox::ADMIN_EMAIL]);
+        if let Some(m) = told {
+            break m;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the admins are told"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let subject = alert.header("subject").unwrap_or_default();
+    assert!(subject.contains("venedora 7"), "{subject}");
+    assert!(subject.contains(&vendor_email(7)), "{subject}");
+    let calls = fakes.calls();
+    assert_eq!((calls.mandrill_events, calls.mandrill_refused), (2, 0));
+    app.stop().await;
+}

@@ -9,8 +9,8 @@ use domain::error::{
 };
 use domain::model::shipment::VendorProfile;
 use domain::model::{
-    BookingOutcome, BookingRecorded, Claim, EventKind, NewEvent, Order, OrderNote, OrderPage,
-    OrderUpdate, Parcel, ParcelBooking, PastBooking, ShipmentFilter, ShipmentMethod,
+    BookingOutcome, BookingRecorded, Claim, EventKind, MailUpdate, NewEvent, Order, OrderNote,
+    OrderPage, OrderUpdate, Parcel, ParcelBooking, PastBooking, ShipmentFilter, ShipmentMethod,
     ShipmentRecord, ShipmentStatus, ShopWebhook, TrackingReport,
 };
 use domain::ports::{Crm, Email, Mailer, ShipmentStore, ShippingProvider, Shop, ShopUser};
@@ -381,6 +381,32 @@ impl ShipmentStore for ObservedStore {
             )
         };
         self.record(kind, &s, message);
+        Ok(s)
+    }
+
+    async fn update_mail(
+        &self,
+        id: i64,
+        update: &MailUpdate,
+    ) -> Result<Option<ShipmentRecord>, StoreError> {
+        let s = self.inner.update_mail(id, update).await?;
+        if let Some(s) = &s
+            && update.mailed
+        {
+            let again = if update.seen_message_id.is_some() {
+                " again"
+            } else {
+                ""
+            };
+            self.record(
+                EventKind::LabelMailed,
+                s,
+                format!(
+                    "order {}: label mailed{again} to vendor {}",
+                    s.order_id, s.vendor_id
+                ),
+            );
+        }
         Ok(s)
     }
 

@@ -49,6 +49,7 @@ pub(super) fn job_event(kind: EventKind, job: &Job, message: String) -> NewEvent
     match &job.kind {
         JobKind::ProcessWebhook { webhook_id } => e.webhook_id = Some(webhook_id.0),
         JobKind::SendLabelMail { shipment_id }
+        | JobKind::ResendLabel { shipment_id, .. }
         | JobKind::SendBookingErrorMail { shipment_id }
         | JobKind::TrackShipment { shipment_id }
         | JobKind::RetryShipment { shipment_id, .. } => e.shipment_id = Some(*shipment_id),

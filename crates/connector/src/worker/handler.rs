@@ -138,6 +138,11 @@ impl JobHandler for ConnectorHandler {
             JobKind::SendLabelMail { shipment_id } => {
                 self.shipping()?.send_label_mail(*shipment_id).await
             }
+            JobKind::ResendLabel { shipment_id, to } => {
+                self.shipping()?
+                    .resend_label(*shipment_id, to.as_deref())
+                    .await
+            }
             JobKind::SendBookingErrorMail { shipment_id } => {
                 self.shipping()?.send_booking_error_mail(*shipment_id).await
             }

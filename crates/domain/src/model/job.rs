@@ -31,6 +31,16 @@ pub enum JobKind {
         /// The shipment.
         shipment_id: i64,
     },
+    /// Mails a shipment's label again (an operator's `lazona labels resend`), to `to` or, without
+    /// it, to the vendor's address as the shop has it now; records the mail on the shipment (its
+    /// mail state back to `sent`) and among its mail events.
+    ResendLabel {
+        /// The shipment.
+        shipment_id: i64,
+        /// Where to, instead of the vendor's address.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<String>,
+    },
     /// Mails a refused booking's error to the admins (once).
     SendBookingErrorMail {
         /// The shipment.
@@ -114,6 +124,7 @@ impl JobKind {
         match self {
             JobKind::ProcessWebhook { .. } => "process_webhook",
             JobKind::SendLabelMail { .. } => "send_label_mail",
+            JobKind::ResendLabel { .. } => "resend_label",
             JobKind::SendBookingErrorMail { .. } => "send_booking_error_mail",
             JobKind::TrackShipments => "track_shipments",
             JobKind::TrackShipment { .. } => "track_shipment",

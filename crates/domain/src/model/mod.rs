@@ -7,6 +7,7 @@ pub mod customer;
 pub mod event;
 pub mod job;
 mod lenient;
+pub mod mail;
 pub mod order;
 pub mod parcel;
 pub mod payload;
@@ -22,6 +23,10 @@ pub use alert::{
 pub use customer::Customer;
 pub use event::{Event, EventId, EventKind, NewEvent};
 pub use job::{DeadJob, HeldBooking, Job, JobId, JobKind, Lease, NewJob};
+pub use mail::{
+    MailEvent, MailEventFilter, MailEventStatus, MailState, MailUpdate, NewMailEvent,
+    RecordedMailEvent,
+};
 pub use order::{Address, Billing, LineItem, MetaData, Order, ShippingLine};
 pub use parcel::{Parcel, ParcelBooking, Party, TrackingReport, TrackingState};
 pub use payload::PayloadError;

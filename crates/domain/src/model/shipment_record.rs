@@ -1,6 +1,7 @@
 //! The connector's record of a vendor's part of an order: one per (order, vendor), unique, so
 //! that a repeated or racing delivery never books a second shipment.
 
+use super::mail::MailState;
 use super::shipment::{ShipmentMethod, ShipmentStatus};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -118,6 +119,13 @@ pub struct ShipmentRecord {
     /// cleared once the mail is sent ([`crate::ports::ShipmentStore::mark_tracking_mailed`]),
     /// so a mail that fails is sent by the retry instead of being lost.
     pub tracking_unmailed_since: Option<DateTime<Utc>>,
+    /// The connector's `Message-ID` of the latest label mail (see [`crate::model::mail`]).
+    pub mail_message_id: Option<String>,
+    /// Where the latest label mail stands, as the mail relay reported it (`sent` once handed
+    /// to the relay); `None` before the first label mail.
+    pub mail_state: Option<MailState>,
+    /// When `mail_state` was last set.
+    pub mail_state_at: Option<DateTime<Utc>>,
 }
 
 /// How long a booking in flight holds its shipment: a shipment `BOOKING` for less than this is
@@ -262,6 +270,8 @@ pub struct ShipmentFilter {
     pub delivery_id: Option<String>,
     /// Only ids below this one (the next page, newest first).
     pub before_id: Option<i64>,
+    /// Only the shipment whose latest label mail has this `Message-ID`.
+    pub mail_message_id: Option<String>,
     /// At most this many (0: a default of 50).
     pub limit: u64,
 }

@@ -328,6 +328,7 @@ pub fn alert_mail(admins: &[String], a: &Alert, settings: &AlertSettings) -> Ema
         subject: a.summary.clone(),
         body,
         attachments: Vec::new(),
+        ..Email::default()
     }
 }
 
@@ -360,6 +361,7 @@ pub fn digest_mail(
             mins = settings.digest_window.as_secs().div_ceil(60),
         ),
         attachments: Vec::new(),
+        ..Email::default()
     }
 }
 

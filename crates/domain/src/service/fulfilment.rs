@@ -372,6 +372,8 @@ mod tests {
             admins: Vec::new(),
             shop_sync: crate::service::shop_sync::ShopSync::default(),
             alerts: crate::service::alerts::Alerts::memory(),
+            mail_events: Arc::new(crate::memory::MemoryMailEventStore::new()),
+            mail_domain: "lazona.test".into(),
         }
     }
 

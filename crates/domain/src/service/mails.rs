@@ -22,10 +22,17 @@ pub fn order_url(shop_host: &str, order_id: i64) -> String {
     format!("{shop_host}/area-privada/orders-details/{order_id}")
 }
 
+/// The header that gives Mandrill's relay the mail's metadata, handed back in its events.
+pub const MANDRILL_METADATA_HEADER: &str = "X-MC-Metadata";
+
 /// The label e-mail to the vendor (upstream `SuccessDeliveryMail`), with the label PDF attached.
 ///
 /// Upstream renders this template with Django's autoescape on, but nothing in it needs escaping
 /// (the shop host is a plain URL), so the text is produced as is.
+///
+/// It is sent with `message_id` (a [`crate::model::mail::label_message_id`], recorded on the
+/// shipment) and `X-MC-Metadata: {"shipment_id":N,"message_id":"<...>"}`, which Mandrill's relay
+/// hands back in the events it reports about the mail (other relays ignore it).
 #[must_use]
 pub fn label_mail(
     shop_host: &str,
@@ -33,7 +40,10 @@ pub fn label_mail(
     vendor_email: &str,
     pdf: Vec<u8>,
     pdf_filename: &str,
+    shipment_id: i64,
+    message_id: &str,
 ) -> Email {
+    let metadata = serde_json::json!({ "shipment_id": shipment_id, "message_id": message_id });
     Email {
         to: vec![vendor_email.to_owned()],
         subject: format!("Enviament Koiki per a la comanda: {order_id}"),
@@ -47,6 +57,8 @@ pub fn label_mail(
             content_type: PDF_CONTENT_TYPE.to_owned(),
             content: pdf,
         }],
+        headers: vec![(MANDRILL_METADATA_HEADER.to_owned(), metadata.to_string())],
+        message_id: Some(message_id.to_owned()),
     }
 }
 
@@ -80,6 +92,7 @@ pub fn booking_error_mail(
             url = order_url(shop_host, order_id),
         ),
         attachments: Vec::new(),
+        ..Email::default()
     }
 }
 
@@ -109,6 +122,7 @@ pub fn tracking_changed_mail(
             date = or_none(event_date),
         ),
         attachments: Vec::new(),
+        ..Email::default()
     }
 }
 
@@ -126,8 +140,21 @@ mod tests {
             "vendor@example.com",
             b"%PDF-1.4".to_vec(),
             "label-42.pdf",
+            9,
+            "<lazona.shipment.9.1@lazona.coop>",
         );
         assert_eq!(m.to, vec!["vendor@example.com".to_owned()]);
+        assert_eq!(
+            m.message_id.as_deref(),
+            Some("<lazona.shipment.9.1@lazona.coop>")
+        );
+        assert_eq!(
+            m.headers,
+            vec![(
+                "X-MC-Metadata".to_owned(),
+                r#"{"message_id":"<lazona.shipment.9.1@lazona.coop>","shipment_id":9}"#.to_owned()
+            )]
+        );
         assert_eq!(m.subject, "Enviament Koiki per a la comanda: 42");
         assert_eq!(
             m.body,

@@ -4,6 +4,7 @@ pub mod alerts;
 pub mod customers;
 pub mod fulfilment;
 pub mod intake;
+pub mod mail_events;
 pub mod mails;
 pub mod operations;
 pub mod process;

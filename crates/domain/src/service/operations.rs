@@ -51,6 +51,13 @@ pub enum Refusal {
         /// Why its body cannot be processed.
         reason: String,
     },
+    /// The shipment has no label to mail.
+    NoLabel,
+    /// The address to mail to is not one.
+    BadAddress {
+        /// The address given.
+        address: String,
+    },
 }
 
 impl fmt::Display for Refusal {
@@ -92,6 +99,10 @@ impl fmt::Display for Refusal {
                 "the webhook was rejected when it arrived and its body still cannot be \
                  processed ({reason}): replaying it would fail"
             ),
+            Refusal::NoLabel => f.write_str("the shipment has no label: there is nothing to mail"),
+            Refusal::BadAddress { address } => {
+                write!(f, "{address:?} is not an e-mail address")
+            }
         }
     }
 }
@@ -251,6 +262,63 @@ pub async fn track_shipment(
         return Err(OperationError::Refused(Refusal::NoBarcode));
     }
     let kind = JobKind::TrackShipment { shipment_id };
+    let job_id = enqueue(queue, kind.clone()).await?;
+    Ok(Enqueued {
+        job_id,
+        kind,
+        shipment: s,
+    })
+}
+
+/// Whether `address` looks like one mailbox (`local@domain`, no spaces, no list): what
+/// `lazona labels resend --to` takes.
+#[must_use]
+pub fn is_plausible_address(address: &str) -> bool {
+    let a = address.trim();
+    match a.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !a.contains(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | '<' | '>'))
+                && !domain.contains('@')
+        }
+        None => false,
+    }
+}
+
+/// Mails a shipment's label again, to `to` or to its vendor's address (the worker reads it from
+/// the shop); only a shipment with a label.
+///
+/// # Errors
+/// [`OperationError::NoShipment`], [`OperationError::Refused`] ([`Refusal::NoLabel`],
+/// [`Refusal::BadAddress`]), or [`OperationError::Unavailable`].
+#[tracing::instrument(skip_all, fields(shipment_id))]
+pub async fn resend_label(
+    store: &dyn ShipmentStore,
+    queue: &dyn JobQueue,
+    shipment_id: i64,
+    to: Option<&str>,
+) -> Result<Enqueued, OperationError> {
+    let s = store
+        .get(shipment_id)
+        .await?
+        .ok_or(OperationError::NoShipment(shipment_id))?;
+    if let Some(address) = to
+        && !is_plausible_address(address)
+    {
+        return Err(OperationError::Refused(Refusal::BadAddress {
+            address: address.to_owned(),
+        }));
+    }
+    if !s.has_label {
+        return Err(OperationError::Refused(Refusal::NoLabel));
+    }
+    let kind = JobKind::ResendLabel {
+        shipment_id,
+        to: to.map(|t| t.trim().to_owned()),
+    };
     let job_id = enqueue(queue, kind.clone()).await?;
     Ok(Enqueued {
         job_id,
@@ -435,6 +503,44 @@ mod tests {
             .times(1)
             .returning(|_| Ok(JobId(41)));
         queue
+    }
+
+    #[tokio::test]
+    async fn a_label_is_mailed_again_only_when_there_is_one_and_to_an_address() {
+        let store = MemoryShipmentStore::new();
+        let id = booked(&store, ShipmentStatus::ErrorFromBody, "").await;
+        let refused = resend_label(&store, &MockJobQueue::new(), id, None).await;
+        assert!(
+            matches!(refused, Err(OperationError::Refused(Refusal::NoLabel))),
+            "{refused:?}"
+        );
+        let refused = resend_label(&store, &MockJobQueue::new(), id, Some("a, b@x.org")).await;
+        assert!(
+            matches!(
+                refused,
+                Err(OperationError::Refused(Refusal::BadAddress { .. }))
+            ),
+            "{refused:?}"
+        );
+        assert!(matches!(
+            resend_label(&store, &MockJobQueue::new(), 99, None).await,
+            Err(OperationError::NoShipment(99))
+        ));
+        for good in ["v@example.coop", " v.x+y@mail.example.org "] {
+            assert!(is_plausible_address(good), "{good}");
+        }
+        for bad in [
+            "",
+            "v",
+            "v@",
+            "@x.org",
+            "v@x",
+            "v@x.org w@y.org",
+            "<v@x.org>",
+            "v@@x.org",
+        ] {
+            assert!(!is_plausible_address(bad), "{bad}");
+        }
     }
 
     #[tokio::test]

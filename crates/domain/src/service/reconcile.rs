@@ -485,6 +485,7 @@ pub fn webhook_mail(admins: &[String], check: &WebhookCheck, status: &str) -> Em
         subject: format!("Webhook de WooCommerce «{}»: {status}", check.topic),
         body: format!("\nHola,\n\n{what}\n\n{todo}\n\n"),
         attachments: Vec::new(),
+        ..Email::default()
     }
 }
 

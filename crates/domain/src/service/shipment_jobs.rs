@@ -14,12 +14,16 @@ use super::shipping::{
 use super::shop_sync::{ShopSync, StatusDecision};
 use crate::error::{JobError, MailError, ShopError, StoreError, Transience, error_chain};
 use crate::model::alert::subject;
+use crate::model::mail::{label_message_id, on_sent};
 use crate::model::payload;
 use crate::model::{
-    AlertKind, BOOKING_LEASE, BookingRecorded, HeldBooking, JobKind, NewAlert, NewJob, Order,
-    Parcel, ShipmentMethod, ShipmentRecord, ShipmentStatus, TrackingReport, Webhook, WebhookStatus,
+    AlertKind, BOOKING_LEASE, BookingRecorded, HeldBooking, JobKind, MailEventStatus, MailState,
+    MailUpdate, NewAlert, NewJob, NewMailEvent, Order, Parcel, ShipmentMethod, ShipmentRecord,
+    ShipmentStatus, TrackingReport, Webhook, WebhookStatus,
 };
-use crate::ports::{Email, JobQueue, Mailer, ShipmentStore, ShippingProvider, Shop, WebhookInbox};
+use crate::ports::{
+    Email, JobQueue, MailEventStore, Mailer, ShipmentStore, ShippingProvider, Shop, WebhookInbox,
+};
 use std::sync::Arc;
 
 /// The shipment use cases and what they need: the ports (each an `Arc<dyn Port>`, shared) and the
@@ -49,6 +53,11 @@ pub struct ShipmentJobs {
     pub shop_sync: ShopSync,
     /// Alerts to the operators (refused bookings, tracking errors, withdrawn orders).
     pub alerts: Alerts,
+    /// The mail events, where a label mailed again is recorded.
+    pub mail_events: Arc<dyn MailEventStore>,
+    /// The domain of the label mails' `Message-ID`s (`mail.from`'s,
+    /// [`crate::model::mail::message_id_domain`]).
+    pub mail_domain: String,
 }
 
 /// The label's attachment name: its barcode, or the shipment's id when it has none.
@@ -158,9 +167,7 @@ impl ShipmentJobs {
                             "Sending Koiki pdf to vendor with id {}",
                             s.vendor_id
                         );
-                        let email =
-                            label_mail(&self.shop_host, s.order_id, &to, pdf, &label_filename(s));
-                        (email, job)
+                        (self.label_email(s, &to, pdf), job)
                     }
                     _ => return self.enqueue(job).await,
                 }
@@ -170,7 +177,8 @@ impl ShipmentJobs {
         };
         match self.mailer.send(&email).await {
             Ok(()) => {
-                self.store.mark_mailed(s.id).await?;
+                self.label_mailed(s, email.message_id.as_deref().unwrap_or_default())
+                    .await?;
                 Ok(())
             }
             Err(e) => {
@@ -241,16 +249,124 @@ impl ShipmentJobs {
             "Sending Koiki pdf to vendor with id {}",
             s.vendor_id
         );
-        let email = label_mail(
+        let email = self.label_email(&s, &vendor.email, pdf);
+        self.mailer.send(&email).await.map_err(|e| mail_error(&e))?;
+        self.label_mailed(&s, email.message_id.as_deref().unwrap_or_default())
+            .await?;
+        Ok(())
+    }
+
+    /// Mails a shipment's label again (an operator's `lazona labels resend`), to `to` or to the
+    /// vendor's address as the shop has it now, whether or not it was mailed before; records it
+    /// on the shipment (its mail state `sent` again, the new `Message-ID`) and among its mail
+    /// events (`lazona`/`resent`). A retry after the mail was sent but before it was recorded
+    /// sends it once more.
+    ///
+    /// # Errors
+    /// [`JobError::Permanent`] for a shipment without a label or a vendor without an address, or
+    /// a mail the server refuses; [`JobError::Transient`] when the mail server, the shop or the
+    /// store cannot be reached.
+    #[tracing::instrument(skip_all, fields(shipment_id))]
+    pub async fn resend_label(&self, shipment_id: i64, to: Option<&str>) -> Result<(), JobError> {
+        let s = self.shipment(shipment_id).await?;
+        let Some(pdf) = self.store.label(shipment_id).await? else {
+            return Err(JobError::Permanent {
+                reason: format!("shipment {shipment_id} has no label"),
+            });
+        };
+        let to = match to.map(str::trim).filter(|t| !t.is_empty()) {
+            Some(to) => to.to_owned(),
+            None => {
+                self.shop
+                    .vendor(s.vendor_id)
+                    .await
+                    .map_err(|e| shop_error(&e))?
+                    .email
+            }
+        };
+        if to.trim().is_empty() {
+            return Err(JobError::Permanent {
+                reason: format!(
+                    "shipment {shipment_id}: vendor {} has no e-mail address in the shop (give \
+                     one with --to)",
+                    s.vendor_id
+                ),
+            });
+        }
+        tracing::info!(
+            vendor_id = s.vendor_id,
+            "mailing the label of shipment {shipment_id} again"
+        );
+        let email = self.label_email(&s, &to, pdf);
+        self.mailer.send(&email).await.map_err(|e| mail_error(&e))?;
+        let message_id = email.message_id.clone().unwrap_or_default();
+        self.label_mailed(&s, &message_id).await?;
+        let mut event = NewMailEvent::new(
+            "lazona",
+            "resent",
+            serde_json::json!({ "to": to, "message_id": message_id }).to_string(),
+        );
+        event.state = Some(MailState::Sent);
+        event.email = Some(to);
+        event.message_id = Some(message_id);
+        event.shipment_id = Some(shipment_id);
+        event.occurred_at = Some(chrono::Utc::now());
+        event.status = MailEventStatus::Applied;
+        self.mail_events.record(&event).await?;
+        Ok(())
+    }
+
+    /// The label mail of `s` to `to`, with a new `Message-ID` of the connector's own.
+    fn label_email(&self, s: &ShipmentRecord, to: &str, pdf: Vec<u8>) -> Email {
+        let message_id = label_message_id(
+            s.id,
+            chrono::Utc::now().timestamp_millis(),
+            &self.mail_domain,
+        );
+        label_mail(
             &self.shop_host,
             s.order_id,
-            &vendor.email,
+            to,
             pdf,
-            &label_filename(&s),
-        );
-        self.mailer.send(&email).await.map_err(|e| mail_error(&e))?;
-        self.store.mark_mailed(shipment_id).await?;
-        Ok(())
+            &label_filename(s),
+            s.id,
+            &message_id,
+        )
+    }
+
+    /// Records that the label mail `message_id` of `s` (as the caller read it) was handed to the
+    /// relay: `mailed_at`, and the mail state `sent` with its `Message-ID` unless the relay
+    /// reported on that mail first ([`on_sent`]); a compare-and-set, read again when the
+    /// shipment's mail changed meanwhile.
+    async fn label_mailed(
+        &self,
+        s: &ShipmentRecord,
+        message_id: &str,
+    ) -> Result<ShipmentRecord, JobError> {
+        let mut s = s.clone();
+        for _ in 0..5 {
+            let (new_id, state, at) =
+                match on_sent(s.mail_message_id.as_deref(), s.mail_state, message_id) {
+                    Some((m, state)) => (Some(m), Some(state), Some(chrono::Utc::now())),
+                    None => (s.mail_message_id.clone(), s.mail_state, s.mail_state_at),
+                };
+            let update = MailUpdate {
+                seen_message_id: s.mail_message_id.clone(),
+                seen_state: s.mail_state,
+                message_id: new_id,
+                state,
+                at,
+                mailed: true,
+            };
+            if let Some(recorded) = self.store.update_mail(s.id, &update).await? {
+                return Ok(recorded);
+            }
+            s = self.shipment(s.id).await?;
+        }
+        Err(JobError::Transient {
+            reason: format!("shipment {}: its label mail kept changing", s.id),
+            retry_after: None,
+        })
     }
 
     /// Raises a refused booking's alert, unless it was told already.
@@ -750,6 +866,8 @@ mod tests {
                 admins: Vec::new(),
                 shop_sync: crate::service::shop_sync::ShopSync::default(),
                 alerts: crate::service::alerts::Alerts::memory(),
+                mail_events: Arc::new(crate::memory::MemoryMailEventStore::new()),
+                mail_domain: "lazona.test".into(),
             }
         }
         /// The inbox, to set expectations on before the jobs run.
@@ -1219,6 +1337,77 @@ mod tests {
         assert_eq!(sent[0].attachments[0].filename, "NEW1.pdf");
         assert_eq!(sent[0].attachments[0].content, b"%PDF-new");
         assert!(f.log.lock().expect("lock").is_empty(), "no mail job");
+        // The mail's own Message-ID, recorded on the shipment, and its shipment in the
+        // relay's metadata.
+        let message_id = sent[0].message_id.clone().expect("a Message-ID");
+        assert_eq!(
+            crate::model::mail::parse_label_message_id(&message_id).map(|(s, _)| s),
+            Some(all[0].id)
+        );
+        assert!(message_id.ends_with("@lazona.test>"), "{message_id}");
+        assert_eq!(all[0].mail_message_id.as_deref(), Some(message_id.as_str()));
+        assert_eq!(all[0].mail_state, Some(MailState::Sent));
+        let metadata = &sent[0].headers[0];
+        assert_eq!(metadata.0, "X-MC-Metadata");
+        let metadata: serde_json::Value = serde_json::from_str(&metadata.1).expect("JSON");
+        assert_eq!(metadata["shipment_id"], all[0].id);
+    }
+
+    #[tokio::test]
+    async fn a_label_mailed_again_goes_to_the_address_given_and_resets_the_mail_state() {
+        let mut f = Fixture::new(no_booking());
+        let id = shipment(&f.store, ShipmentStatus::LabelSent, "B1").await;
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let log = sent.clone();
+        f.mailer().expect_send().times(2).returning(move |e| {
+            log.lock().expect("lock").push(e.clone());
+            Ok(())
+        });
+        let events = Arc::new(crate::memory::MemoryMailEventStore::new());
+        let mut jobs = f.jobs();
+        jobs.mail_events = events.clone();
+        jobs.send_label_mail(id).await.expect("mailed");
+        let first = f.store.get(id).await.expect("get").expect("there");
+        // The relay reports a bounce.
+        f.store
+            .update_mail(
+                id,
+                &MailUpdate {
+                    seen_message_id: first.mail_message_id.clone(),
+                    seen_state: first.mail_state,
+                    message_id: first.mail_message_id.clone(),
+                    state: Some(MailState::Bounced),
+                    at: None,
+                    mailed: false,
+                },
+            )
+            .await
+            .expect("update")
+            .expect("as seen");
+        // Mailed again, at least a millisecond later.
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        jobs.resend_label(id, Some("fixed@example.coop"))
+            .await
+            .expect("mailed again");
+        let sent = sent.lock().expect("lock").clone();
+        assert_eq!(sent[0].to, vec!["vendor6@example.coop".to_owned()]);
+        assert_eq!(sent[1].to, vec!["fixed@example.coop".to_owned()]);
+        assert_eq!(sent[1].attachments[0].content, b"%PDF-old");
+        assert_ne!(sent[0].message_id, sent[1].message_id);
+        let now = f.store.get(id).await.expect("get").expect("there");
+        assert_eq!(now.mail_state, Some(MailState::Sent), "sent again");
+        assert_eq!(now.mail_message_id, sent[1].message_id);
+        let recorded = events.all();
+        assert_eq!(recorded.len(), 1);
+        assert_eq!(
+            (
+                recorded[0].data.provider.as_str(),
+                recorded[0].data.event.as_str(),
+                recorded[0].data.email.as_deref(),
+                recorded[0].data.shipment_id
+            ),
+            ("lazona", "resent", Some("fixed@example.coop"), Some(id))
+        );
     }
 
     #[tokio::test]

@@ -168,6 +168,7 @@ pub fn withdrawn_order_mail(
         subject: format!("Comanda {order_id} {status}: cal cancel·lar enviaments Koiki"),
         body,
         attachments: Vec::new(),
+        ..Email::default()
     }
 }
 
@@ -460,6 +461,8 @@ mod tests {
                 ..ShopSync::default()
             },
             alerts: crate::service::alerts::Alerts::memory(),
+            mail_events: Arc::new(crate::memory::MemoryMailEventStore::new()),
+            mail_domain: "lazona.test".into(),
         };
         (jobs, store, shop, mailer, s.id)
     }

@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::error::StoreError;
 use domain::model::{
-    BookingOutcome, BookingRecorded, Claim, PastBooking, ShipmentFilter, ShipmentMethod,
-    ShipmentRecord, ShipmentStatus,
+    BookingOutcome, BookingRecorded, Claim, MailUpdate, PastBooking, ShipmentFilter,
+    ShipmentMethod, ShipmentRecord, ShipmentStatus,
 };
 use domain::ports::ShipmentStore;
 use sea_orm::{ConnectionTrait, DbErr, QueryResult};
@@ -24,7 +24,7 @@ use write::*;
 pub(super) const COLUMNS: &str = "id, order_id, vendor_id, method, status, delivery_id, request, message, \
      notes, label_pdf IS NOT NULL, tracking_status_created_at, tracking_updated_at, mailed_at, \
      created_at, updated_at, booking_attempt, order_withdrawn, noted_barcode, \
-     tracking_unmailed_since";
+     tracking_unmailed_since, mail_message_id, mail_state, mail_state_at";
 
 /// The shipments on the connector's SQL database.
 #[derive(Debug, Clone)]
@@ -172,7 +172,29 @@ pub(super) fn record(row: &QueryResult) -> Result<ShipmentRecord, StoreError> {
             .try_get_by_index::<Option<i64>>(18)
             .map_err(get)?
             .map(from_millis),
+        mail_message_id: row.try_get_by_index(19).map_err(get)?,
+        mail_state: row
+            .try_get_by_index::<Option<String>>(20)
+            .map_err(get)?
+            .map(|s| s.parse())
+            .transpose()
+            .map_err(|e: String| StoreError::Unexpected(e.into()))?,
+        mail_state_at: row
+            .try_get_by_index::<Option<i64>>(21)
+            .map_err(get)?
+            .map(from_millis),
     })
+}
+
+/// `AND column = value`, or `AND column IS NULL` for `None`.
+fn matches_or_null(b: &mut SqlBuilder, column: &str, value: Option<String>) {
+    match value {
+        Some(v) => {
+            b.sql.push_str(&format!(" AND {column} = "));
+            b.param(v.into());
+        }
+        None => b.sql.push_str(&format!(" AND {column} IS NULL")),
+    }
 }
 
 #[async_trait]
@@ -408,6 +430,41 @@ impl ShipmentStore for SqlShipmentStore {
         }
     }
 
+    async fn update_mail(
+        &self,
+        id: i64,
+        u: &MailUpdate,
+    ) -> Result<Option<ShipmentRecord>, StoreError> {
+        let mut b = SqlBuilder::new(
+            self.db.backend(),
+            "UPDATE shipments SET mail_message_id = ".into(),
+        );
+        b.param(u.message_id.clone().into());
+        b.sql.push_str(", mail_state = ");
+        b.param(u.state.map(|s| s.as_str().to_owned()).into());
+        b.sql.push_str(", mail_state_at = ");
+        b.param(u.at.map(millis).into());
+        if u.mailed {
+            b.sql.push_str(", mailed_at = ");
+            b.param(millis(Utc::now()).into());
+        }
+        b.sql.push_str(" WHERE id = ");
+        b.param(id.into());
+        matches_or_null(&mut b, "mail_message_id", u.seen_message_id.clone());
+        matches_or_null(
+            &mut b,
+            "mail_state",
+            u.seen_state.map(|s| s.as_str().to_owned()),
+        );
+        if let Some(r) = self.write_record(b).await? {
+            return Ok(Some(r));
+        }
+        match self.get(id).await? {
+            Some(_) => Ok(None),
+            None => Err(StoreError::NotFound(id)),
+        }
+    }
+
     async fn mark_withdrawn(
         &self,
         order_id: i64,
@@ -511,6 +568,10 @@ impl ShipmentStore for SqlShipmentStore {
         if let Some(before) = filter.before_id {
             b.sql.push_str(" AND id < ");
             b.param(before.into());
+        }
+        if let Some(message_id) = &filter.mail_message_id {
+            b.sql.push_str(" AND mail_message_id = ");
+            b.param(message_id.clone().into());
         }
         let limit = if filter.limit == 0 {
             50

@@ -9,8 +9,8 @@ use super::{Checks, check, run_checks};
 use chrono::{TimeDelta, Utc};
 use domain::error::StoreError;
 use domain::model::{
-    BOOKING_LEASE, BookingOutcome, BookingRecorded, Claim, PastBookingReason, ShipmentFilter,
-    ShipmentMethod, ShipmentRecord, ShipmentStatus,
+    BOOKING_LEASE, BookingOutcome, BookingRecorded, Claim, MailState, MailUpdate,
+    PastBookingReason, ShipmentFilter, ShipmentMethod, ShipmentRecord, ShipmentStatus,
 };
 use domain::ports::ShipmentStore;
 use std::any::Any;
@@ -37,6 +37,10 @@ const CHECKS: Checks<Fresh> = &[
     check!(Fresh, booking_attempts_hold),
     check!(Fresh, a_tracking_change_is_due_for_its_mail_until_marked),
     check!(Fresh, status_changes_are_compare_and_set),
+    check!(
+        Fresh,
+        the_label_mail_is_compare_and_set_and_found_by_its_message_id
+    ),
     check!(Fresh, listings_filter_and_page_newest_first),
     check!(Fresh, unknown_ids_are_absent_or_not_found),
 ];
@@ -780,6 +784,88 @@ async fn status_changes_are_compare_and_set(backend: String, (store, _guard): Fr
             .expect("reserve")
             .is_none(),
         "{backend}: BOOKING since after `stale_before`"
+    );
+}
+
+async fn the_label_mail_is_compare_and_set_and_found_by_its_message_id(
+    backend: String,
+    (store, _guard): Fresh,
+) {
+    let s = claimed(store.as_ref(), 33, 6).await;
+    let other = claimed(store.as_ref(), 34, 6).await;
+    assert_eq!(
+        (&s.mail_message_id, s.mail_state, s.mail_state_at),
+        (&None, None, None),
+        "{backend}: no label mail yet"
+    );
+    let at = Utc::now() - TimeDelta::seconds(5);
+    let sent = MailUpdate {
+        seen_message_id: None,
+        seen_state: None,
+        message_id: Some("<lazona.shipment.1.1@x>".into()),
+        state: Some(MailState::Sent),
+        at: Some(at),
+        mailed: true,
+    };
+    let mailed = store
+        .update_mail(s.id, &sent)
+        .await
+        .expect("update")
+        .expect("as seen");
+    assert_eq!(
+        (mailed.mail_message_id.as_deref(), mailed.mail_state),
+        (Some("<lazona.shipment.1.1@x>"), Some(MailState::Sent)),
+        "{backend}"
+    );
+    assert_eq!(
+        mailed.mail_state_at.map(|t| t.timestamp_millis()),
+        Some(at.timestamp_millis()),
+        "{backend}"
+    );
+    assert!(mailed.mailed_at.is_some(), "{backend}: mailed");
+    // Seen as it no longer is: nothing changes.
+    assert_eq!(
+        store.update_mail(s.id, &sent).await.expect("update"),
+        None,
+        "{backend}: not as seen"
+    );
+    let bounced = MailUpdate {
+        seen_message_id: mailed.mail_message_id.clone(),
+        seen_state: Some(MailState::Sent),
+        message_id: mailed.mail_message_id.clone(),
+        state: Some(MailState::Bounced),
+        at: None,
+        mailed: false,
+    };
+    let now = store
+        .update_mail(s.id, &bounced)
+        .await
+        .expect("update")
+        .expect("as seen");
+    assert_eq!(now.mail_state, Some(MailState::Bounced), "{backend}");
+    assert_eq!(
+        now.mailed_at, mailed.mailed_at,
+        "{backend}: not mailed again"
+    );
+    let found = store
+        .list(&ShipmentFilter {
+            mail_message_id: Some("<lazona.shipment.1.1@x>".into()),
+            ..ShipmentFilter::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(
+        found.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [s.id],
+        "{backend}: found by its Message-ID, not {}",
+        other.id
+    );
+    assert!(
+        matches!(
+            store.update_mail(9999, &bounced).await,
+            Err(StoreError::NotFound(9999))
+        ),
+        "{backend}"
     );
 }
 
