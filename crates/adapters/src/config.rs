@@ -364,6 +364,7 @@ pub struct AlertsConfig {
     #[serde(deserialize_with = "seconds")]
     pub booking_stuck_secs: Duration,
     /// Hours without an order webhook before an alert (0: never; fractions allowed).
+    #[serde(deserialize_with = "fraction")]
     pub silence_hours: f64,
     /// More alerts than this at once are told as a digest.
     pub digest_threshold: u64,
@@ -478,6 +479,27 @@ fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         )));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// A number, given as a number or as a string holding one (`LAZONA_ALERTS__SILENCE_HOURS=0.5`).
+fn fraction<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Num {
+        F(f64),
+        S(String),
+    }
+    let n = match Num::deserialize(d)? {
+        Num::F(f) => f,
+        Num::S(s) => s.trim().parse().map_err(serde::de::Error::custom)?,
+    };
+    if n.is_finite() && n >= 0.0 {
+        Ok(n)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "expected a number of hours, got {n}"
+        )))
+    }
 }
 
 fn millis<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {

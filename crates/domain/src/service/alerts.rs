@@ -101,6 +101,12 @@ struct Storm {
     nudged: Option<std::time::Instant>,
 }
 
+/// The state key of the delivery lease.
+const DELIVERY_LEASE: &str = "alerts.delivery";
+
+/// How long a delivery may hold the lease (then another may take it: its holder died).
+const LEASE: chrono::TimeDelta = chrono::TimeDelta::seconds(120);
+
 /// How often folded raises are written.
 const FOLD_FLUSH: Duration = Duration::from_secs(1);
 
@@ -437,9 +443,43 @@ impl AlertDelivery {
     /// [`JobError::Transient`] when a channel or the store could not be reached: what was not
     /// told stays due, and the job's retry (or the next check) tells it.
     pub async fn deliver(&self) -> Result<(ChannelReport, ChannelReport), JobError> {
+        // One delivery at a time across every worker: two would both read an alert as due and
+        // both tell it. One that finds the lease taken leaves the work to its holder (and to
+        // the next check, for what was raised meanwhile).
+        let Some(lease) = self.take_lease().await? else {
+            return Ok((ChannelReport::default(), ChannelReport::default()));
+        };
         let mail = self.channel(AlertChannel::Mail).await;
         let hook = self.channel(AlertChannel::Hook).await;
+        let expired = Utc::now().to_rfc3339();
+        if let Err(e) = self
+            .state
+            .compare_and_set(DELIVERY_LEASE, Some(&lease), &expired)
+            .await
+        {
+            tracing::warn!(error = %e, "alert delivery lease not released: it expires by itself");
+        }
         Ok((mail?, hook?))
+    }
+
+    /// Takes the delivery lease (`alerts.delivery` in the state store: when it ends) unless
+    /// another delivery holds it; the value set, to release it with.
+    async fn take_lease(&self) -> Result<Option<String>, JobError> {
+        let now = Utc::now();
+        let current = self.state.get(DELIVERY_LEASE).await?;
+        if current
+            .as_deref()
+            .and_then(|v| DateTime::parse_from_rfc3339(v).ok())
+            .is_some_and(|ends| ends > now)
+        {
+            return Ok(None);
+        }
+        let mine = (now + LEASE).to_rfc3339();
+        Ok(self
+            .state
+            .compare_and_set(DELIVERY_LEASE, current.as_deref(), &mine)
+            .await?
+            .then_some(mine))
     }
 
     fn enabled(&self, channel: AlertChannel) -> bool {
