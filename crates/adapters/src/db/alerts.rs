@@ -29,14 +29,16 @@ impl SqlAlertStore {
         SqlBuilder::new(self.db.backend(), sql.to_owned())
     }
 
-    async fn rows(&self, b: SqlBuilder) -> Result<Vec<Alert>, StoreError> {
-        let rows = self
-            .db
+    async fn query(&self, b: SqlBuilder) -> Result<Vec<QueryResult>, StoreError> {
+        self.db
             .conn()
             .query_all_raw(b.build())
             .await
-            .map_err(unavailable)?;
-        rows.iter().map(alert_of).collect()
+            .map_err(unavailable)
+    }
+
+    async fn rows(&self, b: SqlBuilder) -> Result<Vec<Alert>, StoreError> {
+        self.query(b).await?.iter().map(alert_of).collect()
     }
 
     async fn one(&self, b: SqlBuilder) -> Result<Option<Alert>, StoreError> {
@@ -236,12 +238,7 @@ impl AlertStore for SqlAlertStore {
     async fn open_counts(&self) -> Result<Vec<(AlertKind, u64)>, StoreError> {
         let b =
             self.builder("SELECT kind, COUNT(*) FROM alerts WHERE state = 'open' GROUP BY kind");
-        let rows = self
-            .db
-            .conn()
-            .query_all_raw(b.build())
-            .await
-            .map_err(unavailable)?;
+        let rows = self.query(b).await?;
         kind_counts(&rows)
     }
 
@@ -249,12 +246,7 @@ impl AlertStore for SqlAlertStore {
         let mut b = self.builder("SELECT subject FROM alerts WHERE state = 'open' AND kind = ");
         b.param(kind.as_str().into());
         b.sql.push_str(" ORDER BY id LIMIT 10000");
-        let rows = self
-            .db
-            .conn()
-            .query_all_raw(b.build())
-            .await
-            .map_err(unavailable)?;
+        let rows = self.query(b).await?;
         rows.iter()
             .map(|r| r.try_get_by_index::<String>(0).map_err(unavailable))
             .collect()
@@ -277,12 +269,7 @@ impl AlertStore for SqlAlertStore {
             "SELECT kind, COUNT(*), MAX(id) FROM alerts WHERE {} = 1 GROUP BY kind",
             due_column(channel)
         ));
-        let rows = self
-            .db
-            .conn()
-            .query_all_raw(b.build())
-            .await
-            .map_err(unavailable)?;
+        let rows = self.query(b).await?;
         let mut max = None;
         for row in &rows {
             let id: i64 = row.try_get_by_index(2).map_err(unavailable)?;
