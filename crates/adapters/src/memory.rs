@@ -1,6 +1,6 @@
 //! In-memory adapters, for tests, examples and embedders: a [`ShipmentStore`] (for those who
 //! keep shipments elsewhere), a [`Shop`] holding vendors, orders and users, a [`Mailer`] that
-//! keeps what it is given, and the alerts', named values' and mail events' stores. Each holds everything in one mutex and loses it on drop;
+//! keeps what it is given, and the alerts', audit log's, named values' and mail events' stores. Each holds everything in one mutex and loses it on drop;
 //! production uses the SQL store, the WordPress shop and the SMTP mailer beside this module.
 //!
 //! This file is also compiled into `domain`'s own unit tests (`#[path]`, as `domain::memory`
@@ -12,14 +12,14 @@ use chrono::{DateTime, Utc};
 use domain::error::{MailError, ShopError, StoreError};
 use domain::model::shipment::VendorProfile;
 use domain::model::{
-    Alert, AlertChannel, AlertFilter, AlertKind, AlertState, BookingOutcome, BookingRecorded,
-    Claim, KindCounts, MailEvent, MailEventFilter, MailEventStatus, MailUpdate, NewAlert,
-    NewMailEvent, Order, OrderNote, OrderPage, OrderUpdate, PastBooking, PastBookingReason, Raised,
-    RecordedMailEvent, ShipmentFilter, ShipmentMethod, ShipmentRecord, ShipmentStatus, ShopOrder,
-    ShopWebhook,
+    Alert, AlertChannel, AlertFilter, AlertKind, AlertState, AuditEntry, AuditFilter,
+    BookingOutcome, BookingRecorded, Claim, KindCounts, MailEvent, MailEventFilter,
+    MailEventStatus, MailUpdate, NewAlert, NewAuditEntry, NewMailEvent, Order, OrderNote,
+    OrderPage, OrderUpdate, PastBooking, PastBookingReason, Raised, RecordedMailEvent,
+    ShipmentFilter, ShipmentMethod, ShipmentRecord, ShipmentStatus, ShopOrder, ShopWebhook,
 };
 use domain::ports::{
-    AlertStore, Email, MailEventStore, Mailer, ShipmentStore, Shop, ShopUser, StateStore,
+    AlertStore, AuditLog, Email, MailEventStore, Mailer, ShipmentStore, Shop, ShopUser, StateStore,
 };
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -820,6 +820,61 @@ impl AlertStore for MemoryAlertStore {
             }
         }
         Ok(())
+    }
+}
+
+/// The audit log in memory.
+#[derive(Debug, Default)]
+pub struct MemoryAuditLog {
+    entries: Mutex<Vec<AuditEntry>>,
+}
+
+impl MemoryAuditLog {
+    /// A log with nothing recorded.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every entry, oldest first.
+    pub fn all(&self) -> Vec<AuditEntry> {
+        lock(&self.entries).clone()
+    }
+}
+
+/// Whether `filter` selects `e` (its limit and paging aside).
+pub fn audit_selects(filter: &AuditFilter, e: &AuditEntry) -> bool {
+    filter
+        .actor
+        .as_ref()
+        .is_none_or(|a| *a == e.data.actor.name)
+        && filter.action.is_none_or(|a| a == e.data.action)
+        && filter.subject.as_ref().is_none_or(|s| *s == e.data.subject)
+        && filter.since.is_none_or(|t| e.data.at >= t)
+        && filter.before_id.is_none_or(|b| e.id < b)
+}
+
+#[async_trait]
+impl AuditLog for MemoryAuditLog {
+    async fn record(&self, entry: &NewAuditEntry) -> Result<i64, StoreError> {
+        let mut entries = lock(&self.entries);
+        let id = entries.last().map_or(1, |e| e.id + 1);
+        entries.push(AuditEntry {
+            id,
+            data: entry.clone(),
+        });
+        Ok(id)
+    }
+
+    async fn list(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
+        let limit = usize::try_from(if filter.limit == 0 { 100 } else { filter.limit })
+            .unwrap_or(usize::MAX);
+        Ok(lock(&self.entries)
+            .iter()
+            .rev()
+            .filter(|e| audit_selects(filter, e))
+            .take(limit)
+            .cloned()
+            .collect())
     }
 }
 

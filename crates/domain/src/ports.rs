@@ -9,13 +9,13 @@ use crate::error::{
 };
 use crate::model::shipment::VendorProfile;
 use crate::model::{
-    Alert, AlertChannel, AlertFilter, AlertKind, ApiToken, BookingOutcome, BookingRecorded, Claim,
-    DeadJob, Event, EventId, Job, JobId, KindCounts, MailEvent, MailEventFilter, MailEventStatus,
-    MailUpdate, NewAlert, NewEvent, NewJob, NewMailEvent, NewWebhook, Order, OrderNote, OrderPage,
-    OrderUpdate, Parcel, ParcelBooking, PastBooking, Principal, Raised, Recorded,
-    RecordedMailEvent, ShipmentFilter, ShipmentMethod, ShipmentRecord, ShipmentStatus, ShopWebhook,
-    TokenSecret, TrackingReport, Webhook, WebhookEvent, WebhookFilter, WebhookId, WebhookStatus,
-    WebhookSummary,
+    Alert, AlertChannel, AlertFilter, AlertKind, ApiToken, AuditEntry, AuditFilter, BookingOutcome,
+    BookingRecorded, Claim, DeadJob, Event, EventId, Job, JobId, KindCounts, MailEvent,
+    MailEventFilter, MailEventStatus, MailUpdate, NewAlert, NewAuditEntry, NewEvent, NewJob,
+    NewMailEvent, NewWebhook, Order, OrderNote, OrderPage, OrderUpdate, Parcel, ParcelBooking,
+    PastBooking, Principal, Raised, Recorded, RecordedMailEvent, ShipmentFilter, ShipmentMethod,
+    ShipmentRecord, ShipmentStatus, ShopWebhook, TokenSecret, TrackingReport, Webhook,
+    WebhookEvent, WebhookFilter, WebhookId, WebhookStatus, WebhookSummary,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -872,4 +872,23 @@ pub trait EventLog: Send + Sync {
     /// Waits until events may have been appended (in this process, where the log can tell), or
     /// `timeout` at most: readers call it between reads instead of sleeping.
     async fn wait(&self, timeout: Duration);
+}
+
+/// The audit log: who did what ([`crate::model::audit`]). A record, not an observation: an
+/// operator action is recorded before it is reported done, and the log is not pruned with the
+/// events.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait AuditLog: Send + Sync {
+    /// Records `entry`; returns its id.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the log cannot be reached: nothing was recorded.
+    async fn record(&self, entry: &NewAuditEntry) -> Result<i64, StoreError>;
+
+    /// The recorded actions `filter` selects, newest first.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the log cannot be reached.
+    async fn list(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError>;
 }

@@ -12,6 +12,7 @@ mod m0009_shop_loop;
 mod m0010_tracking_mail_due;
 mod m0011_alerts;
 mod m0012_mail_events;
+mod m0013_audit;
 
 /// The connector's migrations, in order.
 #[derive(Debug)]
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0010_tracking_mail_due::M0010TrackingMailDue),
             Box::new(m0011_alerts::M0011Alerts),
             Box::new(m0012_mail_events::M0012MailEvents),
+            Box::new(m0013_audit::M0013Audit),
         ]
     }
 }

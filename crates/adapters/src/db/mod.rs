@@ -4,6 +4,7 @@
 //! ([`SqlTokenStore`]).
 
 mod alerts;
+mod audit;
 mod commit;
 pub mod entity;
 mod events;
@@ -19,6 +20,7 @@ mod state;
 mod tokens;
 
 pub use alerts::SqlAlertStore;
+pub use audit::SqlAuditLog;
 pub use events::SqlEventLog;
 pub use import::{ImportError, ImportReport, import_django_shipments};
 pub use inbox::SqlInbox;

@@ -2,6 +2,7 @@
 //! Postgres databases.
 
 mod alerts;
+mod audit;
 mod config_file;
 mod contract;
 mod events;

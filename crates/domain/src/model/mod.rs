@@ -3,6 +3,7 @@
 //! connector stores webhooks byte for byte and parses them only when it processes them.
 
 pub mod alert;
+pub mod audit;
 pub mod customer;
 pub mod event;
 pub mod job;
@@ -20,6 +21,7 @@ pub mod webhook;
 pub use alert::{
     Alert, AlertChannel, AlertFilter, AlertKind, AlertState, KindCounts, NewAlert, Raised,
 };
+pub use audit::{Actor, ActorVia, AuditAction, AuditEntry, AuditFilter, NewAuditEntry};
 pub use customer::Customer;
 pub use event::{Event, EventId, EventKind, NewEvent};
 pub use job::{DeadJob, HeldBooking, Job, JobId, JobKind, Lease, NewJob};
