@@ -19,7 +19,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 const HOOK_SECRET: &[u8] = b"alert-hook-secret";
 
 /// A receiver of the alerts' webhook.
-async fn hook_receiver() -> MockServer {
+pub(crate) async fn hook_receiver() -> MockServer {
     let hook = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/hook"))
@@ -30,7 +30,7 @@ async fn hook_receiver() -> MockServer {
 }
 
 /// The posts the receiver got, each checked as a Standard Webhooks receiver does.
-async fn verified_posts(hook: &MockServer, want: usize) -> Vec<Value> {
+pub(crate) async fn verified_posts(hook: &MockServer, want: usize) -> Vec<Value> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let got = hook.received_requests().await.unwrap_or_default();
@@ -261,12 +261,9 @@ async fn a_tracking_error_is_told_and_resolves_when_the_tracking_answers_again()
             )
             .mount(&shop)
             .await;
-        let mut settings = shipping_settings_with(
-            &db.url,
-            &shop,
-            &sink,
-            &[("reconcile.enabled", "false"), ("shop.write_back", "false")],
-        );
+        let hook = hook_receiver().await;
+        let hooked = hook_settings(&hook);
+        let mut settings = shipping_settings_with(&db.url, &shop, &sink, &with(&hooked, &[]));
         settings.koiki.tracking_auth_token = Some("tracking-token".to_owned().into());
         let app = TestApp::spawn(&settings).await;
         let resp = app
@@ -308,6 +305,12 @@ async fn a_tracking_error_is_told_and_resolves_when_the_tracking_answers_again()
             })
             .unwrap_or_else(|| panic!("{name}: the alert's mail among {mails:?}"));
         assert!(alert_mail.text().contains("Envio no encontrado"), "{name}");
+        let post = the_post_of(&hook, "tracking_error", name).await;
+        assert_eq!(
+            post["alert"]["subject"],
+            format!("shipment:{id}"),
+            "{name}: {post}"
+        );
 
         track().await;
         assert_eq!(
@@ -329,15 +332,20 @@ async fn a_shop_that_sends_no_order_is_told_and_the_next_order_resolves_it() {
         let sink = SmtpSink::start(None).await;
         let shop = MockServer::start().await;
         // 0.0005 hours: under two seconds without an order webhook.
+        let hook = hook_receiver().await;
+        let hooked = hook_settings(&hook);
         let settings = shipping_settings_with(
             &db.url,
             &shop,
             &sink,
-            &[
-                ("alerts.silence_hours", "0.0005"),
-                ("alerts.check_interval_secs", "1"),
-                ("koiki.host", ""),
-            ],
+            &with(
+                &hooked,
+                &[
+                    ("alerts.silence_hours", "0.0005"),
+                    ("alerts.check_interval_secs", "1"),
+                    ("koiki.host", ""),
+                ],
+            ),
         );
         let app = TestApp::spawn(&settings).await;
         let mails = sink.wait_for(1, Duration::from_secs(20)).await;
@@ -349,6 +357,8 @@ async fn a_shop_that_sends_no_order_is_told_and_the_next_order_resolves_it() {
             "{name}: {:?}",
             mails[0].header("subject")
         );
+        let post = the_post_of(&hook, "shop_silent", name).await;
+        assert_eq!(post["alert"]["subject"], "shop", "{name}: {post}");
         let resp = app
             .post_signed(
                 "/api/deliveries/",
@@ -366,6 +376,124 @@ async fn a_shop_that_sends_no_order_is_told_and_the_next_order_resolves_it() {
             1,
             "{name}: resolved by the next order"
         );
+        app.stop().await;
+    }
+}
+
+/// The settings that post alerts to `hook`'s receiver, signed with [`HOOK_SECRET`].
+pub(crate) fn hook_settings(hook: &MockServer) -> [(&'static str, String); 2] {
+    [
+        ("alerts.webhook_url", format!("{}/hook", hook.uri())),
+        ("alerts.webhook_secret", secret_text()),
+    ]
+}
+
+/// `base` with `extra` on top, as the settings builders take them.
+pub(crate) fn with<'a>(
+    base: &'a [(&'static str, String)],
+    extra: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    base.iter()
+        .map(|(k, v)| (*k, v.as_str()))
+        .chain(extra.iter().copied())
+        .collect()
+}
+
+/// The one signed post of `kind`'s alert the receiver got, checked.
+pub(crate) async fn the_post_of(hook: &MockServer, kind: &str, name: &str) -> Value {
+    let posts = verified_posts(hook, 1).await;
+    let of_kind: Vec<&Value> = posts
+        .iter()
+        .filter(|p| p["alert"]["kind"] == kind)
+        .collect();
+    assert_eq!(of_kind.len(), 1, "{name}: one {kind} post among {posts:?}");
+    of_kind[0].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_booking_is_told_once_and_a_successful_retry_resolves_it() {
+    for (name, db) in TestDb::all().await {
+        let sink = SmtpSink::start(None).await;
+        // Koiki refuses the first booking (a postcode it does not take), then books.
+        let shop = fake_koiki_and_shop().await;
+        Mock::given(method("POST"))
+            .and(path("/rekis/api/altaEnvios"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "respuesta": "101", "mensaje": "OK",
+                "envios": [{"numPedido": "123", "codBarras": "", "etiqueta": "",
+                            "respuesta": "103", "mensaje": "Codigo postal incorrecto"}]
+            })))
+            .up_to_n_times(1)
+            .with_priority(1)
+            .mount(&shop)
+            .await;
+        // The retry fetches the order again from the shop.
+        Mock::given(method("GET"))
+            .and(path("/wp-json/wc/v3/orders/33"))
+            .respond_with(ResponseTemplate::new(200).set_body_string(fixture("order_minimal.json")))
+            .mount(&shop)
+            .await;
+        let hook = hook_receiver().await;
+        let hooked = hook_settings(&hook);
+        let settings = shipping_settings_with(&db.url, &shop, &sink, &with(&hooked, &[]));
+        let app = TestApp::spawn(&settings).await;
+        let token = admin_token(&app).await;
+        let resp = app
+            .post_signed(
+                "/api/deliveries/",
+                &fixture("order_minimal.json"),
+                Some("rf-1"),
+            )
+            .await;
+        assert_eq!(resp.status(), 201, "{name}");
+
+        // Told once by mail (the original's error mail, word for word) and once by the hook.
+        let mails = sink.wait_for(1, Duration::from_secs(20)).await;
+        assert_eq!(mails.len(), 1, "{name}");
+        assert!(
+            mails[0]
+                .text()
+                .replace("=\r\n", "")
+                .contains("Codigo postal incorrecto"),
+            "{name}"
+        );
+        let post = the_post_of(&hook, "booking_refused", name).await;
+        assert_eq!(post["type"], "alert.opened", "{name}");
+        assert!(
+            post["text"].as_str() == Some("[lazona] Error enviament Koiki per a la comanda: 33"),
+            "{name}: {post}"
+        );
+        let (_, list) = get(&app, &token, "/api/v1/alerts?kind=booking_refused").await;
+        assert_eq!(list["open_total"], 1, "{name}: {list}");
+        let shipment = app.count("SELECT MAX(id) FROM shipments").await;
+
+        // The operator retries; Koiki books it; the alert closes itself.
+        let resp = app
+            .client
+            .post(app.url(&format!("/api/v1/shipments/{shipment}/retry")))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(resp.status(), 202, "{name}");
+        assert_eq!(
+            app.wait_count(
+                "SELECT COUNT(*) FROM alerts WHERE kind = 'booking_refused' \
+                 AND state = 'resolved' AND resolved_by = 'auto'",
+                1
+            )
+            .await,
+            1,
+            "{name}: resolved by the booking"
+        );
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM shipments WHERE status = 'LABEL_SENT'")
+                .await,
+            1,
+            "{name}: booked"
+        );
+        let (_, list) = get(&app, &token, "/api/v1/alerts").await;
+        assert_eq!(list["open_total"], 0, "{name}: {list}");
         app.stop().await;
     }
 }

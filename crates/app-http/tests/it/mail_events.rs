@@ -5,6 +5,7 @@
 //! the label mailed again (`ResendLabel`) and then delivered resolves it. A wrong signature is
 //! 401 with nothing stored, a malformed delivery 400 and kept, `HEAD` 200.
 
+use crate::alerts::{hook_receiver, hook_settings, the_post_of, with};
 use crate::helpers::{TestApp, TestDb, fixture};
 use crate::shipping::{fake_koiki_and_shop, shipping_settings_with};
 use adapters::db::{SqlAlertStore, SqlJobQueue, SqlTokenStore};
@@ -61,10 +62,14 @@ async fn a_bounced_label_mail_raises_an_alert_and_its_resend_delivered_resolves_
     for (name, db) in TestDb::all().await {
         let sink = SmtpSink::start(None).await;
         let shop = fake_koiki_and_shop().await;
-        let mut settings =
-            shipping_settings_with(&db.url, &shop, &sink, &[("mail.events_key", KEY)]);
-        settings.reconcile.enabled = Some(false);
-        settings.shop.write_back = false;
+        let hook = hook_receiver().await;
+        let hooked = hook_settings(&hook);
+        let settings = shipping_settings_with(
+            &db.url,
+            &shop,
+            &sink,
+            &with(&hooked, &[("mail.events_key", KEY)]),
+        );
         let app = TestApp::spawn(&settings).await;
         let resp = app
             .post_signed(
@@ -167,6 +172,12 @@ async fn a_bounced_label_mail_raises_an_alert_and_its_resend_delivered_resolves_
             .expect("alerts");
         assert_eq!(open.len(), 1, "{name}");
         assert_eq!(open[0].subject, format!("shipment:{id}"), "{name}");
+        let post = the_post_of(&hook, "label_mail_bounced", name).await;
+        assert_eq!(
+            post["alert"]["subject"],
+            format!("shipment:{id}"),
+            "{name}: {post}"
+        );
         assert!(
             open[0].summary.contains("venedora 6"),
             "{name}: {}",

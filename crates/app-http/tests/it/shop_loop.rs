@@ -6,15 +6,18 @@
 //! - an order that never arrived as a webhook, listed by the shop, is booked after a pass, and
 //!   later passes book nothing;
 //! - an order cancelled after its booking mails the admins once;
-//! - a disabled webhook mails the admins once;
+//! - a disabled webhook mails the admins once, and its alert closes when it is active again;
 //! - the tracking note is written once even when its job is retried.
 
+use crate::alerts::{hook_receiver, hook_settings, the_post_of, with};
 use crate::helpers::{SECRET, TestApp, TestDb, fixture};
 use crate::shipping::{mount_vendor_6, shipping_settings_with};
 use adapters::config::Settings;
 use adapters::smtp_sink::SmtpSink;
 use domain::service::signature::WebhookSecret;
 use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use wiremock::matchers::{basic_auth, body_json, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -191,11 +194,16 @@ async fn an_order_cancelled_after_its_booking_mails_the_admins_once() {
     for (name, db) in databases().await {
         let sink = SmtpSink::start(None).await;
         let shop = fake_koiki_and_shop(1).await;
+        let hook = hook_receiver().await;
+        let hooked = hook_settings(&hook);
         let settings = loop_settings(
             &db.url,
             &shop,
             &sink,
-            &[("reconcile.enabled", "false"), ("shop.write_back", "false")],
+            &with(
+                &hooked,
+                &[("reconcile.enabled", "false"), ("shop.write_back", "false")],
+            ),
         );
         let app = TestApp::spawn(&settings).await;
         let paid = order("processing", "2026-12-07T08:00:00");
@@ -222,6 +230,8 @@ async fn an_order_cancelled_after_its_booking_mails_the_admins_once() {
             mails[1].text().contains("yyy"),
             "{name}: the barcode is named"
         );
+        let post = the_post_of(&hook, "order_withdrawn", name).await;
+        assert_eq!(post["alert"]["subject"], "order:33", "{name}: {post}");
         assert_eq!(
             app.wait_count(
                 "SELECT COUNT(*) FROM shipments WHERE order_withdrawn = 'cancelled'",
@@ -334,7 +344,7 @@ async fn an_order_never_delivered_is_booked_after_a_pass_and_the_next_passes_boo
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_disabled_webhook_mails_the_admins_once() {
+async fn a_disabled_webhook_is_told_once_and_its_alert_closes_when_it_is_active_again() {
     for (name, db) in databases().await {
         let sink = SmtpSink::start(None).await;
         let shop = fake_koiki_and_shop(0).await;
@@ -343,18 +353,39 @@ async fn a_disabled_webhook_mails_the_admins_once() {
             .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
             .mount(&shop)
             .await;
+        let webhooks = |updated: &str| {
+            json!([
+                {"id": 1, "name": "Comandes", "status": "active", "topic": "order.created",
+                 "delivery_url": "https://c.example/api/deliveries/"},
+                {"id": 2, "name": "Comandes actualitzades", "status": updated,
+                 "topic": "order.updated", "delivery_url": "https://c.example/api/deliveries/"}
+            ])
+        };
+        // Disabled until the admins are told, active again after (an operator re-enabled it in
+        // WooCommerce).
+        let reenabled = Arc::new(AtomicBool::new(false));
+        let seen = reenabled.clone();
         Mock::given(method("GET"))
             .and(path("/wp-json/wc/v3/webhooks"))
             .and(query_param("per_page", "100"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(json!([
-                {"id": 1, "name": "Comandes", "status": "active", "topic": "order.created",
-                 "delivery_url": "https://c.example/api/deliveries/"},
-                {"id": 2, "name": "Comandes actualitzades", "status": "disabled",
-                 "topic": "order.updated", "delivery_url": "https://c.example/api/deliveries/"}
-            ])))
+            .respond_with(move |_: &wiremock::Request| {
+                let status = if seen.load(Ordering::SeqCst) {
+                    "active"
+                } else {
+                    "disabled"
+                };
+                ResponseTemplate::new(200).set_body_json(webhooks(status))
+            })
             .mount(&shop)
             .await;
-        let settings = loop_settings(&db.url, &shop, &sink, &[("reconcile.interval_secs", "1")]);
+        let hook = hook_receiver().await;
+        let hooked = hook_settings(&hook);
+        let settings = loop_settings(
+            &db.url,
+            &shop,
+            &sink,
+            &with(&hooked, &[("reconcile.interval_secs", "1")]),
+        );
         let app = TestApp::spawn(&settings).await;
         let mails = sink.wait_for(1, Duration::from_secs(20)).await;
         assert_eq!(mails.len(), 1, "{name}");
@@ -363,8 +394,23 @@ async fn a_disabled_webhook_mails_the_admins_once() {
             Some("Webhook de WooCommerce «order.updated»: disabled")
         );
         assert!(mails[0].text().contains("Comandes actualitzades"), "{name}");
-        tokio::time::sleep(Duration::from_millis(3_000)).await;
-        assert_eq!(sink.messages().len(), 1, "{name}: once per change");
+        let post = the_post_of(&hook, "shop_webhook", name).await;
+        assert_eq!(
+            post["alert"]["subject"], "shop-webhook:order.updated",
+            "{name}: {post}"
+        );
+        reenabled.store(true, Ordering::SeqCst);
+        assert_eq!(
+            app.wait_count(
+                "SELECT COUNT(*) FROM alerts WHERE kind = 'shop_webhook' \
+                 AND state = 'resolved' AND resolved_by = 'auto'",
+                1
+            )
+            .await,
+            1,
+            "{name}: closed once the webhook is active again"
+        );
+        assert_eq!(sink.messages().len(), 1, "{name}: told once");
         app.stop().await;
     }
 }

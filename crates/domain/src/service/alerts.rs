@@ -444,9 +444,16 @@ impl AlertDelivery {
     /// told stays due, and the job's retry (or the next check) tells it.
     pub async fn deliver(&self) -> Result<(ChannelReport, ChannelReport), JobError> {
         // One delivery at a time across every worker: two would both read an alert as due and
-        // both tell it. One that finds the lease taken leaves the work to its holder (and to
-        // the next check, for what was raised meanwhile).
+        // both tell it. One that finds the lease taken while something is due runs again in a
+        // moment: its holder may have read what is due before this one's alert was written.
         let Some(lease) = self.take_lease().await? else {
+            if self.anything_due().await? {
+                return Err(JobError::Transient {
+                    reason: "another alert delivery is running: this one runs again after it"
+                        .into(),
+                    retry_after: Some(std::time::Duration::from_secs(2)),
+                });
+            }
             return Ok((ChannelReport::default(), ChannelReport::default()));
         };
         let mail = self.channel(AlertChannel::Mail).await;
@@ -460,6 +467,16 @@ impl AlertDelivery {
             tracing::warn!(error = %e, "alert delivery lease not released: it expires by itself");
         }
         Ok((mail?, hook?))
+    }
+
+    /// Whether an enabled channel has something to tell.
+    async fn anything_due(&self) -> Result<bool, JobError> {
+        for channel in [AlertChannel::Mail, AlertChannel::Hook] {
+            if self.enabled(channel) && !self.alerts.store().due(channel, 1).await?.is_empty() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Takes the delivery lease (`alerts.delivery` in the state store: when it ends) unless
@@ -834,6 +851,45 @@ mod tests {
             "{}",
             sent[0].body
         );
+    }
+
+    /// A delivery that finds another one running while an alert is due runs again in a moment
+    /// (the other may have read what was due before this alert was written); with nothing due
+    /// it just ends.
+    #[tokio::test]
+    async fn a_delivery_that_finds_another_running_runs_again_when_something_is_due() {
+        let (d, mailer) = delivery(AlertSettings::default());
+        let held = (Utc::now() + chrono::TimeDelta::seconds(60)).to_rfc3339();
+        assert!(
+            d.state
+                .compare_and_set(DELIVERY_LEASE, None, &held)
+                .await
+                .expect("held")
+        );
+        d.deliver().await.expect("nothing due: done");
+        d.alerts
+            .raise(alert(AlertKind::JobDead, 1))
+            .await
+            .expect("raise");
+        let err = d.deliver().await.expect_err("due, and the lease taken");
+        assert!(
+            matches!(
+                err,
+                JobError::Transient {
+                    retry_after: Some(_),
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(mailer.sent().is_empty(), "told by one delivery only");
+        let expired = Utc::now().to_rfc3339();
+        d.state
+            .compare_and_set(DELIVERY_LEASE, Some(&held), &expired)
+            .await
+            .expect("released");
+        d.deliver().await.expect("told");
+        assert_eq!(mailer.sent().len(), 1);
     }
 
     #[tokio::test]
