@@ -1,18 +1,30 @@
-//! `cargo xtask bench alerts --db sqlite|postgres [--jobs N] [--seconds S]`: an alert storm. N
-//! jobs that cannot succeed (tracking shipments that do not exist: a permanent failure, so each
-//! is dead-lettered at once) are enqueued at an even pace over S seconds into a connector whose
-//! worker runs in this process, mailing through the sandbox's SMTP sink. Run twice on fresh
-//! databases: once with every alert kind switched off (`alerts.off`), once with alerts on. The
-//! difference in this process's CPU time, over the storm's wall time, is what alerts cost the
-//! worker; the mails the sink got say how the storm was told (one by one, then digests).
+//! `cargo xtask bench alerts --db sqlite|postgres [--jobs N] [--seconds S] [--pairs P]`: an alert
+//! storm, measured two ways.
+//!
+//! 1. **The alerts alone**: N job_dead alerts raised at an even pace over S seconds through the
+//!    connector's `Alerts` (as the worker raises them when a job is dead-lettered), then one
+//!    delivery, with no worker and nothing else running in this process: its CPU time is what
+//!    alerts cost, without the storm's own work around it. Repeated P times.
+//! 2. **The whole worker, off against on**: N jobs that cannot succeed (tracking shipments that
+//!    do not exist: a permanent failure, so each is dead-lettered at once) enqueued at the same
+//!    pace into a connector whose worker runs in this process, mailing through the sandbox's SMTP
+//!    sink; P pairs of runs on fresh databases, alternating every alert kind switched off
+//!    (`alerts.off`) and alerts on. The difference in CPU time within each pair, over the storm's
+//!    wall time, is what alerts cost the worker, with the worker's own run-to-run noise; the
+//!    mails the sink got say how the storm was told (one by one, then digests).
 
 use super::{BenchDb, Db};
 use adapters::config::Settings;
+use adapters::db::SqlStateStore;
+use adapters::memory::MemoryMailer;
 use adapters::sandbox::{Sandbox, SandboxOptions};
 use anyhow::{Context, Result, bail};
 use connector::Connector;
-use domain::model::{AlertKind, JobKind, NewJob};
+use domain::model::alert::subject;
+use domain::model::{AlertKind, JobKind, NewAlert, NewJob};
+use domain::service::alerts::AlertDelivery;
 use figment::providers::Serialized;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -20,6 +32,7 @@ struct AlertArgs {
     db: Db,
     jobs: usize,
     seconds: u64,
+    pairs: usize,
 }
 
 impl AlertArgs {
@@ -28,6 +41,7 @@ impl AlertArgs {
             db: Db::Sqlite,
             jobs: 10_000,
             seconds: 60,
+            pairs: 3,
         };
         let mut db = None;
         let mut it = args.iter();
@@ -41,6 +55,7 @@ impl AlertArgs {
                 "--db" => db = Some(Db::parse(&value()?)?),
                 "--jobs" => a.jobs = value()?.replace('_', "").parse().context("a number")?,
                 "--seconds" => a.seconds = value()?.parse().context("a number")?,
+                "--pairs" => a.pairs = value()?.parse::<usize>().context("a number")?.max(1),
                 other => bail!("bench alerts: unknown option `{other}`"),
             }
         }
@@ -69,7 +84,14 @@ fn cpu_time() -> Result<Duration> {
     Ok(Duration::from_millis(ticks * 10))
 }
 
-/// `bench alerts --db sqlite|postgres [--jobs N] [--seconds S]`.
+/// The median, lowest and highest of `values`.
+fn spread(values: &[f64]) -> (f64, f64, f64) {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    (v[v.len() / 2], v[0], v[v.len() - 1])
+}
+
+/// `bench alerts --db sqlite|postgres [--jobs N] [--seconds S] [--pairs P]`.
 pub(crate) fn run(args: &[String]) -> Result<()> {
     let args = AlertArgs::parse(args)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -77,34 +99,133 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         .build()
         .context("starting the tokio runtime")?;
     rt.block_on(async {
-        let mut runs = Vec::new();
-        for alerts_on in [false, true] {
+        let mut alone = Vec::new();
+        for _ in 0..args.pairs {
             let bench_db = BenchDb::create(args.db).await?;
-            let result = storm(&args, &bench_db.url, alerts_on).await;
+            let result = alerts_alone(&args, &bench_db.url).await;
             bench_db.remove().await?;
-            runs.push(result?);
-        }
-        let (off, on) = (&runs[0], &runs[1]);
-        for (label, r) in [("alerts off", off), ("alerts on", on)] {
+            let r = result?;
             println!(
-                "{label:>10}: {} jobs dead in {:.1} s, CPU {:.2} s ({:.1}% of a core); alerts opened {}, mails {} of which digests {}",
-                r.dead,
+                "alerts alone: {} raised over {:.1} s, CPU {:.3} s ({:.3}% of a core); rows {}, mails {}",
+                args.jobs,
                 r.wall.as_secs_f64(),
                 r.cpu.as_secs_f64(),
                 100.0 * r.cpu.as_secs_f64() / r.wall.as_secs_f64(),
                 r.opened,
-                r.mails,
-                r.digests
+                r.mails
             );
+            alone.push(100.0 * r.cpu.as_secs_f64() / r.wall.as_secs_f64());
         }
-        let extra = on.cpu.as_secs_f64() - off.cpu.as_secs_f64();
+        let mut extra = Vec::new();
+        for pair in 0..args.pairs {
+            let mut runs = Vec::new();
+            // Alternate which goes first, so a machine warming up or cooling down favours
+            // neither.
+            let order = if pair % 2 == 0 { [false, true] } else { [true, false] };
+            for alerts_on in order {
+                let bench_db = BenchDb::create(args.db).await?;
+                let result = storm(&args, &bench_db.url, alerts_on).await;
+                bench_db.remove().await?;
+                runs.push((alerts_on, result?));
+            }
+            runs.sort_by_key(|(on, _)| *on);
+            let (off, on) = (&runs[0].1, &runs[1].1);
+            for (label, r) in [("alerts off", off), ("alerts on", on)] {
+                println!(
+                    "{label:>10}: {} jobs dead in {:.1} s, CPU {:.2} s ({:.1}% of a core); alerts opened {}, mails {} of which digests {}",
+                    r.dead,
+                    r.wall.as_secs_f64(),
+                    r.cpu.as_secs_f64(),
+                    100.0 * r.cpu.as_secs_f64() / r.wall.as_secs_f64(),
+                    r.opened,
+                    r.mails,
+                    r.digests
+                );
+            }
+            let cost = on.cpu.as_secs_f64() - off.cpu.as_secs_f64();
+            println!(
+                "pair {}: alerts cost {cost:.2} s of CPU over {:.1} s: {:.2}% of a core",
+                pair + 1,
+                on.wall.as_secs_f64(),
+                100.0 * cost / on.wall.as_secs_f64()
+            );
+            extra.push(100.0 * cost / on.wall.as_secs_f64());
+        }
+        let (median, low, high) = spread(&alone);
         println!(
-            "alerts cost {:.2} s of CPU over {:.1} s: {:.2}% of a core",
-            extra,
-            on.wall.as_secs_f64(),
-            100.0 * extra / on.wall.as_secs_f64()
+            "alerts alone, {} runs: median {median:.3}% of a core (from {low:.3}% to {high:.3}%)",
+            alone.len()
+        );
+        let (median, low, high) = spread(&extra);
+        println!(
+            "whole worker, {} pairs: median {median:.2}% of a core (from {low:.2}% to {high:.2}%)",
+            extra.len()
         );
         Ok(())
+    })
+}
+
+/// N job_dead alerts raised over S seconds through the connector's `Alerts`, with no worker,
+/// then told once (to a mailer in memory): the CPU of the alerts' own path.
+async fn alerts_alone(args: &AlertArgs, db_url: &str) -> Result<Run> {
+    let settings: Settings = Settings::figment(None)?
+        .merge(Serialized::default("database.url", db_url))
+        .merge(Serialized::default("reconcile.enabled", "false"))
+        .merge(Serialized::default("log.level", "off"))
+        .merge(Serialized::default(
+            "mail.admin_recipients",
+            vec!["admin@example.coop"],
+        ))
+        .extract()
+        .context("settings")?;
+    let connector = Connector::builder(settings)
+        .without_worker()
+        .build()
+        .await?;
+    let alerts = connector.alerts().clone();
+    let mailer = Arc::new(MemoryMailer::new());
+    let delivery = AlertDelivery {
+        alerts: alerts.clone(),
+        mailer: mailer.clone(),
+        admins: vec!["admin@example.coop".into()],
+        hook: None,
+        state: Arc::new(SqlStateStore::new(connector.database().clone())),
+    };
+    let started = Instant::now();
+    let cpu_before = cpu_time()?;
+    let per_tick = (args.jobs / (args.seconds as usize * 10)).max(1);
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut raised = 0;
+    while raised < args.jobs {
+        tick.tick().await;
+        for _ in 0..per_tick.min(args.jobs - raised) {
+            let id = 50_000_000 + raised as i64;
+            alerts
+                .raise(NewAlert {
+                    kind: AlertKind::JobDead,
+                    subject: subject::job(id),
+                    summary: format!("Tasca abandonada: track_shipment {id}"),
+                    detail: "La tasca ha fallat definitivament: no shipment".into(),
+                })
+                .await?;
+            raised += 1;
+        }
+    }
+    alerts.flush_folded(true).await?;
+    delivery
+        .deliver()
+        .await
+        .map_err(|e| anyhow::anyhow!("delivery: {e}"))?;
+    let cpu = cpu_time()? - cpu_before;
+    let wall = started.elapsed();
+    let opened = count(&connector, "SELECT COUNT(*) FROM alerts").await?;
+    Ok(Run {
+        cpu,
+        wall,
+        dead: 0,
+        opened,
+        mails: mailer.sent().len(),
+        digests: 0,
     })
 }
 
