@@ -3,30 +3,19 @@
 //! `shipments show`, `webhooks show` and `lazona audit` with its filters.
 
 use crate::dead_and_replay::order_webhook;
+use crate::shipments::shipment;
 use crate::support::{database, run, run_with, stdout_json};
 use adapters::db::{SqlAlertStore, SqlInbox, SqlShipmentStore};
 use adapters::queue::Queue;
 use adapters::testing::TestDb;
-use domain::model::{
-    AlertKind, BookingOutcome, Claim, JobKind, NewAlert, NewJob, ShipmentMethod, ShipmentStatus,
-    WebhookStatus,
-};
-use domain::ports::{AlertStore as _, ShipmentStore as _, WebhookInbox as _};
+use domain::model::{AlertKind, JobKind, NewAlert, NewJob, ShipmentStatus, WebhookStatus};
+use domain::ports::{AlertStore as _, WebhookInbox as _};
 use serde_json::Value;
 use std::time::Duration;
 
-/// `maria@<this host>`, as the binary names a user `maria` by default.
-fn maria() -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_default();
-    if host.is_empty() {
-        "maria".into()
-    } else {
-        format!("maria@{host}")
-    }
+/// The name a user `maria` is recorded by without `--actor`: `maria@<this host>`.
+fn is_maria(name: &str) -> bool {
+    name == "maria" || name.starts_with("maria@")
 }
 
 fn names(entries: &Value) -> Vec<(String, String)> {
@@ -50,28 +39,16 @@ async fn every_cli_action_records_its_actor_and_lazona_audit_lists_them() {
         let database = database(&db.url).await;
         let settings = adapters::testing::settings_for(&db.url);
         let store = SqlShipmentStore::new(database.clone());
-        let Claim::Claimed(s) = store
-            .claim(33, 6, ShipmentMethod::Koiki)
-            .await
-            .expect("claim")
-        else {
-            panic!("a new shipment")
-        };
-        store
-            .record_booking(
-                s.id,
-                0,
-                &BookingOutcome {
-                    status: ShipmentStatus::LabelSent,
-                    delivery_id: "BAR1".into(),
-                    request: String::new(),
-                    message: String::new(),
-                    label_pdf: Some(b"%PDF-1.4".to_vec()),
-                },
-            )
-            .await
-            .expect("booked");
-        let id = s.id.to_string();
+        let id = shipment(
+            &store,
+            33,
+            6,
+            ShipmentStatus::LabelSent,
+            "BAR1",
+            Some(b"%PDF-1.4"),
+        )
+        .await
+        .to_string();
 
         // The OS user at the host by default; --actor and LAZONA_ACTOR name someone else.
         let retry = ["shipments", "retry", &id, "--force", "--no-wait", "--json"];
@@ -93,12 +70,18 @@ async fn every_cli_action_records_its_actor_and_lazona_audit_lists_them() {
                 .success()
         );
         let shown = stdout_json(&run(&db.url, &["shipments", "show", &id, "--json"]).await);
+        // The OS user at the host: `maria@<this host>`.
+        let maria = shown["actions"][2]["actor"]["name"]
+            .as_str()
+            .expect("a name")
+            .to_owned();
+        assert!(is_maria(&maria), "{name}: {maria}");
         assert_eq!(
             names(&shown["actions"]),
             [
                 ("resend".to_owned(), "bo".to_owned()),
                 ("track".to_owned(), "ana".to_owned()),
-                ("retry".to_owned(), maria()),
+                ("retry".to_owned(), maria.clone()),
             ],
             "{name}: newest first"
         );
@@ -180,7 +163,7 @@ async fn every_cli_action_records_its_actor_and_lazona_audit_lists_them() {
         let resolved = stdout_json(&run_with(&db.url, &resolve, as_maria).await);
         assert_eq!(
             resolved["resolved"][0]["resolved_by"],
-            format!("cli {}", maria()),
+            format!("cli {maria}"),
             "{name}"
         );
         let created = stdout_json(
@@ -219,7 +202,11 @@ async fn every_cli_action_records_its_actor_and_lazona_audit_lists_them() {
             "{name}"
         );
         let retries = stdout_json(&run(&db.url, &["audit", "--action", "retry", "--json"]).await);
-        assert_eq!(names(&retries), [("retry".to_owned(), maria())], "{name}");
+        assert_eq!(
+            names(&retries),
+            [("retry".to_owned(), maria.clone())],
+            "{name}"
+        );
         assert_eq!(retries[0]["subject"], format!("shipment:{id}"), "{name}");
         let anas = stdout_json(&run(&db.url, &["audit", "--actor", "ana", "--json"]).await);
         assert_eq!(

@@ -137,6 +137,23 @@ impl Api {
             .unwrap_or_else(|| panic!("a webhook id in {answer}"))
     }
 
+    /// Marks the queued webhook `id` processed, as its worker would.
+    async fn processed(&self, id: i64) {
+        let moved = self
+            .app
+            .running
+            .inbox
+            .transition(
+                WebhookId(id),
+                WebhookStatus::Queued,
+                WebhookStatus::Processed,
+                None,
+            )
+            .await
+            .expect("processed");
+        assert!(moved, "webhook {id} was queued");
+    }
+
     /// Dead-letters `n` no-op jobs (call before anything else is queued); their ids.
     async fn dead_jobs(&self, n: u64) -> Vec<i64> {
         let queue = SqlJobQueue::new(self.app.running.db.clone());
@@ -238,17 +255,7 @@ async fn every_endpoint_refuses_missing_wrong_and_revoked_tokens_and_keeps_vendo
         let webhook = api
             .webhook("/api/deliveries/", &helpers_order(33), "order.created")
             .await;
-        api.app
-            .running
-            .inbox
-            .transition(
-                WebhookId(webhook),
-                WebhookStatus::Queued,
-                WebhookStatus::Processed,
-                None,
-            )
-            .await
-            .expect("processed");
+        api.processed(webhook).await;
 
         // (method, path, who else than the admin sees it: vendor-visible or admin-only)
         let endpoints: Vec<(Method, String, bool)> = vec![
@@ -802,17 +809,7 @@ async fn actions_enqueue_their_jobs_and_unsafe_ones_are_refused_409() {
             .await;
         let (status, body) = post(format!("/api/v1/webhooks/{webhook}/replay")).await;
         assert_error(status, &body, 409, "refused", &format!("{backend} queued"));
-        api.app
-            .running
-            .inbox
-            .transition(
-                WebhookId(webhook),
-                WebhookStatus::Queued,
-                WebhookStatus::Processed,
-                None,
-            )
-            .await
-            .expect("processed");
+        api.processed(webhook).await;
         let (status, body) = post(format!("/api/v1/webhooks/{webhook}/replay")).await;
         assert_eq!(status, 202, "{backend}: {body}");
         assert_eq!(
@@ -835,17 +832,7 @@ async fn actions_enqueue_their_jobs_and_unsafe_ones_are_refused_409() {
                     .is_some_and(|d| d.starts_with("replayed by token admin (#"))),
             "{backend}: {shown}"
         );
-        api.app
-            .running
-            .inbox
-            .transition(
-                WebhookId(webhook),
-                WebhookStatus::Queued,
-                WebhookStatus::Processed,
-                None,
-            )
-            .await
-            .expect("processed");
+        api.processed(webhook).await;
         // The forced retry above is done (as its worker would leave it, nothing booked): a
         // forced replay books the order's shipment again.
         assert!(
@@ -1213,17 +1200,7 @@ async fn every_action_through_the_api_records_its_token() {
         let webhook = api
             .webhook("/api/deliveries/", &helpers_order(52), "order.created")
             .await;
-        api.app
-            .running
-            .inbox
-            .transition(
-                WebhookId(webhook),
-                WebhookStatus::Queued,
-                WebhookStatus::Processed,
-                None,
-            )
-            .await
-            .expect("processed");
+        api.processed(webhook).await;
         let alerts = adapters::db::SqlAlertStore::new(api.app.running.db.clone());
         domain::ports::AlertStore::raise(
             &alerts,
