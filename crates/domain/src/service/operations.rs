@@ -8,7 +8,10 @@
 //!
 //! Who did what: every action is taken by an [`Operator`] (its [`Actor`], the audit log and the
 //! event log), and recorded in the audit log with its subject, whether it was forced, and what
-//! came of it (the job enqueued), once taken: see [`Operator::record`].
+//! came of it (the job enqueued), **after** it was taken, and before it is answered as done: an
+//! action refused or failed did nothing, and the audit log says only what was done. If the log
+//! cannot record it, the caller gets [`OperationError::NotRecorded`], which says that the action
+//! was taken (so that nobody takes it twice) and what it was.
 
 use crate::error::{BoxError, InboxError, QueueError, StoreError, TokenError};
 use crate::model::audit::subject;
