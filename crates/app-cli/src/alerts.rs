@@ -4,6 +4,7 @@ use crate::NOT_FOUND;
 use clap::Subcommand;
 use connector::Connector;
 use domain::model::{Alert, AlertFilter, AlertKind, AlertState};
+use domain::service::operations::{self, OperationError, Operator};
 use std::process::ExitCode;
 
 /// `lazona alerts ...`
@@ -32,30 +33,10 @@ pub enum AlertsCommand {
     },
     /// Close alerts by hand (an alert also closes itself when its condition ends).
     Resolve {
-        /// The alert ids.
+        /// The alert ids (resolved by the global `--actor`, or the OS user at the host).
         #[arg(required = true)]
         ids: Vec<i64>,
-        /// Who resolves them (default: the OS user and host).
-        #[arg(long)]
-        actor: Option<String>,
     },
-}
-
-/// Who runs this command: `--actor`, or the OS user at the host.
-fn actor(given: Option<String>) -> String {
-    given.unwrap_or_else(|| {
-        let user = std::env::var("USER")
-            .or_else(|_| std::env::var("USERNAME"))
-            .unwrap_or_else(|_| "unknown".into());
-        let host = std::fs::read_to_string("/etc/hostname")
-            .map(|h| h.trim().to_owned())
-            .unwrap_or_default();
-        if host.is_empty() {
-            format!("cli:{user}")
-        } else {
-            format!("cli:{user}@{host}")
-        }
-    })
 }
 
 fn line(a: &Alert) -> String {
@@ -74,6 +55,7 @@ fn line(a: &Alert) -> String {
 /// Runs `lazona alerts ...`.
 pub(crate) async fn alerts(
     connector: &Connector,
+    op: &Operator<'_>,
     cmd: AlertsCommand,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
@@ -139,14 +121,15 @@ pub(crate) async fn alerts(
             println!("\n{}", a.detail.trim_end());
             Ok(ExitCode::SUCCESS)
         }
-        AlertsCommand::Resolve { ids, actor: given } => {
-            let by = actor(given);
+        AlertsCommand::Resolve { ids } => {
+            let by = op.actor.to_string();
             let mut resolved = Vec::new();
             let mut missing = Vec::new();
             for id in ids {
-                match store.resolve_id(id, &by).await? {
-                    Some(a) => resolved.push(a),
-                    None => missing.push(id),
+                match operations::resolve_alert(op, store.as_ref(), id).await {
+                    Ok(a) => resolved.push(a),
+                    Err(OperationError::NoAlert(_)) => missing.push(id),
+                    Err(e) => return Err(e.into()),
                 }
             }
             if json {

@@ -4,7 +4,7 @@ use crate::NOT_FOUND;
 use clap::Subcommand;
 use connector::Connector;
 use domain::model::{DeadJob, JobId};
-use domain::service::operations::{self, OperationError};
+use domain::service::operations::{self, OperationError, Operator};
 use std::process::ExitCode;
 
 /// `lazona dead ...`
@@ -36,6 +36,7 @@ fn describe(d: &DeadJob) -> String {
 /// Runs `lazona dead ...`.
 pub(crate) async fn dead(
     connector: &Connector,
+    op: &Operator<'_>,
     cmd: DeadCommand,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
@@ -91,7 +92,7 @@ pub(crate) async fn dead(
             let mut requeued = Vec::new();
             let mut missing = Vec::new();
             for id in ids {
-                match operations::requeue_dead(port, JobId(id)).await {
+                match operations::requeue_dead(op, port, JobId(id)).await {
                     Ok(()) => requeued.push(id),
                     Err(OperationError::NoDeadJob(_)) => missing.push(id),
                     Err(e) => return Err(e.into()),

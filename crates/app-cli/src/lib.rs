@@ -12,7 +12,6 @@ use adapters::db::{ConnectError, Database, Schema};
 use clap::{Parser, Subcommand};
 use connector::Connector;
 use domain::model::{Resource, WebhookFilter, WebhookId, WebhookStatus};
-use domain::ports::WebhookInbox;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -21,6 +20,7 @@ mod sandbox;
 pub use sandbox::SandboxArgs;
 
 mod alerts;
+mod audit;
 mod config_check;
 mod dead;
 mod mail_events;
@@ -30,6 +30,7 @@ mod shipments;
 mod tokens;
 
 pub use alerts::AlertsCommand;
+pub use audit::AuditArgs;
 pub use config_check::ConfigCommand;
 pub use dead::DeadCommand;
 pub use mail_events::MailEventsCommand;
@@ -54,6 +55,10 @@ pub struct Cli {
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Who takes the actions (recorded in the audit log and the webhook's or shipment's
+    /// history); default: the OS user at the host (`maria@caixa`).
+    #[arg(long, global = true, env = "LAZONA_ACTOR", value_name = "NAME")]
+    pub actor: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -98,6 +103,9 @@ pub enum Command {
     /// The operations API's tokens: create (the secret is shown once), list, revoke.
     #[command(subcommand)]
     Tokens(TokensCommand),
+    /// Who did what: the operators' actions recorded with their actor (a token, `user@host`),
+    /// newest first.
+    Audit(AuditArgs),
     /// Copy the original (Django) deployment's shipments, so that its history stays and no
     /// order it shipped is booked again. Safe to run again: rows already here are skipped.
     ImportDjango {
@@ -179,15 +187,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .without_worker()
         .build()
         .await?;
+    let actor = audit::actor(cli.actor.as_deref());
+    let op = connector.operator(&actor);
     match cli.command {
-        Command::Webhooks(cmd) => webhooks(connector.inbox().as_ref(), cmd, cli.json).await,
-        Command::Shipments(cmd) => shipments::shipments(&connector, cmd, cli.json).await,
-        Command::Labels(cmd) => shipments::labels(&connector, cmd, cli.json).await,
-        Command::Replay(args) => replay::replay(&connector, args, cli.json).await,
-        Command::Dead(cmd) => dead::dead(&connector, cmd, cli.json).await,
-        Command::Alerts(cmd) => alerts::alerts(&connector, cmd, cli.json).await,
+        Command::Webhooks(cmd) => webhooks(&connector, cmd, cli.json).await,
+        Command::Shipments(cmd) => shipments::shipments(&connector, &op, cmd, cli.json).await,
+        Command::Labels(cmd) => shipments::labels(&connector, &op, cmd, cli.json).await,
+        Command::Replay(args) => replay::replay(&connector, &op, args, cli.json).await,
+        Command::Dead(cmd) => dead::dead(&connector, &op, cmd, cli.json).await,
+        Command::Alerts(cmd) => alerts::alerts(&connector, &op, cmd, cli.json).await,
         Command::MailEvents(cmd) => mail_events::mail_events(&connector, cmd, cli.json).await,
-        Command::Tokens(cmd) => tokens::tokens(&connector, cmd, cli.json).await,
+        Command::Tokens(cmd) => tokens::tokens(&connector, &op, cmd, cli.json).await,
+        Command::Audit(args) => audit::audit(&connector, args, cli.json).await,
         Command::Reconcile(args) => reconcile::reconcile(&connector, args, cli.json).await,
         Command::Sandbox(_)
         | Command::Config(_)
@@ -257,6 +268,7 @@ impl Command {
             Command::Alerts(cmd) => matches!(cmd, AlertsCommand::Resolve { .. }),
             Command::Labels(cmd) => matches!(cmd, LabelsCommand::Resend { .. }),
             Command::Webhooks(_)
+            | Command::Audit(_)
             | Command::MailEvents(_)
             | Command::Sandbox(_)
             | Command::Config(_) => false,
@@ -306,10 +318,12 @@ fn failure(status: WebhookStatus, note: Option<&str>) -> Option<&str> {
 }
 
 async fn webhooks(
-    inbox: &dyn WebhookInbox,
+    connector: &Connector,
     cmd: WebhooksCommand,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
+    let inbox = connector.inbox();
+    let inbox = inbox.as_ref();
     match cmd {
         WebhooksCommand::List {
             status,
@@ -362,6 +376,11 @@ async fn webhooks(
                 return Ok(ExitCode::from(NOT_FOUND));
             };
             let history = inbox.history(w.id).await?;
+            let actions = audit::on(
+                connector.audit().as_ref(),
+                domain::model::audit::subject::webhook(id),
+            )
+            .await?;
             let body = serde_json::from_slice::<serde_json::Value>(&w.data.body)
                 .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
                 .unwrap_or_else(|_| String::from_utf8_lossy(&w.data.body).into_owned());
@@ -378,6 +397,7 @@ async fn webhooks(
                     "error": w.last_error,
                     "headers": w.data.headers,
                     "history": history,
+                    "actions": actions,
                     "body": String::from_utf8_lossy(&w.data.body),
                 });
                 println!("{}", serde_json::to_string_pretty(&out)?);
@@ -404,6 +424,7 @@ async fn webhooks(
                         e.detail.as_deref().unwrap_or("")
                     );
                 }
+                audit::print_actions(&actions);
                 println!("\nheaders:");
                 for (k, v) in &w.data.headers {
                     println!("  {k}: {v}");

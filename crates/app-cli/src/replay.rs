@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use connector::Connector;
 use domain::model::{Resource, Webhook, WebhookFilter, WebhookId, WebhookStatus, WebhookSummary};
 use domain::ports::{JobQueue, ShipmentStore, WebhookInbox};
-use domain::service::operations::{self, ReplayTarget};
+use domain::service::operations::{self, Operator, ReplayTarget};
 use domain::service::signature::WebhookSecret;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
@@ -161,6 +161,7 @@ fn confirm(question: &str) -> anyhow::Result<bool> {
 /// Runs `lazona replay`.
 pub(crate) async fn replay(
     connector: &Connector,
+    op: &Operator<'_>,
     args: ReplayArgs,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
@@ -279,7 +280,8 @@ pub(crate) async fn replay(
         None => {
             let (queue, store) = (connector.queue(), connector.shipments());
             for w in &todo {
-                let result = requeue(inbox, queue.as_ref(), store.as_ref(), w, args.force).await;
+                let result =
+                    requeue(op, inbox, queue.as_ref(), store.as_ref(), w, args.force).await;
                 record(&mut summary, w, result);
                 bar.inc(1);
             }
@@ -351,6 +353,7 @@ fn exit(summary: &Summary) -> ExitCode {
 
 /// Back to `queued` with a new job, through the same operation as the API's replay.
 async fn requeue(
+    op: &Operator<'_>,
     inbox: &dyn WebhookInbox,
     queue: &dyn JobQueue,
     store: &dyn ShipmentStore,
@@ -363,7 +366,7 @@ async fn requeue(
         status: w.status,
         subject_id: w.subject_id,
     };
-    operations::replay_webhook(inbox, queue, store, &target, force).await?;
+    operations::replay_webhook(op, inbox, queue, store, &target, force).await?;
     Ok(())
 }
 

@@ -11,7 +11,7 @@ use domain::model::{
     ShipmentRecord, ShipmentStatus,
 };
 use domain::ports::{JobQueue, MailEventStore, ShipmentStore};
-use domain::service::operations::{self, Enqueued, OperationError, Refusal};
+use domain::service::operations::{self, Enqueued, OperationError, Operator, Refusal};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -139,14 +139,15 @@ fn print_table(rows: &[ShipmentRecord]) {
     }
 }
 
-/// A shipment with the bookings it no longer holds and its label mails' events, as `shipments
-/// show --json` prints it.
+/// A shipment with the bookings it no longer holds, its label mails' events and the operators'
+/// actions on it, as `shipments show --json` prints it.
 #[derive(serde::Serialize)]
 struct Shown<'a> {
     #[serde(flatten)]
     shipment: &'a ShipmentRecord,
     past_bookings: &'a [PastBooking],
     mail_events: &'a [MailEvent],
+    actions: &'a [domain::model::AuditEntry],
 }
 
 fn print_mail_events(s: &ShipmentRecord, events: &[MailEvent]) {
@@ -292,6 +293,7 @@ async fn find(store: &dyn ShipmentStore, id: i64) -> anyhow::Result<Option<Shipm
 /// Runs `lazona shipments ...`.
 pub(crate) async fn shipments(
     connector: &Connector,
+    op: &Operator<'_>,
     cmd: ShipmentsCommand,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
@@ -330,28 +332,35 @@ pub(crate) async fn shipments(
             };
             let past = store.past_bookings(id).await?;
             let mails = mail_events(connector.mail_events().as_ref(), id).await?;
+            let actions = crate::audit::on(
+                connector.audit().as_ref(),
+                domain::model::audit::subject::shipment(id),
+            )
+            .await?;
             if json {
                 let shown = Shown {
                     shipment: &s,
                     past_bookings: &past,
                     mail_events: &mails,
+                    actions: &actions,
                 };
                 println!("{}", serde_json::to_string_pretty(&shown)?);
             } else {
                 print_one(&s);
                 print_mail_events(&s, &mails);
                 print_past(&s, &past);
+                crate::audit::print_actions(&actions);
             }
             Ok(ExitCode::SUCCESS)
         }
         ShipmentsCommand::Retry { id, force, wait } => {
             let queue = connector.queue();
-            let done = operations::retry_shipment(store, queue.as_ref(), id, force).await;
+            let done = operations::retry_shipment(op, store, queue.as_ref(), id, force).await;
             act(queue.as_ref(), store, id, done, &wait, json).await
         }
         ShipmentsCommand::Track { id, wait } => {
             let queue = connector.queue();
-            let done = operations::track_shipment(store, queue.as_ref(), id).await;
+            let done = operations::track_shipment(op, store, queue.as_ref(), id).await;
             act(queue.as_ref(), store, id, done, &wait, json).await
         }
     }
@@ -464,6 +473,7 @@ async fn dead(queue: &dyn JobQueue, job: JobId) -> anyhow::Result<Option<String>
 /// Runs `lazona labels ...`.
 pub(crate) async fn labels(
     connector: &Connector,
+    op: &Operator<'_>,
     cmd: LabelsCommand,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
@@ -472,7 +482,8 @@ pub(crate) async fn labels(
         LabelsCommand::Resend { id, to, wait } => {
             let queue = connector.queue();
             let done =
-                operations::resend_label(store.as_ref(), queue.as_ref(), id, to.as_deref()).await;
+                operations::resend_label(op, store.as_ref(), queue.as_ref(), id, to.as_deref())
+                    .await;
             act(queue.as_ref(), store.as_ref(), id, done, &wait, json).await
         }
         LabelsCommand::Get { id, output, past } => {

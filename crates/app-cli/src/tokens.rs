@@ -4,8 +4,8 @@
 use crate::NOT_FOUND;
 use clap::Subcommand;
 use connector::Connector;
-use domain::error::TokenError;
 use domain::model::{ApiToken, Principal};
+use domain::service::operations::{self, OperationError, Operator};
 use std::process::ExitCode;
 
 /// `lazona tokens ...`
@@ -39,6 +39,7 @@ fn time(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
 /// Runs `lazona tokens ...`.
 pub(crate) async fn tokens(
     connector: &Connector,
+    op: &Operator<'_>,
     cmd: TokensCommand,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
@@ -54,7 +55,8 @@ pub(crate) async fn tokens(
                 (false, Some(vendor_id)) => Principal::Vendor { vendor_id },
                 (false, None) => anyhow::bail!("name the token's scope: --admin or --vendor ID"),
             };
-            let (token, secret) = store.create(&name, principal).await?;
+            let (token, secret) =
+                operations::create_token(op, store.as_ref(), &name, principal).await?;
             if json {
                 let mut out = serde_json::to_value(&token)?;
                 out["secret"] = secret.expose().into();
@@ -79,21 +81,23 @@ pub(crate) async fn tokens(
             }
             Ok(ExitCode::SUCCESS)
         }
-        TokensCommand::Revoke { id } => match store.revoke(id).await {
-            Ok(token) => {
-                if json {
-                    println!("{}", serde_json::to_string_pretty(&token)?);
-                } else {
-                    println!("token {id} ({:?}) is revoked", token.name);
+        TokensCommand::Revoke { id } => {
+            match operations::revoke_token(op, store.as_ref(), id).await {
+                Ok(token) => {
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&token)?);
+                    } else {
+                        println!("token {id} ({:?}) is revoked", token.name);
+                    }
+                    Ok(ExitCode::SUCCESS)
                 }
-                Ok(ExitCode::SUCCESS)
+                Err(OperationError::NoToken(_)) => {
+                    eprintln!("no token {id}");
+                    Ok(ExitCode::from(NOT_FOUND))
+                }
+                Err(e) => Err(e.into()),
             }
-            Err(TokenError::NotFound(_)) => {
-                eprintln!("no token {id}");
-                Ok(ExitCode::from(NOT_FOUND))
-            }
-            Err(e) => Err(e.into()),
-        },
+        }
     }
 }
 

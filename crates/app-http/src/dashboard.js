@@ -31,7 +31,7 @@ async function loadShipments() {
   const page = await json("/shipments?limit=50");
   $("shipments").innerHTML = page.items.map((s) => `
     <tr data-shipment="${s.id}">
-      <td>${s.id}</td><td>${s.order_id}</td><td>${s.vendor_id}</td>
+      <td><a href="#" data-mail="${s.id}" title="its label mail and the operators' actions">${s.id}</a></td><td>${s.order_id}</td><td>${s.vendor_id}</td>
       <td>${statusCell(s.status)}</td><td>${esc(s.barcode || "-")}</td>
       <td>${s.has_label ? `<a href="#" data-label="${s.id}">PDF</a>` : ""}</td>
       <td>${s.mail_state ? `<a href="#" data-mail="${s.id}" title="the label mail's history">${statusCell(s.mail_state)}</a>` : ""}</td>
@@ -42,8 +42,16 @@ async function loadShipments() {
   for (const id of mailOpen) showMail(id).catch(() => {});
 }
 
-// A shipment's label mail: its state and what the mail relay reported, in a row below it
-// (kept open across reloads until clicked again).
+// Who did what to a shipment or a webhook (admin only): the operators' actions, newest first.
+function actionsList(actions) {
+  if (!actions) return "";
+  const items = actions.map((a) => `<li>${esc(new Date(a.at).toLocaleString())} <span class="kind">${esc(a.action)}</span>${a.forced ? " (forced)" : ""}
+      by <strong>${esc(a.actor)}</strong> ${esc(a.detail || "")}</li>`).join("");
+  return `<div class="actions">Operator actions<ul>${items || "<li>none</li>"}</ul></div>`;
+}
+
+// A shipment's label mail: its state and what the mail relay reported, and the operators'
+// actions on it, in a row below it (kept open across reloads until clicked again).
 const mailOpen = new Set();
 async function toggleMail(id) {
   const open = document.querySelector(`tr[data-mail-detail="${id}"]`);
@@ -60,11 +68,12 @@ async function showMail(id) {
   const detail = document.createElement("tr");
   detail.className = "mail-detail";
   detail.dataset.mailDetail = id;
-  detail.innerHTML = `<td colspan="9">Label mail ${statusCell(s.mail_state)}
+  detail.innerHTML = `<td colspan="9">${s.mail_state ? `Label mail ${statusCell(s.mail_state)}
       ${s.mail_state_at ? "since " + esc(new Date(s.mail_state_at).toLocaleString()) : ""}
       ${s.mailed_at ? "· mailed " + esc(new Date(s.mailed_at).toLocaleString()) : ""}
       ${s.mail_state === "bounced" || s.mail_state === "rejected" || s.mail_state === "spam" ? `· the vendor has no label: <code>lazona labels resend ${s.id}</code>` : ""}
-      <ul>${events || "<li>no report from the mail relay yet</li>"}</ul></td>`;
+      <ul>${events || "<li>no report from the mail relay yet</li>"}</ul>` : "No label mail."}
+      ${actionsList(s.actions)}</td>`;
   if (row) row.after(detail);
 }
 
@@ -73,10 +82,23 @@ async function loadWebhooks() {
   const page = await json("/webhooks?limit=50");
   $("webhooks").innerHTML = page.items.map((w) => `
     <tr data-webhook="${w.id}">
-      <td>${w.id}</td><td>${esc(w.topic || w.resource)}</td><td>${esc(w.subject_id ?? "-")}</td>
+      <td><a href="#" data-webhook-detail="${w.id}" title="its history and the operators' actions">${w.id}</a></td><td>${esc(w.topic || w.resource)}</td><td>${esc(w.subject_id ?? "-")}</td>
       <td>${statusCell(w.status)}</td><td>${esc(new Date(w.received_at).toLocaleString())}</td>
       <td class="msg">${esc(w.error)}</td>
     </tr>`).join("");
+}
+
+// A webhook's processing history and the operators' actions on it, in a row below it.
+async function toggleWebhook(id) {
+  const open = document.querySelector(`tr[data-webhook-of="${id}"]`);
+  if (open) { open.remove(); return; }
+  const w = await json(`/webhooks/${id}`);
+  const history = w.history.map((h) => `<li>${esc(new Date(h.at).toLocaleString())} ${statusCell(h.status)} ${esc(h.detail || "")}</li>`).join("");
+  const detail = document.createElement("tr");
+  detail.className = "webhook-detail";
+  detail.dataset.webhookOf = id;
+  detail.innerHTML = `<td colspan="6">History<ul>${history}</ul>${actionsList(w.actions)}</td>`;
+  document.querySelector(`tr[data-webhook="${id}"]`)?.after(detail);
 }
 
 // The banner: the open alerts (admin only), the most recent first, each resolvable by hand.
@@ -172,6 +194,9 @@ document.addEventListener("click", async (e) => {
   } else if (t.closest("[data-mail]")) {
     e.preventDefault();
     await toggleMail(t.closest("[data-mail]").dataset.mail);
+  } else if (t.dataset.webhookDetail) {
+    e.preventDefault();
+    await toggleWebhook(t.dataset.webhookDetail);
   } else if (t.dataset.label) {
     e.preventDefault();
     const response = await call(`/shipments/${t.dataset.label}/label`);

@@ -46,6 +46,10 @@ pub enum ApiError {
     /// An action refused as things stand (409).
     #[error("{0}")]
     Refused(String),
+    /// An action taken that the audit log could not record (500): it stands, do not take it
+    /// again.
+    #[error("{0}")]
+    NotRecorded(String),
 }
 
 impl ApiError {
@@ -57,6 +61,7 @@ impl ApiError {
             ApiError::BadParameter { .. } => StatusCode::BAD_REQUEST,
             ApiError::Missing(_) => StatusCode::NOT_FOUND,
             ApiError::Refused(_) => StatusCode::CONFLICT,
+            ApiError::NotRecorded(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::BadBody(_) => StatusCode::BAD_REQUEST,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -77,6 +82,7 @@ impl ApiError {
             ApiError::Forbidden => "forbidden",
             ApiError::BadParameter { .. } => "invalid_parameter",
             ApiError::Refused(_) => "refused",
+            ApiError::NotRecorded(_) => "not_recorded",
         }
     }
 }

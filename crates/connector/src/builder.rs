@@ -13,22 +13,24 @@ use crate::observe::{self, EventRecorder};
 use crate::worker::{ConnectorHandler, Outcome, Periodic, Worker, WorkerOptions};
 use adapters::config::Settings;
 use adapters::db::{
-    Database, SqlAlertStore, SqlEventLog, SqlInbox, SqlJobQueue, SqlMailEventStore,
+    Database, SqlAlertStore, SqlAuditLog, SqlEventLog, SqlInbox, SqlJobQueue, SqlMailEventStore,
     SqlShipmentStore, SqlStateStore, SqlTokenStore,
 };
 use adapters::queue::Queue;
 use bytes::Bytes;
 use domain::error::QueueError;
+use domain::model::Actor;
 use domain::model::AlertKind;
 use domain::model::JobKind;
 use domain::model::Resource;
 use domain::ports::{
-    Crm, EventLog, JobQueue, MailEventStore, Mailer, ShipmentStore, ShippingProvider, Shop,
-    TokenStore, WebhookInbox,
+    AuditLog, Crm, EventLog, JobQueue, MailEventStore, Mailer, ShipmentStore, ShippingProvider,
+    Shop, TokenStore, WebhookInbox,
 };
 use domain::service::alerts::{AlertCheck, AlertDelivery, AlertSettings, Alerts};
 use domain::service::customers::CustomerJobs;
 use domain::service::mail_events::MailTracking;
+use domain::service::operations::Operator;
 use domain::service::reconcile::{ReconcileSettings, Reconciler};
 use domain::service::shipment_jobs::ShipmentJobs;
 use domain::service::shipping::ShippingMethods;
@@ -215,6 +217,7 @@ impl ConnectorBuilder {
         Ok(Connector {
             settings: Arc::new(self.settings),
             tokens: Arc::new(SqlTokenStore::new(db.clone())),
+            audit: Arc::new(SqlAuditLog::new(db.clone())),
             db,
             inbox,
             queue,
@@ -433,6 +436,7 @@ pub struct Connector {
     shipments: Arc<dyn ShipmentStore>,
     events: Arc<dyn EventLog>,
     tokens: Arc<dyn TokenStore>,
+    audit: Arc<dyn AuditLog>,
     secret: Option<Arc<WebhookSecret>>,
     worker: Option<Worker>,
     fulfils_orders: bool,
@@ -583,6 +587,21 @@ impl Connector {
     /// The operations API's tokens.
     pub fn tokens(&self) -> Arc<dyn TokenStore> {
         self.tokens.clone()
+    }
+
+    /// The audit log: who did what (`lazona audit`, `/api/v1/audit`, the operators' actions).
+    pub fn audit(&self) -> Arc<dyn AuditLog> {
+        self.audit.clone()
+    }
+
+    /// `actor` taking the operators' actions ([`domain::service::operations`]), recorded in
+    /// this connector's audit and event logs.
+    pub fn operator<'a>(&'a self, actor: &'a Actor) -> Operator<'a> {
+        Operator {
+            actor,
+            audit: self.audit.as_ref(),
+            events: self.events.as_ref(),
+        }
     }
 
     /// The inbox as its SQL adapter (its writers' wake-up, its database).

@@ -574,12 +574,21 @@ pub trait TokenStore: Send + Sync {
     /// [`TokenError::NotFound`] for an unknown id.
     async fn revoke(&self, id: i64) -> Result<ApiToken, TokenError>;
 
-    /// Whom the presented secret acts for: `None` when it is unknown or revoked. Records the use
-    /// (at most once a minute per token).
+    /// The token the presented secret is (its id and name: who acts, for the audit log):
+    /// `None` when it is unknown or revoked. Records the use (at most once a minute per token).
     ///
     /// # Errors
     /// [`TokenError::Unavailable`] when the database cannot be reached.
-    async fn authenticate(&self, presented: &str) -> Result<Option<Principal>, TokenError>;
+    async fn identify(&self, presented: &str) -> Result<Option<ApiToken>, TokenError>;
+
+    /// Whom the presented secret acts for ([`TokenStore::identify`]'s principal): `None` when it
+    /// is unknown or revoked. Records the use.
+    ///
+    /// # Errors
+    /// [`TokenError::Unavailable`] when the database cannot be reached.
+    async fn authenticate(&self, presented: &str) -> Result<Option<Principal>, TokenError> {
+        Ok(self.identify(presented).await?.map(|t| t.principal))
+    }
 }
 
 /// A carrier that books parcels and tracks them: Koiki (`adapters::koiki`), or one of an

@@ -154,7 +154,7 @@ impl TokenStore for SqlTokenStore {
         self.by_id(id).await
     }
 
-    async fn authenticate(&self, presented: &str) -> Result<Option<Principal>, TokenError> {
+    async fn identify(&self, presented: &str) -> Result<Option<ApiToken>, TokenError> {
         // Looked up by the hash: the secret itself is never compared, so there is no timing to
         // leak, and a hash's prefix says nothing about a secret.
         if !presented.starts_with(TOKEN_PREFIX) {
@@ -180,6 +180,6 @@ impl TokenStore for SqlTokenStore {
                 tracing::warn!(token = token.id, error = %e, "could not record a token's use");
             }
         }
-        Ok(Some(token.principal))
+        Ok(Some(token))
     }
 }

@@ -57,7 +57,7 @@ async fn alerts_are_listed_shown_and_resolved_by_an_operator() {
             )
             .await,
         );
-        assert_eq!(done["resolved"][0]["resolved_by"], "ana", "{name}");
+        assert_eq!(done["resolved"][0]["resolved_by"], "cli ana", "{name}");
         let open = stdout_json(&run(&db.url, &["--json", "alerts", "list"]).await);
         assert_eq!(open.as_array().map(Vec::len), Some(1), "{name}");
         let all = stdout_json(&run(&db.url, &["--json", "alerts", "list", "--all"]).await);

@@ -3,6 +3,7 @@
 use std::process::Command;
 
 mod alerts;
+mod audit;
 mod config_check;
 mod database_url;
 mod dead_and_replay;
@@ -16,10 +17,21 @@ mod tokens;
 mod webhooks_list;
 
 pub(crate) fn lazona(db_url: &str, args: &[&str]) -> std::process::Output {
+    lazona_with(db_url, args, &[])
+}
+
+/// `lazona` with these environment variables set too.
+pub(crate) fn lazona_with(
+    db_url: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_lazona"))
         .args(args)
         .env("DATABASE_URL", db_url)
         .env_remove("LAZONA_CONFIG")
+        .env_remove("LAZONA_ACTOR")
+        .envs(env.iter().copied())
         .output()
         .expect("lazona runs")
 }

@@ -17,7 +17,8 @@ const ORDER: &str = include_str!("../../../../tests/fixtures/order_minimal.json"
 const WCFM_6: &str = include_str!("../../../../tests/fixtures/wcfm_settings_6.json");
 const WP_USER_6: &str = include_str!("../../../../tests/fixtures/wp_user_6.json");
 
-async fn shipment(
+/// A shipment of `order` for `vendor`, booked as `status`; its id.
+pub(crate) async fn shipment(
     store: &SqlShipmentStore,
     order: i64,
     vendor: i64,

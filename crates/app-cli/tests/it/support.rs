@@ -1,7 +1,7 @@
 //! What the CLI tests share: a migrated database, the binary run off the runtime's threads, and
 //! an in-process worker pointed at fake third parties.
 
-use crate::lazona;
+use crate::lazona_with;
 use adapters::config::Settings;
 use adapters::db::Database;
 use std::process::Output;
@@ -17,11 +17,21 @@ pub(crate) async fn database(url: &str) -> Database {
 }
 
 pub(crate) async fn run(url: &str, args: &[&str]) -> Output {
+    run_with(url, args, &[]).await
+}
+
+/// [`run`] with these environment variables set too.
+pub(crate) async fn run_with(url: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     let url = url.to_owned();
     let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
     tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        lazona(&url, &args)
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        lazona_with(&url, &args, &env)
     })
     .await
     .expect("join")

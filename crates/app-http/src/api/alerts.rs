@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::Uri;
 use chrono::{DateTime, Utc};
 use domain::model::{Alert, AlertFilter, AlertKind, AlertState};
+use domain::service::operations;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
@@ -37,7 +38,8 @@ pub(crate) struct AlertView {
     pub(crate) last_seen: DateTime<Utc>,
     /// When it was resolved.
     pub(crate) resolved_at: Option<DateTime<Utc>>,
-    /// Who resolved it (`auto`: its condition ended).
+    /// Who resolved it (`auto`: its condition ended; `token ops (#3)`, `cli maria@caixa`: by
+    /// hand).
     pub(crate) resolved_by: Option<String>,
     /// Its mail to the admins is not sent yet.
     pub(crate) mail_due: bool,
@@ -172,17 +174,14 @@ pub(super) async fn show(
     )
 )]
 pub(super) async fn resolve(
-    _: Admin,
+    admin: Admin,
     State(state): State<AppState>,
     Id(id): Id,
 ) -> Result<Json<AlertView>, ApiError> {
-    let alert = state
-        .api()?
-        .alerts
-        .resolve_id(id, "api")
+    let api = state.api()?;
+    let alert = operations::resolve_alert(&api.operator(&admin.actor), api.alerts.as_ref(), id)
         .await
-        .map_err(unavailable)?
-        .ok_or_else(|| ApiError::Missing(format!("no alert {id}")))?;
+        .map_err(super::operation_error)?;
     tracing::info!(alert_id = id, "alert resolved through the API");
     Ok(Json(alert.into()))
 }

@@ -121,12 +121,13 @@ pub(super) async fn list(
     )
 )]
 pub(super) async fn requeue(
-    _: Admin,
+    admin: Admin,
     State(state): State<AppState>,
     Id(id): Id,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let id = JobId(id);
-    let queue = state.api()?.queue.as_ref();
+    let api = state.api()?;
+    let queue = api.queue.as_ref();
     // Its kind, for the answer (a job that is not dead is answered 404 by the requeue anyway).
     let kind = queue
         .dead_jobs(SCAN)
@@ -135,7 +136,7 @@ pub(super) async fn requeue(
         .into_iter()
         .find(|d| d.id == id)
         .map(|d| d.kind.name().to_owned());
-    operations::requeue_dead(queue, id)
+    operations::requeue_dead(&api.operator(&admin.actor), queue, id)
         .await
         .map_err(operation_error)?;
     tracing::info!(job_id = %id, "dead job requeued through the API");

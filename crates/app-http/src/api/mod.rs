@@ -15,6 +15,7 @@
 //! disagree.
 
 mod alerts;
+mod audit;
 pub mod auth;
 mod dead;
 pub mod events;
@@ -28,8 +29,11 @@ pub(crate) use extract::{Id, Query};
 
 use crate::{ApiError, AppState};
 use axum::http::Uri;
-use domain::ports::{AlertStore, JobQueue, MailEventStore, ShipmentStore, TokenStore};
-use domain::service::operations::{OperationError, Refusal};
+use domain::model::Actor;
+use domain::ports::{
+    AlertStore, AuditLog, EventLog, JobQueue, MailEventStore, ShipmentStore, TokenStore,
+};
+use domain::service::operations::{OperationError, Operator, Refusal};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -51,6 +55,21 @@ pub struct ApiDeps {
     pub alerts: Arc<dyn AlertStore>,
     /// The label mails' events, shown with their shipment.
     pub mail_events: Arc<dyn MailEventStore>,
+    /// Who did what: every action is recorded there with its token.
+    pub audit: Arc<dyn AuditLog>,
+    /// Where the actions are told to the live stream.
+    pub events: Arc<dyn EventLog>,
+}
+
+impl ApiDeps {
+    /// `actor` taking the operators' actions, recorded in the audit and event logs.
+    pub(crate) fn operator<'a>(&'a self, actor: &'a Actor) -> Operator<'a> {
+        Operator {
+            actor,
+            audit: self.audit.as_ref(),
+            events: self.events.as_ref(),
+        }
+    }
 }
 
 impl AppState {
@@ -78,6 +97,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(alerts::list))
         .routes(routes!(alerts::show))
         .routes(routes!(alerts::resolve))
+        .routes(routes!(audit::list))
         .routes(routes!(events::handler))
         .routes(routes!(openapi::document))
 }
@@ -257,6 +277,11 @@ pub(crate) fn operation_error(e: OperationError) -> ApiError {
         OperationError::NoShipment(id) => ApiError::Missing(format!("no shipment {id}")),
         OperationError::NoWebhook(id) => ApiError::Missing(format!("no webhook {id}")),
         OperationError::NoDeadJob(id) => ApiError::Missing(format!("no dead job {id}")),
+        OperationError::NoAlert(id) => ApiError::Missing(format!("no alert {id}")),
+        OperationError::NoToken(id) => ApiError::Missing(format!("no token {id}")),
+        e @ OperationError::NotRecorded { .. } => {
+            ApiError::NotRecorded(domain::error::error_chain(&e))
+        }
         OperationError::Refused(refusal) => {
             let hint = match refusal {
                 Refusal::NeedsForce { .. } => {

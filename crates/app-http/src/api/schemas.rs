@@ -137,6 +137,78 @@ impl PartialSchema for ShipmentStatusName {
     }
 }
 
+/// `?action=` of the audit listing: an [`domain::model::AuditAction`].
+pub(crate) struct AuditActionName;
+
+impl PartialSchema for AuditActionName {
+    fn schema() -> RefOr<Schema> {
+        names(domain::model::AuditAction::ALL.map(domain::model::AuditAction::as_str))
+    }
+}
+
+/// `?actor=` of the audit listing: a name of 1 to 200 characters, no control character.
+pub(crate) struct ActorName;
+
+impl ActorName {
+    const PATTERN: &str = r"^[^\x00-\x1f\x7f]{1,200}$";
+
+    /// The name, when it is one.
+    pub(crate) fn check(s: &str) -> Result<String, String> {
+        let ok =
+            (1..=200).contains(&s.chars().count()) && !s.chars().any(|c| c < ' ' || c == '\x7f');
+        ok.then(|| s.to_owned())
+            .ok_or_else(|| "1 to 200 characters, no control character".to_owned())
+    }
+}
+
+impl PartialSchema for ActorName {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(200))
+            .pattern(Some(Self::PATTERN))
+            .into()
+    }
+}
+
+/// `?subject=` of the audit listing: `webhook:12`, `shipment:7`, `job:40`, `alert:3`,
+/// `token:2` or `customer:<sha256, hex>`.
+pub(crate) struct AuditSubject;
+
+impl AuditSubject {
+    const PATTERN: &str =
+        "^(?:(?:webhook|shipment|job|alert|token):[0-9]{1,18}|customer:[0-9a-f]{64})$";
+
+    /// The subject, when it is one.
+    pub(crate) fn check(s: &str) -> Result<String, String> {
+        let ok = match s.split_once(':') {
+            Some(("webhook" | "shipment" | "job" | "alert" | "token", id)) => {
+                (1..=18).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_digit())
+            }
+            Some(("customer", hash)) => {
+                hash.len() == 64 && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            }
+            _ => false,
+        };
+        ok.then(|| s.to_owned()).ok_or_else(|| {
+            "`webhook:<id>`, `shipment:<id>`, `job:<id>`, `alert:<id>`, `token:<id>` or \
+             `customer:<sha256, hex>`"
+                .to_owned()
+        })
+    }
+}
+
+impl PartialSchema for AuditSubject {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(Self::PATTERN))
+            .examples(["shipment:7"])
+            .into()
+    }
+}
+
 /// One message of `GET /api/v1/events`, as Server-Sent Events frame it (an OpenAPI 3.1
 /// `text/event-stream` schema describes one event): `event`, `id` and `data`.
 pub(crate) struct EventMessage;

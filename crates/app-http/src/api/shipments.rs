@@ -80,6 +80,10 @@ pub(crate) struct ShipmentView {
     /// first (in `GET /api/v1/shipments/{id}` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) mail_events: Option<Vec<MailEventView>>,
+    /// The operators' actions on it (retries, tracking, resends), newest first, with who took
+    /// them: one shipment's detail, for an admin's token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) actions: Option<Vec<super::audit::AuditView>>,
 }
 
 /// A report about one of a shipment's label mails.
@@ -181,6 +185,7 @@ impl ShipmentView {
             noted_barcode: s.noted_barcode,
             past_bookings: None,
             mail_events: None,
+            actions: None,
         }
     }
 }
@@ -273,8 +278,8 @@ pub(super) async fn list(
     }))
 }
 
-/// One shipment, with the request sent to the carrier, its past bookings and its label mails'
-/// events.
+/// One shipment, with the request sent to the carrier, its past bookings, its label mails'
+/// events and (for an admin) the operators' actions on it.
 #[utoipa::path(
     get,
     path = "/api/v1/shipments/{id}",
@@ -309,7 +314,11 @@ pub(super) async fn show(
         })
         .await
         .map_err(unavailable)?;
+    let subject = domain::model::audit::subject::shipment(s.id);
     let mut view = ShipmentView::of(s, true);
+    if principal.is_admin() {
+        view.actions = Some(super::audit::actions_on(api.audit.as_ref(), subject).await?);
+    }
     view.past_bookings = Some(past.into_iter().map(PastBookingView::from).collect());
     view.mail_events = Some(mails.into_iter().map(MailEventView::from).collect());
     Ok(Json(view))
@@ -395,7 +404,7 @@ fn accepted(done: Enqueued) -> (StatusCode, Json<Accepted>) {
     )
 )]
 pub(super) async fn retry(
-    _: Admin,
+    admin: Admin,
     State(state): State<AppState>,
     Id(id): Id,
     uri: Uri,
@@ -404,9 +413,15 @@ pub(super) async fn retry(
     let force = p.force()?;
     p.finish()?;
     let api = state.api()?;
-    let done = operations::retry_shipment(api.shipments.as_ref(), api.queue.as_ref(), id, force)
-        .await
-        .map_err(operation_error)?;
+    let done = operations::retry_shipment(
+        &api.operator(&admin.actor),
+        api.shipments.as_ref(),
+        api.queue.as_ref(),
+        id,
+        force,
+    )
+    .await
+    .map_err(operation_error)?;
     tracing::info!(shipment_id = id, force, job_id = %done.job_id, "shipment retry enqueued through the API");
     Ok(accepted(done))
 }
@@ -428,14 +443,19 @@ pub(super) async fn retry(
     )
 )]
 pub(super) async fn track(
-    _: Admin,
+    admin: Admin,
     State(state): State<AppState>,
     Id(id): Id,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let api = state.api()?;
-    let done = operations::track_shipment(api.shipments.as_ref(), api.queue.as_ref(), id)
-        .await
-        .map_err(operation_error)?;
+    let done = operations::track_shipment(
+        &api.operator(&admin.actor),
+        api.shipments.as_ref(),
+        api.queue.as_ref(),
+        id,
+    )
+    .await
+    .map_err(operation_error)?;
     tracing::info!(shipment_id = id, job_id = %done.job_id, "shipment tracking enqueued through the API");
     Ok(accepted(done))
 }

@@ -126,6 +126,8 @@ pub(crate) struct WebhookDetail {
     pub(crate) body: serde_json::Value,
     /// Its processing history, oldest first.
     pub(crate) history: Vec<HistoryEntry>,
+    /// The operators' actions on it (replays), newest first, with who took them.
+    pub(crate) actions: Vec<super::audit::AuditView>,
 }
 
 /// List stored webhooks, newest first.
@@ -179,7 +181,8 @@ pub(super) async fn list(
     }))
 }
 
-/// One stored webhook: headers, body (as JSON when it parses) and processing history.
+/// One stored webhook: headers, body (as JSON when it parses), processing history and the
+/// operators' actions on it.
 #[utoipa::path(
     get,
     path = "/api/v1/webhooks/{id}",
@@ -207,6 +210,11 @@ pub(super) async fn show(
         .map_err(unavailable)?
         .ok_or_else(|| ApiError::Missing(format!("no webhook {id}")))?;
     let history = state.inbox.history(id).await.map_err(unavailable)?;
+    let actions = super::audit::actions_on(
+        state.api()?.audit.as_ref(),
+        domain::model::audit::subject::webhook(id.0),
+    )
+    .await?;
     let (body_is_json, body) = match serde_json::from_slice::<serde_json::Value>(&w.data.body) {
         Ok(v) => (true, v),
         Err(_) => (
@@ -236,6 +244,7 @@ pub(super) async fn show(
         body_is_json,
         body,
         history: history.into_iter().map(HistoryEntry::from).collect(),
+        actions,
     }))
 }
 
@@ -261,7 +270,7 @@ pub(super) async fn show(
     )
 )]
 pub(super) async fn replay(
-    _: Admin,
+    admin: Admin,
     State(state): State<AppState>,
     Id(id): Id,
     uri: Uri,
@@ -272,6 +281,7 @@ pub(super) async fn replay(
     p.finish()?;
     let api = state.api()?;
     let replayed = operations::replay_webhook_by_id(
+        &api.operator(&admin.actor),
         state.inbox.as_ref(),
         api.queue.as_ref(),
         api.shipments.as_ref(),

@@ -137,6 +137,23 @@ impl Api {
             .unwrap_or_else(|| panic!("a webhook id in {answer}"))
     }
 
+    /// Marks the queued webhook `id` processed, as its worker would.
+    async fn processed(&self, id: i64) {
+        let moved = self
+            .app
+            .running
+            .inbox
+            .transition(
+                WebhookId(id),
+                WebhookStatus::Queued,
+                WebhookStatus::Processed,
+                None,
+            )
+            .await
+            .expect("processed");
+        assert!(moved, "webhook {id} was queued");
+    }
+
     /// Dead-letters `n` no-op jobs (call before anything else is queued); their ids.
     async fn dead_jobs(&self, n: u64) -> Vec<i64> {
         let queue = SqlJobQueue::new(self.app.running.db.clone());
@@ -238,17 +255,7 @@ async fn every_endpoint_refuses_missing_wrong_and_revoked_tokens_and_keeps_vendo
         let webhook = api
             .webhook("/api/deliveries/", &helpers_order(33), "order.created")
             .await;
-        api.app
-            .running
-            .inbox
-            .transition(
-                WebhookId(webhook),
-                WebhookStatus::Queued,
-                WebhookStatus::Processed,
-                None,
-            )
-            .await
-            .expect("processed");
+        api.processed(webhook).await;
 
         // (method, path, who else than the admin sees it: vendor-visible or admin-only)
         let endpoints: Vec<(Method, String, bool)> = vec![
@@ -274,6 +281,7 @@ async fn every_endpoint_refuses_missing_wrong_and_revoked_tokens_and_keeps_vendo
             ),
             (Method::GET, "/api/v1/dead".into(), false),
             (Method::POST, format!("/api/v1/dead/{dead}/requeue"), false),
+            (Method::GET, "/api/v1/audit".into(), false),
         ];
         let jobs_before = api.jobs().await;
         for (method, path, vendor_visible) in &endpoints {
@@ -801,17 +809,7 @@ async fn actions_enqueue_their_jobs_and_unsafe_ones_are_refused_409() {
             .await;
         let (status, body) = post(format!("/api/v1/webhooks/{webhook}/replay")).await;
         assert_error(status, &body, 409, "refused", &format!("{backend} queued"));
-        api.app
-            .running
-            .inbox
-            .transition(
-                WebhookId(webhook),
-                WebhookStatus::Queued,
-                WebhookStatus::Processed,
-                None,
-            )
-            .await
-            .expect("processed");
+        api.processed(webhook).await;
         let (status, body) = post(format!("/api/v1/webhooks/{webhook}/replay")).await;
         assert_eq!(status, 202, "{backend}: {body}");
         assert_eq!(
@@ -829,20 +827,12 @@ async fn actions_enqueue_their_jobs_and_unsafe_ones_are_refused_409() {
                 .as_array()
                 .expect("history")
                 .iter()
-                .any(|h| h["detail"] == "replayed by an operator"),
+                .any(|h| h["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with("replayed by token admin (#"))),
             "{backend}: {shown}"
         );
-        api.app
-            .running
-            .inbox
-            .transition(
-                WebhookId(webhook),
-                WebhookStatus::Queued,
-                WebhookStatus::Processed,
-                None,
-            )
-            .await
-            .expect("processed");
+        api.processed(webhook).await;
         // The forced retry above is done (as its worker would leave it, nothing booked): a
         // forced replay books the order's shipment again.
         assert!(
@@ -1034,6 +1024,7 @@ async fn the_openapi_document_is_valid_and_matches_the_routes() {
         ("GET", "/api/v1/alerts"),
         ("GET", "/api/v1/alerts/{id}"),
         ("POST", "/api/v1/alerts/{id}/resolve"),
+        ("GET", "/api/v1/audit"),
         ("GET", "/api/v1/openapi.json"),
         ("GET", "/api/v1/events"),
     ]
@@ -1177,5 +1168,193 @@ fn collect_refs(v: &Value, out: &mut Vec<String>) {
         }
         Value::Array(items) => items.iter().for_each(|i| collect_refs(i, out)),
         _ => {}
+    }
+}
+
+/// Who did what: every action through the API records the token's name and id, shown by
+/// `GET /api/v1/audit` (with its filters) and in the webhook's and the shipment's detail, told
+/// to the live stream; a vendor's detail does not show them.
+#[tokio::test]
+async fn every_action_through_the_api_records_its_token() {
+    for (backend, db) in TestDb::all().await {
+        let api = Api::start(&db).await;
+        let admin_id = SqlTokenStore::new(api.app.running.db.clone())
+            .list()
+            .await
+            .expect("tokens")
+            .into_iter()
+            .find(|t| t.name == "admin")
+            .expect("the admin token")
+            .id;
+        let dead = api.dead_jobs(1).await[0];
+        let booked = api
+            .shipment(
+                51,
+                6,
+                ShipmentMethod::Koiki,
+                ShipmentStatus::LabelSent,
+                "BAR5",
+                None,
+            )
+            .await;
+        let webhook = api
+            .webhook("/api/deliveries/", &helpers_order(52), "order.created")
+            .await;
+        api.processed(webhook).await;
+        let alerts = adapters::db::SqlAlertStore::new(api.app.running.db.clone());
+        domain::ports::AlertStore::raise(
+            &alerts,
+            &domain::model::NewAlert {
+                kind: domain::model::AlertKind::JobDead,
+                subject: format!("job:{dead}"),
+                summary: "dead".into(),
+                detail: "requeue it".into(),
+            },
+        )
+        .await
+        .expect("raised");
+        let alert = api.get("/api/v1/alerts").await["items"][0]["id"]
+            .as_i64()
+            .expect("an alert");
+
+        for path in [
+            format!("/api/v1/shipments/{booked}/retry?force=true"),
+            format!("/api/v1/shipments/{booked}/track"),
+            format!("/api/v1/webhooks/{webhook}/replay?force=true"),
+            format!("/api/v1/dead/{dead}/requeue"),
+        ] {
+            let (status, body) = api.json(Method::POST, &path, &api.admin).await;
+            assert_eq!(status, 202, "{backend} {path}: {body}");
+        }
+        let (status, body) = api
+            .json(
+                Method::POST,
+                &format!("/api/v1/alerts/{alert}/resolve"),
+                &api.admin,
+            )
+            .await;
+        assert_eq!(status, 200, "{backend}: {body}");
+        let by = format!("token admin (#{admin_id})");
+        assert_eq!(body["resolved_by"], by.as_str(), "{backend}");
+        // A refused action records nothing.
+        let (status, _) = api
+            .json(
+                Method::POST,
+                &format!("/api/v1/shipments/{booked}/retry"),
+                &api.admin,
+            )
+            .await;
+        assert_eq!(status, 409, "{backend}");
+
+        let all = api.get("/api/v1/audit").await;
+        let items = all["items"].as_array().expect("items");
+        let seen: Vec<(&str, &str)> = items
+            .iter()
+            .map(|e| {
+                (
+                    e["action"].as_str().expect("action"),
+                    e["subject"].as_str().expect("subject"),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("resolve_alert", format!("alert:{alert}").as_str()),
+                ("requeue", format!("job:{dead}").as_str()),
+                ("replay", format!("webhook:{webhook}").as_str()),
+                ("track", format!("shipment:{booked}").as_str()),
+                ("retry", format!("shipment:{booked}").as_str()),
+            ],
+            "{backend}: newest first"
+        );
+        for e in items {
+            assert_eq!(e["actor"], by.as_str(), "{backend}: {e}");
+            assert_eq!(e["actor_via"], "api", "{backend}");
+            assert_eq!(e["actor_name"], "admin", "{backend}");
+            assert_eq!(e["token_id"], admin_id, "{backend}");
+        }
+        assert_eq!(items[4]["forced"], true, "{backend}: the retry was forced");
+        assert_eq!(items[1]["forced"], false, "{backend}");
+        assert!(all["next_before_id"].is_null(), "{backend}");
+
+        // Filters and pages.
+        let retries = api.get("/api/v1/audit?action=retry").await;
+        assert_eq!(ids(&retries).len(), 1, "{backend}: {retries}");
+        let mine = api.get("/api/v1/audit?actor=admin&limit=2").await;
+        assert_eq!(ids(&mine).len(), 2, "{backend}");
+        let next = mine["next_before_id"].as_i64().expect("a next page");
+        let rest = api
+            .get(&format!("/api/v1/audit?actor=admin&before_id={next}"))
+            .await;
+        assert_eq!(ids(&rest).len(), 3, "{backend}");
+        assert_eq!(
+            ids(&api.get("/api/v1/audit?actor=nobody").await).len(),
+            0,
+            "{backend}"
+        );
+        let on = api
+            .get(&format!("/api/v1/audit?subject=shipment:{booked}"))
+            .await;
+        assert_eq!(ids(&on).len(), 2, "{backend}");
+        let later = api.get("/api/v1/audit?since=2999-01-01T00:00:00Z").await;
+        assert_eq!(ids(&later).len(), 0, "{backend}");
+        for bad in [
+            "action=nuke",
+            "subject=order:1",
+            "since=yesterday",
+            "limit=0",
+        ] {
+            let (status, body) = api
+                .json(Method::GET, &format!("/api/v1/audit?{bad}"), &api.admin)
+                .await;
+            assert_error(
+                status,
+                &body,
+                400,
+                "invalid_parameter",
+                &format!("{backend} {bad}"),
+            );
+        }
+
+        // In the details: the shipment's (an admin's only) and the webhook's, with the
+        // webhook's history naming the token.
+        let shipment = api.get(&format!("/api/v1/shipments/{booked}")).await;
+        let actions: Vec<&str> = shipment["actions"]
+            .as_array()
+            .expect("actions")
+            .iter()
+            .map(|a| a["action"].as_str().expect("action"))
+            .collect();
+        assert_eq!(actions, ["track", "retry"], "{backend}");
+        let (status, own) = api
+            .json(
+                Method::GET,
+                &format!("/api/v1/shipments/{booked}"),
+                &api.vendor6,
+            )
+            .await;
+        assert_eq!(status, 200, "{backend}");
+        assert!(own.get("actions").is_none(), "{backend}: not for a vendor");
+        let detail = api.get(&format!("/api/v1/webhooks/{webhook}")).await;
+        assert_eq!(detail["actions"][0]["action"], "replay", "{backend}");
+        assert_eq!(detail["actions"][0]["forced"], true, "{backend}");
+        assert!(
+            detail["history"]
+                .as_array()
+                .expect("history")
+                .iter()
+                .any(|h| h["detail"] == format!("replayed by {by} (forced)")),
+            "{backend}: {detail}"
+        );
+        // And the live stream was told.
+        assert_eq!(
+            api.app
+                .count("SELECT COUNT(*) FROM events WHERE kind = 'operator_action'")
+                .await,
+            5,
+            "{backend}"
+        );
+        api.app.stop().await;
     }
 }

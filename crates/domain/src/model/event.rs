@@ -56,11 +56,14 @@ pub enum EventKind {
     TrackingChanged,
     /// A customer recognised as a member got the partner role.
     MemberUpgraded,
+    /// An operator acted (a replay, a retry, an alert resolved, ...); the message names who and
+    /// what, as the audit log records it ([`crate::model::audit`]).
+    OperatorAction,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [EventKind; 13] = [
+    pub const ALL: [EventKind; 14] = [
         EventKind::WebhookReceived,
         EventKind::JobStarted,
         EventKind::JobSucceeded,
@@ -74,6 +77,7 @@ impl EventKind {
         EventKind::BookingErrorMailed,
         EventKind::TrackingChanged,
         EventKind::MemberUpgraded,
+        EventKind::OperatorAction,
     ];
 
     /// The name stored and shown (`webhook_received`, ...).
@@ -92,6 +96,7 @@ impl EventKind {
             EventKind::BookingErrorMailed => "booking_error_mailed",
             EventKind::TrackingChanged => "tracking_changed",
             EventKind::MemberUpgraded => "member_upgraded",
+            EventKind::OperatorAction => "operator_action",
         }
     }
 }

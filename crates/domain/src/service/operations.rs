@@ -1,17 +1,29 @@
 //! The operators' actions, shared by the command line (`lazona shipments retry`, `replay`,
-//! `dead requeue`) and the operations API: each checks that the action is safe as things stand,
-//! then enqueues the job that carries it out (the worker does the work, idempotently).
+//! `dead requeue`, `alerts resolve`, `tokens create`, ...) and the operations API: each checks
+//! that the action is safe as things stand, then enqueues the job that carries it out (the
+//! worker does the work, idempotently).
 //!
 //! A refusal ([`OperationError::Refused`]) says why in words for any interface; the caller adds
 //! how to insist (`--force`, `?force=true`).
+//!
+//! Who did what: every action is taken by an [`Operator`] (its [`Actor`], the audit log and the
+//! event log), and recorded in the audit log with its subject, whether it was forced, and what
+//! came of it (the job enqueued), **after** it was taken, and before it is answered as done: an
+//! action refused or failed did nothing, and the audit log says only what was done. If the log
+//! cannot record it, the caller gets [`OperationError::NotRecorded`], which says that the action
+//! was taken (so that nobody takes it twice) and what it was.
 
-use crate::error::{BoxError, InboxError, QueueError, StoreError};
+use crate::error::{BoxError, InboxError, QueueError, StoreError, TokenError};
+use crate::model::audit::subject;
 use crate::model::payload;
 use crate::model::{
-    BOOKING_LEASE, HeldBooking, JobId, JobKind, NewJob, Resource, ShipmentMethod, ShipmentRecord,
-    ShipmentStatus, WebhookId, WebhookStatus,
+    Actor, Alert, AlertState, ApiToken, AuditAction, BOOKING_LEASE, EventKind, HeldBooking, JobId,
+    JobKind, NewAuditEntry, NewEvent, NewJob, Principal, Resource, ShipmentMethod, ShipmentRecord,
+    ShipmentStatus, TokenSecret, WebhookId, WebhookStatus,
 };
-use crate::ports::{JobQueue, ShipmentStore, WebhookInbox};
+use crate::ports::{
+    AlertStore, AuditLog, EventLog, JobQueue, ShipmentStore, TokenStore, WebhookInbox,
+};
 use chrono::{DateTime, Utc};
 use std::fmt;
 
@@ -119,12 +131,133 @@ pub enum OperationError {
     /// No dead job with this id.
     #[error("no dead job {0}")]
     NoDeadJob(JobId),
+    /// No alert with this id.
+    #[error("no alert {0}")]
+    NoAlert(i64),
+    /// No API token with this id.
+    #[error("no token {0}")]
+    NoToken(i64),
     /// Refused as things stand.
     #[error("{0}")]
     Refused(Refusal),
     /// The storage or the queue failed; nothing (or, for a replay, nothing lasting) was done.
     #[error("{0}")]
     Unavailable(#[source] BoxError),
+    /// The action **was taken**, but the audit log could not record it: do not take it again;
+    /// the log misses it (the event log and the logs may still show it).
+    #[error(
+        "{done}, but the audit log could not record it (do not take the action again): {source}"
+    )]
+    NotRecorded {
+        /// What was done (`token ops (#3): retry shipment:7: job 41 enqueued`).
+        done: String,
+        /// Why it was not recorded.
+        #[source]
+        source: StoreError,
+    },
+}
+
+impl From<TokenError> for OperationError {
+    fn from(e: TokenError) -> Self {
+        match e {
+            TokenError::NotFound(id) => OperationError::NoToken(id),
+            other => OperationError::Unavailable(Box::new(other)),
+        }
+    }
+}
+
+/// Who takes an action, and where it is recorded: the audit log (a record) and the event log
+/// (the live stream).
+#[derive(Clone, Copy)]
+pub struct Operator<'a> {
+    /// Who.
+    pub actor: &'a Actor,
+    /// Where the action is recorded.
+    pub audit: &'a dyn AuditLog,
+    /// Where the live stream sees it.
+    pub events: &'a dyn EventLog,
+}
+
+impl fmt::Debug for Operator<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Operator")
+            .field("actor", self.actor)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Operator<'_> {
+    /// An entry of `action` on `subject` by this operator, now.
+    fn entry(&self, action: AuditAction, subject: String) -> NewAuditEntry {
+        NewAuditEntry::now(self.actor.clone(), action, subject)
+    }
+
+    /// Records `entries` of an action just taken in the audit log, then appends one
+    /// [`EventKind::OperatorAction`] event each (about what `about` says) to the event log.
+    ///
+    /// Recorded **after** the action was taken, never before: an action refused (a retry that
+    /// needs `--force`, another operator's retry first) or failed (the queue down) did nothing,
+    /// and the audit log says only what was done. The cost is a window where an action is taken
+    /// and not yet recorded: if the audit log cannot record it, the caller gets
+    /// [`OperationError::NotRecorded`], which says that the action **was** taken (so nobody
+    /// takes it twice) and what it was; the event is appended anyway (it may still show it),
+    /// and the webhook's history, written with the action itself, names the actor regardless.
+    /// The event log is an observation: an event that cannot be appended is only logged.
+    async fn record(
+        &self,
+        entries: Vec<NewAuditEntry>,
+        about: impl Fn(&NewAuditEntry, NewEvent) -> NewEvent,
+    ) -> Result<(), OperationError> {
+        let mut failed = None;
+        let mut events = Vec::with_capacity(entries.len());
+        for e in entries {
+            let line = describe(&e);
+            if failed.is_none()
+                && let Err(source) = self.audit.record(&e).await
+            {
+                tracing::error!(action = %e.action, subject = %e.subject, error = %source, "an operator's action could not be recorded in the audit log");
+                failed = Some(OperationError::NotRecorded {
+                    done: line.clone(),
+                    source,
+                });
+            }
+            events.push(about(&e, NewEvent::now(EventKind::OperatorAction, line)));
+        }
+        if let Err(e) = self.events.append(&events).await {
+            tracing::warn!(error = %e, "an operator's action could not be appended to the event log");
+        }
+        failed.map_or(Ok(()), Err)
+    }
+}
+
+/// An entry in words: `token ops (#3): retry shipment:7 (forced): job 41 enqueued`.
+#[must_use]
+pub fn describe(e: &NewAuditEntry) -> String {
+    format!(
+        "{}: {} {}{}{}",
+        e.actor,
+        e.action,
+        e.subject,
+        if e.forced { " (forced)" } else { "" },
+        e.detail
+            .as_deref()
+            .map_or(String::new(), |d| format!(": {d}"))
+    )
+}
+
+/// The event of an action on a shipment: about it and its order, not its vendor (a vendor's
+/// stream does not show the operators' actions).
+fn on_shipment(
+    s: &ShipmentRecord,
+    job: Option<JobId>,
+) -> impl Fn(&NewAuditEntry, NewEvent) -> NewEvent {
+    let (id, order) = (s.id, s.order_id);
+    move |_, mut ev| {
+        ev.shipment_id = Some(id);
+        ev.order_id = Some(order);
+        ev.job_id = job.map(|j| j.0);
+        ev
+    }
 }
 
 impl From<StoreError> for OperationError {
@@ -181,6 +314,7 @@ async fn enqueue(queue: &dyn JobQueue, kind: JobKind) -> Result<JobId, QueueErro
 /// [`OperationError::Unavailable`].
 #[tracing::instrument(skip_all, fields(shipment_id, force))]
 pub async fn retry_shipment(
+    op: &Operator<'_>,
     store: &dyn ShipmentStore,
     queue: &dyn JobQueue,
     shipment_id: i64,
@@ -190,7 +324,19 @@ pub async fn retry_shipment(
         .get(shipment_id)
         .await?
         .ok_or(OperationError::NoShipment(shipment_id))?;
-    retry_record(store, queue, s, force).await
+    let done = retry_record(store, queue, s, force).await?;
+    let entry = op
+        .entry(AuditAction::Retry, subject::shipment(shipment_id))
+        .forced(force)
+        .detail(enqueued(done.job_id, &done.kind));
+    op.record(vec![entry], on_shipment(&done.shipment, Some(done.job_id)))
+        .await?;
+    Ok(done)
+}
+
+/// The detail of an action that enqueued a job: `job 41 (retry_shipment) enqueued`.
+fn enqueued(job: JobId, kind: &JobKind) -> String {
+    format!("job {job} ({}) enqueued", kind.name())
 }
 
 async fn retry_record(
@@ -250,6 +396,7 @@ async fn retry_record(
 /// [`OperationError::Unavailable`].
 #[tracing::instrument(skip_all, fields(shipment_id))]
 pub async fn track_shipment(
+    op: &Operator<'_>,
     store: &dyn ShipmentStore,
     queue: &dyn JobQueue,
     shipment_id: i64,
@@ -263,6 +410,11 @@ pub async fn track_shipment(
     }
     let kind = JobKind::TrackShipment { shipment_id };
     let job_id = enqueue(queue, kind.clone()).await?;
+    let entry = op
+        .entry(AuditAction::Track, subject::shipment(shipment_id))
+        .detail(enqueued(job_id, &kind));
+    op.record(vec![entry], on_shipment(&s, Some(job_id)))
+        .await?;
     Ok(Enqueued {
         job_id,
         kind,
@@ -296,6 +448,7 @@ pub fn is_plausible_address(address: &str) -> bool {
 /// [`Refusal::BadAddress`]), or [`OperationError::Unavailable`].
 #[tracing::instrument(skip_all, fields(shipment_id))]
 pub async fn resend_label(
+    op: &Operator<'_>,
     store: &dyn ShipmentStore,
     queue: &dyn JobQueue,
     shipment_id: i64,
@@ -320,6 +473,17 @@ pub async fn resend_label(
         to: to.map(|t| t.trim().to_owned()),
     };
     let job_id = enqueue(queue, kind.clone()).await?;
+    // The address given is personal data: the log says only whether one was.
+    let whom = if to.is_some() {
+        "to the address given"
+    } else {
+        "to the vendor's address"
+    };
+    let entry = op
+        .entry(AuditAction::Resend, subject::shipment(shipment_id))
+        .detail(format!("{}, {whom}", enqueued(job_id, &kind)));
+    op.record(vec![entry], on_shipment(&s, Some(job_id)))
+        .await?;
     Ok(Enqueued {
         job_id,
         kind,
@@ -348,6 +512,7 @@ pub struct Replayed {
 /// [`OperationError::Unavailable`].
 #[tracing::instrument(skip_all, fields(webhook_id = %webhook.id, subject_id = webhook.subject_id, force))]
 pub async fn replay_webhook(
+    op: &Operator<'_>,
     inbox: &dyn WebhookInbox,
     queue: &dyn JobQueue,
     store: &dyn ShipmentStore,
@@ -375,7 +540,11 @@ pub async fn replay_webhook(
             webhook.id,
             webhook.status,
             WebhookStatus::Queued,
-            Some("replayed by an operator".into()),
+            Some(format!(
+                "replayed by {}{}",
+                op.actor,
+                if force { " (forced)" } else { "" }
+            )),
         )
         .await?;
     if !moved {
@@ -405,14 +574,31 @@ pub async fn replay_webhook(
         }
     };
     let mut retry_jobs = Vec::new();
+    let mut entries = vec![
+        op.entry(AuditAction::Replay, subject::webhook(webhook.id.0))
+            .forced(force)
+            .detail(format!("job {job_id} (process_webhook) enqueued")),
+    ];
     if force
         && webhook.resource == Resource::Order
         && let Some(order_id) = webhook.subject_id
     {
         for s in store.of_order(order_id).await? {
             if s.method == ShipmentMethod::Koiki && s.status != ShipmentStatus::Booking {
+                let id = s.id;
                 match retry_record(store, queue, s, true).await {
-                    Ok(enqueued) => retry_jobs.push(enqueued.job_id),
+                    Ok(done) => {
+                        retry_jobs.push(done.job_id);
+                        entries.push(
+                            op.entry(AuditAction::Retry, subject::shipment(id))
+                                .forced(true)
+                                .detail(format!(
+                                    "{}, by the forced replay of webhook {}",
+                                    enqueued(done.job_id, &done.kind),
+                                    webhook.id
+                                )),
+                        );
+                    }
                     // Taken by another retry meanwhile: that one books it.
                     Err(OperationError::Refused(_)) => {}
                     Err(e) => return Err(e),
@@ -420,6 +606,20 @@ pub async fn replay_webhook(
             }
         }
     }
+    let (webhook_id, order_id) = (webhook.id.0, webhook.subject_id);
+    let resource = webhook.resource;
+    op.record(entries, |e, mut ev| {
+        ev.webhook_id = Some(webhook_id);
+        if resource == Resource::Order {
+            ev.order_id = order_id;
+        }
+        ev.shipment_id = e
+            .subject
+            .strip_prefix("shipment:")
+            .and_then(|id| id.parse().ok());
+        ev
+    })
+    .await?;
     Ok(Replayed { job_id, retry_jobs })
 }
 
@@ -442,6 +642,7 @@ pub struct ReplayTarget {
 /// [`OperationError::NoWebhook`], and as for [`replay_webhook`].
 #[tracing::instrument(skip_all, fields(webhook_id = %id, force))]
 pub async fn replay_webhook_by_id(
+    op: &Operator<'_>,
     inbox: &dyn WebhookInbox,
     queue: &dyn JobQueue,
     store: &dyn ShipmentStore,
@@ -455,7 +656,7 @@ pub async fn replay_webhook_by_id(
         status: w.data.status,
         subject_id: w.data.subject_id,
     };
-    replay_webhook(inbox, queue, store, &target, force).await
+    replay_webhook(op, inbox, queue, store, &target, force).await
 }
 
 /// Puts a dead job back in the queue, due now, with its attempts reset.
@@ -463,16 +664,123 @@ pub async fn replay_webhook_by_id(
 /// # Errors
 /// [`OperationError::NoDeadJob`] or [`OperationError::Unavailable`].
 #[tracing::instrument(skip_all, fields(job_id = %id))]
-pub async fn requeue_dead(queue: &dyn JobQueue, id: JobId) -> Result<(), OperationError> {
-    Ok(queue.requeue_dead(id).await?)
+pub async fn requeue_dead(
+    op: &Operator<'_>,
+    queue: &dyn JobQueue,
+    id: JobId,
+) -> Result<(), OperationError> {
+    queue.requeue_dead(id).await?;
+    let entry = op
+        .entry(AuditAction::Requeue, subject::job(id.0))
+        .detail("queued again, due now, attempts reset");
+    op.record(vec![entry], |_, ev| ev.job(id.0)).await
+}
+
+/// Resolves an open alert by hand, as `op`'s actor (its `resolved_by`: `token ops (#3)`,
+/// `cli maria@caixa`). Resolving a resolved alert changes nothing, and records nothing.
+///
+/// # Errors
+/// [`OperationError::NoAlert`] or [`OperationError::Unavailable`].
+#[tracing::instrument(skip_all, fields(alert_id = id))]
+pub async fn resolve_alert(
+    op: &Operator<'_>,
+    alerts: &dyn AlertStore,
+    id: i64,
+) -> Result<Alert, OperationError> {
+    let open = alerts.get(id).await?.ok_or(OperationError::NoAlert(id))?;
+    if open.state != AlertState::Open {
+        return Ok(open);
+    }
+    let alert = alerts
+        .resolve_id(id, &op.actor.to_string())
+        .await?
+        .ok_or(OperationError::NoAlert(id))?;
+    let entry = op
+        .entry(AuditAction::ResolveAlert, subject::alert(id))
+        .detail(format!("{} on {}", alert.kind, alert.subject));
+    op.record(vec![entry], |_, ev| ev).await?;
+    Ok(alert)
+}
+
+/// Creates an API token for `principal`, named `name`; returns it with its secret (shown once).
+///
+/// # Errors
+/// [`OperationError::Unavailable`], or [`OperationError::NotRecorded`] (the token exists).
+#[tracing::instrument(skip_all)]
+pub async fn create_token(
+    op: &Operator<'_>,
+    tokens: &dyn TokenStore,
+    name: &str,
+    principal: Principal,
+) -> Result<(ApiToken, TokenSecret), OperationError> {
+    let (token, secret) = tokens.create(name, principal).await?;
+    let entry = op
+        .entry(AuditAction::TokenCreate, subject::token(token.id))
+        .detail(format!("{principal} token {:?}", token.name));
+    op.record(vec![entry], |_, ev| ev).await?;
+    Ok((token, secret))
+}
+
+/// Revokes an API token. Revoking a revoked token changes nothing, and records nothing.
+///
+/// # Errors
+/// [`OperationError::NoToken`] or [`OperationError::Unavailable`].
+#[tracing::instrument(skip_all, fields(token_id = id))]
+pub async fn revoke_token(
+    op: &Operator<'_>,
+    tokens: &dyn TokenStore,
+    id: i64,
+) -> Result<ApiToken, OperationError> {
+    let before = tokens
+        .list()
+        .await?
+        .into_iter()
+        .find(|t| t.id == id)
+        .ok_or(OperationError::NoToken(id))?;
+    if before.revoked_at.is_some() {
+        return Ok(before);
+    }
+    let token = tokens.revoke(id).await?;
+    let entry = op
+        .entry(AuditAction::TokenRevoke, subject::token(id))
+        .detail(format!("{} token {:?}", token.principal, token.name));
+    op.record(vec![entry], |_, ev| ev).await?;
+    Ok(token)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::MemoryShipmentStore;
-    use crate::model::{BookingOutcome, Claim};
-    use crate::ports::MockJobQueue;
+    use crate::memory::{MemoryAuditLog, MemoryShipmentStore};
+    use crate::model::{AuditFilter, BookingOutcome, Claim};
+    use crate::ports::{MockEventLog, MockJobQueue};
+
+    /// An operator whose events go nowhere, recording in `audit`.
+    struct Ops {
+        actor: Actor,
+        audit: MemoryAuditLog,
+        events: MockEventLog,
+    }
+
+    impl Ops {
+        fn new() -> Self {
+            let mut events = MockEventLog::new();
+            events.expect_append().returning(|_| Ok(()));
+            Ops {
+                actor: Actor::token(3, "ops"),
+                audit: MemoryAuditLog::new(),
+                events,
+            }
+        }
+
+        fn op(&self) -> Operator<'_> {
+            Operator {
+                actor: &self.actor,
+                audit: &self.audit,
+                events: &self.events,
+            }
+        }
+    }
 
     async fn booked(store: &MemoryShipmentStore, status: ShipmentStatus, barcode: &str) -> i64 {
         let Ok(Claim::Claimed(s)) = store.claim(1, 6, ShipmentMethod::Koiki).await else {
@@ -507,14 +815,22 @@ mod tests {
 
     #[tokio::test]
     async fn a_label_is_mailed_again_only_when_there_is_one_and_to_an_address() {
+        let ops = Ops::new();
         let store = MemoryShipmentStore::new();
         let id = booked(&store, ShipmentStatus::ErrorFromBody, "").await;
-        let refused = resend_label(&store, &MockJobQueue::new(), id, None).await;
+        let refused = resend_label(&ops.op(), &store, &MockJobQueue::new(), id, None).await;
         assert!(
             matches!(refused, Err(OperationError::Refused(Refusal::NoLabel))),
             "{refused:?}"
         );
-        let refused = resend_label(&store, &MockJobQueue::new(), id, Some("a, b@x.org")).await;
+        let refused = resend_label(
+            &ops.op(),
+            &store,
+            &MockJobQueue::new(),
+            id,
+            Some("a, b@x.org"),
+        )
+        .await;
         assert!(
             matches!(
                 refused,
@@ -523,7 +839,7 @@ mod tests {
             "{refused:?}"
         );
         assert!(matches!(
-            resend_label(&store, &MockJobQueue::new(), 99, None).await,
+            resend_label(&ops.op(), &store, &MockJobQueue::new(), 99, None).await,
             Err(OperationError::NoShipment(99))
         ));
         for good in ["v@example.coop", " v.x+y@mail.example.org "] {
@@ -545,9 +861,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_booked_shipment_is_booked_again_only_with_force() {
+        let ops = Ops::new();
         let store = MemoryShipmentStore::new();
         let id = booked(&store, ShipmentStatus::LabelSent, "BAR1").await;
-        let refused = retry_shipment(&store, &MockJobQueue::new(), id, false).await;
+        let refused = retry_shipment(&ops.op(), &store, &MockJobQueue::new(), id, false).await;
         let Err(OperationError::Refused(refusal)) = refused else {
             panic!("refused: {refused:?}")
         };
@@ -560,13 +877,31 @@ mod tests {
                 previous: ShipmentStatus::LabelSent,
             }),
         });
-        let done = retry_shipment(&store, &queue, id, true).await.expect("ok");
+        let done = retry_shipment(&ops.op(), &store, &queue, id, true)
+            .await
+            .expect("ok");
         assert_eq!(done.job_id, JobId(41));
         let taken = store.get(id).await.expect("get").expect("kept");
         assert_eq!(taken.status, ShipmentStatus::Booking);
         assert_eq!(taken.booking_attempt, 1);
+        let recorded = ops.audit.all();
+        assert_eq!(recorded.len(), 1, "only the action taken: {recorded:?}");
+        let e = &recorded[0].data;
+        assert_eq!(
+            (e.action, e.subject.as_str(), e.forced, &e.actor),
+            (
+                AuditAction::Retry,
+                "shipment:1",
+                true,
+                &Actor::token(3, "ops")
+            )
+        );
+        assert_eq!(
+            describe(e),
+            "token ops (#3): retry shipment:1 (forced): job 41 (retry_shipment) enqueued"
+        );
         assert!(matches!(
-            retry_shipment(&store, &queue, 999, true).await,
+            retry_shipment(&ops.op(), &store, &queue, 999, true).await,
             Err(OperationError::NoShipment(999))
         ));
     }
@@ -576,13 +911,15 @@ mod tests {
     /// even forced, until its lease has run out.
     #[tokio::test]
     async fn two_forced_retries_at_once_enqueue_one_booking() {
+        let ops = Ops::new();
         let store = MemoryShipmentStore::new();
         let id = booked(&store, ShipmentStatus::LabelSent, "BAR1").await;
         let mut queue = MockJobQueue::new();
         queue.expect_enqueue().times(1).returning(|_| Ok(JobId(7)));
+        let op = ops.op();
         let (a, b) = tokio::join!(
-            retry_shipment(&store, &queue, id, true),
-            retry_shipment(&store, &queue, id, true)
+            retry_shipment(&op, &store, &queue, id, true),
+            retry_shipment(&op, &store, &queue, id, true)
         );
         let outcomes = [a, b];
         assert_eq!(
@@ -600,7 +937,7 @@ mod tests {
             "{outcomes:?}"
         );
         // Later, while that booking is in flight: still refused, forced or not.
-        let again = retry_shipment(&store, &MockJobQueue::new(), id, true).await;
+        let again = retry_shipment(&ops.op(), &store, &MockJobQueue::new(), id, true).await;
         let Err(OperationError::Refused(refusal @ Refusal::BookingInFlight { .. })) = again else {
             panic!("in flight: {again:?}")
         };
@@ -609,6 +946,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_enqueue_gives_the_shipment_back() {
+        let ops = Ops::new();
         let store = MemoryShipmentStore::new();
         let id = booked(&store, ShipmentStatus::ErrorFromBody, "").await;
         let mut queue = MockJobQueue::new();
@@ -616,7 +954,7 @@ mod tests {
             .expect_enqueue()
             .returning(|_| Err(crate::error::QueueError::Unavailable("down".into())));
         assert!(matches!(
-            retry_shipment(&store, &queue, id, false).await,
+            retry_shipment(&ops.op(), &store, &queue, id, false).await,
             Err(OperationError::Unavailable(_))
         ));
         let s = store.get(id).await.expect("get").expect("kept");
@@ -626,6 +964,7 @@ mod tests {
     /// A webhook rejected at the door is replayed only when its body reads now.
     #[tokio::test]
     async fn a_rejected_webhook_is_replayed_only_when_its_body_now_reads() {
+        let ops = Ops::new();
         use crate::model::{NewWebhook, Webhook};
         use crate::ports::MockWebhookInbox;
         fn stored(body: &'static str) -> Webhook {
@@ -661,7 +1000,15 @@ mod tests {
         inbox
             .expect_get()
             .returning(|_| Ok(Some(stored(r#"{"id":"abc"}"#))));
-        let refused = replay_webhook(&inbox, &MockJobQueue::new(), &store, &target, false).await;
+        let refused = replay_webhook(
+            &ops.op(),
+            &inbox,
+            &MockJobQueue::new(),
+            &store,
+            &target,
+            false,
+        )
+        .await;
         let Err(OperationError::Refused(refusal @ Refusal::Unprocessable { .. })) = refused else {
             panic!("refused: {refused:?}")
         };
@@ -678,7 +1025,7 @@ mod tests {
         let queue = queue_expecting(JobKind::ProcessWebhook {
             webhook_id: WebhookId(9),
         });
-        let replayed = replay_webhook(&inbox, &queue, &store, &target, false)
+        let replayed = replay_webhook(&ops.op(), &inbox, &queue, &store, &target, false)
             .await
             .expect("replayed");
         assert_eq!(replayed.job_id, JobId(41));
@@ -686,11 +1033,79 @@ mod tests {
 
     #[tokio::test]
     async fn tracking_needs_a_barcode() {
+        let ops = Ops::new();
         let store = MemoryShipmentStore::new();
         let id = booked(&store, ShipmentStatus::ErrorFromBody, "").await;
         assert!(matches!(
-            track_shipment(&store, &MockJobQueue::new(), id).await,
+            track_shipment(&ops.op(), &store, &MockJobQueue::new(), id).await,
             Err(OperationError::Refused(Refusal::NoBarcode))
         ));
+    }
+
+    /// The audit log down: the action stands (its job is enqueued, the shipment taken), and the
+    /// caller is told it was taken and not recorded; the live stream still sees it.
+    #[tokio::test]
+    async fn an_action_the_audit_log_cannot_record_is_reported_taken() {
+        use crate::ports::MockAuditLog;
+        let store = MemoryShipmentStore::new();
+        let id = booked(&store, ShipmentStatus::ErrorFromBody, "").await;
+        let mut audit = MockAuditLog::new();
+        audit
+            .expect_record()
+            .returning(|_| Err(StoreError::Unavailable("down".into())));
+        let mut events = MockEventLog::new();
+        events
+            .expect_append()
+            .withf(|evs| {
+                evs.len() == 1
+                    && evs[0].kind == EventKind::OperatorAction
+                    && evs[0]
+                        .message
+                        .starts_with("cli maria@caixa: retry shipment:1")
+                    && evs[0].vendor_id.is_none()
+            })
+            .times(1)
+            .returning(|_| Ok(()));
+        let actor = Actor::cli("maria@caixa");
+        let op = Operator {
+            actor: &actor,
+            audit: &audit,
+            events: &events,
+        };
+        let queue = queue_expecting(JobKind::RetryShipment {
+            shipment_id: id,
+            force: false,
+            held: Some(HeldBooking {
+                attempt: 1,
+                previous: ShipmentStatus::ErrorFromBody,
+            }),
+        });
+        let failed = retry_shipment(&op, &store, &queue, id, false).await;
+        let Err(e @ OperationError::NotRecorded { .. }) = failed else {
+            panic!("not recorded: {failed:?}")
+        };
+        assert!(
+            e.to_string()
+                .starts_with("cli maria@caixa: retry shipment:1: job 41 (retry_shipment) enqueued, but the audit log could not record it"),
+            "{e}"
+        );
+        let s = store.get(id).await.expect("get").expect("kept");
+        assert_eq!(s.status, ShipmentStatus::Booking, "the action stands");
+    }
+
+    #[tokio::test]
+    async fn a_refused_action_records_nothing() {
+        let ops = Ops::new();
+        let store = MemoryShipmentStore::new();
+        let id = booked(&store, ShipmentStatus::LabelSent, "BAR1").await;
+        let _ = retry_shipment(&ops.op(), &store, &MockJobQueue::new(), id, false).await;
+        let _ = track_shipment(&ops.op(), &store, &MockJobQueue::new(), 77).await;
+        assert!(
+            ops.audit
+                .list(&AuditFilter::default())
+                .await
+                .expect("list")
+                .is_empty()
+        );
     }
 }
