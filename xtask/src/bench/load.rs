@@ -45,6 +45,11 @@ impl Delivery {
         self.body.len()
     }
 
+    /// The body.
+    pub(crate) fn body(&self) -> &[u8] {
+        &self.body
+    }
+
     /// `body`, signed with [`SECRET`], to be sent with `delivery_id`.
     pub(crate) fn signed(body: Vec<u8>, delivery_id: String) -> Result<Self> {
         let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).context("HMAC key")?;

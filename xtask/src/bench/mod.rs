@@ -12,6 +12,7 @@ mod order;
 mod orders;
 mod queue;
 mod reconcile;
+mod retention;
 
 use crate::cmd;
 use anyhow::{Context, Result, bail};
@@ -58,9 +59,10 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         Some("orders") => orders::run(root, &args[1..]),
         Some("reconcile") => reconcile::run(&args[1..]),
         Some("alerts") => alerts::run(&args[1..]),
+        Some("retention") => retention::run(root, &args[1..]),
         Some(other) => {
             bail!(
-                "unknown benchmark `{other}` (available: ingest, queue, orders, reconcile, alerts)"
+                "unknown benchmark `{other}` (available: ingest, queue, orders, reconcile, alerts, retention)"
             )
         }
         None => bail!("which benchmark? `cargo xtask bench ingest --db sqlite|postgres`"),
@@ -485,6 +487,18 @@ struct Server {
 
 impl Server {
     fn start(bin: &Path, listen: &str, db_url: &str, args: &IngestArgs) -> Result<Self> {
+        let queue = [("LAZONA_QUEUE__BACKEND", args.queue.as_str())];
+        Self::start_with(bin, listen, db_url, args.with_worker, &queue)
+    }
+
+    /// The server on `db_url`, its worker in-process or not, with `env` on top.
+    fn start_with(
+        bin: &Path,
+        listen: &str,
+        db_url: &str,
+        with_worker: bool,
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
         let mut cmd = Command::new(bin);
         // The caller's own configuration must not leak into the benchmark.
         for (key, _) in std::env::vars_os() {
@@ -495,10 +509,12 @@ impl Server {
         cmd.env("LAZONA_LISTEN", listen)
             .env("WC_WEBHOOK_SECRET", load::SECRET)
             .env("DATABASE_URL", db_url)
-            .env("LAZONA_WORKER__EMBEDDED", args.with_worker.to_string())
-            .env("LAZONA_QUEUE__BACKEND", &args.queue)
+            .env("LAZONA_WORKER__EMBEDDED", with_worker.to_string())
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null());
+        for (key, value) in env {
+            cmd.env(key, value);
+        }
         eprintln!("$ {}", cmd::display(&cmd));
         let child = cmd
             .spawn()
