@@ -300,6 +300,7 @@ fn summary(w: &Webhook) -> WebhookSummary {
         status: w.data.status,
         received_at: w.data.received_at,
         error: w.last_error.clone(),
+        pruned: w.pruned,
     }
 }
 
@@ -362,6 +363,8 @@ async fn requeue(
         resource: w.resource,
         status: w.status,
         subject_id: w.subject_id,
+        received_at: w.received_at,
+        pruned: w.pruned,
     };
     operations::replay_webhook(inbox, queue, store, &target, force).await?;
     Ok(())
@@ -374,6 +377,12 @@ async fn resend(
     secret: &WebhookSecret,
     w: &Webhook,
 ) -> anyhow::Result<()> {
+    if let Some(pruned) = &w.pruned {
+        bail!(
+            "{}: there is nothing to send",
+            pruned.explain_body(w.data.received_at)
+        );
+    }
     let target = target_url(url, w.data.resource);
     let mut request = http.post(&target).body(w.data.body.to_vec());
     for (name, value) in &w.data.headers {

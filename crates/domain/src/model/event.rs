@@ -56,11 +56,13 @@ pub enum EventKind {
     TrackingChanged,
     /// A customer recognised as a member got the partner role.
     MemberUpgraded,
+    /// The retention pass cleared personal data past its retention; the message says how much.
+    DataPruned,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [EventKind; 13] = [
+    pub const ALL: [EventKind; 14] = [
         EventKind::WebhookReceived,
         EventKind::JobStarted,
         EventKind::JobSucceeded,
@@ -74,6 +76,7 @@ impl EventKind {
         EventKind::BookingErrorMailed,
         EventKind::TrackingChanged,
         EventKind::MemberUpgraded,
+        EventKind::DataPruned,
     ];
 
     /// The name stored and shown (`webhook_received`, ...).
@@ -92,6 +95,7 @@ impl EventKind {
             EventKind::BookingErrorMailed => "booking_error_mailed",
             EventKind::TrackingChanged => "tracking_changed",
             EventKind::MemberUpgraded => "member_upgraded",
+            EventKind::DataPruned => "data_pruned",
         }
     }
 }

@@ -936,6 +936,7 @@ mod tests {
             status: WebhookStatus::Processed,
             received_at: at,
             error: None,
+            pruned: None,
         }
     }
 

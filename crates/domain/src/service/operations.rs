@@ -8,8 +8,8 @@
 use crate::error::{BoxError, InboxError, QueueError, StoreError};
 use crate::model::payload;
 use crate::model::{
-    BOOKING_LEASE, HeldBooking, JobId, JobKind, NewJob, Resource, ShipmentMethod, ShipmentRecord,
-    ShipmentStatus, WebhookId, WebhookStatus,
+    BOOKING_LEASE, HeldBooking, JobId, JobKind, NewJob, Pruned, Resource, ShipmentMethod,
+    ShipmentRecord, ShipmentStatus, WebhookId, WebhookStatus,
 };
 use crate::ports::{JobQueue, ShipmentStore, WebhookInbox};
 use chrono::{DateTime, Utc};
@@ -58,6 +58,17 @@ pub enum Refusal {
         /// The address given.
         address: String,
     },
+    /// The webhook's body was cleared (its retention ran out, or the customer's data was
+    /// erased): there is nothing to process again.
+    BodyPruned {
+        /// When and why, in words ([`crate::model::Pruned::explain_body`]).
+        explanation: String,
+    },
+    /// The shipment's label was cleared: there is nothing to mail.
+    LabelPruned {
+        /// When and why, in words ([`crate::model::Pruned::explain_label`]).
+        explanation: String,
+    },
 }
 
 impl fmt::Display for Refusal {
@@ -102,6 +113,12 @@ impl fmt::Display for Refusal {
             Refusal::NoLabel => f.write_str("the shipment has no label: there is nothing to mail"),
             Refusal::BadAddress { address } => {
                 write!(f, "{address:?} is not an e-mail address")
+            }
+            Refusal::BodyPruned { explanation } => {
+                write!(f, "{explanation}: there is nothing to replay")
+            }
+            Refusal::LabelPruned { explanation } => {
+                write!(f, "{explanation}: there is nothing to mail")
             }
         }
     }
@@ -312,6 +329,13 @@ pub async fn resend_label(
             address: address.to_owned(),
         }));
     }
+    if let Some(pruned) = &s.label_pruned
+        && !s.has_label
+    {
+        return Err(OperationError::Refused(Refusal::LabelPruned {
+            explanation: pruned.explain_label(),
+        }));
+    }
     if !s.has_label {
         return Err(OperationError::Refused(Refusal::NoLabel));
     }
@@ -354,6 +378,11 @@ pub async fn replay_webhook(
     webhook: &ReplayTarget,
     force: bool,
 ) -> Result<Replayed, OperationError> {
+    if let Some(pruned) = &webhook.pruned {
+        return Err(OperationError::Refused(Refusal::BodyPruned {
+            explanation: pruned.explain_body(webhook.received_at),
+        }));
+    }
     if webhook.status == WebhookStatus::Queued {
         return Err(OperationError::Refused(Refusal::AlreadyQueued));
     }
@@ -434,6 +463,10 @@ pub struct ReplayTarget {
     pub status: WebhookStatus,
     /// The order or customer id in its body.
     pub subject_id: Option<i64>,
+    /// When it was received.
+    pub received_at: DateTime<Utc>,
+    /// When and why its body was cleared, if it was.
+    pub pruned: Option<Pruned>,
 }
 
 /// Replays the stored webhook `id` ([`replay_webhook`] after reading it).
@@ -454,6 +487,8 @@ pub async fn replay_webhook_by_id(
         resource: w.data.resource,
         status: w.data.status,
         subject_id: w.data.subject_id,
+        received_at: w.data.received_at,
+        pruned: w.pruned,
     };
     replay_webhook(inbox, queue, store, &target, force).await
 }
@@ -648,6 +683,7 @@ mod tests {
                 },
                 last_error: None,
                 processed_at: None,
+                pruned: None,
             }
         }
         let target = ReplayTarget {
@@ -655,6 +691,8 @@ mod tests {
             resource: Resource::Order,
             status: WebhookStatus::Rejected,
             subject_id: None,
+            received_at: Utc::now(),
+            pruned: None,
         };
         let store = MemoryShipmentStore::new();
         let mut inbox = MockWebhookInbox::new();
@@ -682,6 +720,42 @@ mod tests {
             .await
             .expect("replayed");
         assert_eq!(replayed.job_id, JobId(41));
+    }
+
+    /// A webhook whose body was pruned has nothing to replay, and says when and why.
+    #[tokio::test]
+    async fn a_pruned_webhook_is_not_replayed_and_says_why() {
+        use crate::model::{PruneReason, Pruned};
+        use crate::ports::MockWebhookInbox;
+        let received_at: DateTime<Utc> = "2026-01-01T10:00:00Z".parse().expect("date");
+        let target = ReplayTarget {
+            id: WebhookId(9),
+            resource: Resource::Order,
+            status: WebhookStatus::Processed,
+            subject_id: Some(5),
+            received_at,
+            pruned: Some(Pruned {
+                at: received_at + chrono::TimeDelta::days(91),
+                why: PruneReason::Retention,
+            }),
+        };
+        // Neither the inbox nor the queue is touched (the mocks expect nothing).
+        let refused = replay_webhook(
+            &MockWebhookInbox::new(),
+            &MockJobQueue::new(),
+            &MemoryShipmentStore::new(),
+            &target,
+            true,
+        )
+        .await;
+        let Err(OperationError::Refused(refusal)) = refused else {
+            panic!("refused: {refused:?}")
+        };
+        assert_eq!(
+            refusal.to_string(),
+            "its body was pruned on 2026-04-02 after 91 days (retention.webhook_body_days): \
+             there is nothing to replay"
+        );
     }
 
     #[tokio::test]
