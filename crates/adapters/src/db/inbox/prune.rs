@@ -10,10 +10,7 @@ use crate::db::{Database, millis};
 use chrono::{DateTime, Utc};
 use domain::error::InboxError;
 use domain::model::{PruneReason, Webhook, WebhookId};
-use sea_orm::{
-    ColumnTrait as _, DbBackend, EntityTrait as _, QueryFilter as _, QueryOrder as _,
-    QuerySelect as _,
-};
+use sea_orm::{ConnectionTrait as _, DbBackend, FromQueryResult as _};
 
 /// `UPDATE webhooks SET` the cleared body and headers, when and why, `WHERE` what follows.
 fn clearing(db: &Database, why: PruneReason) -> SqlBuilder {
@@ -27,13 +24,13 @@ fn clearing(db: &Database, why: PruneReason) -> SqlBuilder {
     b
 }
 
-/// `needle` as a `LIKE` pattern matching it anywhere, its wildcards escaped (with `\`).
+/// `needle` as a `LIKE` pattern matching it anywhere, its wildcards escaped (with `!`).
 pub(super) fn contains_pattern(needle: &str) -> String {
     let mut p = String::with_capacity(needle.len() + 2);
     p.push('%');
     for c in needle.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            p.push('\\');
+        if matches!(c, '%' | '_' | '!') {
+            p.push('!');
         }
         p.push(c);
     }
@@ -80,28 +77,32 @@ impl SqlInbox {
         after: WebhookId,
         limit: usize,
     ) -> Result<Vec<Webhook>, InboxError> {
-        use webhook::Column as C;
         let pattern = contains_pattern(&needle.to_lowercase());
         // SQLite's LIKE ignores ASCII case; Postgres's bytea is searched through its escaped
         // text (ASCII as is, other bytes as octal escapes), which reads any body, UTF-8 or not.
         let matches = match self.db.backend() {
-            DbBackend::Postgres => sea_orm::sea_query::Expr::cust_with_values(
-                r"encode(body, 'escape') ILIKE ? ESCAPE '\'",
-                [pattern],
-            ),
-            _ => sea_orm::sea_query::Expr::cust_with_values(
-                r"CAST(body AS TEXT) LIKE ? ESCAPE '\'",
-                [pattern],
-            ),
+            DbBackend::Postgres => "encode(body, 'escape') ILIKE ",
+            _ => "CAST(body AS TEXT) LIKE ",
         };
-        let rows = webhook::Entity::find()
-            .filter(C::PrunedAt.is_null())
-            .filter(C::Id.gt(after.0))
-            .filter(matches)
-            .order_by_asc(C::Id)
-            .limit(limit as u64)
-            .all(self.db.reader())
+        let mut b = SqlBuilder::new(
+            self.db.backend(),
+            "SELECT * FROM webhooks WHERE pruned_at IS NULL AND id > ".into(),
+        );
+        b.param(after.0.into());
+        b.sql.push_str(" AND ");
+        b.sql.push_str(matches);
+        b.param(pattern.into());
+        b.sql
+            .push_str(&format!(" ESCAPE '!' ORDER BY id LIMIT {}", limit.max(1)));
+        let rows = self
+            .db
+            .reader()
+            .query_all_raw(b.build())
             .await
+            .map_err(unavailable)?
+            .iter()
+            .map(|row| webhook::Model::from_query_result(row, ""))
+            .collect::<Result<Vec<_>, _>>()
             .map_err(unavailable)?;
         rows.into_iter().map(stored).collect()
     }
@@ -113,6 +114,6 @@ mod tests {
 
     #[test]
     fn wildcards_in_the_needle_are_matched_as_themselves() {
-        assert_eq!(contains_pattern("a_b%c@d.e"), r"%a\_b\%c@d.e%");
+        assert_eq!(contains_pattern("a_b%c!@d.e"), "%a!_b!%c!!@d.e%");
     }
 }
