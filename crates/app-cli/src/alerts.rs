@@ -42,7 +42,7 @@ pub enum AlertsCommand {
 }
 
 /// Who runs this command: `--actor`, or the OS user at the host.
-fn actor(given: Option<String>) -> String {
+pub(crate) fn actor(given: Option<String>) -> String {
     given.unwrap_or_else(|| {
         let user = std::env::var("USER")
             .or_else(|_| std::env::var("USERNAME"))

@@ -146,7 +146,7 @@ fn progress(len: usize, json: bool) -> ProgressBar {
     bar
 }
 
-fn confirm(question: &str) -> anyhow::Result<bool> {
+pub(crate) fn confirm(question: &str) -> anyhow::Result<bool> {
     if !std::io::stdin().is_terminal() {
         eprintln!("{question} [y/N] (no terminal to answer on: pass --yes to go ahead)");
         return Ok(false);

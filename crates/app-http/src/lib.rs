@@ -164,6 +164,7 @@ pub fn state(connector: &Connector, settings: &Settings, shutdown: CancellationT
         tokens: connector.tokens(),
         alerts: connector.alerts().store().clone(),
         mail_events: connector.mail_events(),
+        connector: connector.clone(),
     }));
     state.events = Some(connector.events());
     state.mail_events = Some(Arc::new(MailEventsEndpoint {

@@ -20,6 +20,7 @@ mod dead;
 pub mod events;
 mod extract;
 pub mod openapi;
+mod purge;
 pub(crate) mod schemas;
 mod shipments;
 mod webhooks;
@@ -51,6 +52,8 @@ pub struct ApiDeps {
     pub alerts: Arc<dyn AlertStore>,
     /// The label mails' events, shown with their shipment.
     pub mail_events: Arc<dyn MailEventStore>,
+    /// The connector itself, for the actions it carries out whole (a customer's erasure).
+    pub connector: connector::Connector,
 }
 
 impl AppState {
@@ -78,6 +81,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(alerts::list))
         .routes(routes!(alerts::show))
         .routes(routes!(alerts::resolve))
+        .routes(routes!(purge::purge))
         .routes(routes!(events::handler))
         .routes(routes!(openapi::document))
 }
