@@ -81,8 +81,14 @@ pub(super) async fn purge(
     State(state): State<AppState>,
     body: Bytes,
 ) -> Result<Json<PurgeReport>, ApiError> {
-    let request: PurgeRequest =
-        serde_json::from_slice(&body).map_err(|e| ApiError::BadBody(e.to_string()))?;
+    // An object only: serde would read `["x@y.z"]` as the struct too.
+    let request: PurgeRequest = match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(v @ serde_json::Value::Object(_)) => {
+            serde_json::from_value(v).map_err(|e| ApiError::BadBody(e.to_string()))?
+        }
+        Ok(_) => return Err(ApiError::BadBody("a JSON object is expected".into())),
+        Err(e) => return Err(ApiError::BadBody(e.to_string())),
+    };
     let email = request.email.trim();
     if email.len() > 254 || !is_plausible_address(email) {
         return Err(ApiError::BadParameter {
