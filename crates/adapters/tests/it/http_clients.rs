@@ -86,6 +86,17 @@ async fn mock_booking(server: &MockServer, response: ResponseTemplate) {
         .await;
 }
 
+/// Koiki answering a booking with the original's successful answer.
+async fn mock_booked(server: &MockServer) {
+    mock_booking(
+        server,
+        ResponseTemplate::new(200).set_body_json(fixture(
+            "api_test_shipment_test_create_shipment_successful_POST_rekis_api_altaEnvios.json",
+        )),
+    )
+    .await;
+}
+
 async fn book_with(response: ResponseTemplate) -> Result<Vec<EnvioResult>, ShippingError> {
     let server = MockServer::start().await;
     mock_booking(&server, response).await;
@@ -131,13 +142,7 @@ impl Write for Logs {
 #[tokio::test]
 async fn booking_sends_the_original_body_and_decodes_the_label() {
     let server = MockServer::start().await;
-    mock_booking(
-        &server,
-        ResponseTemplate::new(200).set_body_json(fixture(
-            "api_test_shipment_test_create_shipment_successful_POST_rekis_api_altaEnvios.json",
-        )),
-    )
-    .await;
+    mock_booked(&server).await;
     let client = koiki(&server);
     let logs = Logs::default();
     let results = {
@@ -236,13 +241,7 @@ async fn booking_sends_the_original_body_and_decodes_the_label() {
 async fn the_receivers_personal_data_stays_out_of_the_logs() {
     for level in [tracing::Level::INFO, tracing::Level::DEBUG] {
         let server = MockServer::start().await;
-        mock_booking(
-            &server,
-            ResponseTemplate::new(200).set_body_json(fixture(
-                "api_test_shipment_test_create_shipment_successful_POST_rekis_api_altaEnvios.json",
-            )),
-        )
-        .await;
+        mock_booked(&server).await;
         let logs = Logs::default();
         let _guard = logs.capture_at(level);
         koiki(&server)

@@ -545,10 +545,10 @@ fn in_files(path: &std::path::Path, needle: &[u8]) -> Vec<String> {
     let mut found = Vec::new();
     for suffix in ["", "-wal", "-journal"] {
         let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
-        if let Ok(bytes) = std::fs::read(&file) {
-            if bytes.windows(needle.len()).any(|w| w == needle) {
-                found.push(file.display().to_string());
-            }
+        if let Ok(bytes) = std::fs::read(&file)
+            && bytes.windows(needle.len()).any(|w| w == needle)
+        {
+            found.push(file.display().to_string());
         }
     }
     found

@@ -6,28 +6,16 @@ use crate::support::{database, run, stdout_json};
 use adapters::db::SqlInbox;
 use adapters::testing::TestDb;
 use bytes::Bytes;
-use chrono::Utc;
-use domain::model::{NewWebhook, Resource, WebhookStatus};
+use domain::model::{NewWebhook, WebhookStatus};
 use domain::ports::WebhookInbox;
 
 fn order(delivery: &str, id: i64, email: &str) -> NewWebhook {
-    NewWebhook {
-        resource: Resource::Order,
-        topic: Some("order.created".into()),
-        event: Some("created".into()),
-        delivery_id: Some(delivery.into()),
-        wc_webhook_id: Some(3),
-        source: None,
-        subject_id: Some(id),
-        subject_modified: None,
-        headers: vec![("x-wc-webhook-topic".into(), "order.created".into())],
-        body: Bytes::from(format!(
-            r#"{{"id":{id},"billing":{{"email":"{email}","phone":"600"}}}}"#
-        )),
-        received_at: Utc::now(),
-        status: WebhookStatus::Processed,
-        error: None,
-    }
+    let mut w = crate::webhooks_list::webhook(delivery, id);
+    w.status = WebhookStatus::Processed;
+    w.body = Bytes::from(format!(
+        r#"{{"id":{id},"billing":{{"email":"{email}","phone":"600"}}}}"#
+    ));
+    w
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
