@@ -97,6 +97,8 @@ pub struct Settings {
     pub reconcile: ReconcileConfig,
     /// Alerts to the operators.
     pub alerts: AlertsConfig,
+    /// How long personal data is kept.
+    pub retention: RetentionConfig,
 }
 
 /// `lazona-http`'s limits on its clients' connections, so that slow or idle clients cannot hold
@@ -330,6 +332,37 @@ impl EventsConfig {
     /// How long events are kept.
     pub fn retention(&self) -> Duration {
         Duration::from_secs(self.retention_days.max(1).saturating_mul(86_400))
+    }
+}
+
+/// How long personal data is kept (`domain::model::retention`); `0` days keeps for ever.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RetentionConfig {
+    /// Days a webhook's body and headers are kept.
+    pub webhook_body_days: u32,
+    /// Days a delivered shipment's label and carrier request are kept after its delivery.
+    pub label_days: u32,
+    /// Days the label of a shipment never delivered is kept after its booking.
+    pub label_undelivered_days: u32,
+    /// Days a dead job is kept.
+    pub dead_job_days: u32,
+    /// Most rows cleared in one transaction.
+    pub batch: usize,
+    /// How often the pruning runs.
+    #[serde(deserialize_with = "seconds")]
+    pub interval_secs: Duration,
+}
+
+impl RetentionConfig {
+    /// The domain's policy.
+    pub fn settings(&self) -> domain::model::RetentionSettings {
+        domain::model::RetentionSettings {
+            webhook_body_days: self.webhook_body_days,
+            label_days: self.label_days,
+            label_undelivered_days: self.label_undelivered_days,
+            dead_job_days: self.dead_job_days,
+            batch: self.batch.max(1),
+        }
     }
 }
 
@@ -727,6 +760,22 @@ mod tests {
                 s.worker.metrics_listen.map(|a| a.to_string()).as_deref(),
                 Some("127.0.0.1:9091")
             );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_retention_is_a_setting_and_zero_keeps_for_ever() {
+        Jail::expect_with(|jail| {
+            let r = Settings::load(None).expect("defaults").retention;
+            assert_eq!(r.settings(), domain::model::RetentionSettings::default());
+            assert_eq!(r.interval_secs, Duration::from_secs(3600));
+            jail.set_env("LAZONA_RETENTION__WEBHOOK_BODY_DAYS", "0");
+            jail.set_env("LAZONA_RETENTION__LABEL_DAYS", "30");
+            jail.set_env("LAZONA_RETENTION__BATCH", "100");
+            let r = Settings::load(None).expect("set").retention.settings();
+            assert_eq!((r.webhook_body_days, r.label_days, r.batch), (0, 30, 100));
+            assert!(r.cutoffs(chrono::Utc::now()).webhook_bodies.is_none());
             Ok(())
         });
     }

@@ -15,8 +15,9 @@ use domain::model::{
     Alert, AlertChannel, AlertFilter, AlertKind, AlertState, AuditEntry, AuditFilter,
     BookingOutcome, BookingRecorded, Claim, KindCounts, MailEvent, MailEventFilter,
     MailEventStatus, MailUpdate, NewAlert, NewAuditEntry, NewMailEvent, Order, OrderNote,
-    OrderPage, OrderUpdate, PastBooking, PastBookingReason, Raised, RecordedMailEvent,
-    ShipmentFilter, ShipmentMethod, ShipmentRecord, ShipmentStatus, ShopOrder, ShopWebhook,
+    OrderPage, OrderUpdate, PastBooking, PastBookingReason, PruneReason, Pruned, Raised,
+    RecordedMailEvent, ShipmentFilter, ShipmentMethod, ShipmentRecord, ShipmentStatus, ShopOrder,
+    ShopWebhook,
 };
 use domain::ports::{
     AlertStore, AuditLog, Email, MailEventStore, Mailer, ShipmentStore, Shop, ShopUser, StateStore,
@@ -108,6 +109,7 @@ impl ShipmentStore for MemoryShipmentStore {
             mail_message_id: None,
             mail_state: None,
             mail_state_at: None,
+            label_pruned: None,
         };
         rows.push((r.clone(), None));
         Ok(Claim::Claimed(r))
@@ -423,6 +425,51 @@ impl ShipmentStore for MemoryShipmentStore {
             })
             .map(|(r, _)| r.clone())
             .collect())
+    }
+
+    async fn prune_labels(
+        &self,
+        delivered_before: Option<DateTime<Utc>>,
+        booked_before: Option<DateTime<Utc>>,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
+        let due: Vec<i64> = self
+            .rows()
+            .iter()
+            .filter(|(r, _)| r.label_pruned.is_none() && r.status != ShipmentStatus::Booking)
+            .filter(|(r, _)| {
+                if r.status == ShipmentStatus::Delivered {
+                    delivered_before.is_some_and(|t| r.updated_at < t)
+                } else {
+                    booked_before.is_some_and(|t| r.created_at < t)
+                }
+            })
+            .take(limit)
+            .map(|(r, _)| r.id)
+            .collect();
+        self.clear_labels(&due, PruneReason::Retention).await
+    }
+
+    async fn clear_labels(&self, ids: &[i64], why: PruneReason) -> Result<u64, StoreError> {
+        let now = Utc::now();
+        let mut n = 0;
+        for (r, label) in self.rows().iter_mut().filter(|(r, _)| ids.contains(&r.id)) {
+            if r.label_pruned.is_none() || label.is_some() || !r.request.is_empty() {
+                n += 1;
+            }
+            *label = None;
+            r.has_label = false;
+            r.request.clear();
+            r.label_pruned = Some(Pruned { at: now, why });
+        }
+        for (b, label) in lock(&self.past)
+            .iter_mut()
+            .filter(|(b, _)| ids.contains(&b.shipment_id))
+        {
+            *label = None;
+            b.has_label = false;
+        }
+        Ok(n)
     }
 }
 
@@ -820,6 +867,18 @@ impl AlertStore for MemoryAlertStore {
             }
         }
         Ok(())
+    }
+
+    async fn erase_details(&self, subjects: &[String], note: &str) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for a in lock(&self.alerts)
+            .iter_mut()
+            .filter(|a| subjects.contains(&a.subject) && a.detail != note)
+        {
+            a.detail = note.to_owned();
+            n += 1;
+        }
+        Ok(n)
     }
 }
 

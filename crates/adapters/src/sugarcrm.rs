@@ -200,7 +200,9 @@ impl SugarCrmClient {
         logged_args: &Value,
         session: Option<&str>,
     ) -> Result<Value, CrmError> {
-        tracing::info!(
+        // The arguments name the customer (their e-mail): DEBUG only.
+        tracing::info!("SugarCRM request to {}, method={method}", self.logged_url);
+        tracing::debug!(
             "SugarCRM request to {}, method={method}, args={logged_args}",
             self.logged_url
         );
@@ -260,12 +262,13 @@ impl SugarCrmClient {
             if let Some(id) = shown.get_mut("id") {
                 *id = Value::from(REDACTED);
             }
-            tracing::info!(
+            tracing::debug!(
                 "SugarCRM response: body={}",
                 cut(&self.scrub(&shown.to_string(), None), LOGGED_BODY_CHARS)
             );
         } else {
-            tracing::info!(
+            // A record found holds the person's name and e-mail: DEBUG only.
+            tracing::debug!(
                 "SugarCRM response: body={}",
                 cut(&logged, LOGGED_BODY_CHARS)
             );
@@ -525,7 +528,8 @@ fn multienum(value: &str) -> impl Iterator<Item = String> + '_ {
 #[async_trait]
 impl Crm for SugarCrmClient {
     async fn membership_roles(&self, email: &str) -> Result<Vec<String>, CrmError> {
-        tracing::info!("SugarCRM searching email in CRM: {email}");
+        tracing::info!("SugarCRM searching a customer's e-mail in the CRM");
+        tracing::debug!("SugarCRM searching email in CRM: {email}");
         let found = self.search(email).await?;
         let shown = |id: &Option<String>| id.clone().unwrap_or_else(|| "None".into());
         tracing::info!(

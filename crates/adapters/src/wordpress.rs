@@ -188,7 +188,12 @@ impl Shop for WordPressShop {
 
     async fn user_by_email(&self, email: &str) -> Result<Option<ShopUser>, ShopError> {
         let url = self.url("/wp-json/wp/v2/users");
+        // The customer's e-mail: DEBUG only.
         tracing::info!(
+            "WP GET request. url={}. params={{\"search\": ...}}",
+            redact(&url)
+        );
+        tracing::debug!(
             "WP GET request. url={}. params={{\"search\": {email:?}}}",
             redact(&url)
         );

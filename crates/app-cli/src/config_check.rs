@@ -124,7 +124,7 @@ pub(crate) async fn check(
     let settings = match Settings::load(file) {
         Ok(s) => s,
         Err(e) => {
-            print_entries(&entries, json, &[])?;
+            print_entries(&entries, json, &[], &[])?;
             eprintln!("the configuration is invalid: {}", redact(&e.to_string()));
             return Ok(ExitCode::FAILURE);
         }
@@ -134,7 +134,8 @@ pub(crate) async fn check(
     } else {
         connections(&settings, Duration::from_secs(timeout)).await
     };
-    print_entries(&entries, json, &checks)?;
+    let policy = retention_policy(&settings);
+    print_entries(&entries, json, &checks, &policy)?;
     Ok(if checks.iter().all(|c| c.ok) {
         ExitCode::SUCCESS
     } else {
@@ -142,13 +143,36 @@ pub(crate) async fn check(
     })
 }
 
-fn print_entries(entries: &[Entry], json: bool, checks: &[Check]) -> anyhow::Result<()> {
+/// The personal data retention policy in words (README, "Personal data").
+fn retention_policy(settings: &Settings) -> Vec<String> {
+    let r = &settings.retention;
+    let mut lines = r.settings().describe();
+    lines.push(if r.settings().keeps_everything() {
+        "no pruning runs".to_owned()
+    } else {
+        format!(
+            "pruned every {} s by a worker, {} rows per transaction; `lazona purge --customer \
+             EMAIL` erases one customer at once",
+            r.interval_secs.as_secs(),
+            r.batch
+        )
+    });
+    lines
+}
+
+fn print_entries(
+    entries: &[Entry],
+    json: bool,
+    checks: &[Check],
+    policy: &[String],
+) -> anyhow::Result<()> {
     if json {
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "settings": entries,
                 "checks": checks,
+                "retention": policy,
             }))?
         );
         return Ok(());
@@ -160,6 +184,12 @@ fn print_entries(entries: &[Entry], json: bool, checks: &[Check]) -> anyhow::Res
             other => other.to_string(),
         };
         println!("{:<width$}  {:<40}  ({})", e.key, value, e.source);
+    }
+    if !policy.is_empty() {
+        println!("\npersonal data:");
+        for line in policy {
+            println!("  {line}");
+        }
     }
     if !checks.is_empty() {
         println!();

@@ -24,6 +24,7 @@ mod audit;
 mod config_check;
 mod dead;
 mod mail_events;
+mod purge;
 mod reconcile;
 mod replay;
 mod shipments;
@@ -34,6 +35,7 @@ pub use audit::AuditArgs;
 pub use config_check::ConfigCommand;
 pub use dead::DeadCommand;
 pub use mail_events::MailEventsCommand;
+pub use purge::PurgeArgs;
 pub use reconcile::ReconcileArgs;
 pub use replay::ReplayArgs;
 
@@ -87,6 +89,9 @@ pub enum Command {
     /// Ask the shop for the orders modified since a time and take in, as webhooks, those the
     /// connector never received (a worker then processes them); show the shop's webhooks.
     Reconcile(ReconcileArgs),
+    /// Erase one customer's personal data: the bodies of the webhooks that concern them, the
+    /// labels and carrier requests of their orders' shipments (asks first; --dry-run to look).
+    Purge(PurgeArgs),
     /// Jobs the workers gave up on: list, show, requeue.
     #[command(subcommand)]
     Dead(DeadCommand),
@@ -200,6 +205,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tokens(cmd) => tokens::tokens(&connector, &op, cmd, cli.json).await,
         Command::Audit(args) => audit::audit(&connector, args, cli.json).await,
         Command::Reconcile(args) => reconcile::reconcile(&connector, args, cli.json).await,
+        Command::Purge(args) => purge::purge(&connector, args, actor.clone(), cli.json).await,
         Command::Sandbox(_)
         | Command::Config(_)
         | Command::Migrate
@@ -259,6 +265,7 @@ impl Command {
         match self {
             Command::Migrate | Command::Replay(_) | Command::ImportDjango { .. } => true,
             Command::Reconcile(args) => !args.dry_run,
+            Command::Purge(args) => !args.dry_run,
             Command::Tokens(cmd) => !matches!(cmd, TokensCommand::List),
             Command::Shipments(cmd) => matches!(
                 cmd,
@@ -381,9 +388,13 @@ async fn webhooks(
                 domain::model::audit::subject::webhook(id),
             )
             .await?;
-            let body = serde_json::from_slice::<serde_json::Value>(&w.data.body)
-                .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
-                .unwrap_or_else(|_| String::from_utf8_lossy(&w.data.body).into_owned());
+            let pruned = w.pruned.map(|p| p.explain_body(w.data.received_at));
+            let body = match &pruned {
+                Some(why) => format!("({why})"),
+                None => serde_json::from_slice::<serde_json::Value>(&w.data.body)
+                    .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
+                    .unwrap_or_else(|_| String::from_utf8_lossy(&w.data.body).into_owned()),
+            };
             if json {
                 let out = serde_json::json!({
                     "id": w.id,
@@ -399,6 +410,8 @@ async fn webhooks(
                     "history": history,
                     "actions": actions,
                     "body": String::from_utf8_lossy(&w.data.body),
+                    "pruned": w.pruned,
+                    "pruned_note": pruned,
                 });
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {

@@ -146,7 +146,7 @@ fn progress(len: usize, json: bool) -> ProgressBar {
     bar
 }
 
-fn confirm(question: &str) -> anyhow::Result<bool> {
+pub(crate) fn confirm(question: &str) -> anyhow::Result<bool> {
     if !std::io::stdin().is_terminal() {
         eprintln!("{question} [y/N] (no terminal to answer on: pass --yes to go ahead)");
         return Ok(false);
@@ -302,6 +302,7 @@ fn summary(w: &Webhook) -> WebhookSummary {
         status: w.data.status,
         received_at: w.data.received_at,
         error: w.last_error.clone(),
+        pruned: w.pruned,
     }
 }
 
@@ -365,6 +366,8 @@ async fn requeue(
         resource: w.resource,
         status: w.status,
         subject_id: w.subject_id,
+        received_at: w.received_at,
+        pruned: w.pruned,
     };
     operations::replay_webhook(op, inbox, queue, store, &target, force).await?;
     Ok(())
@@ -377,6 +380,12 @@ async fn resend(
     secret: &WebhookSecret,
     w: &Webhook,
 ) -> anyhow::Result<()> {
+    if let Some(pruned) = &w.pruned {
+        bail!(
+            "{}: there is nothing to send",
+            pruned.explain_body(w.data.received_at)
+        );
+    }
     let target = target_url(url, w.data.resource);
     let mut request = http.post(&target).body(w.data.body.to_vec());
     for (name, value) in &w.data.headers {

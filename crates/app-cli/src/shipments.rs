@@ -224,10 +224,10 @@ fn print_one(s: &ShipmentRecord) {
     }
     println!(
         "label      {}",
-        if s.has_label {
-            format!("stored (lazona labels get {} -o label.pdf)", s.id)
-        } else {
-            "none".into()
+        match (s.has_label, &s.label_pruned) {
+            (true, _) => format!("stored (lazona labels get {} -o label.pdf)", s.id),
+            (false, Some(pruned)) => format!("none: {}", pruned.explain_label()),
+            (false, None) => "none".into(),
         }
     );
     println!(
@@ -496,7 +496,10 @@ pub(crate) async fn labels(
                     Some(past) => {
                         eprintln!("shipment {id} has no past booking {past} with a label")
                     }
-                    None => eprintln!("shipment {id} has no stored label (or does not exist)"),
+                    None => match store.get(id).await?.and_then(|s| s.label_pruned) {
+                        Some(pruned) => eprintln!("shipment {id}: {}", pruned.explain_label()),
+                        None => eprintln!("shipment {id} has no stored label (or does not exist)"),
+                    },
                 }
                 return Ok(ExitCode::from(NOT_FOUND));
             };

@@ -166,6 +166,7 @@ pub fn state(connector: &Connector, settings: &Settings, shutdown: CancellationT
         mail_events: connector.mail_events(),
         audit: connector.audit(),
         events: connector.events(),
+        connector: connector.clone(),
     }));
     state.events = Some(connector.events());
     state.mail_events = Some(Arc::new(MailEventsEndpoint {

@@ -19,10 +19,9 @@ use adapters::db::{
 use adapters::queue::Queue;
 use bytes::Bytes;
 use domain::error::QueueError;
-use domain::model::Actor;
-use domain::model::AlertKind;
 use domain::model::JobKind;
 use domain::model::Resource;
+use domain::model::{Actor, AlertKind, ErasureReport};
 use domain::ports::{
     AuditLog, Crm, EventLog, JobQueue, MailEventStore, Mailer, ShipmentStore, ShippingProvider,
     Shop, TokenStore, WebhookInbox,
@@ -32,6 +31,7 @@ use domain::service::customers::CustomerJobs;
 use domain::service::mail_events::MailTracking;
 use domain::service::operations::Operator;
 use domain::service::reconcile::{ReconcileSettings, Reconciler};
+use domain::service::retention::{Erasure, Retention};
 use domain::service::shipment_jobs::ShipmentJobs;
 use domain::service::shipping::ShippingMethods;
 use domain::service::shop_sync::{BookStatuses, ShopSync};
@@ -324,7 +324,15 @@ impl ConnectorBuilder {
             inbox: inbox.clone(),
             queue: queue.clone(),
         };
-        let mut handler = ConnectorHandler::new(inbox.clone()).with_alerts(delivery.clone(), check);
+        let retention = Retention {
+            inbox: inbox.clone(),
+            shipments: shipments.clone(),
+            queue: queue.clone(),
+            settings: settings.retention.settings(),
+        };
+        let mut handler = ConnectorHandler::new(inbox.clone())
+            .with_alerts(delivery.clone(), check)
+            .with_retention(retention, log.clone());
         // Events and metrics as the binaries record them: the live stream and /metrics see an
         // embedded connector's work too.
         let events = EventRecorder::start(log.clone());
@@ -410,6 +418,13 @@ impl ConnectorBuilder {
                 .max(Duration::from_secs(1)),
             kind: JobKind::CheckAlerts,
         });
+        if !settings.retention.settings().keeps_everything() {
+            worker = worker.with_periodic(Periodic {
+                name: "prune".into(),
+                every: settings.retention.interval_secs.max(Duration::from_secs(1)),
+                kind: JobKind::Prune,
+            });
+        }
         if fulfils_orders {
             worker = worker.with_periodic(tracking_schedule(settings));
             if settings.reconcile.enabled.unwrap_or(true) {
@@ -660,6 +675,46 @@ impl Connector {
             shipments: self.shipments.clone(),
             alerts: self.alerts.clone(),
         }
+    }
+
+    /// The retention pass over this connector's stores (`retention.*`): what the periodic
+    /// `prune` job runs, and what `cargo xtask bench retention` measures.
+    pub fn retention(&self) -> Retention {
+        Retention {
+            inbox: self.inbox.clone(),
+            shipments: self.shipments.clone(),
+            queue: self.enqueue.clone(),
+            settings: self.settings.retention.settings(),
+        }
+    }
+
+    /// Erases one customer's personal data (`lazona purge`, `POST /api/v1/purge`): clears it
+    /// ([`Erasure::purge`], recorded in the audit log by `actor`), then, unless `dry_run`, has
+    /// the database let go of the cleared bytes ([`Database::reclaim`]).
+    ///
+    /// # Errors
+    /// The erasure's, or the database's when it cannot reclaim the space (the data is cleared
+    /// then; purging again reclaims).
+    pub async fn purge(
+        &self,
+        email: &str,
+        dry_run: bool,
+        actor: Actor,
+    ) -> anyhow::Result<ErasureReport> {
+        let erasure = Erasure {
+            inbox: self.inbox.clone(),
+            shipments: self.shipments.clone(),
+            alerts: self.alerts.store().clone(),
+            audit: self.audit.clone(),
+        };
+        let report = erasure.purge(email, dry_run, actor).await?;
+        if !dry_run {
+            self.db
+                .reclaim(&["webhooks", "shipments", "shipment_bookings", "alerts"])
+                .await
+                .map_err(|e| anyhow::anyhow!("the data is cleared, but its space not: {e}"))?;
+        }
+        Ok(report)
     }
 
     /// The database.

@@ -13,9 +13,9 @@ use crate::model::{
     BookingRecorded, Claim, DeadJob, Event, EventId, Job, JobId, KindCounts, MailEvent,
     MailEventFilter, MailEventStatus, MailUpdate, NewAlert, NewAuditEntry, NewEvent, NewJob,
     NewMailEvent, NewWebhook, Order, OrderNote, OrderPage, OrderUpdate, Parcel, ParcelBooking,
-    PastBooking, Principal, Raised, Recorded, RecordedMailEvent, ShipmentFilter, ShipmentMethod,
-    ShipmentRecord, ShipmentStatus, ShopWebhook, TokenSecret, TrackingReport, Webhook,
-    WebhookEvent, WebhookFilter, WebhookId, WebhookStatus, WebhookSummary,
+    PastBooking, Principal, PruneReason, Raised, Recorded, RecordedMailEvent, ShipmentFilter,
+    ShipmentMethod, ShipmentRecord, ShipmentStatus, ShopWebhook, TokenSecret, TrackingReport,
+    Webhook, WebhookEvent, WebhookFilter, WebhookId, WebhookStatus, WebhookSummary,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -92,6 +92,35 @@ pub trait WebhookInbox: Send + Sync {
     /// # Errors
     /// [`InboxError::Unavailable`] when it does not.
     async fn ping(&self) -> Result<(), InboxError>;
+
+    /// Clears the body and headers of up to `limit` webhooks received before `before` whose
+    /// body is still kept, in one short transaction, recording when and why
+    /// ([`PruneReason::Retention`]); the rows, statuses and histories stay. Returns how many:
+    /// fewer than `limit` when no more are due.
+    ///
+    /// # Errors
+    /// [`InboxError::Unavailable`] when the database cannot be reached.
+    async fn prune_bodies(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, InboxError>;
+
+    /// Up to `limit` webhooks with an id above `after`, oldest first, bodies included, whose
+    /// kept body contains `needle` (without regard to ASCII case where the storage can): an
+    /// erasure's candidates, which it confirms by reading each body.
+    ///
+    /// # Errors
+    /// [`InboxError::Unavailable`] when the database cannot be reached.
+    async fn mentioning(
+        &self,
+        needle: &str,
+        after: WebhookId,
+        limit: usize,
+    ) -> Result<Vec<Webhook>, InboxError>;
+
+    /// Clears the body and headers of the webhooks `ids` whose body is still kept, recording
+    /// when and `why`; returns how many it cleared.
+    ///
+    /// # Errors
+    /// [`InboxError::Unavailable`] when the database cannot be reached.
+    async fn clear_bodies(&self, ids: &[WebhookId], why: PruneReason) -> Result<u64, InboxError>;
 }
 
 /// Queue depth and age, for metrics.
@@ -206,6 +235,13 @@ pub trait JobQueue: Send + Sync {
         let _ = id;
         Ok(true)
     }
+
+    /// Deletes up to `limit` dead jobs given up before `before`, in one short transaction;
+    /// returns how many (fewer than `limit` when no more are due).
+    ///
+    /// # Errors
+    /// [`QueueError::Unavailable`] when the backend cannot be reached.
+    async fn prune_dead(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, QueueError>;
 }
 
 /// The shipments: one per (order, vendor), unique in storage.
@@ -409,6 +445,28 @@ pub trait ShipmentStore: Send + Sync {
     /// # Errors
     /// [`StoreError::Unavailable`] when the database cannot be reached.
     async fn to_track(&self) -> Result<Vec<ShipmentRecord>, StoreError>;
+
+    /// Clears, in one short transaction, the label PDF (its past bookings' too) and the carrier
+    /// request of up to `limit` shipments not cleared yet that were delivered (last changed)
+    /// before `delivered_before`, or never delivered and created before `booked_before`
+    /// (`None`: none of that kind), recording when ([`PruneReason::Retention`]). A shipment
+    /// `BOOKING` is left alone. The barcode, statuses and messages stay. Returns how many.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached.
+    async fn prune_labels(
+        &self,
+        delivered_before: Option<DateTime<Utc>>,
+        booked_before: Option<DateTime<Utc>>,
+        limit: usize,
+    ) -> Result<u64, StoreError>;
+
+    /// Clears the label PDF (its past bookings' too) and the carrier request of the shipments
+    /// `ids`, recording when and `why`; returns how many had anything left to clear.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached.
+    async fn clear_labels(&self, ids: &[i64], why: PruneReason) -> Result<u64, StoreError>;
 }
 
 /// Small named values the connector keeps between runs and shares between processes: the
@@ -529,6 +587,14 @@ pub trait AlertStore: Send + Sync {
     /// # Errors
     /// [`StoreError::Unavailable`] when the database cannot be reached.
     async fn delivered(&self, channel: AlertChannel, from: i64, to: i64) -> Result<(), StoreError>;
+
+    /// Replaces the detail of every alert about one of `subjects` with `note` (an erasure: a
+    /// refused booking's alert quotes the carrier request, the receiver's address included);
+    /// returns how many it changed.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached.
+    async fn erase_details(&self, subjects: &[String], note: &str) -> Result<u64, StoreError>;
 }
 
 /// The outbound webhook of alerts (`alerts.webhook_url`): a JSON document with a `text` field

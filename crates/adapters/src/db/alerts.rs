@@ -305,4 +305,18 @@ impl AlertStore for SqlAlertStore {
         self.exec(b).await?;
         Ok(())
     }
+
+    async fn erase_details(&self, subjects: &[String], note: &str) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for chunk in subjects.chunks(500) {
+            let mut b = self.builder("UPDATE alerts SET detail = ");
+            b.param(note.into());
+            b.sql.push_str(" WHERE detail <> ");
+            b.param(note.into());
+            b.sql.push_str(" AND subject IN ");
+            b.row(0, chunk.iter().map(|s| sea_orm::Value::from(s.clone())));
+            n += self.exec(b).await?;
+        }
+        Ok(n)
+    }
 }

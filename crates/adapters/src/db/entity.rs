@@ -42,6 +42,10 @@ pub mod webhook {
         pub error: Option<String>,
         /// Milliseconds since the epoch.
         pub processed_at: Option<i64>,
+        /// When the body and headers were cleared (milliseconds since the epoch).
+        pub pruned_at: Option<i64>,
+        /// Why: `retention` or `erasure`.
+        pub pruned_why: Option<String>,
     }
 
     /// No relations.

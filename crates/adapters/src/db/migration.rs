@@ -13,6 +13,7 @@ mod m0010_tracking_mail_due;
 mod m0011_alerts;
 mod m0012_mail_events;
 mod m0013_audit;
+mod m0014_retention;
 
 /// The connector's migrations, in order.
 #[derive(Debug)]
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0011_alerts::M0011Alerts),
             Box::new(m0012_mail_events::M0012MailEvents),
             Box::new(m0013_audit::M0013Audit),
+            Box::new(m0014_retention::M0014Retention),
         ]
     }
 }

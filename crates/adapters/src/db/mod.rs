@@ -166,6 +166,10 @@ impl Database {
             opts.map_sqlx_sqlite_opts(move |o| {
                 o.journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Full)
+                    // Deleted and overwritten content is zeroed, not left in free pages: a body
+                    // or label cleared (retention, erasure) leaves the file, not only the
+                    // query results (README, "Personal data").
+                    .pragma("secure_delete", "on")
                     .busy_timeout(Duration::from_secs(10))
                     .create_if_missing(create)
             });
@@ -233,6 +237,45 @@ impl Database {
         } else {
             Schema::Behind(pending)
         })
+    }
+
+    /// Lets go of the bytes of rows just cleared (an erasure), so that they leave the
+    /// database's files and not only its query results. On SQLite (whose connections zero
+    /// what is deleted: `secure_delete`) the write-ahead log is checkpointed into the file and
+    /// truncated, so no copy of the pages from before is left in it. On Postgres `VACUUM` of
+    /// `tables` removes the rows' old versions (run outside any transaction; the space is
+    /// reused, and `VACUUM FULL` in a quiet moment rewrites the files).
+    ///
+    /// # Errors
+    /// The driver's error; a checkpoint that readers keep from finishing after a few tries.
+    pub async fn reclaim(&self, tables: &[&str]) -> Result<(), DbErr> {
+        if self.backend() == DbBackend::Postgres {
+            return self
+                .conn
+                .execute_unprepared(&format!("VACUUM {}", tables.join(", ")))
+                .await
+                .map(|_| ());
+        }
+        for _ in 0..20 {
+            let row = self
+                .conn
+                .query_one_raw(sea_orm::Statement::from_string(
+                    DbBackend::Sqlite,
+                    "PRAGMA wal_checkpoint(TRUNCATE)",
+                ))
+                .await?;
+            let busy: i64 = match row {
+                Some(r) => r.try_get_by_index(0)?,
+                None => 0,
+            };
+            if busy == 0 {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(DbErr::Custom(
+            "the write-ahead log could not be checkpointed: readers kept it busy".into(),
+        ))
     }
 
     /// The sea-orm connection, for adapters that share the database.

@@ -424,6 +424,19 @@ impl JobQueue for SqlJobQueue {
         }
     }
 
+    async fn prune_dead(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, QueueError> {
+        let mut b = SqlBuilder::new(
+            self.backend(),
+            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE status = 'dead' \
+             AND updated_at < "
+                .into(),
+        );
+        b.param(millis(before).into());
+        b.sql
+            .push_str(&format!(" ORDER BY updated_at LIMIT {})", limit.max(1)));
+        self.exec(b).await
+    }
+
     async fn holds(&self, id: JobId) -> Result<bool, QueueError> {
         let mut b = SqlBuilder::new(self.backend(), "SELECT id FROM jobs WHERE id = ".into());
         b.param(id.0.into());

@@ -241,11 +241,26 @@ impl KoikiClient {
             envios,
             token: None,
         };
+        // The receivers' names, addresses and phones stay out of the logs: INFO says what is
+        // booked, DEBUG shows the body with them redacted.
         tracing::info!(
-            "Koiki request to {}. body={}",
-            redact(url),
-            serde_json::to_string(&logged).unwrap_or_default()
+            envios = envios.len(),
+            orders = %envios.iter().map(|e| e.num_pedido.as_str()).collect::<Vec<_>>().join(","),
+            "Koiki request to {}",
+            redact(url)
         );
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let redacted: Vec<Envio> = envios.iter().map(Envio::redacted).collect();
+            tracing::debug!(
+                "Koiki request to {}. body={}",
+                redact(url),
+                serde_json::to_string(&AltaEnvios {
+                    envios: &redacted,
+                    ..logged
+                })
+                .unwrap_or_default()
+            );
+        }
         // `to_vec`, not a `Value`: the body keeps the struct's key order.
         let body = serde_json::to_vec(&AltaEnvios {
             token: Some(token.expose_secret()),
@@ -302,7 +317,12 @@ impl KoikiClient {
             .collect::<Result<Vec<_>, _>>()?;
         let logged = self.scrub(&truncate_labels(&answer).to_string());
         if results.iter().all(EnvioResult::is_booked) {
-            tracing::info!("Koiki response. status={status}, body={logged}");
+            tracing::info!(
+                booked = results.len(),
+                barcodes = %results.iter().map(|r| r.barcode.as_str()).collect::<Vec<_>>().join(","),
+                "Koiki response. status={status}"
+            );
+            tracing::debug!("Koiki response. status={status}, body={logged}");
         } else {
             tracing::error!("Koiki response. status={status}, body={logged}");
         }
@@ -361,7 +381,8 @@ impl KoikiClient {
         }
         match answer.get("result") {
             Some(Value::Array(events)) if !events.is_empty() => {
-                tracing::info!(
+                tracing::info!(barcode, "Koiki response. status={status}");
+                tracing::debug!(
                     "Koiki response. status={status}, body={}",
                     cut(&body, LOGGED_BODY_CHARS)
                 );

@@ -62,6 +62,24 @@ pub struct Envio {
 }
 
 impl Envio {
+    /// This envio with the receiver's name, address, phone, e-mail and the customer's note
+    /// replaced by `[redacted]` (for a DEBUG log line); the postcode, town, province and country
+    /// stay, with the sender's details.
+    pub fn redacted(&self) -> Self {
+        let hidden = || "[redacted]".to_owned();
+        Envio {
+            observaciones: hidden(),
+            nombre_desti: hidden(),
+            apellido_desti: hidden(),
+            direccion_desti: hidden(),
+            direccion_adicional_desti: hidden(),
+            numero_calle_desti: hidden(),
+            telefono_desti: hidden(),
+            email_desti: hidden(),
+            ..self.clone()
+        }
+    }
+
     /// The envio of a parcel, field by field as spec §5.1 says.
     ///
     /// Towns are cleaned (`'` and `-` become spaces, `ç` becomes `c`); the recipient's phone

@@ -469,6 +469,11 @@ impl JobQueue for RedisJobQueue {
         self.inner.sql.requeue_dead(id).await
     }
 
+    async fn prune_dead(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, QueueError> {
+        // The dead letters are the SQL rows: nothing of them is in Redis.
+        self.inner.sql.prune_dead(before, limit).await
+    }
+
     async fn stats(&self) -> Result<QueueStats, QueueError> {
         self.queue_stats().await
     }

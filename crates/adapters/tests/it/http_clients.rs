@@ -86,6 +86,17 @@ async fn mock_booking(server: &MockServer, response: ResponseTemplate) {
         .await;
 }
 
+/// Koiki answering a booking with the original's successful answer.
+async fn mock_booked(server: &MockServer) {
+    mock_booking(
+        server,
+        ResponseTemplate::new(200).set_body_json(fixture(
+            "api_test_shipment_test_create_shipment_successful_POST_rekis_api_altaEnvios.json",
+        )),
+    )
+    .await;
+}
+
 async fn book_with(response: ResponseTemplate) -> Result<Vec<EnvioResult>, ShippingError> {
     let server = MockServer::start().await;
     mock_booking(&server, response).await;
@@ -97,9 +108,15 @@ async fn book_with(response: ResponseTemplate) -> Result<Vec<EnvioResult>, Shipp
 struct Logs(Arc<Mutex<Vec<u8>>>);
 
 impl Logs {
+    /// DEBUG lines and above.
     fn capture(&self) -> tracing::subscriber::DefaultGuard {
+        self.capture_at(tracing::Level::DEBUG)
+    }
+
+    fn capture_at(&self, level: tracing::Level) -> tracing::subscriber::DefaultGuard {
         let logs = self.clone();
         let subscriber = tracing_subscriber::fmt()
+            .with_max_level(level)
             .with_ansi(false)
             .with_writer(move || logs.clone())
             .finish();
@@ -125,13 +142,7 @@ impl Write for Logs {
 #[tokio::test]
 async fn booking_sends_the_original_body_and_decodes_the_label() {
     let server = MockServer::start().await;
-    mock_booking(
-        &server,
-        ResponseTemplate::new(200).set_body_json(fixture(
-            "api_test_shipment_test_create_shipment_successful_POST_rekis_api_altaEnvios.json",
-        )),
-    )
-    .await;
+    mock_booked(&server).await;
     let client = koiki(&server);
     let logs = Logs::default();
     let results = {
@@ -222,6 +233,37 @@ async fn booking_sends_the_original_body_and_decodes_the_label() {
         !debug.contains(TOKEN) && !debug.contains(TRACKING_TOKEN),
         "{debug}"
     );
+}
+
+/// At INFO, a booking's lines say what was booked (orders, barcodes), never the receiver's
+/// name, address, phone or e-mail; at DEBUG its body is logged with them redacted.
+#[tokio::test]
+async fn the_receivers_personal_data_stays_out_of_the_logs() {
+    for level in [tracing::Level::INFO, tracing::Level::DEBUG] {
+        let server = MockServer::start().await;
+        mock_booked(&server).await;
+        let logs = Logs::default();
+        let _guard = logs.capture_at(level);
+        koiki(&server)
+            .book_envios(&one_envio())
+            .await
+            .expect("booked");
+        let logs = logs.text();
+        assert!(logs.contains("Koiki request to"), "{logs}");
+        assert!(logs.contains("Koiki response. status=200"), "{logs}");
+        for personal in [
+            "James",
+            "666554433",
+            "email@example.com",
+            "Address 1",
+            "address 2",
+        ] {
+            assert!(!logs.contains(personal), "{level}: {personal} in {logs}");
+        }
+        if level == tracing::Level::DEBUG {
+            assert!(logs.contains(r#""nombreDesti":"[redacted]""#), "{logs}");
+        }
+    }
 }
 
 #[tokio::test]

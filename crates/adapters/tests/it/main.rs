@@ -13,6 +13,7 @@ mod mail;
 mod mail_events;
 mod queue;
 mod redis_queue;
+mod retention;
 mod sandbox;
 mod sentry_reports;
 mod shipments;

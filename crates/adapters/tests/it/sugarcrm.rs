@@ -171,6 +171,7 @@ impl Logs {
     fn capture(&self) -> tracing::subscriber::DefaultGuard {
         let logs = self.clone();
         let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
             .with_ansi(false)
             .with_writer(move || logs.clone())
             .finish();

@@ -9,6 +9,7 @@ mod database_url;
 mod dead_and_replay;
 mod first_use;
 mod import_django;
+mod purge;
 mod reconcile;
 mod sandbox;
 mod shipments;

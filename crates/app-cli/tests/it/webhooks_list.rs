@@ -9,7 +9,7 @@ use chrono::Utc;
 use domain::model::{NewWebhook, Resource, WebhookStatus};
 use domain::ports::WebhookInbox;
 
-fn webhook(delivery: &str, subject: i64) -> NewWebhook {
+pub(crate) fn webhook(delivery: &str, subject: i64) -> NewWebhook {
     NewWebhook {
         resource: Resource::Order,
         topic: Some("order.created".into()),

@@ -21,6 +21,7 @@ mod dead;
 pub mod events;
 mod extract;
 pub mod openapi;
+mod purge;
 pub(crate) mod schemas;
 mod shipments;
 mod webhooks;
@@ -59,6 +60,8 @@ pub struct ApiDeps {
     pub audit: Arc<dyn AuditLog>,
     /// Where the actions are told to the live stream.
     pub events: Arc<dyn EventLog>,
+    /// The connector itself, for the actions it carries out whole (a customer's erasure).
+    pub connector: connector::Connector,
 }
 
 impl ApiDeps {
@@ -98,6 +101,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(alerts::show))
         .routes(routes!(alerts::resolve))
         .routes(routes!(audit::list))
+        .routes(routes!(purge::purge))
         .routes(routes!(events::handler))
         .routes(routes!(openapi::document))
 }

@@ -34,6 +34,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         (name = "dead jobs", description = "Jobs the workers gave up on (admin)"),
         (name = "alerts", description = "What needs a person (admin)"),
         (name = "audit", description = "Who did what: the operators' actions (admin)"),
+        (name = "personal data", description = "A customer's erasure (admin)"),
         (name = "events", description = "The live stream of what happens (admin: all; vendor: their own)"),
         (name = "meta", description = "This document"),
     )

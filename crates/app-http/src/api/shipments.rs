@@ -42,6 +42,11 @@ pub(crate) struct ShipmentView {
     pub(crate) notes: String,
     /// Whether a label PDF is stored (`GET /api/v1/shipments/{id}/label`).
     pub(crate) has_label: bool,
+    /// When its label and the personal data of its carrier request were cleared (README,
+    /// "Personal data"); `null` while kept.
+    pub(crate) label_pruned_at: Option<DateTime<Utc>>,
+    /// Why: `retention` or `erasure`.
+    pub(crate) label_pruned_why: Option<String>,
     /// Date of the latest tracking event, as the carrier sent it.
     pub(crate) tracking_status_created_at: Option<String>,
     /// When tracking last looked.
@@ -171,6 +176,8 @@ impl ShipmentView {
             message: s.message,
             notes: s.notes,
             has_label: s.has_label,
+            label_pruned_at: s.label_pruned.map(|p| p.at),
+            label_pruned_why: s.label_pruned.map(|p| p.why.as_str().to_owned()),
             tracking_status_created_at: s.tracking_status_created_at,
             tracking_updated_at: s.tracking_updated_at,
             mailed_at: s.mailed_at,
@@ -335,7 +342,7 @@ pub(super) async fn show(
         (status = 200, description = "The label", content_type = "application/pdf", body = String),
         (status = 400, description = "The id is not an integer", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
-        (status = 404, description = "No such shipment, another vendor's, or no label stored", body = ErrorBody),
+        (status = 404, description = "No such shipment, another vendor's, or no label stored (the message says when one was pruned)", body = ErrorBody),
     )
 )]
 pub(super) async fn label(
@@ -350,7 +357,12 @@ pub(super) async fn label(
         .label(s.id)
         .await
         .map_err(unavailable)?
-        .ok_or_else(|| ApiError::Missing(format!("shipment {} has no stored label", s.id)))?;
+        .ok_or_else(|| {
+            ApiError::Missing(match &s.label_pruned {
+                Some(pruned) => format!("shipment {}: {}", s.id, pruned.explain_label()),
+                None => format!("shipment {} has no stored label", s.id),
+            })
+        })?;
     let name = if s.delivery_id.is_empty() {
         format!("shipment-{}", s.id)
     } else {

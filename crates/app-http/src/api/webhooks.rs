@@ -34,6 +34,10 @@ pub(crate) struct WebhookView {
     pub(crate) received_at: DateTime<Utc>,
     /// The last error or rejection reason.
     pub(crate) error: Option<String>,
+    /// When its body and headers were cleared (README, "Personal data"); `null` while kept.
+    pub(crate) pruned_at: Option<DateTime<Utc>>,
+    /// Why: `retention` or `erasure`.
+    pub(crate) pruned_why: Option<String>,
 }
 
 impl From<WebhookSummary> for WebhookView {
@@ -47,6 +51,8 @@ impl From<WebhookSummary> for WebhookView {
             status: w.status.as_str().to_owned(),
             received_at: w.received_at,
             error: w.error,
+            pruned_at: w.pruned.map(|p| p.at),
+            pruned_why: w.pruned.map(|p| p.why.as_str().to_owned()),
         }
     }
 }
@@ -128,6 +134,10 @@ pub(crate) struct WebhookDetail {
     pub(crate) history: Vec<HistoryEntry>,
     /// The operators' actions on it (replays), newest first, with who took them.
     pub(crate) actions: Vec<super::audit::AuditView>,
+    /// When its body and headers were cleared, and why, in words ("its body was pruned on
+    /// DATE after N days (retention.webhook_body_days)"); `null` while kept. A pruned
+    /// webhook's `body` is the empty string and its replay is refused (409).
+    pub(crate) pruned: Option<String>,
 }
 
 /// List stored webhooks, newest first.
@@ -222,6 +232,7 @@ pub(super) async fn show(
             serde_json::Value::String(String::from_utf8_lossy(&w.data.body).into_owned()),
         ),
     };
+    let pruned = w.pruned.map(|p| p.explain_body(w.data.received_at));
     let d = w.data;
     Ok(Json(WebhookDetail {
         id: w.id.0,
@@ -245,6 +256,7 @@ pub(super) async fn show(
         body,
         history: history.into_iter().map(HistoryEntry::from).collect(),
         actions,
+        pruned,
     }))
 }
 
@@ -266,7 +278,7 @@ pub(super) async fn show(
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Not an admin token", body = ErrorBody),
         (status = 404, description = "No such webhook", body = ErrorBody),
-        (status = 409, description = "Already queued, or its status changed meanwhile", body = ErrorBody),
+        (status = 409, description = "Already queued, its status changed meanwhile, or its body was pruned (the message says when and why)", body = ErrorBody),
     )
 )]
 pub(super) async fn replay(

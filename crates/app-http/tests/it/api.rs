@@ -282,6 +282,7 @@ async fn every_endpoint_refuses_missing_wrong_and_revoked_tokens_and_keeps_vendo
             (Method::GET, "/api/v1/dead".into(), false),
             (Method::POST, format!("/api/v1/dead/{dead}/requeue"), false),
             (Method::GET, "/api/v1/audit".into(), false),
+            (Method::POST, "/api/v1/purge".into(), false),
         ];
         let jobs_before = api.jobs().await;
         for (method, path, vendor_visible) in &endpoints {
@@ -392,7 +393,8 @@ async fn every_endpoint_refuses_missing_wrong_and_revoked_tokens_and_keeps_vendo
             b"%PDF-1.4 six",
             "{backend}"
         );
-        for (method, path, _) in &endpoints {
+        // (The purge needs a body: its own test below.)
+        for (method, path, _) in endpoints.iter().filter(|(_, p, _)| p != "/api/v1/purge") {
             let resp = api
                 .call(method.clone(), path, Some(&format!("Bearer {}", api.admin)))
                 .await;
@@ -990,6 +992,127 @@ async fn a_shipment_shows_the_bookings_it_no_longer_holds() {
     }
 }
 
+/// `POST /api/v1/purge`: a non-email is 400 naming the field, a dry run changes nothing, a purge
+/// clears one customer's webhooks (the other's stay), refuses their replay, and is recorded in
+/// the audit log under the e-mail's hash.
+#[tokio::test]
+async fn an_admin_purges_one_customer_through_the_api_and_it_is_recorded() {
+    for (backend, db) in TestDb::all().await {
+        let api = Api::start(&db).await;
+        let order = |id: i64, email: &str| {
+            format!(
+                r#"{{"id": {id}, "status": "pending", "billing": {{"email": "{email}", "phone": "600"}}, "shipping": {{"first_name": "Nom {id}"}}}}"#
+            )
+        };
+        let ana = api
+            .webhook(
+                "/api/deliveries/",
+                &order(41, "ana@example.coop"),
+                "order.created",
+            )
+            .await;
+        let bob = api
+            .webhook(
+                "/api/deliveries/",
+                &order(42, "bob@example.coop"),
+                "order.created",
+            )
+            .await;
+        let purge = |body: Value| {
+            let req = api
+                .app
+                .client
+                .post(api.app.url("/api/v1/purge"))
+                .header("authorization", format!("Bearer {}", api.admin))
+                .json(&body);
+            async move {
+                let resp = req.send().await.expect("sent");
+                let status = resp.status().as_u16();
+                (status, resp.json::<Value>().await.expect("json"))
+            }
+        };
+        for bad in [
+            json!({"email": "not an address"}),
+            json!({"email": ""}),
+            json!({"email": "ana@example.coop", "extra": 1}),
+            json!({"dry_run": true}),
+            json!(["ana@example.coop"]),
+        ] {
+            let (status, body) = purge(bad.clone()).await;
+            assert_eq!(status, 400, "{backend} {bad}: {body}");
+        }
+        let (status, dry) = purge(json!({"email": "ANA@example.coop", "dry_run": true})).await;
+        assert_eq!(status, 200, "{backend}: {dry}");
+        assert_eq!(dry["webhook_ids"], json!([ana]), "{backend}");
+        assert_eq!(dry["webhooks_cleared"], 1, "{backend}");
+        let shown = api.get(&format!("/api/v1/webhooks/{ana}")).await;
+        assert!(
+            shown["pruned"].is_null(),
+            "{backend}: a dry run changes nothing"
+        );
+
+        let (status, done) = purge(json!({"email": "ana@example.coop"})).await;
+        assert_eq!(status, 200, "{backend}: {done}");
+        assert_eq!(done["webhooks_cleared"], 1, "{backend}");
+        let shown = api.get(&format!("/api/v1/webhooks/{ana}")).await;
+        assert!(
+            shown["pruned"]
+                .as_str()
+                .is_some_and(|p| p.contains("erased")),
+            "{backend}: {shown}"
+        );
+        assert_eq!(shown["body"], "", "{backend}");
+        let other = api.get(&format!("/api/v1/webhooks/{bob}")).await;
+        assert!(other["pruned"].is_null(), "{backend}");
+        assert_eq!(
+            other["body"]["billing"]["email"], "bob@example.coop",
+            "{backend}"
+        );
+        let listed = api.get("/api/v1/webhooks").await;
+        assert_eq!(
+            ids(&listed).len(),
+            2,
+            "{backend}: the list still shows both"
+        );
+
+        let (status, body) = api
+            .json(
+                Method::POST,
+                &format!("/api/v1/webhooks/{ana}/replay"),
+                &api.admin,
+            )
+            .await;
+        assert_error(status, &body, 409, "refused", &format!("{backend} replay"));
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("nothing to replay")),
+            "{backend}: {body}"
+        );
+
+        use domain::ports::AuditLog as _;
+        let audit = adapters::db::SqlAuditLog::new(api.app.running.db.clone())
+            .list(&domain::model::AuditFilter::default())
+            .await
+            .expect("audit");
+        assert_eq!(audit.len(), 1, "{backend}: the dry run is not recorded");
+        assert_eq!(
+            audit[0].data.subject,
+            format!(
+                "customer:{}",
+                domain::service::retention::email_hash("ana@example.coop")
+            ),
+            "{backend}"
+        );
+        assert_eq!(
+            audit[0].data.actor.via,
+            domain::model::ActorVia::Api,
+            "{backend}"
+        );
+        api.app.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn the_openapi_document_is_valid_and_matches_the_routes() {
     let db = TestDb::sqlite();
@@ -1025,6 +1148,7 @@ async fn the_openapi_document_is_valid_and_matches_the_routes() {
         ("GET", "/api/v1/alerts/{id}"),
         ("POST", "/api/v1/alerts/{id}/resolve"),
         ("GET", "/api/v1/audit"),
+        ("POST", "/api/v1/purge"),
         ("GET", "/api/v1/openapi.json"),
         ("GET", "/api/v1/events"),
     ]

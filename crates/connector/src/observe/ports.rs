@@ -438,4 +438,23 @@ impl ShipmentStore for ObservedStore {
     async fn to_track(&self) -> Result<Vec<ShipmentRecord>, StoreError> {
         self.inner.to_track().await
     }
+
+    async fn prune_labels(
+        &self,
+        delivered_before: Option<DateTime<Utc>>,
+        booked_before: Option<DateTime<Utc>>,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
+        self.inner
+            .prune_labels(delivered_before, booked_before, limit)
+            .await
+    }
+
+    async fn clear_labels(
+        &self,
+        ids: &[i64],
+        why: domain::model::PruneReason,
+    ) -> Result<u64, StoreError> {
+        self.inner.clear_labels(ids, why).await
+    }
 }

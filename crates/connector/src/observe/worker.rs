@@ -214,4 +214,8 @@ impl JobQueue for ObservedQueue {
     async fn stats(&self) -> Result<QueueStats, QueueError> {
         self.inner.stats().await
     }
+
+    async fn prune_dead(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, QueueError> {
+        self.inner.prune_dead(before, limit).await
+    }
 }

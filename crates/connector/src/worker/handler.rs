@@ -4,13 +4,14 @@
 use async_trait::async_trait;
 use domain::error::JobError;
 use domain::model::alert::subject;
-use domain::model::{AlertKind, NewAlert};
+use domain::model::{AlertKind, EventKind, NewAlert, NewEvent};
 use domain::model::{Job, JobKind, Resource};
-use domain::ports::WebhookInbox;
+use domain::ports::{EventLog, WebhookInbox};
 use domain::service::alerts::{AlertCheck, AlertDelivery};
 use domain::service::customers::CustomerJobs;
 use domain::service::process::{process_webhook, settle};
 use domain::service::reconcile::Reconciler;
+use domain::service::retention::Retention;
 use domain::service::shipment_jobs::ShipmentJobs;
 use std::sync::Arc;
 
@@ -38,6 +39,7 @@ pub struct ConnectorHandler {
     customers: Option<CustomerJobs>,
     reconciler: Option<Reconciler>,
     alerts: Option<(AlertDelivery, AlertCheck)>,
+    retention: Option<(Retention, Arc<dyn EventLog>)>,
 }
 
 impl ConnectorHandler {
@@ -50,7 +52,15 @@ impl ConnectorHandler {
             customers: None,
             reconciler: None,
             alerts: None,
+            retention: None,
         }
+    }
+
+    /// Clears the personal data past its retention ([`JobKind::Prune`]), recording what it
+    /// cleared as a `data_pruned` event in `log`.
+    pub fn with_retention(mut self, retention: Retention, log: Arc<dyn EventLog>) -> Self {
+        self.retention = Some((retention, log));
+        self
     }
 
     /// Raises an alert for each job dead-lettered, and runs the alerts' delivery and check
@@ -181,10 +191,38 @@ impl JobHandler for ConnectorHandler {
                 }
                 None => Ok(()),
             },
+            JobKind::Prune => match &self.retention {
+                Some((retention, log)) => prune(retention, log.as_ref()).await,
+                None => Ok(()),
+            },
             // Pruned by the observed worker's handler (`Worker::observed`); nothing to do here.
             JobKind::PruneEvents | JobKind::Noop { .. } => Ok(()),
         }
     }
+}
+
+/// One retention pass, its counts logged and recorded as an event (best-effort).
+async fn prune(retention: &Retention, log: &dyn EventLog) -> Result<(), JobError> {
+    let report = retention
+        .prune_once(chrono::Utc::now())
+        .await
+        .map_err(|e| JobError::Transient {
+            reason: domain::error::error_chain(&e),
+            retry_after: None,
+        })?;
+    tracing::info!(
+        webhook_bodies = report.webhook_bodies,
+        labels = report.labels,
+        dead_jobs = report.dead_jobs,
+        "retention pass done"
+    );
+    if let Err(e) = log
+        .append(&[NewEvent::now(EventKind::DataPruned, report.to_string())])
+        .await
+    {
+        tracing::warn!(error = %e, "the retention pass's event was not recorded");
+    }
+    Ok(())
 }
 
 /// The alert of a dead-lettered job: what it was for, why it was given up, what to do.

@@ -465,3 +465,66 @@ async fn a_webhook_whose_retries_run_out_is_failed_with_the_reason_not_left_queu
         "the claim was released: a replay can book"
     );
 }
+
+/// The periodic retention job: a worker's `prune` clears a webhook's body past
+/// `retention.webhook_body_days`, keeps a fresh one, and records a `data_pruned` event.
+#[tokio::test]
+async fn the_prune_job_clears_expired_bodies_and_records_an_event() {
+    let db = TestDb::sqlite();
+    let settings = Settings::from_toml(&format!(
+        "database.url = \"{}\"\nwebhook.secret = \"{SECRET}\"\nretention.webhook_body_days = 30",
+        db.url
+    ))
+    .expect("settings");
+    let c = Connector::builder(settings).build().await.expect("builds");
+    for delivery in ["old-1", "fresh-1"] {
+        c.ingest(
+            Resource::Order,
+            signed(ORDER, delivery, "order.created"),
+            ORDER,
+        )
+        .await
+        .expect("stored");
+    }
+    c.drain().await.expect("drain");
+    let long_ago = (chrono::Utc::now() - chrono::TimeDelta::days(31)).timestamp_millis();
+    // (An UPDATE returning the one row it changed.)
+    let aged = count(
+        c.database(),
+        &format!(
+            "UPDATE webhooks SET received_at = {long_ago} WHERE delivery_id = 'old-1' RETURNING 1"
+        ),
+    )
+    .await;
+    assert_eq!(aged, 1);
+    c.queue()
+        .enqueue(domain::model::NewJob {
+            kind: domain::model::JobKind::Prune,
+            run_at: None,
+        })
+        .await
+        .expect("enqueued");
+    c.drain().await.expect("drain");
+    let listed = c
+        .inbox()
+        .list(&domain::model::WebhookFilter::default())
+        .await
+        .expect("list");
+    assert_eq!(listed.len(), 2, "the rows stay");
+    for w in listed {
+        let old = w.delivery_id.as_deref() == Some("old-1");
+        assert_eq!(w.pruned.is_some(), old, "{w:?}");
+    }
+    let events = c
+        .events()
+        .read(domain::model::EventId(0), None, 1000)
+        .await
+        .expect("events");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.data.kind == domain::model::EventKind::DataPruned
+                && e.data.message.contains("1 webhook bodies")),
+        "{events:?}"
+    );
+}

@@ -59,11 +59,13 @@ pub enum EventKind {
     /// An operator acted (a replay, a retry, an alert resolved, ...); the message names who and
     /// what, as the audit log records it ([`crate::model::audit`]).
     OperatorAction,
+    /// The retention pass cleared personal data past its retention; the message says how much.
+    DataPruned,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [EventKind; 14] = [
+    pub const ALL: [EventKind; 15] = [
         EventKind::WebhookReceived,
         EventKind::JobStarted,
         EventKind::JobSucceeded,
@@ -78,6 +80,7 @@ impl EventKind {
         EventKind::TrackingChanged,
         EventKind::MemberUpgraded,
         EventKind::OperatorAction,
+        EventKind::DataPruned,
     ];
 
     /// The name stored and shown (`webhook_received`, ...).
@@ -97,6 +100,7 @@ impl EventKind {
             EventKind::TrackingChanged => "tracking_changed",
             EventKind::MemberUpgraded => "member_upgraded",
             EventKind::OperatorAction => "operator_action",
+            EventKind::DataPruned => "data_pruned",
         }
     }
 }

@@ -100,6 +100,9 @@ pub enum JobKind {
     /// Deletes the events older than the retention (`events.retention_days`): the hourly
     /// schedule of workers that record events.
     PruneEvents,
+    /// Clears the personal data past its retention (`[retention]`): webhook bodies, labels,
+    /// dead jobs ([`crate::service::retention::Retention::prune_once`]).
+    Prune,
     /// Does nothing: measures the queue and checks that workers are alive. `tag` lets a caller
     /// tell its no-ops apart.
     Noop {
@@ -136,6 +139,7 @@ impl JobKind {
             JobKind::DeliverAlerts => "deliver_alerts",
             JobKind::CheckAlerts => "check_alerts",
             JobKind::PruneEvents => "prune_events",
+            JobKind::Prune => "prune",
             JobKind::Noop { .. } => "noop",
         }
     }

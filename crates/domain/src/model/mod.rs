@@ -12,6 +12,7 @@ pub mod mail;
 pub mod order;
 pub mod parcel;
 pub mod payload;
+pub mod retention;
 pub mod shipment;
 pub mod shipment_record;
 pub mod shop;
@@ -32,6 +33,7 @@ pub use mail::{
 pub use order::{Address, Billing, LineItem, MetaData, Order, ShippingLine};
 pub use parcel::{Parcel, ParcelBooking, Party, TrackingReport, TrackingState};
 pub use payload::PayloadError;
+pub use retention::{Cutoffs, ErasureReport, PruneReason, PruneReport, Pruned, RetentionSettings};
 pub use shipment::{ShipmentMethod, ShipmentStatus};
 pub use shipment_record::{
     BOOKING_LEASE, BookingOutcome, BookingRecorded, Claim, PastBooking, PastBookingReason,

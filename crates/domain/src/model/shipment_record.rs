@@ -126,6 +126,9 @@ pub struct ShipmentRecord {
     pub mail_state: Option<MailState>,
     /// When `mail_state` was last set.
     pub mail_state_at: Option<DateTime<Utc>>,
+    /// When its label PDF (and its past bookings') and the personal data of its carrier request
+    /// were cleared, and why ([`crate::model::retention`]); `None` while they are kept.
+    pub label_pruned: Option<crate::model::Pruned>,
 }
 
 /// How long a booking in flight holds its shipment: a shipment `BOOKING` for less than this is

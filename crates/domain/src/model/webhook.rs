@@ -1,5 +1,6 @@
 //! A webhook as WooCommerce delivered it: headers, the exact body bytes and what became of it.
 
+use super::retention::Pruned;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -18,7 +19,7 @@ impl fmt::Display for WebhookId {
 }
 
 /// Which endpoint received the webhook, and so which kind of resource its body describes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Resource {
     /// A WooCommerce order (`POST /api/deliveries/`).
@@ -249,6 +250,9 @@ pub struct Webhook {
     pub last_error: Option<String>,
     /// When its processing ended.
     pub processed_at: Option<DateTime<Utc>>,
+    /// When its body and headers were cleared, and why (then `data.body` is empty):
+    /// [`crate::model::retention`].
+    pub pruned: Option<Pruned>,
 }
 
 impl fmt::Debug for Webhook {
@@ -258,6 +262,7 @@ impl fmt::Debug for Webhook {
             .field("data", &self.data)
             .field("last_error", &self.last_error)
             .field("processed_at", &self.processed_at)
+            .field("pruned", &self.pruned)
             .finish()
     }
 }
@@ -281,6 +286,9 @@ pub struct WebhookSummary {
     pub received_at: DateTime<Utc>,
     /// The last error or rejection reason.
     pub error: Option<String>,
+    /// When its body and headers were cleared, and why; absent while they are kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pruned: Option<Pruned>,
 }
 
 /// Filters for listing the inbox; `None` means "any".

@@ -992,6 +992,7 @@ mod tests {
             status: WebhookStatus::Processed,
             received_at: at,
             error: None,
+            pruned: None,
         }
     }
 

@@ -263,6 +263,7 @@ mod tests {
                     },
                     last_error: None,
                     processed_at: None,
+                    pruned: None,
                 })),
             }
         }
@@ -282,6 +283,28 @@ mod tests {
         }
         async fn list(&self, _: &WebhookFilter) -> Result<Vec<WebhookSummary>, InboxError> {
             unimplemented!()
+        }
+        async fn prune_bodies(
+            &self,
+            _: chrono::DateTime<chrono::Utc>,
+            _: usize,
+        ) -> Result<u64, InboxError> {
+            Ok(0)
+        }
+        async fn mentioning(
+            &self,
+            _: &str,
+            _: WebhookId,
+            _: usize,
+        ) -> Result<Vec<Webhook>, InboxError> {
+            Ok(Vec::new())
+        }
+        async fn clear_bodies(
+            &self,
+            _: &[WebhookId],
+            _: crate::model::PruneReason,
+        ) -> Result<u64, InboxError> {
+            Ok(0)
         }
         async fn transition(
             &self,

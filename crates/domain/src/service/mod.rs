@@ -9,6 +9,7 @@ pub mod mails;
 pub mod operations;
 pub mod process;
 pub mod reconcile;
+pub mod retention;
 pub mod shipment_jobs;
 pub mod shipping;
 pub mod shop_sync;

@@ -18,8 +18,8 @@ use crate::model::audit::subject;
 use crate::model::payload;
 use crate::model::{
     Actor, Alert, AlertState, ApiToken, AuditAction, BOOKING_LEASE, EventKind, HeldBooking, JobId,
-    JobKind, NewAuditEntry, NewEvent, NewJob, Principal, Resource, ShipmentMethod, ShipmentRecord,
-    ShipmentStatus, TokenSecret, WebhookId, WebhookStatus,
+    JobKind, NewAuditEntry, NewEvent, NewJob, Principal, Pruned, Resource, ShipmentMethod,
+    ShipmentRecord, ShipmentStatus, TokenSecret, WebhookId, WebhookStatus,
 };
 use crate::ports::{
     AlertStore, AuditLog, EventLog, JobQueue, ShipmentStore, TokenStore, WebhookInbox,
@@ -70,6 +70,17 @@ pub enum Refusal {
         /// The address given.
         address: String,
     },
+    /// The webhook's body was cleared (its retention ran out, or the customer's data was
+    /// erased): there is nothing to process again.
+    BodyPruned {
+        /// When and why, in words ([`crate::model::Pruned::explain_body`]).
+        explanation: String,
+    },
+    /// The shipment's label was cleared: there is nothing to mail.
+    LabelPruned {
+        /// When and why, in words ([`crate::model::Pruned::explain_label`]).
+        explanation: String,
+    },
 }
 
 impl fmt::Display for Refusal {
@@ -114,6 +125,12 @@ impl fmt::Display for Refusal {
             Refusal::NoLabel => f.write_str("the shipment has no label: there is nothing to mail"),
             Refusal::BadAddress { address } => {
                 write!(f, "{address:?} is not an e-mail address")
+            }
+            Refusal::BodyPruned { explanation } => {
+                write!(f, "{explanation}: there is nothing to replay")
+            }
+            Refusal::LabelPruned { explanation } => {
+                write!(f, "{explanation}: there is nothing to mail")
             }
         }
     }
@@ -465,6 +482,13 @@ pub async fn resend_label(
             address: address.to_owned(),
         }));
     }
+    if let Some(pruned) = &s.label_pruned
+        && !s.has_label
+    {
+        return Err(OperationError::Refused(Refusal::LabelPruned {
+            explanation: pruned.explain_label(),
+        }));
+    }
     if !s.has_label {
         return Err(OperationError::Refused(Refusal::NoLabel));
     }
@@ -519,6 +543,11 @@ pub async fn replay_webhook(
     webhook: &ReplayTarget,
     force: bool,
 ) -> Result<Replayed, OperationError> {
+    if let Some(pruned) = &webhook.pruned {
+        return Err(OperationError::Refused(Refusal::BodyPruned {
+            explanation: pruned.explain_body(webhook.received_at),
+        }));
+    }
     if webhook.status == WebhookStatus::Queued {
         return Err(OperationError::Refused(Refusal::AlreadyQueued));
     }
@@ -634,6 +663,10 @@ pub struct ReplayTarget {
     pub status: WebhookStatus,
     /// The order or customer id in its body.
     pub subject_id: Option<i64>,
+    /// When it was received.
+    pub received_at: DateTime<Utc>,
+    /// When and why its body was cleared, if it was.
+    pub pruned: Option<Pruned>,
 }
 
 /// Replays the stored webhook `id` ([`replay_webhook`] after reading it).
@@ -655,6 +688,8 @@ pub async fn replay_webhook_by_id(
         resource: w.data.resource,
         status: w.data.status,
         subject_id: w.data.subject_id,
+        received_at: w.data.received_at,
+        pruned: w.pruned,
     };
     replay_webhook(op, inbox, queue, store, &target, force).await
 }
@@ -987,6 +1022,7 @@ mod tests {
                 },
                 last_error: None,
                 processed_at: None,
+                pruned: None,
             }
         }
         let target = ReplayTarget {
@@ -994,6 +1030,8 @@ mod tests {
             resource: Resource::Order,
             status: WebhookStatus::Rejected,
             subject_id: None,
+            received_at: Utc::now(),
+            pruned: None,
         };
         let store = MemoryShipmentStore::new();
         let mut inbox = MockWebhookInbox::new();
@@ -1029,6 +1067,45 @@ mod tests {
             .await
             .expect("replayed");
         assert_eq!(replayed.job_id, JobId(41));
+    }
+
+    /// A webhook whose body was pruned has nothing to replay, and says when and why.
+    #[tokio::test]
+    async fn a_pruned_webhook_is_not_replayed_and_says_why() {
+        use crate::model::{PruneReason, Pruned};
+        use crate::ports::MockWebhookInbox;
+        let received_at: DateTime<Utc> = "2026-01-01T10:00:00Z".parse().expect("date");
+        let target = ReplayTarget {
+            id: WebhookId(9),
+            resource: Resource::Order,
+            status: WebhookStatus::Processed,
+            subject_id: Some(5),
+            received_at,
+            pruned: Some(Pruned {
+                at: received_at + chrono::TimeDelta::days(91),
+                why: PruneReason::Retention,
+            }),
+        };
+        // Neither the inbox nor the queue is touched (the mocks expect nothing), nor is anything
+        // recorded.
+        let ops = Ops::new();
+        let refused = replay_webhook(
+            &ops.op(),
+            &MockWebhookInbox::new(),
+            &MockJobQueue::new(),
+            &MemoryShipmentStore::new(),
+            &target,
+            true,
+        )
+        .await;
+        let Err(OperationError::Refused(refusal)) = refused else {
+            panic!("refused: {refused:?}")
+        };
+        assert_eq!(
+            refusal.to_string(),
+            "its body was pruned on 2026-04-02 after 91 days (retention.webhook_body_days): \
+             there is nothing to replay"
+        );
     }
 
     #[tokio::test]

@@ -1282,6 +1282,7 @@ mod tests {
             },
             last_error: None,
             processed_at: None,
+            pruned: None,
         }
     }
 

@@ -9,6 +9,7 @@
 //! The writer of new webhooks is in `write.rs`, the one of status changes in `transition.rs`;
 //! this file holds the inbox, its reads and the batched reader of single webhooks.
 
+mod prune;
 mod transition;
 mod write;
 
@@ -21,8 +22,8 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use domain::error::InboxError;
 use domain::model::{
-    NewWebhook, Recorded, Resource, Webhook, WebhookEvent, WebhookFilter, WebhookId, WebhookStatus,
-    WebhookSummary,
+    NewWebhook, PruneReason, Pruned, Recorded, Resource, Webhook, WebhookEvent, WebhookFilter,
+    WebhookId, WebhookStatus, WebhookSummary,
 };
 use domain::ports::WebhookInbox;
 use sea_orm::{
@@ -176,8 +177,20 @@ fn unavailable(e: DbErr) -> InboxError {
     InboxError::Unavailable(boxed(e))
 }
 
+/// When and why a webhook's body was cleared, from its two columns.
+fn pruned(at: Option<i64>, why: Option<&str>) -> Result<Option<Pruned>, InboxError> {
+    match (at, why) {
+        (Some(at), Some(why)) => Ok(Some(Pruned {
+            at: from_millis(at),
+            why: why.parse().map_err(corrupt)?,
+        })),
+        _ => Ok(None),
+    }
+}
+
 fn summary(m: ListRow) -> Result<WebhookSummary, InboxError> {
     Ok(WebhookSummary {
+        pruned: pruned(m.pruned_at, m.pruned_why.as_deref())?,
         id: WebhookId(m.id),
         resource: m.resource.parse().map_err(corrupt)?,
         topic: m.topic,
@@ -218,35 +231,7 @@ impl WebhookInbox for SqlInbox {
         let Some(m) = answer.await.map_err(|_| InboxError::ShuttingDown)?? else {
             return Ok(None);
         };
-        let headers: Vec<(String, String)> =
-            serde_json::from_str(&m.headers).map_err(|e| corrupt(e.to_string()))?;
-        let resource: Resource = m.resource.parse().map_err(corrupt)?;
-        let status: WebhookStatus = m.status.parse().map_err(corrupt)?;
-        let delivery_id = m.delivery_id.clone();
-        Ok(Some(Webhook {
-            id,
-            data: NewWebhook {
-                resource,
-                topic: m.topic,
-                event: m.event,
-                delivery_id,
-                wc_webhook_id: m.wc_webhook_id,
-                source: m.source,
-                subject_id: m.subject_id,
-                subject_modified: m.subject_modified.map(from_millis),
-                headers,
-                body: Bytes::from(m.body),
-                received_at: from_millis(m.received_at),
-                status,
-                error: if matches!(status, WebhookStatus::Rejected | WebhookStatus::Ignored) {
-                    m.error.clone()
-                } else {
-                    None
-                },
-            },
-            last_error: m.error,
-            processed_at: m.processed_at.map(from_millis),
-        }))
+        Ok(Some(stored(m)?))
     }
 
     async fn list(&self, f: &WebhookFilter) -> Result<Vec<WebhookSummary>, InboxError> {
@@ -288,6 +273,8 @@ impl WebhookInbox for SqlInbox {
                 C::ReceivedAt,
                 C::Status,
                 C::Error,
+                C::PrunedAt,
+                C::PrunedWhy,
             ])
             .order_by_desc(C::Id)
             .limit(limit)
@@ -394,6 +381,58 @@ impl WebhookInbox for SqlInbox {
             .map(|_| ())
             .map_err(unavailable)
     }
+
+    async fn prune_bodies(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, InboxError> {
+        self.prune_expired(before, limit).await
+    }
+
+    async fn mentioning(
+        &self,
+        needle: &str,
+        after: WebhookId,
+        limit: usize,
+    ) -> Result<Vec<Webhook>, InboxError> {
+        self.search(needle, after, limit).await
+    }
+
+    async fn clear_bodies(&self, ids: &[WebhookId], why: PruneReason) -> Result<u64, InboxError> {
+        self.clear(ids, why).await
+    }
+}
+
+/// A stored webhook from its row.
+fn stored(m: webhook::Model) -> Result<Webhook, InboxError> {
+    let id = WebhookId(m.id);
+    let headers: Vec<(String, String)> =
+        serde_json::from_str(&m.headers).map_err(|e| corrupt(e.to_string()))?;
+    let resource: Resource = m.resource.parse().map_err(corrupt)?;
+    let status: WebhookStatus = m.status.parse().map_err(corrupt)?;
+    let delivery_id = m.delivery_id.clone();
+    Ok(Webhook {
+        id,
+        data: NewWebhook {
+            resource,
+            topic: m.topic,
+            event: m.event,
+            delivery_id,
+            wc_webhook_id: m.wc_webhook_id,
+            source: m.source,
+            subject_id: m.subject_id,
+            subject_modified: m.subject_modified.map(from_millis),
+            headers,
+            body: Bytes::from(m.body),
+            received_at: from_millis(m.received_at),
+            status,
+            error: if matches!(status, WebhookStatus::Rejected | WebhookStatus::Ignored) {
+                m.error.clone()
+            } else {
+                None
+            },
+        },
+        last_error: m.error,
+        processed_at: m.processed_at.map(from_millis),
+        pruned: pruned(m.pruned_at, m.pruned_why.as_deref())?,
+    })
 }
 
 /// A listing row: the columns a summary shows.
@@ -407,4 +446,6 @@ struct ListRow {
     received_at: i64,
     status: String,
     error: Option<String>,
+    pruned_at: Option<i64>,
+    pruned_why: Option<String>,
 }

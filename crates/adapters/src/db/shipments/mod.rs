@@ -4,6 +4,7 @@
 //! share one commit, the claims waiting together are one multi-row `INSERT` and the mail marks one
 //! `UPDATE`. Each write returns the row it wrote (`RETURNING`), so nothing is read back.
 
+mod prune;
 mod write;
 
 use crate::db::group::GroupWriter;
@@ -13,8 +14,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::error::StoreError;
 use domain::model::{
-    BookingOutcome, BookingRecorded, Claim, MailUpdate, PastBooking, ShipmentFilter,
-    ShipmentMethod, ShipmentRecord, ShipmentStatus,
+    BookingOutcome, BookingRecorded, Claim, MailUpdate, PastBooking, PruneReason, Pruned,
+    ShipmentFilter, ShipmentMethod, ShipmentRecord, ShipmentStatus,
 };
 use domain::ports::ShipmentStore;
 use sea_orm::{ConnectionTrait, DbErr, QueryResult};
@@ -24,7 +25,8 @@ use write::*;
 pub(super) const COLUMNS: &str = "id, order_id, vendor_id, method, status, delivery_id, request, message, \
      notes, label_pdf IS NOT NULL, tracking_status_created_at, tracking_updated_at, mailed_at, \
      created_at, updated_at, booking_attempt, order_withdrawn, noted_barcode, \
-     tracking_unmailed_since, mail_message_id, mail_state, mail_state_at";
+     tracking_unmailed_since, mail_message_id, mail_state, mail_state_at, label_pruned_at, \
+     label_pruned_why";
 
 /// The shipments on the connector's SQL database.
 #[derive(Debug, Clone)]
@@ -183,6 +185,18 @@ pub(super) fn record(row: &QueryResult) -> Result<ShipmentRecord, StoreError> {
             .try_get_by_index::<Option<i64>>(21)
             .map_err(get)?
             .map(from_millis),
+        label_pruned: match (
+            row.try_get_by_index::<Option<i64>>(22).map_err(get)?,
+            row.try_get_by_index::<Option<String>>(23).map_err(get)?,
+        ) {
+            (Some(at), Some(why)) => Some(Pruned {
+                at: from_millis(at),
+                why: why
+                    .parse()
+                    .map_err(|e: String| StoreError::Unexpected(e.into()))?,
+            }),
+            _ => None,
+        },
     })
 }
 
@@ -588,5 +602,19 @@ impl ShipmentStore for SqlShipmentStore {
         b.sql.push(')');
         b.sql.push_str(" ORDER BY id");
         self.many(b).await
+    }
+
+    async fn prune_labels(
+        &self,
+        delivered_before: Option<DateTime<Utc>>,
+        booked_before: Option<DateTime<Utc>>,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
+        self.prune_expired(delivered_before, booked_before, limit)
+            .await
+    }
+
+    async fn clear_labels(&self, ids: &[i64], why: PruneReason) -> Result<u64, StoreError> {
+        self.clear_ids(ids, why).await
     }
 }

@@ -72,7 +72,11 @@ pub(super) fn record_booking_statement(
     b.param(outcome.message.clone().into());
     b.sql.push_str(", label_pdf = ");
     b.param(Value::Bytes(outcome.label_pdf.clone()));
-    b.sql.push_str(", mailed_at = NULL, updated_at = ");
+    // A new booking's label and request are kept anew (a retention or an erasure cleared the
+    // old ones).
+    b.sql.push_str(
+        ", label_pruned_at = NULL, label_pruned_why = NULL, mailed_at = NULL, updated_at = ",
+    );
     b.param(now.into());
     b.sql.push_str(" WHERE id = ");
     b.param(id.into());
