@@ -434,7 +434,10 @@ impl JobQueue for SqlJobQueue {
         b.param(millis(before).into());
         b.sql
             .push_str(&format!(" ORDER BY updated_at LIMIT {})", limit.max(1)));
-        self.exec(b).await
+        let started = std::time::Instant::now();
+        let deleted = self.exec(b).await;
+        crate::db::pace(started).await;
+        deleted
     }
 
     async fn holds(&self, id: JobId) -> Result<bool, QueueError> {

@@ -201,10 +201,14 @@ impl JobHandler for ConnectorHandler {
     }
 }
 
+/// How long one retention job prunes before it hands the rest to a follow-up job: a graceful
+/// shutdown waits for it.
+const PRUNE_PASS: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// One retention pass, its counts logged and recorded as an event (best-effort).
 async fn prune(retention: &Retention, log: &dyn EventLog) -> Result<(), JobError> {
     let report = retention
-        .prune_once(chrono::Utc::now())
+        .prune_for(chrono::Utc::now(), PRUNE_PASS)
         .await
         .map_err(|e| JobError::Transient {
             reason: domain::error::error_chain(&e),

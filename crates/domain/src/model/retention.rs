@@ -34,7 +34,7 @@ impl Default for RetentionSettings {
             label_days: 90,
             label_undelivered_days: 180,
             dead_job_days: 30,
-            batch: 500,
+            batch: 100,
         }
     }
 }
@@ -184,6 +184,8 @@ pub struct PruneReport {
     pub labels: u64,
     /// Dead jobs deleted.
     pub dead_jobs: u64,
+    /// Whether the pass ran out of time with more to clear (a follow-up pass is enqueued).
+    pub more: bool,
 }
 
 impl PruneReport {
@@ -197,8 +199,11 @@ impl fmt::Display for PruneReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "retention: {} webhook bodies, {} labels, {} dead jobs pruned",
-            self.webhook_bodies, self.labels, self.dead_jobs
+            "retention: {} webhook bodies, {} labels, {} dead jobs pruned{}",
+            self.webhook_bodies,
+            self.labels,
+            self.dead_jobs,
+            if self.more { "; more to come" } else { "" }
         )
     }
 }

@@ -9,15 +9,16 @@
 use crate::error::{InboxError, QueueError, StoreError};
 use crate::model::audit::subject as audit_subject;
 use crate::model::{
-    Actor, AuditAction, ErasureReport, NewAuditEntry, PruneReason, PruneReport, Resource,
-    RetentionSettings, Webhook, WebhookFilter, WebhookId,
+    Actor, AuditAction, ErasureReport, JobKind, NewAuditEntry, NewJob, PruneReason, PruneReport,
+    Resource, RetentionSettings, Webhook, WebhookFilter, WebhookId,
 };
 use crate::ports::{AlertStore, AuditLog, JobQueue, ShipmentStore, WebhookInbox};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Why a prune or an erasure stopped (what it did before stays done: every batch is committed
 /// on its own, and running it again goes on from there).
@@ -58,15 +59,52 @@ impl Retention {
     /// The first port error; the batches before it stay cleared.
     #[tracing::instrument(skip_all)]
     pub async fn prune_once(&self, now: DateTime<Utc>) -> Result<PruneReport, RetentionError> {
+        self.prune(now, None).await
+    }
+
+    /// [`Retention::prune_once`] for `budget` at most: a pass that runs out of time with more
+    /// to clear enqueues a follow-up pass (`JobKind::Prune`, in a second) and says so
+    /// ([`PruneReport::more`]). The worker's passes are bounded so, so that a backlog (a year
+    /// of bodies after an upgrade) never holds a job, or a graceful shutdown, for long.
+    ///
+    /// # Errors
+    /// The first port error; the batches before it stay cleared.
+    #[tracing::instrument(skip_all)]
+    pub async fn prune_for(
+        &self,
+        now: DateTime<Utc>,
+        budget: Duration,
+    ) -> Result<PruneReport, RetentionError> {
+        let report = self.prune(now, Some(Instant::now() + budget)).await?;
+        if report.more {
+            self.queue
+                .enqueue(NewJob {
+                    kind: JobKind::Prune,
+                    run_at: Some(Utc::now() + TimeDelta::seconds(1)),
+                })
+                .await?;
+        }
+        Ok(report)
+    }
+
+    async fn prune(
+        &self,
+        now: DateTime<Utc>,
+        deadline: Option<Instant>,
+    ) -> Result<PruneReport, RetentionError> {
         let cutoffs = self.settings.cutoffs(now);
         let batch = self.settings.batch.max(1);
         let mut report = PruneReport::default();
         if let Some(before) = cutoffs.webhook_bodies {
-            report.webhook_bodies =
-                batches(batch, || self.inbox.prune_bodies(before, batch)).await?;
+            let (n, done) =
+                batches(batch, deadline, || self.inbox.prune_bodies(before, batch)).await?;
+            report.webhook_bodies = n;
+            report.more |= !done;
         }
-        if cutoffs.labels_delivered.is_some() || cutoffs.labels_undelivered.is_some() {
-            report.labels = batches(batch, || {
+        if !report.more
+            && (cutoffs.labels_delivered.is_some() || cutoffs.labels_undelivered.is_some())
+        {
+            let (n, done) = batches(batch, deadline, || {
                 self.shipments.prune_labels(
                     cutoffs.labels_delivered,
                     cutoffs.labels_undelivered,
@@ -74,16 +112,28 @@ impl Retention {
                 )
             })
             .await?;
+            report.labels = n;
+            report.more |= !done;
         }
-        if let Some(before) = cutoffs.dead_jobs {
-            report.dead_jobs = batches(batch, || self.queue.prune_dead(before, batch)).await?;
+        if !report.more
+            && let Some(before) = cutoffs.dead_jobs
+        {
+            let (n, done) =
+                batches(batch, deadline, || self.queue.prune_dead(before, batch)).await?;
+            report.dead_jobs = n;
+            report.more |= !done;
         }
         Ok(report)
     }
 }
 
-/// Runs `one` (a batch of at most `batch` rows) until it clears fewer; the total.
-async fn batches<F, Fut, E>(batch: usize, mut one: F) -> Result<u64, RetentionError>
+/// Runs `one` (a batch of at most `batch` rows) until it clears fewer, or `deadline` passes;
+/// the total, and whether it ran to the end.
+async fn batches<F, Fut, E>(
+    batch: usize,
+    deadline: Option<Instant>,
+    mut one: F,
+) -> Result<(u64, bool), RetentionError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<u64, E>>,
@@ -94,7 +144,10 @@ where
         let n = one().await?;
         total += n;
         if n < batch as u64 {
-            return Ok(total);
+            return Ok((total, true));
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok((total, false));
         }
     }
 }
@@ -270,6 +323,45 @@ fn note(w: &Webhook, all: &mut BTreeSet<i64>, uncleared: &mut BTreeSet<i64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::memory::MemoryShipmentStore;
+    use crate::model::JobId;
+    use crate::ports::{MockJobQueue, MockWebhookInbox};
+
+    /// A pass out of time with a backlog left stops and enqueues its follow-up, so no job (and
+    /// no graceful shutdown) waits for a backlog to be cleared.
+    #[tokio::test]
+    async fn a_pass_out_of_time_hands_the_rest_to_a_follow_up_job() {
+        let mut inbox = MockWebhookInbox::new();
+        // An endless backlog: every batch comes back full.
+        inbox
+            .expect_prune_bodies()
+            .times(1)
+            .returning(|_, limit| Ok(limit as u64));
+        let mut queue = MockJobQueue::new();
+        queue
+            .expect_enqueue()
+            .withf(|job| job.kind == JobKind::Prune && job.run_at.is_some())
+            .times(1)
+            .returning(|_| Ok(JobId(7)));
+        let retention = Retention {
+            inbox: Arc::new(inbox),
+            shipments: Arc::new(MemoryShipmentStore::new()),
+            queue: Arc::new(queue),
+            settings: RetentionSettings::default(),
+        };
+        let report = retention
+            .prune_for(Utc::now(), Duration::ZERO)
+            .await
+            .expect("pruned");
+        assert!(report.more, "{report:?}");
+        assert_eq!(report.webhook_bodies, 100);
+        assert_eq!(
+            (report.labels, report.dead_jobs),
+            (0, 0),
+            "left for the next"
+        );
+        assert!(report.to_string().ends_with("more to come"), "{report}");
+    }
 
     #[test]
     fn a_body_concerns_the_customer_by_billing_shipping_or_customer_email() {

@@ -52,7 +52,9 @@ impl SqlInbox {
             " ORDER BY received_at LIMIT {}) RETURNING id",
             limit.max(1)
         ));
+        let started = std::time::Instant::now();
         let rows = self.db.write(b.build()).await.map_err(unavailable)?;
+        crate::db::pace(started).await;
         Ok(rows.len() as u64)
     }
 

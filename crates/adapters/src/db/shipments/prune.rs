@@ -130,7 +130,10 @@ impl SqlShipmentStore {
             booked_before.map(millis),
             limit.max(1),
         );
-        self.clear(which, PruneReason::Retention).await
+        let started = std::time::Instant::now();
+        let cleared = self.clear(which, PruneReason::Retention).await;
+        crate::db::pace(started).await;
+        cleared
     }
 
     pub(super) async fn clear_ids(&self, ids: &[i64], why: PruneReason) -> Result<u64, StoreError> {
