@@ -194,7 +194,8 @@ async fn expired_bodies_labels_and_dead_jobs_are_pruned_in_batches_and_fresh_one
             PruneReport {
                 webhook_bodies: 5,
                 labels: 2,
-                dead_jobs: 1
+                dead_jobs: 1,
+                more: false,
             },
             "{backend}"
         );
