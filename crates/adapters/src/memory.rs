@@ -880,6 +880,24 @@ impl AlertStore for MemoryAlertStore {
         }
         Ok(n)
     }
+
+    async fn prune_details(
+        &self,
+        before: DateTime<Utc>,
+        note: &str,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for a in lock(&self.alerts)
+            .iter_mut()
+            .filter(|a| a.last_seen < before && a.detail != note)
+            .take(limit)
+        {
+            a.detail = note.to_owned();
+            n += 1;
+        }
+        Ok(n)
+    }
 }
 
 /// The audit log in memory.

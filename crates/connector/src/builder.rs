@@ -328,6 +328,7 @@ impl ConnectorBuilder {
             inbox: inbox.clone(),
             shipments: shipments.clone(),
             queue: queue.clone(),
+            alerts: alerts.store().clone(),
             settings: settings.retention.settings(),
         };
         let mut handler = ConnectorHandler::new(inbox.clone())
@@ -684,6 +685,7 @@ impl Connector {
             inbox: self.inbox.clone(),
             shipments: self.shipments.clone(),
             queue: self.enqueue.clone(),
+            alerts: self.alerts.store().clone(),
             settings: self.settings.retention.settings(),
         }
     }

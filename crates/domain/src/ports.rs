@@ -595,6 +595,18 @@ pub trait AlertStore: Send + Sync {
     /// # Errors
     /// [`StoreError::Unavailable`] when the database cannot be reached.
     async fn erase_details(&self, subjects: &[String], note: &str) -> Result<u64, StoreError>;
+
+    /// Replaces with `note` the detail of at most `limit` alerts last seen before `before`
+    /// (the retention: a detail may quote personal data); returns how many it changed.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached.
+    async fn prune_details(
+        &self,
+        before: DateTime<Utc>,
+        note: &str,
+        limit: usize,
+    ) -> Result<u64, StoreError>;
 }
 
 /// The outbound webhook of alerts (`alerts.webhook_url`): a JSON document with a `text` field

@@ -319,4 +319,25 @@ impl AlertStore for SqlAlertStore {
         }
         Ok(n)
     }
+
+    async fn prune_details(
+        &self,
+        before: DateTime<Utc>,
+        note: &str,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
+        let mut b = self.builder("UPDATE alerts SET detail = ");
+        b.param(note.into());
+        b.sql
+            .push_str(" WHERE id IN (SELECT id FROM alerts WHERE last_seen < ");
+        b.param(millis(before).into());
+        b.sql.push_str(" AND detail <> ");
+        b.param(note.into());
+        b.sql
+            .push_str(&format!(" ORDER BY id LIMIT {})", limit.max(1)));
+        let started = std::time::Instant::now();
+        let changed = self.exec(b).await;
+        crate::db::pace(started).await;
+        changed
+    }
 }

@@ -178,11 +178,34 @@ async fn expired_bodies_labels_and_dead_jobs_are_pruned_in_batches_and_fresh_one
         )
         .await;
 
+        // Two refused bookings' alerts quoting the carrier request: one last seen 100 days ago.
+        let alerts = Arc::new(SqlAlertStore::new(database.clone()));
+        for subject in ["shipment:901", "shipment:902"] {
+            alerts
+                .raise(&domain::model::NewAlert {
+                    kind: domain::model::AlertKind::BookingRefused,
+                    subject: subject.into(),
+                    summary: "Error enviament Koiki".into(),
+                    detail: "nombreDesti: Ana, direccionDesti: Carrer Major 1".into(),
+                })
+                .await
+                .expect("raised");
+        }
+        exec(
+            &database,
+            &format!(
+                "UPDATE alerts SET last_seen = {} WHERE subject = 'shipment:901'",
+                days_ago(100).timestamp_millis()
+            ),
+        )
+        .await;
+
         let history = inbox.history(old[0]).await.expect("history").len();
         let retention = Retention {
             inbox: inbox.clone(),
             shipments: store.clone(),
             queue: queue.clone(),
+            alerts: alerts.clone(),
             settings: RetentionSettings {
                 batch: 2,
                 ..RetentionSettings::default()
@@ -195,9 +218,27 @@ async fn expired_bodies_labels_and_dead_jobs_are_pruned_in_batches_and_fresh_one
                 webhook_bodies: 5,
                 labels: 2,
                 dead_jobs: 1,
+                alert_details: 1,
                 more: false,
             },
             "{backend}"
+        );
+        let details: Vec<(String, String)> = alerts
+            .list(&domain::model::AlertFilter::default())
+            .await
+            .expect("alerts")
+            .into_iter()
+            .map(|a| (a.subject, a.detail))
+            .collect();
+        assert!(
+            details.contains(&(
+                "shipment:901".into(),
+                domain::service::retention::ALERT_DETAIL_PRUNED.into()
+            )) && details.contains(&(
+                "shipment:902".into(),
+                "nombreDesti: Ana, direccionDesti: Carrer Major 1".into()
+            )),
+            "{backend}: the old detail cleared, the fresh one kept: {details:?}"
         );
         assert!(
             retention
@@ -335,8 +376,9 @@ async fn zero_days_keeps_everything() {
         .expect("record");
     let retention = Retention {
         inbox: inbox.clone(),
-        shipments: Arc::new(SqlShipmentStore::new(database)),
+        shipments: Arc::new(SqlShipmentStore::new(database.clone())),
         queue: Arc::new(queue),
+        alerts: Arc::new(SqlAlertStore::new(database)),
         settings: RetentionSettings {
             webhook_body_days: 0,
             label_days: 0,

@@ -184,6 +184,8 @@ pub struct PruneReport {
     pub labels: u64,
     /// Dead jobs deleted.
     pub dead_jobs: u64,
+    /// Alerts whose detail was cleared.
+    pub alert_details: u64,
     /// Whether the pass ran out of time with more to clear (a follow-up pass is enqueued).
     pub more: bool,
 }
@@ -199,10 +201,11 @@ impl fmt::Display for PruneReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "retention: {} webhook bodies, {} labels, {} dead jobs pruned{}",
+            "retention: {} webhook bodies, {} labels, {} dead jobs, {} alert details pruned{}",
             self.webhook_bodies,
             self.labels,
             self.dead_jobs,
+            self.alert_details,
             if self.more { "; more to come" } else { "" }
         )
     }

@@ -38,6 +38,10 @@ pub enum RetentionError {
     NotAnEmail(String),
 }
 
+/// An alert's detail once its retention has passed.
+pub const ALERT_DETAIL_PRUNED: &str =
+    "(detall esborrat: retention.webhook_body_days / detail pruned after its retention)";
+
 /// The periodic retention pass.
 #[derive(Clone)]
 pub struct Retention {
@@ -47,6 +51,9 @@ pub struct Retention {
     pub shipments: Arc<dyn ShipmentStore>,
     /// Dead jobs.
     pub queue: Arc<dyn JobQueue>,
+    /// Alerts, whose details may quote personal data (a refused booking's, the carrier
+    /// request): kept as long as a webhook's body.
+    pub alerts: Arc<dyn AlertStore>,
     /// How long each is kept.
     pub settings: RetentionSettings,
 }
@@ -100,6 +107,15 @@ impl Retention {
                 batches(batch, deadline, || self.inbox.prune_bodies(before, batch)).await?;
             report.webhook_bodies = n;
             report.more |= !done;
+            if !report.more {
+                let (n, done) = batches(batch, deadline, || {
+                    self.alerts
+                        .prune_details(before, ALERT_DETAIL_PRUNED, batch)
+                })
+                .await?;
+                report.alert_details = n;
+                report.more |= !done;
+            }
         }
         if !report.more
             && (cutoffs.labels_delivered.is_some() || cutoffs.labels_undelivered.is_some())
@@ -347,6 +363,7 @@ mod tests {
             inbox: Arc::new(inbox),
             shipments: Arc::new(MemoryShipmentStore::new()),
             queue: Arc::new(queue),
+            alerts: Arc::new(crate::memory::MemoryAlertStore::new()),
             settings: RetentionSettings::default(),
         };
         let report = retention
