@@ -165,13 +165,38 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     })
 }
 
+/// The settings both runs share: the database, no reconciliation, no logs.
+fn figment(db_url: &str) -> Result<figment::Figment> {
+    Ok(Settings::figment(None)?
+        .merge(Serialized::default("database.url", db_url))
+        .merge(Serialized::default("reconcile.enabled", "false"))
+        .merge(Serialized::default("log.level", "off")))
+}
+
+/// Calls `one` N times at an even pace over S seconds (every 100 ms, a tenth of a second's
+/// share), with ids from 50,000,000 (jobs and alerts that exist nowhere else).
+async fn paced<F, Fut>(args: &AlertArgs, mut one: F) -> Result<()>
+where
+    F: FnMut(i64) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let per_tick = (args.jobs / (args.seconds as usize * 10)).max(1);
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut done = 0;
+    while done < args.jobs {
+        tick.tick().await;
+        for _ in 0..per_tick.min(args.jobs - done) {
+            one(50_000_000 + done as i64).await?;
+            done += 1;
+        }
+    }
+    Ok(())
+}
+
 /// N job_dead alerts raised over S seconds through the connector's `Alerts`, with no worker,
 /// then told once (to a mailer in memory): the CPU of the alerts' own path.
 async fn alerts_alone(args: &AlertArgs, db_url: &str) -> Result<Run> {
-    let settings: Settings = Settings::figment(None)?
-        .merge(Serialized::default("database.url", db_url))
-        .merge(Serialized::default("reconcile.enabled", "false"))
-        .merge(Serialized::default("log.level", "off"))
+    let settings: Settings = figment(db_url)?
         .merge(Serialized::default(
             "mail.admin_recipients",
             vec!["admin@example.coop"],
@@ -193,13 +218,9 @@ async fn alerts_alone(args: &AlertArgs, db_url: &str) -> Result<Run> {
     };
     let started = Instant::now();
     let cpu_before = cpu_time()?;
-    let per_tick = (args.jobs / (args.seconds as usize * 10)).max(1);
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    let mut raised = 0;
-    while raised < args.jobs {
-        tick.tick().await;
-        for _ in 0..per_tick.min(args.jobs - raised) {
-            let id = 50_000_000 + raised as i64;
+    paced(args, |id| {
+        let alerts = &alerts;
+        async move {
             alerts
                 .raise(NewAlert {
                     kind: AlertKind::JobDead,
@@ -208,9 +229,10 @@ async fn alerts_alone(args: &AlertArgs, db_url: &str) -> Result<Run> {
                     detail: "La tasca ha fallat definitivament: no shipment".into(),
                 })
                 .await?;
-            raised += 1;
+            Ok(())
         }
-    }
+    })
+    .await?;
     alerts.flush_folded(true).await?;
     delivery
         .deliver()
@@ -249,11 +271,7 @@ async fn storm(args: &AlertArgs, db_url: &str, alerts_on: bool) -> Result<Run> {
     } else {
         AlertKind::ALL.iter().map(|k| k.as_str()).collect()
     };
-    let mut figment = Settings::figment(None)?
-        .merge(Serialized::default("database.url", db_url))
-        .merge(Serialized::default("reconcile.enabled", "false"))
-        .merge(Serialized::default("log.level", "off"))
-        .merge(Serialized::default("alerts.off", off));
+    let mut figment = figment(db_url)?.merge(Serialized::default("alerts.off", off));
     for (key, value) in fakes.config() {
         figment = figment.merge(Serialized::default(key, value));
     }
@@ -265,23 +283,19 @@ async fn storm(args: &AlertArgs, db_url: &str, alerts_on: bool) -> Result<Run> {
 
     let started = Instant::now();
     let cpu_before = cpu_time()?;
-    let per_tick = (args.jobs / (args.seconds as usize * 10)).max(1);
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    let mut enqueued = 0;
-    while enqueued < args.jobs {
-        tick.tick().await;
-        for _ in 0..per_tick.min(args.jobs - enqueued) {
+    paced(args, |shipment_id| {
+        let queue = &queue;
+        async move {
             queue
                 .enqueue(NewJob {
-                    kind: JobKind::TrackShipment {
-                        shipment_id: 50_000_000 + enqueued as i64,
-                    },
+                    kind: JobKind::TrackShipment { shipment_id },
                     run_at: None,
                 })
                 .await?;
-            enqueued += 1;
+            Ok(())
         }
-    }
+    })
+    .await?;
     let want = i64::try_from(args.jobs)?;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
